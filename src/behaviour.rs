@@ -1,0 +1,129 @@
+//! The behaviour users implement: [`TakeoverActor`].
+
+use std::future::Future;
+
+use ractor::{ActorProcessingErr, ActorRef};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Epoch, NodeId, StateCodecErr, TakeoverMessage};
+
+/// How an instance came to hold the name, as `go` receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StartType {
+    /// Nobody held the name; this instance registered it.
+    Normal,
+    /// The holder on `from` went away; this instance took the name without its
+    /// state (the state it has is its own, from `init`).
+    Failover {
+        /// The node of the previous holder.
+        from: NodeId,
+    },
+    /// The holder on `from` handed its name and state to this instance.
+    Takeover {
+        /// The node of the previous holder.
+        from: NodeId,
+    },
+}
+
+/// What a running instance knows about itself; passed to every hook.
+pub struct TakeoverCtx<A: TakeoverActor> {
+    pub(crate) myself: ActorRef<TakeoverMessage<A>>,
+    pub(crate) name: String,
+    pub(crate) node: NodeId,
+    pub(crate) epoch: Option<Epoch>,
+}
+
+impl<A: TakeoverActor> TakeoverCtx<A> {
+    /// The instance's own actor.
+    pub fn myself(&self) -> &ActorRef<TakeoverMessage<A>> {
+        &self.myself
+    }
+
+    /// The global name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This node.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// The epoch under which this instance holds the name, `None` while it is
+    /// a standby. Use it as a fencing token: attach it to side effects so that
+    /// a downstream system can refuse writes from a holder that was replaced.
+    pub fn epoch(&self) -> Option<Epoch> {
+        self.epoch
+    }
+}
+
+/// A cluster-global server that can move between nodes with its state.
+///
+/// It mirrors [`ractor::Actor`]: implement it, then spawn it with
+/// [`crate::TakeoverServer`], which is the ractor actor that runs it. Every
+/// message is a request with a reply (a cast discards the reply), so that the
+/// runtime can buffer, forward and answer calls across a takeover without
+/// knowing your types.
+pub trait TakeoverActor: Sized + Send + Sync + 'static {
+    /// The requests clients send.
+    type Msg: Serialize + DeserializeOwned + Send + 'static;
+    /// The replies to them.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// The state that moves on takeover.
+    type State: Send + 'static;
+    /// What `init` gets.
+    type Arguments: Send + 'static;
+
+    /// Builds the instance's initial state. Every instance runs it, holder or
+    /// standby; a takeover replaces the state with the old holder's.
+    fn init(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        args: Self::Arguments,
+    ) -> impl Future<Output = Result<Self::State, ActorProcessingErr>> + Send;
+
+    /// The start phase, called once the instance holds the name and (on a
+    /// takeover) has the old state, before any buffered call is served.
+    fn go(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        start: &StartType,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let _ = (ctx, start, state);
+        async { Ok(()) }
+    }
+
+    /// Handles one request on the holder. An error is sent to the caller and
+    /// then fails the actor, as in ractor.
+    fn handle(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<Self::Reply, ActorProcessingErr>> + Send;
+
+    /// Encodes the state for a takeover. Override to use another format or to
+    /// send only part of it.
+    fn encode_state(&self, state: &Self::State) -> Result<Vec<u8>, StateCodecErr>;
+
+    /// Decodes a transferred state. An error aborts the takeover; the old
+    /// holder keeps the name and its state.
+    fn decode_state(&self, bytes: &[u8]) -> Result<Self::State, StateCodecErr>;
+}
+
+/// Encodes a serde state with postcard: the default codec, for
+/// [`TakeoverActor::encode_state`].
+///
+/// Why postcard: it is maintained, compact and made for serde; bincode 3.0.0
+/// on the registry is a non-functional release.
+pub fn encode_postcard<S: Serialize>(state: &S) -> Result<Vec<u8>, StateCodecErr> {
+    postcard::to_allocvec(state).map_err(|e| StateCodecErr::Encode(e.to_string()))
+}
+
+/// Decodes a postcard state, for [`TakeoverActor::decode_state`].
+pub fn decode_postcard<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, StateCodecErr> {
+    postcard::from_bytes(bytes).map_err(|e| StateCodecErr::Decode(e.to_string()))
+}

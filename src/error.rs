@@ -1,0 +1,201 @@
+//! Errors, one small enum per failure domain.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+
+/// Errors of a node's view of the cluster-global names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RegistryErr {
+    /// The name is held by a live instance; registering again would create a
+    /// second holder. Wait as a standby, or take the name over instead.
+    AlreadyRegistered {
+        /// The name.
+        name: String,
+        /// The node of the current holder.
+        holder: NodeId,
+        /// The holder's epoch.
+        epoch: u64,
+    },
+    /// Registry changes stayed in flight for the whole wait: the view could
+    /// not settle. Retry later or raise the timeout.
+    NotSettled {
+        /// How long the lookup waited.
+        waited: Duration,
+    },
+    /// This node is down (crashed in the fake cluster, or its node server is gone).
+    NodeDown(NodeId),
+    /// The backend failed.
+    Backend(String),
+}
+
+impl fmt::Display for RegistryErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::AlreadyRegistered {
+                name,
+                holder,
+                epoch,
+            } => write!(
+                f,
+                "name {name:?} is already held by node {holder} at epoch {epoch}; wait as a standby or take it over"
+            ),
+            Self::NotSettled { waited } => write!(
+                f,
+                "registry changes were still in flight after {waited:?}; retry or raise the timeout"
+            ),
+            Self::NodeDown(node) => write!(f, "node {node} is down"),
+            Self::Backend(msg) => write!(f, "registry backend failed: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for RegistryErr {}
+
+/// A state that could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum StateCodecErr {
+    /// Encoding the state failed on the old instance.
+    Encode(String),
+    /// Decoding the transferred bytes failed on the new instance.
+    Decode(String),
+    /// The encoded state is larger than the configured maximum.
+    TooLarge {
+        /// Size of the encoded state.
+        bytes: usize,
+        /// The configured maximum (`TakeoverConfig::max_state_bytes`).
+        max: usize,
+    },
+}
+
+impl fmt::Display for StateCodecErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Encode(e) => write!(f, "could not encode the state: {e}"),
+            Self::Decode(e) => write!(
+                f,
+                "could not decode the transferred state: {e}; the old instance keeps serving"
+            ),
+            Self::TooLarge { bytes, max } => write!(
+                f,
+                "the encoded state is {bytes} bytes, over the maximum of {max}; raise max_state_bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StateCodecErr {}
+
+/// Why a takeover (or a `go` request) did not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TakeoverErr {
+    /// The instance asked to take over is not a standby (it already holds the
+    /// name, is pulling state, or is retiring).
+    NotStandby,
+    /// No live instance holds the name, so there is nothing to take over.
+    /// Start the standby with a failover instead.
+    NoHolder,
+    /// The old instance did not send its state within the pull timeout while
+    /// it still looked alive (a partition or a hung node). The steal was
+    /// rolled back; the old instance keeps the name.
+    Timeout {
+        /// The pull timeout that passed.
+        after: Duration,
+    },
+    /// The state could not be encoded, decoded, or was too large. The steal was
+    /// rolled back; the old instance keeps the name and its state.
+    State(StateCodecErr),
+    /// The old instance refused the handover (it no longer held the name at
+    /// the epoch the request named).
+    Refused(String),
+    /// The registry failed.
+    Registry(RegistryErr),
+    /// The instance stopped before the takeover completed.
+    InstanceGone,
+}
+
+impl fmt::Display for TakeoverErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotStandby => write!(f, "the instance is not a standby; only a standby can take over"),
+            Self::NoHolder => write!(f, "no live instance holds the name; start a failover instead"),
+            Self::Timeout { after } => write!(
+                f,
+                "the old instance sent no state within {after:?}; the takeover was rolled back and the old instance keeps the name"
+            ),
+            Self::State(e) => write!(f, "takeover aborted: {e}"),
+            Self::Refused(why) => write!(f, "the old instance refused the handover: {why}"),
+            Self::Registry(e) => write!(f, "takeover aborted by the registry: {e}"),
+            Self::InstanceGone => write!(f, "the instance stopped before the takeover completed"),
+        }
+    }
+}
+
+impl std::error::Error for TakeoverErr {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::State(e) => Some(e),
+            Self::Registry(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<RegistryErr> for TakeoverErr {
+    fn from(value: RegistryErr) -> Self {
+        Self::Registry(value)
+    }
+}
+
+/// Why a call to a global name got no reply from the server's handler.
+///
+/// It travels back to the caller inside the reply, so it is serializable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum CallErr {
+    /// No instance holds the name (and no standby could take the call).
+    NotRegistered(String),
+    /// The deadline passed before a reply came.
+    Timeout,
+    /// The new holder's handover buffer was full; the call was not handled.
+    /// Retry after the takeover, or raise `TakeoverConfig::buffer_capacity`.
+    BufferFull {
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+    /// The server's handler returned an error for this call (the server then
+    /// fails, as a ractor actor does).
+    Handler(String),
+    /// The message could not be encoded or decoded on its way.
+    Codec(String),
+    /// The call was lost on its way or with its instance (a link failed, or
+    /// the instance died before answering); it may not have been handled.
+    NoReply,
+}
+
+impl fmt::Display for CallErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotRegistered(name) => write!(f, "no instance holds the name {name:?}"),
+            Self::Timeout => write!(f, "the call's deadline passed before a reply came"),
+            Self::BufferFull { capacity } => write!(
+                f,
+                "the handover buffer is full ({capacity} calls); the call was not handled, retry after the takeover"
+            ),
+            Self::Handler(e) => write!(f, "the server's handler failed: {e}"),
+            Self::Codec(e) => write!(f, "the message could not be encoded or decoded: {e}"),
+            Self::NoReply => write!(
+                f,
+                "the call was lost on its way or with its instance; it may not have been handled"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for CallErr {}

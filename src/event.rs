@@ -1,0 +1,130 @@
+//! Events: every transition of an instance, for subscribers and metrics.
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use crate::{Epoch, NodeId, RegistrationInfo, StartType, TakeoverErr};
+
+/// One transition of one instance.
+#[derive(Clone, Debug)]
+pub struct TakeoverEvent {
+    /// The global name.
+    pub name: String,
+    /// The node of the instance the event is about.
+    pub node: NodeId,
+    /// The instance's epoch when the event happened, if it had one.
+    pub epoch: Option<Epoch>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened to an instance.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The instance holds the name and runs; `start` says how it started.
+    Registered {
+        /// Normal, failover or takeover.
+        start: StartType,
+    },
+    /// The instance found the name held and waits for a `go`.
+    Standby {
+        /// The holder it saw, if any.
+        holder: Option<RegistrationInfo>,
+    },
+    /// The instance stole the name and asked the old holder for its state.
+    TakeoverStarted {
+        /// The old holder.
+        from: RegistrationInfo,
+    },
+    /// The old holder sent its state and now forwards what reaches it.
+    StateSent {
+        /// The new holder.
+        to: RegistrationInfo,
+        /// Size of the encoded state.
+        bytes: usize,
+    },
+    /// The new holder received and installed the state.
+    StateTransferred {
+        /// The old holder.
+        from: RegistrationInfo,
+        /// Size of the encoded state.
+        bytes: usize,
+        /// From the steal to the installed state.
+        duration: Duration,
+    },
+    /// The takeover finished: the new holder serves, buffered calls included.
+    HandoverDone {
+        /// The old holder.
+        from: RegistrationInfo,
+        /// From the steal until the buffered calls were served.
+        pause: Duration,
+        /// How many calls waited in the buffer.
+        buffered: usize,
+    },
+    /// The takeover failed and was rolled back; the old holder keeps the name.
+    TakeoverAborted {
+        /// Why.
+        error: TakeoverErr,
+    },
+    /// The old holder went away before its state arrived: the new holder runs
+    /// as a failover, with the state it had (the old state is lost).
+    StateLost {
+        /// The old holder.
+        from: RegistrationInfo,
+    },
+    /// The old holder got its name back after the takeover was aborted.
+    HandoverResumed {
+        /// The instance whose takeover failed.
+        successor: RegistrationInfo,
+    },
+    /// The old holder retired: it unregistered and drains, forwarding.
+    Retired {
+        /// The new holder.
+        to: RegistrationInfo,
+        /// Calls it forwarded to the new holder.
+        forwarded: usize,
+    },
+    /// A call was rejected because the handover buffer was full.
+    BufferFull {
+        /// The buffer's capacity.
+        capacity: usize,
+    },
+}
+
+/// Where instances publish their [`TakeoverEvent`]s. Cheap to clone; share one
+/// hub between instances to watch them all.
+///
+/// A subscriber that falls more than the hub's capacity behind loses the
+/// oldest events (it sees `RecvError::Lagged`); events are diagnostics, the
+/// protocol never depends on them.
+#[derive(Clone, Debug)]
+pub struct EventHub {
+    tx: broadcast::Sender<TakeoverEvent>,
+}
+
+impl EventHub {
+    /// A hub that keeps up to `capacity` events for slow subscribers.
+    pub fn new(capacity: usize) -> Self {
+        let (tx, _) = broadcast::channel(capacity.max(1));
+        Self { tx }
+    }
+
+    /// Subscribes to every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<TakeoverEvent> {
+        self.tx.subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: TakeoverEvent) {
+        tracing::debug!(name = %event.name, node = %event.node, epoch = ?event.epoch, kind = ?event.kind, "takeover event");
+        // No subscriber is not an error: events are optional diagnostics.
+        let _ = self.tx.send(event);
+    }
+}
+
+impl Default for EventHub {
+    fn default() -> Self {
+        Self::new(1024)
+    }
+}

@@ -1,0 +1,116 @@
+//! Erlang/OTP-style takeover and failover of cluster-global servers for
+//! [ractor](https://docs.rs/ractor).
+//!
+//! One server per cluster under a global name. The first instance registers;
+//! others wait as standbys. A takeover moves the name *and the state* to
+//! another instance: the new instance steals the name first, so new calls come
+//! to it and wait in a bounded buffer, then pulls the state from the old
+//! instance with actor messages; the old instance answers what reached it
+//! before, forwards what reaches it after, and retires once the new one runs.
+//! No call is lost or answered twice across a takeover.
+//!
+//! ```
+//! use std::time::Duration;
+//! use ractor::ActorProcessingErr;
+//! use ractor_takeover::fake::FakeCluster;
+//! use ractor_takeover::*;
+//!
+//! struct Counter;
+//!
+//! impl TakeoverActor for Counter {
+//!     type Msg = u64; // add this much
+//!     type Reply = u64; // the new total
+//!     type State = u64;
+//!     type Arguments = ();
+//!
+//!     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
+//!         Ok(0)
+//!     }
+//!     async fn handle(&self, _: &TakeoverCtx<Self>, add: u64, total: &mut u64)
+//!         -> Result<u64, ActorProcessingErr> {
+//!         *total += add;
+//!         Ok(*total)
+//!     }
+//!     fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> { encode_postcard(s) }
+//!     fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> { decode_postcard(b) }
+//! }
+//!
+//! # #[tokio::main] async fn main() {
+//! let cluster = FakeCluster::new(["a", "b"]);
+//! let t = Duration::from_secs(5);
+//! let srv = |n| TakeoverServer::new("counter", Counter, cluster.registry(n), Default::default());
+//! let (_on_a, _) = srv("a").spawn(()).await.unwrap(); // registers: Normal
+//! let (on_b, _) = srv("b").spawn(()).await.unwrap(); // waits as standby
+//!
+//! let client = GlobalClient::<Counter>::new("counter", cluster.registry("b"));
+//! assert_eq!(client.call(5, t).await, Ok(5));
+//! let report = takeover(&on_b, t).await.unwrap(); // steal, then pull the state
+//! assert_eq!(report.start, StartType::Takeover { from: "a".into() });
+//! assert_eq!(client.call(1, t).await, Ok(6)); // the state came along
+//! # }
+//! ```
+//!
+//! # Layout
+//! - [`behaviour`](TakeoverActor): the trait users implement, the start types.
+//! - `server`: the ractor actor that runs a behaviour; registration at start,
+//!   `go`, and both sides of the handover protocol.
+//! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
+//!   and how messages cross nodes.
+//! - `registry`: the [`Registry`] trait, one node's view of the global names.
+//! - [`fake`]: an in-process cluster with fault injection (feature `test-util`).
+//! - `client`: [`GlobalClient`], calling the server by name.
+//! - `event`: [`TakeoverEvent`]s for subscribers.
+//! - `config`, `error`, `node`: settings, errors, node identities.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod behaviour;
+mod client;
+mod config;
+mod error;
+mod event;
+#[cfg(feature = "test-util")]
+pub mod fake;
+mod message;
+mod node;
+mod registry;
+mod server;
+
+pub use behaviour::decode_postcard;
+pub use behaviour::encode_postcard;
+pub use behaviour::StartType;
+pub use behaviour::TakeoverActor;
+pub use behaviour::TakeoverCtx;
+pub use client::GlobalClient;
+pub use config::TakeoverConfig;
+pub use error::CallErr;
+pub use error::RegistryErr;
+pub use error::StateCodecErr;
+pub use error::TakeoverErr;
+pub use event::EventHub;
+pub use event::EventKind;
+pub use event::TakeoverEvent;
+pub use message::GoRequest;
+pub use message::HandoverMsg;
+pub use message::HandoverReport;
+pub use message::InstanceStatus;
+pub use message::Phase;
+pub use message::ReplyErr;
+pub use message::ReplyPort;
+pub use message::TakeoverMessage;
+pub use node::NodeId;
+pub use registry::BoxFuture;
+pub use registry::Delivery;
+pub use registry::Epoch;
+pub use registry::LeaveReason;
+pub use registry::Registration;
+pub use registry::RegistrationInfo;
+pub use registry::Registry;
+pub use registry::RegistryEvent;
+pub use server::go;
+pub use server::status;
+pub use server::takeover;
+pub use server::ServerState;
+pub use server::TakeoverRef;
+pub use server::TakeoverServer;

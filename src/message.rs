@@ -1,0 +1,307 @@
+//! The runtime actor's message type and how messages cross nodes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::concurrency::oneshot;
+use ractor::RpcReplyPort;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    CallErr, Epoch, Registration, RegistrationInfo, Registry, RegistryEvent, StartType,
+    StateCodecErr, TakeoverActor, TakeoverErr,
+};
+
+/// The reply port of a call: the handler's reply, or why there is none.
+pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
+
+/// A message of a [`crate::TakeoverServer`].
+///
+/// Users send `Call`s (through [`crate::GlobalClient`] or directly);
+/// the other variants are the handover protocol and the runtime's own.
+#[non_exhaustive]
+pub enum TakeoverMessage<A: TakeoverActor> {
+    /// A request; `reply` is `None` for a cast.
+    Call {
+        /// The request.
+        msg: A::Msg,
+        /// Where the reply goes.
+        reply: Option<ReplyPort<A>>,
+    },
+    /// Start this standby as a holder (manual takeover, or placement).
+    Go {
+        /// Takeover or failover.
+        request: GoRequest,
+        /// Answered when the instance runs as holder, or the attempt failed.
+        reply: Option<RpcReplyPort<Result<HandoverReport, TakeoverErr>>>,
+    },
+    /// What this instance is doing.
+    Status(RpcReplyPort<InstanceStatus>),
+    /// A handover protocol message from another instance.
+    Handover(HandoverMsg),
+    /// A change in this node's registry view.
+    Registry(RegistryEvent),
+    /// The pull of the state at this epoch took too long.
+    PullTimeout(Epoch),
+}
+
+impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {}
+
+/// How a standby should start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GoRequest {
+    /// Steal the name from the current holder, then pull its state.
+    Takeover,
+    /// Take the name without state: the holder on `from` is gone.
+    Failover {
+        /// The node of the previous holder.
+        from: crate::NodeId,
+    },
+}
+
+/// The handover protocol, between two instances of one name.
+///
+/// ```text
+///   new (standby)                 registry                 old (holder, epoch e)
+///       | go(Takeover)               |                            |
+///       |-- steal: epoch e' > e ---->|-- lookups resolve to new   |
+///       |-- StateRequest{e, new} ------------------------------->| answers what came before,
+///       |   buffers calls            |                            | encodes its state
+///       |<------------------------------- StateReply{bytes} -----| then forwards every call
+///       | decode, install, go(Takeover{from}),                    | that still reaches it
+///       | serve buffered calls in order                           |
+///       |-- HandoverDone ---------------------------------------->| unregisters, drains, stops
+///       |                                                         |
+///   on decode error / timeout while old is alive:                 |
+///       |-- HandoverAborted ------------------------------------->| serves again, with its state
+///       |-- unregister e', forward buffered calls to old          |
+///   on old gone (node down, died) before the state: run as Failover, report StateLost
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum HandoverMsg {
+    /// New to old: send me your state (you hold at `holder_epoch`).
+    StateRequest {
+        /// The epoch the requester saw the old holder at.
+        holder_epoch: Epoch,
+        /// The requester's own (stolen) registration.
+        requester: RegistrationInfo,
+    },
+    /// Old to new: the state, or why not.
+    StateReply {
+        /// The requester's epoch, to match the reply with its pull.
+        requester_epoch: Epoch,
+        /// The encoded state, or why there is none.
+        result: Result<Vec<u8>, ReplyErr>,
+    },
+    /// New to old: the state is in, retire.
+    HandoverDone {
+        /// The new holder.
+        successor: RegistrationInfo,
+    },
+    /// New to old: the takeover failed, serve again.
+    HandoverAborted {
+        /// The instance whose takeover failed.
+        successor: RegistrationInfo,
+    },
+}
+
+/// Why an old holder sent no state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ReplyErr {
+    /// Its state could not be encoded or was too large.
+    State(StateCodecErr),
+    /// It does not hold the name at the epoch the request named.
+    Refused(String),
+}
+
+/// What a finished takeover did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverReport {
+    /// The new holder's registration.
+    pub holder: RegistrationInfo,
+    /// How it started (a takeover whose old holder vanished ends as a failover).
+    pub start: StartType,
+    /// Size of the transferred state (0 on a failover).
+    pub state_bytes: usize,
+    /// From the steal until the buffered calls were served.
+    pub pause: Duration,
+    /// Calls that waited in the buffer.
+    pub buffered: usize,
+}
+
+/// The phase of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting for a `go`.
+    Standby,
+    /// Stole the name, waiting for the old state.
+    Pulling,
+    /// Holds the name and serves.
+    Holder,
+    /// Handed its state over; forwards what reaches it.
+    Retiring,
+}
+
+/// What an instance is doing, from [`TakeoverMessage::Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Its phase.
+    pub phase: Phase,
+    /// Its epoch, while it has a registration.
+    pub epoch: Option<Epoch>,
+    /// Its node.
+    pub node: crate::NodeId,
+}
+
+/// How many nodes a message may be re-routed through when its instance turned
+/// out to be gone on arrival (retired between lookup and delivery).
+const MAX_REROUTES: u8 = 2;
+
+/// Sends `msg` to the instance `to`, through the link from this node.
+///
+/// A call whose instance refuses it on arrival (it retired and drains, or
+/// died) was not handled, so the destination node re-routes it to the holder
+/// in its own view. Other messages are dropped then; their senders time out.
+pub(crate) fn deliver<A: TakeoverActor>(
+    registry: &Arc<dyn Registry>,
+    to: &Registration,
+    msg: TakeoverMessage<A>,
+) {
+    deliver_hops(registry, to, msg, MAX_REROUTES)
+}
+
+fn deliver_hops<A: TakeoverActor>(
+    registry: &Arc<dyn Registry>,
+    to: &Registration,
+    msg: TakeoverMessage<A>,
+    hops: u8,
+) {
+    let from = registry.node().clone();
+    if to.node() == &from {
+        send_here(registry, to, msg, hops);
+        return;
+    }
+    let serialize = registry.serialize_messages();
+    let to = to.clone();
+    registry.send_to(
+        &to.node().clone(),
+        Box::new(move |dest: Arc<dyn Registry>| {
+            let msg = if serialize {
+                match roundtrip(msg) {
+                    Some(m) => m,
+                    None => return,
+                }
+            } else {
+                msg
+            };
+            let msg = relay_reply(msg, &dest, &from);
+            send_here(&dest, &to, msg, hops);
+        }),
+    );
+}
+
+/// Sends on this node; a refused call is re-routed to this view's holder.
+fn send_here<A: TakeoverActor>(
+    registry: &Arc<dyn Registry>,
+    to: &Registration,
+    msg: TakeoverMessage<A>,
+    hops: u8,
+) {
+    let Err(ractor::MessagingErr::SendErr(msg)) = to.cell().send_message(msg) else {
+        return;
+    };
+    let TakeoverMessage::Call { msg, reply } = msg else {
+        tracing::debug!(name = to.name(), "instance gone; protocol message dropped");
+        return;
+    };
+    match registry.lookup(to.name()) {
+        Some(next) if hops > 0 && next.cell().get_id() != to.cell().get_id() => {
+            deliver_hops::<A>(registry, &next, TakeoverMessage::Call { msg, reply }, hops - 1)
+        }
+        _ => {
+            if let Some(reply) = reply {
+                let _ = reply.send(Err(CallErr::NotRegistered(to.name().to_string())));
+            }
+        }
+    }
+}
+
+/// Makes a call's reply travel back over the reverse link, as it would over a
+/// network, instead of straight through the in-process port.
+fn relay_reply<A: TakeoverActor>(
+    msg: TakeoverMessage<A>,
+    dest: &Arc<dyn Registry>,
+    origin: &crate::NodeId,
+) -> TakeoverMessage<A> {
+    match msg {
+        TakeoverMessage::Call {
+            msg,
+            reply: Some(port),
+        } if dest.node() != origin => {
+            let (tx, rx) = oneshot::<Result<A::Reply, CallErr>>();
+            let dest = dest.clone();
+            let origin = origin.clone();
+            let serialize = dest.serialize_messages();
+            tokio::spawn(async move {
+                if let Ok(answer) = rx.await {
+                    let answer = if serialize {
+                        roundtrip_reply::<A>(answer)
+                    } else {
+                        answer
+                    };
+                    dest.send_to(
+                        &origin,
+                        Box::new(move |_| {
+                            let _ = port.send(answer);
+                        }),
+                    );
+                }
+            });
+            TakeoverMessage::Call {
+                msg,
+                reply: Some(tx.into()),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Passes a message through its serialized form; a call that fails is
+/// answered with the codec error, anything else that fails is dropped (logged).
+fn roundtrip<A: TakeoverActor>(msg: TakeoverMessage<A>) -> Option<TakeoverMessage<A>> {
+    match msg {
+        TakeoverMessage::Call { msg, reply } => {
+            match postcard::to_allocvec(&msg).and_then(|b| postcard::from_bytes::<A::Msg>(&b)) {
+                Ok(msg) => Some(TakeoverMessage::Call { msg, reply }),
+                Err(e) => {
+                    if let Some(reply) = reply {
+                        let _ = reply.send(Err(CallErr::Codec(e.to_string())));
+                    }
+                    None
+                }
+            }
+        }
+        TakeoverMessage::Handover(h) => {
+            match postcard::to_allocvec(&h).and_then(|b| postcard::from_bytes::<HandoverMsg>(&b)) {
+                Ok(h) => Some(TakeoverMessage::Handover(h)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "handover message failed to round-trip; dropped");
+                    None
+                }
+            }
+        }
+        other => Some(other),
+    }
+}
+
+fn roundtrip_reply<A: TakeoverActor>(
+    answer: Result<A::Reply, CallErr>,
+) -> Result<A::Reply, CallErr> {
+    postcard::to_allocvec(&answer)
+        .and_then(|b| postcard::from_bytes(&b))
+        .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())))
+}

@@ -1,0 +1,210 @@
+//! The registry abstraction: one node's view of the cluster-global names.
+//!
+//! A name may have several registrations at once (the old holder keeps its own
+//! while it hands over). The *holder* is the live registration with the highest
+//! `(epoch, node)` rank, so every node that sees the same membership resolves
+//! the same holder, whatever order the changes reached it in.
+//!
+//! Backends: the in-process fake cluster ([`crate::fake`], feature `test-util`)
+//! and, later, `ractor::pg` synced by `ractor_cluster`. The trait asks nothing
+//! that pg cannot give: a backend keeps the `(name, epoch, node)` metadata
+//! itself, and reaches an instance through an [`ActorCell`] (a proxy for a
+//! remote one).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{ActorCell, ActorStatus};
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::{NodeId, RegistryErr};
+
+/// A monotonically increasing number per name: each registration or steal
+/// gets one higher than any the node has seen. It orders holders and is the
+/// fencing token handed to user code.
+pub type Epoch = u64;
+
+/// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Work to run on a destination node: a message delivery. The backend hands it
+/// the destination node's registry (the fake cluster uses that to route replies
+/// back over the reverse link).
+pub type Delivery = Box<dyn FnOnce(Arc<dyn Registry>) + Send>;
+
+/// What identifies a registration on every node: name, epoch and node.
+///
+/// It is what travels in protocol messages (an `ActorCell` cannot).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RegistrationInfo {
+    /// The global name.
+    pub name: String,
+    /// The registration's epoch.
+    pub epoch: Epoch,
+    /// The node the instance runs on.
+    pub node: NodeId,
+}
+
+impl RegistrationInfo {
+    /// The rank that orders registrations of one name: epoch first, then the
+    /// stable node identity. The highest live rank holds the name.
+    pub fn rank(&self) -> (Epoch, &NodeId) {
+        (self.epoch, &self.node)
+    }
+}
+
+/// A registration as one node sees it: the metadata and a way to reach the
+/// instance.
+#[derive(Clone, Debug)]
+pub struct Registration {
+    info: RegistrationInfo,
+    cell: ActorCell,
+}
+
+impl Registration {
+    /// A registration from its metadata and the instance's cell.
+    pub fn new(info: RegistrationInfo, cell: ActorCell) -> Self {
+        Self { info, cell }
+    }
+
+    /// The metadata.
+    pub fn info(&self) -> &RegistrationInfo {
+        &self.info
+    }
+
+    /// The global name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.info.epoch
+    }
+
+    /// The node the instance runs on.
+    pub fn node(&self) -> &NodeId {
+        &self.info.node
+    }
+
+    /// The instance (a proxy when it is remote).
+    pub fn cell(&self) -> &ActorCell {
+        &self.cell
+    }
+
+    /// Whether the instance still takes messages. A draining or stopping
+    /// instance refuses new messages (and ractor removes a stopping one from pg
+    /// before its `post_stop` runs), so it can no longer hold a name.
+    pub fn is_alive(&self) -> bool {
+        takes_messages(&self.cell)
+    }
+}
+
+/// Whether an actor still takes messages (ractor refuses sends from `Draining` on).
+pub(crate) fn takes_messages(cell: &ActorCell) -> bool {
+    cell.get_status() < ActorStatus::Draining
+}
+
+/// Why a registration left a node's view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LeaveReason {
+    /// The instance unregistered (it retired or rolled back a steal).
+    Unregistered,
+    /// The instance died.
+    InstanceDied,
+    /// The instance's node went down or was disconnected.
+    NodeDown,
+}
+
+/// A change in one node's view.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RegistryEvent {
+    /// A registration appeared.
+    Registered(RegistrationInfo),
+    /// A registration left.
+    Unregistered {
+        /// Which.
+        info: RegistrationInfo,
+        /// Why.
+        reason: LeaveReason,
+    },
+    /// A peer node became reachable.
+    NodeUp(NodeId),
+    /// A peer node went down or was disconnected.
+    NodeDown(NodeId),
+}
+
+/// One node's view of the cluster-global names.
+pub trait Registry: Send + Sync + 'static {
+    /// This node's stable identity.
+    fn node(&self) -> &NodeId;
+
+    /// The live registrations of `name` in this view, lowest rank first.
+    /// Possibly stale: changes from other nodes may still be in flight.
+    fn members(&self, name: &str) -> Vec<Registration>;
+
+    /// The holder of `name` in this view (possibly stale), like
+    /// `global:whereis_name`.
+    fn lookup(&self, name: &str) -> Option<Registration> {
+        self.members(name).pop()
+    }
+
+    /// Finds the registration `info` names, if this view has it and it is alive.
+    fn resolve(&self, info: &RegistrationInfo) -> Option<Registration> {
+        self.members(&info.name)
+            .into_iter()
+            .find(|r| r.info() == info)
+    }
+
+    /// The holder of `name` once no registry change that could concern it is
+    /// in flight towards this node, ignoring dead and stopping instances; like
+    /// `global:safe_whereis_name`. Fails with [`RegistryErr::NotSettled`] if the
+    /// view does not settle within `timeout`.
+    fn safe_lookup<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Registration>, RegistryErr>>;
+
+    /// Registers `cell` under `name` if no live instance holds it in this view.
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>>;
+
+    /// Registers `cell` under `name` with an epoch above every one in this view,
+    /// so every lookup resolves to it from then on; does nothing to the old
+    /// holder (like `global:re_register_name`).
+    fn steal<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>>;
+
+    /// Removes a registration of this node's and tells the other nodes.
+    fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason);
+
+    /// Changes to this view, as they are applied.
+    fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
+
+    /// Runs `delivery` on node `to`, after whatever the link between the nodes
+    /// does to it (the fake cluster delays, holds or drops it; a real backend
+    /// runs it here, since ractor_cluster carries the message itself).
+    fn send_to(&self, to: &NodeId, delivery: Delivery);
+
+    /// Ties an instance's lifetime to this node (the fake cluster kills
+    /// attached instances when the node crashes). The default does nothing.
+    fn attach(&self, _instance: &ActorCell) {}
+
+    /// Whether messages between nodes should round-trip through their
+    /// serialized form, to catch encoding bugs in tests.
+    fn serialize_messages(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,855 @@
+//! The runtime actor that runs a [`TakeoverActor`]: registration at start,
+//! the `go` phase, and both sides of the handover (drawn on
+//! [`crate::HandoverMsg`]).
+//!
+//! Everything is message driven. Nothing waits inside `post_start` except the
+//! safe lookup (which needs no message of ours): the state pull, its timeout
+//! and registry changes all arrive as messages, so calls keep being buffered
+//! while the state is on its way.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::message::{deliver, ReplyPort};
+use crate::{
+    CallErr, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason,
+    Phase, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent, ReplyErr,
+    StartType, StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverErr,
+    TakeoverEvent, TakeoverMessage,
+};
+
+/// A running instance, as a ractor actor reference.
+pub type TakeoverRef<A> = ActorRef<TakeoverMessage<A>>;
+
+/// The ractor actor that runs a [`TakeoverActor`] under a global name.
+///
+/// Spawn one per node that may run the server; the first registers, the
+/// others wait as standbys. It links and supervises like any ractor actor.
+pub struct TakeoverServer<A: TakeoverActor> {
+    behaviour: A,
+    name: String,
+    registry: Arc<dyn Registry>,
+    config: TakeoverConfig,
+}
+
+impl<A: TakeoverActor> TakeoverServer<A> {
+    /// An instance of `behaviour` under the global `name`, on the node whose
+    /// view `registry` is.
+    pub fn new(
+        name: impl Into<String>,
+        behaviour: A,
+        registry: Arc<dyn Registry>,
+        config: TakeoverConfig,
+    ) -> Self {
+        Self {
+            behaviour,
+            name: name.into(),
+            registry,
+            config,
+        }
+    }
+
+    /// Spawns the instance, as [`Actor::spawn`] does (with no local name).
+    pub async fn spawn(
+        self,
+        args: A::Arguments,
+    ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
+        Actor::spawn(None, self, args).await
+    }
+
+    /// Spawns the instance linked to `supervisor`, as [`Actor::spawn_linked`] does.
+    pub async fn spawn_linked(
+        self,
+        args: A::Arguments,
+        supervisor: ActorCell,
+    ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
+        Actor::spawn_linked(None, self, args, supervisor).await
+    }
+}
+
+/// Asks the standby `instance` to take the name over from its current holder
+/// (steal, then pull the state), like `application:takeover/2`. Returns when
+/// the instance serves as holder, or with why it does not.
+pub async fn takeover<A: TakeoverActor>(
+    instance: &TakeoverRef<A>,
+    timeout: Duration,
+) -> Result<HandoverReport, TakeoverErr> {
+    go(instance, GoRequest::Takeover, timeout).await
+}
+
+/// Sends a `go` request to a standby and waits for its outcome.
+pub async fn go<A: TakeoverActor>(
+    instance: &TakeoverRef<A>,
+    request: GoRequest,
+    timeout: Duration,
+) -> Result<HandoverReport, TakeoverErr> {
+    let outcome = instance
+        .call(
+            |reply| TakeoverMessage::Go {
+                request,
+                reply: Some(reply),
+            },
+            Some(timeout),
+        )
+        .await;
+    match outcome {
+        Ok(ractor::rpc::CallResult::Success(result)) => result,
+        Ok(ractor::rpc::CallResult::Timeout) => Err(TakeoverErr::Timeout { after: timeout }),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(TakeoverErr::InstanceGone),
+    }
+}
+
+/// Asks an instance what it is doing.
+pub async fn status<A: TakeoverActor>(
+    instance: &TakeoverRef<A>,
+    timeout: Duration,
+) -> Option<InstanceStatus> {
+    match instance
+        .call(TakeoverMessage::Status, Some(timeout))
+        .await
+    {
+        Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// A call waiting to be served.
+struct Pending<A: TakeoverActor> {
+    msg: A::Msg,
+    reply: Option<ReplyPort<A>>,
+}
+
+enum Stage<A: TakeoverActor> {
+    Standby,
+    Holder,
+    Pulling {
+        from: RegistrationInfo,
+        started: Instant,
+        go_reply: Option<RpcReplyPort<Result<HandoverReport, TakeoverErr>>>,
+        timer: JoinHandle<()>,
+    },
+    Retiring {
+        successor: RegistrationInfo,
+        /// Calls that reached us before the successor showed in our view.
+        waiting: VecDeque<Pending<A>>,
+        forwarded: usize,
+    },
+}
+
+/// The runtime's state of one instance.
+pub struct ServerState<A: TakeoverActor> {
+    ctx: TakeoverCtx<A>,
+    user: A::State,
+    stage: Stage<A>,
+    /// Our registration while we hold the name or pull the state. Why it lives
+    /// here: when the actor dies, for whatever reason, this state is dropped
+    /// and `Drop` unregisters, so a dead instance never holds the name.
+    me: Option<Registration>,
+    registry: Arc<dyn Registry>,
+    buffer: VecDeque<Pending<A>>,
+    pump: JoinHandle<()>,
+}
+
+impl<A: TakeoverActor> Drop for ServerState<A> {
+    fn drop(&mut self) {
+        self.pump.abort();
+        if let Some(me) = self.me.take() {
+            self.registry.unregister(me.info(), LeaveReason::InstanceDied);
+        }
+    }
+}
+
+impl<A: TakeoverActor> Actor for TakeoverServer<A> {
+    type Msg = TakeoverMessage<A>;
+    type State = ServerState<A>;
+    type Arguments = A::Arguments;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        let ctx = TakeoverCtx {
+            myself: myself.clone(),
+            name: self.name.clone(),
+            node: self.registry.node().clone(),
+            epoch: None,
+        };
+        let user = self.behaviour.init(&ctx, args).await?;
+        self.registry.attach(&myself.get_cell());
+        let pump = spawn_pump(self.registry.as_ref(), myself);
+        Ok(ServerState {
+            ctx,
+            user,
+            stage: Stage::Standby,
+            me: None,
+            registry: self.registry.clone(),
+            buffer: VecDeque::new(),
+            pump,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // The seed's init: a safe whereis first. An instance restarted on the
+        // retiring side of a takeover finds the new holder here (the steal
+        // reached this node before the state request did) and stays a standby.
+        let holder = self
+            .registry
+            .safe_lookup(&self.name, self.config.whereis_timeout)
+            .await?;
+        if let Some(holder) = holder {
+            self.become_standby(state, Some(holder.info().clone()));
+            return Ok(());
+        }
+        match self.registry.register(&self.name, myself.get_cell()).await {
+            Ok(me) => {
+                state.me = Some(me);
+                self.start_holder(state, StartType::Normal).await
+            }
+            Err(RegistryErr::AlreadyRegistered { .. }) => {
+                let holder = self.registry.lookup(&self.name).map(|r| r.info().clone());
+                self.become_standby(state, holder);
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TakeoverMessage::Call { msg, reply } => {
+                self.on_call(state, Pending { msg, reply }).await
+            }
+            TakeoverMessage::Go { request, reply } => {
+                self.on_go(myself, state, request, reply).await
+            }
+            TakeoverMessage::Status(reply) => {
+                let _ = reply.send(InstanceStatus {
+                    phase: match state.stage {
+                        Stage::Standby => Phase::Standby,
+                        Stage::Holder => Phase::Holder,
+                        Stage::Pulling { .. } => Phase::Pulling,
+                        Stage::Retiring { .. } => Phase::Retiring,
+                    },
+                    epoch: state.me.as_ref().map(|m| m.epoch()),
+                    node: self.registry.node().clone(),
+                });
+                Ok(())
+            }
+            TakeoverMessage::Handover(h) => self.on_handover(myself, state, h).await,
+            TakeoverMessage::Registry(event) => self.on_registry(myself, state, event).await,
+            TakeoverMessage::PullTimeout(epoch) => self.on_pull_timeout(state, epoch).await,
+        }
+    }
+}
+
+impl<A: TakeoverActor> TakeoverServer<A> {
+    fn publish(&self, state: &ServerState<A>, kind: EventKind) {
+        self.config.events.publish(TakeoverEvent {
+            name: self.name.clone(),
+            node: self.registry.node().clone(),
+            epoch: state.me.as_ref().map(|m| m.epoch()),
+            kind,
+        });
+    }
+
+    fn become_standby(&self, state: &mut ServerState<A>, holder: Option<RegistrationInfo>) {
+        state.stage = Stage::Standby;
+        state.ctx.epoch = None;
+        tracing::info!(name = %self.name, node = %self.registry.node(), holder = ?holder, "standby");
+        self.publish(state, EventKind::Standby { holder });
+    }
+
+    /// Runs `go` and switches to serving; `state.me` is set.
+    async fn start_holder(
+        &self,
+        state: &mut ServerState<A>,
+        start: StartType,
+    ) -> Result<(), ActorProcessingErr> {
+        state.ctx.epoch = state.me.as_ref().map(|m| m.epoch());
+        state.stage = Stage::Holder;
+        self.behaviour
+            .go(&state.ctx, &start, &mut state.user)
+            .await?;
+        tracing::info!(name = %self.name, node = %self.registry.node(), epoch = ?state.ctx.epoch, ?start, "holder");
+        self.publish(state, EventKind::Registered { start });
+        Ok(())
+    }
+
+    async fn serve(
+        &self,
+        state: &mut ServerState<A>,
+        call: Pending<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        match self
+            .behaviour
+            .handle(&state.ctx, call.msg, &mut state.user)
+            .await
+        {
+            Ok(answer) => {
+                if let Some(reply) = call.reply {
+                    let _ = reply.send(Ok(answer));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(reply) = call.reply {
+                    let _ = reply.send(Err(CallErr::Handler(e.to_string())));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn forward(&self, state: &ServerState<A>, to: &Registration, call: Pending<A>) {
+        deliver(
+            &state.registry,
+            to,
+            TakeoverMessage::<A>::Call {
+                msg: call.msg,
+                reply: call.reply,
+            },
+        );
+    }
+
+    /// Sends a call to whoever holds the name in our view, or answers that
+    /// nobody does.
+    fn forward_to_holder(&self, state: &ServerState<A>, call: Pending<A>) {
+        let me = state.ctx.myself.get_id();
+        match self.registry.lookup(&self.name) {
+            Some(holder) if holder.cell().get_id() != me => self.forward(state, &holder, call),
+            _ => {
+                if let Some(reply) = call.reply {
+                    let _ = reply.send(Err(CallErr::NotRegistered(self.name.clone())));
+                }
+            }
+        }
+    }
+
+    async fn on_call(
+        &self,
+        state: &mut ServerState<A>,
+        call: Pending<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        match &mut state.stage {
+            Stage::Holder => return self.serve(state, call).await,
+            Stage::Pulling { .. } => {
+                if state.buffer.len() < self.config.buffer_capacity {
+                    state.buffer.push_back(call);
+                } else {
+                    let capacity = self.config.buffer_capacity;
+                    tracing::warn!(name = %self.name, capacity, "handover buffer full; call rejected");
+                    if let Some(reply) = call.reply {
+                        let _ = reply.send(Err(CallErr::BufferFull { capacity }));
+                    }
+                    self.publish(state, EventKind::BufferFull { capacity });
+                }
+            }
+            Stage::Retiring {
+                successor,
+                waiting,
+                forwarded,
+            } => match self.registry.resolve(successor) {
+                Some(next) if waiting.is_empty() => {
+                    *forwarded += 1;
+                    self.forward(state, &next, call);
+                }
+                _ => waiting.push_back(call),
+            },
+            Stage::Standby => self.forward_to_holder(state, call),
+        }
+        Ok(())
+    }
+
+    async fn on_go(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        request: GoRequest,
+        reply: Option<RpcReplyPort<Result<HandoverReport, TakeoverErr>>>,
+    ) -> Result<(), ActorProcessingErr> {
+        let answer = |reply: Option<RpcReplyPort<_>>, r: Result<HandoverReport, TakeoverErr>| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        if !matches!(state.stage, Stage::Standby) {
+            answer(reply, Err(TakeoverErr::NotStandby));
+            return Ok(());
+        }
+        match request {
+            GoRequest::Failover { from } => {
+                match self.registry.register(&self.name, myself.get_cell()).await {
+                    Ok(me) => {
+                        let info = me.info().clone();
+                        state.me = Some(me);
+                        let start = StartType::Failover { from };
+                        self.start_holder(state, start.clone()).await?;
+                        answer(reply, Ok(HandoverReport {
+                            holder: info,
+                            start,
+                            state_bytes: 0,
+                            pause: Duration::ZERO,
+                            buffered: 0,
+                        }));
+                    }
+                    Err(e) => answer(reply, Err(e.into())),
+                }
+            }
+            GoRequest::Takeover => {
+                let Some(holder) = self.registry.lookup(&self.name) else {
+                    answer(reply, Err(TakeoverErr::NoHolder));
+                    return Ok(());
+                };
+                // Steal first: from here on every lookup resolves to us, so new
+                // calls come here (and wait in the buffer) instead of racing
+                // the state transfer at the old holder.
+                let me = match self.registry.steal(&self.name, myself.get_cell()).await {
+                    Ok(me) => me,
+                    Err(e) => {
+                        answer(reply, Err(e.into()));
+                        return Ok(());
+                    }
+                };
+                let epoch = me.epoch();
+                deliver(
+                    &state.registry,
+                    &holder,
+                    TakeoverMessage::<A>::Handover(HandoverMsg::StateRequest {
+                        holder_epoch: holder.epoch(),
+                        requester: me.info().clone(),
+                    }),
+                );
+                state.me = Some(me);
+                let timeout = self.config.pull_timeout;
+                let timer = tokio::spawn(async move {
+                    tokio::time::sleep(timeout).await;
+                    let _ = myself.send_message(TakeoverMessage::PullTimeout(epoch));
+                });
+                tracing::info!(name = %self.name, node = %self.registry.node(), epoch, from = %holder.node(), "takeover: name stolen, pulling state");
+                state.stage = Stage::Pulling {
+                    from: holder.info().clone(),
+                    started: Instant::now(),
+                    go_reply: reply,
+                    timer,
+                };
+                self.publish(
+                    state,
+                    EventKind::TakeoverStarted {
+                        from: holder.info().clone(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_handover(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        msg: HandoverMsg,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HandoverMsg::StateRequest {
+                holder_epoch,
+                requester,
+            } => self.on_state_request(state, holder_epoch, requester),
+            HandoverMsg::StateReply {
+                requester_epoch,
+                result,
+            } => {
+                let pulling = matches!(state.stage, Stage::Pulling { .. })
+                    && state.me.as_ref().map(|m| m.epoch()) == Some(requester_epoch);
+                if !pulling {
+                    tracing::warn!(name = %self.name, requester_epoch, "state reply for no pull of ours; ignored");
+                    return Ok(());
+                }
+                match result.map_err(|e| match e {
+                    ReplyErr::State(e) => TakeoverErr::State(e),
+                    ReplyErr::Refused(why) => TakeoverErr::Refused(why),
+                }) {
+                    Ok(bytes) => self.install(state, bytes).await,
+                    Err(e) => {
+                        self.abort(state, e);
+                        Ok(())
+                    }
+                }
+            }
+            HandoverMsg::HandoverDone { successor } => {
+                let Stage::Retiring {
+                    successor: expected,
+                    waiting,
+                    forwarded,
+                } = &mut state.stage
+                else {
+                    return Ok(());
+                };
+                if *expected != successor {
+                    tracing::warn!(name = %self.name, ?successor, "handover done from an unexpected instance; ignored");
+                    return Ok(());
+                }
+                let waiting = std::mem::take(waiting);
+                let mut forwarded = *forwarded;
+                match self.registry.resolve(&successor) {
+                    Some(next) => {
+                        for call in waiting {
+                            forwarded += 1;
+                            self.forward(state, &next, call);
+                        }
+                    }
+                    None => {
+                        for call in waiting {
+                            self.forward_to_holder(state, call);
+                        }
+                    }
+                }
+                if let Some(me) = state.me.take() {
+                    self.registry.unregister(me.info(), LeaveReason::Unregistered);
+                }
+                tracing::info!(name = %self.name, node = %self.registry.node(), to = %successor.node, forwarded, "retired");
+                self.publish(
+                    state,
+                    EventKind::Retired {
+                        to: successor,
+                        forwarded,
+                    },
+                );
+                // Drain: whatever is queued is still forwarded; later sends are
+                // refused, and a refused call is re-routed to the new holder.
+                myself.drain()?;
+                Ok(())
+            }
+            HandoverMsg::HandoverAborted { successor } => {
+                if matches!(&state.stage, Stage::Retiring { successor: s, .. } if *s == successor)
+                {
+                    self.resume(state, successor).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn on_state_request(
+        &self,
+        state: &mut ServerState<A>,
+        holder_epoch: u64,
+        requester: RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(to) = self.registry.resolve(&requester) else {
+            // The steal always reaches a node before the request does (same
+            // link, in order), so an unknown requester rolled back already.
+            tracing::warn!(name = %self.name, ?requester, "state request from an instance not in our view; ignored");
+            return Ok(());
+        };
+        let holding = matches!(state.stage, Stage::Holder)
+            && state.me.as_ref().map(|m| m.epoch()) == Some(holder_epoch)
+            && requester.name == self.name
+            && requester.epoch > holder_epoch;
+        let result = if !holding {
+            Err(ReplyErr::Refused(format!(
+                "instance on {} does not hold {:?} at epoch {holder_epoch}",
+                self.registry.node(),
+                self.name
+            )))
+        } else {
+            match self.behaviour.encode_state(&state.user) {
+                Ok(bytes) if bytes.len() > self.config.max_state_bytes => {
+                    Err(ReplyErr::State(StateCodecErr::TooLarge {
+                        bytes: bytes.len(),
+                        max: self.config.max_state_bytes,
+                    }))
+                }
+                Ok(bytes) => Ok(bytes),
+                Err(e) => Err(ReplyErr::State(e)),
+            }
+        };
+        if let Ok(bytes) = &result {
+            tracing::info!(name = %self.name, node = %self.registry.node(), to = %requester.node, bytes = bytes.len(), "state sent; forwarding from now on");
+            self.publish(
+                state,
+                EventKind::StateSent {
+                    to: requester.clone(),
+                    bytes: bytes.len(),
+                },
+            );
+            state.stage = Stage::Retiring {
+                successor: requester.clone(),
+                waiting: VecDeque::new(),
+                forwarded: 0,
+            };
+        }
+        deliver(
+            &state.registry,
+            &to,
+            TakeoverMessage::<A>::Handover(HandoverMsg::StateReply {
+                requester_epoch: requester.epoch,
+                result,
+            }),
+        );
+        Ok(())
+    }
+
+    async fn install(
+        &self,
+        state: &mut ServerState<A>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ActorProcessingErr> {
+        let decoded = if bytes.len() > self.config.max_state_bytes {
+            Err(StateCodecErr::TooLarge {
+                bytes: bytes.len(),
+                max: self.config.max_state_bytes,
+            })
+        } else {
+            self.behaviour.decode_state(&bytes)
+        };
+        match decoded {
+            Ok(user) => {
+                state.user = user;
+                let Stage::Pulling { from, started, .. } = &state.stage else {
+                    return Ok(());
+                };
+                let (from, duration) = (from.clone(), started.elapsed());
+                self.publish(
+                    state,
+                    EventKind::StateTransferred {
+                        from,
+                        bytes: bytes.len(),
+                        duration,
+                    },
+                );
+                self.finish_pull(state, bytes.len(), false).await
+            }
+            Err(e) => {
+                self.abort(state, TakeoverErr::State(e));
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a pull as holder: a takeover, or a failover when `lost` (the old
+    /// holder went away before its state came).
+    async fn finish_pull(
+        &self,
+        state: &mut ServerState<A>,
+        state_bytes: usize,
+        lost: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling {
+            from,
+            started,
+            go_reply,
+            timer,
+        } = std::mem::replace(&mut state.stage, Stage::Holder)
+        else {
+            return Ok(());
+        };
+        timer.abort();
+        let start = if lost {
+            tracing::warn!(name = %self.name, from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
+            self.publish(state, EventKind::StateLost { from: from.clone() });
+            StartType::Failover {
+                from: from.node.clone(),
+            }
+        } else {
+            StartType::Takeover {
+                from: from.node.clone(),
+            }
+        };
+        self.start_holder(state, start.clone()).await?;
+        let buffered = state.buffer.len();
+        while let Some(call) = state.buffer.pop_front() {
+            self.serve(state, call).await?;
+        }
+        let pause = started.elapsed();
+        let me = state.me.as_ref().map(|m| m.info().clone());
+        if let (false, Some(old), Some(me)) = (lost, self.registry.resolve(&from), me.clone()) {
+            deliver(
+                &state.registry,
+                &old,
+                TakeoverMessage::<A>::Handover(HandoverMsg::HandoverDone { successor: me }),
+            );
+        }
+        self.publish(
+            state,
+            EventKind::HandoverDone {
+                from,
+                pause,
+                buffered,
+            },
+        );
+        if let (Some(reply), Some(holder)) = (go_reply, me) {
+            let _ = reply.send(Ok(HandoverReport {
+                holder,
+                start,
+                state_bytes,
+                pause,
+                buffered,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Rolls a pull back: unregister the stolen name, tell the old holder to
+    /// serve again, and send it the buffered calls, in order.
+    fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
+        let Stage::Pulling {
+            from,
+            go_reply,
+            timer,
+            ..
+        } = std::mem::replace(&mut state.stage, Stage::Standby)
+        else {
+            return;
+        };
+        timer.abort();
+        tracing::warn!(name = %self.name, node = %self.registry.node(), %error, "takeover aborted and rolled back");
+        if let Some(me) = state.me.take() {
+            if let Some(old) = self.registry.resolve(&from) {
+                deliver(
+                    &state.registry,
+                    &old,
+                    TakeoverMessage::<A>::Handover(HandoverMsg::HandoverAborted {
+                        successor: me.info().clone(),
+                    }),
+                );
+            }
+            self.registry.unregister(me.info(), LeaveReason::Unregistered);
+        }
+        for call in std::mem::take(&mut state.buffer) {
+            self.forward_to_holder(state, call);
+        }
+        self.publish(
+            state,
+            EventKind::TakeoverAborted {
+                error: error.clone(),
+            },
+        );
+        if let Some(reply) = go_reply {
+            let _ = reply.send(Err(error));
+        }
+        self.become_standby(state, Some(from));
+    }
+
+    /// The old holder serves again after a failed takeover; its state is
+    /// untouched (it forwarded every call since it sent the state).
+    async fn resume(
+        &self,
+        state: &mut ServerState<A>,
+        successor: RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Retiring { waiting, .. } = std::mem::replace(&mut state.stage, Stage::Holder)
+        else {
+            return Ok(());
+        };
+        tracing::info!(name = %self.name, node = %self.registry.node(), ?successor, "takeover failed; serving again");
+        self.publish(state, EventKind::HandoverResumed { successor });
+        for call in waiting {
+            self.serve(state, call).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_pull_timeout(
+        &self,
+        state: &mut ServerState<A>,
+        epoch: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling { from, .. } = &state.stage else {
+            return Ok(());
+        };
+        if state.me.as_ref().map(|m| m.epoch()) != Some(epoch) {
+            return Ok(());
+        }
+        if self.registry.resolve(from).is_some() {
+            self.abort(
+                state,
+                TakeoverErr::Timeout {
+                    after: self.config.pull_timeout,
+                },
+            );
+            Ok(())
+        } else {
+            self.finish_pull(state, 0, true).await
+        }
+    }
+
+    async fn on_registry(
+        &self,
+        _myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        event: RegistryEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        let gone = |info: &RegistrationInfo| match &event {
+            RegistryEvent::Unregistered { info: left, .. } => left == info,
+            RegistryEvent::NodeDown(node) => *node == info.node,
+            _ => false,
+        };
+        match &mut state.stage {
+            Stage::Pulling { from, .. } if gone(from) => {
+                if self.registry.resolve(from).is_none() {
+                    return self.finish_pull(state, 0, true).await;
+                }
+            }
+            Stage::Retiring { successor, .. } if gone(successor) => {
+                if self.registry.resolve(successor).is_none() {
+                    let successor = successor.clone();
+                    return self.resume(state, successor).await;
+                }
+            }
+            Stage::Retiring {
+                successor,
+                waiting,
+                forwarded,
+            } if !waiting.is_empty() => {
+                if let Some(next) = self.registry.resolve(successor) {
+                    let waiting = std::mem::take(waiting);
+                    *forwarded += waiting.len();
+                    for call in waiting {
+                        self.forward(state, &next, call);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// Feeds this node's registry changes into the instance's mailbox, so that
+/// they are handled between messages like everything else.
+fn spawn_pump<A: TakeoverActor>(
+    registry: &dyn Registry,
+    myself: ActorRef<TakeoverMessage<A>>,
+) -> JoinHandle<()> {
+    let mut events = registry.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if myself.send_message(TakeoverMessage::Registry(event)).is_err() {
+                        break;
+                    }
+                }
+                // Lagging loses nothing the instance needs: every decision
+                // re-reads the view itself.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => break,
+            }
+        }
+    })
+}
