@@ -58,6 +58,8 @@ struct World {
     delay: HashMap<Link, Duration>,
     held: HashMap<Link, watch::Sender<bool>>,
     links: HashMap<Link, mpsc::UnboundedSender<Item>>,
+    /// Items on each link, sent and not yet arrived.
+    queued: HashMap<Link, usize>,
     serialize: bool,
 }
 
@@ -218,6 +220,7 @@ impl FakeCluster {
                 delay: HashMap::new(),
                 held: HashMap::new(),
                 links: HashMap::new(),
+                queued: HashMap::new(),
                 serialize: false,
             })),
         }
@@ -254,9 +257,7 @@ impl FakeCluster {
 
     /// Delays everything sent from `from` to `to` by `delay`.
     pub fn set_delay(&self, from: &str, to: &str, delay: Duration) {
-        self.world()
-            .delay
-            .insert((from.into(), to.into()), delay);
+        self.world().delay.insert((from.into(), to.into()), delay);
     }
 
     /// Stops delivery from `from` to `to` until [`Self::release`]; what is
@@ -393,6 +394,16 @@ impl FakeCluster {
         }
     }
 
+    /// How many messages and registry changes are on the link `from -> to`:
+    /// sent, and not yet arrived or dropped.
+    pub fn queued(&self, from: &str, to: &str) -> usize {
+        self.world()
+            .queued
+            .get(&(from.into(), to.into()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Makes every message between nodes round-trip through its serialized form.
     pub fn set_serialize_messages(&self, on: bool) {
         self.world().serialize = on;
@@ -427,7 +438,11 @@ impl FakeCluster {
             return;
         }
         let item = Item {
-            due: Instant::now() + w.delay.get(&(from.clone(), to.clone())).copied().unwrap_or_default(),
+            due: Instant::now()
+                + w.delay
+                    .get(&(from.clone(), to.clone()))
+                    .copied()
+                    .unwrap_or_default(),
             from_incarnation: f.incarnation,
             to_incarnation: t.incarnation,
             kind,
@@ -439,6 +454,7 @@ impl FakeCluster {
             }
         }
         let link = (from.clone(), to.clone());
+        *w.queued.entry(link.clone()).or_default() += 1;
         let sender = match w.links.get(&link) {
             Some(s) => s.clone(),
             None => {
@@ -461,10 +477,12 @@ impl FakeCluster {
     fn arrive(&self, link: &Link, item: Item) {
         let (from, to) = link;
         let mut w = self.world();
+        if let Some(n) = w.queued.get_mut(link) {
+            *n -= 1;
+        }
         let cut = w.cut.contains(&pair(from, to));
         let from_ok = matches!(item.kind, ItemKind::Op(Op::NodeDown(_)))
-            || w
-                .nodes
+            || w.nodes
                 .get(from)
                 .is_some_and(|f| f.up && f.incarnation == item.from_incarnation);
         let Some(dest) = w.nodes.get_mut(to) else {
@@ -569,14 +587,20 @@ impl FakeNode {
     }
 
     /// Adds a registration here and sends it to every peer.
-    fn add(&self, name: &str, cell: ActorCell, only_if_free: bool) -> Result<Registration, RegistryErr> {
+    fn add(
+        &self,
+        name: &str,
+        cell: ActorCell,
+        only_if_free: bool,
+    ) -> Result<Registration, RegistryErr> {
         let mut w = self.cluster.world();
         self.purge_dead(&mut w, name);
         let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) else {
             return Err(RegistryErr::NodeDown(self.id.clone()));
         };
         if only_if_free {
-            if let Some(((epoch, holder), _)) = node.view.get(name).and_then(|e| e.last_key_value()) {
+            if let Some(((epoch, holder), _)) = node.view.get(name).and_then(|e| e.last_key_value())
+            {
                 return Err(RegistryErr::AlreadyRegistered {
                     name: name.to_string(),
                     holder: holder.clone(),

@@ -219,9 +219,12 @@ fn send_here<A: TakeoverActor>(
         return;
     };
     match registry.lookup(to.name()) {
-        Some(next) if hops > 0 && next.cell().get_id() != to.cell().get_id() => {
-            deliver_hops::<A>(registry, &next, TakeoverMessage::Call { msg, reply }, hops - 1)
-        }
+        Some(next) if hops > 0 && next.cell().get_id() != to.cell().get_id() => deliver_hops::<A>(
+            registry,
+            &next,
+            TakeoverMessage::Call { msg, reply },
+            hops - 1,
+        ),
         _ => {
             if let Some(reply) = reply {
                 let _ = reply.send(Err(CallErr::NotRegistered(to.name().to_string())));

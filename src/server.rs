@@ -17,10 +17,10 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::message::{deliver, ReplyPort};
 use crate::{
-    CallErr, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason,
-    Phase, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent, ReplyErr,
-    StartType, StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverErr,
-    TakeoverEvent, TakeoverMessage,
+    CallErr, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason, Phase,
+    Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent, ReplyErr, StartType,
+    StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverErr, TakeoverEvent,
+    TakeoverMessage,
 };
 
 /// A running instance, as a ractor actor reference.
@@ -109,10 +109,7 @@ pub async fn status<A: TakeoverActor>(
     instance: &TakeoverRef<A>,
     timeout: Duration,
 ) -> Option<InstanceStatus> {
-    match instance
-        .call(TakeoverMessage::Status, Some(timeout))
-        .await
-    {
+    match instance.call(TakeoverMessage::Status, Some(timeout)).await {
         Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
         _ => None,
     }
@@ -159,7 +156,8 @@ impl<A: TakeoverActor> Drop for ServerState<A> {
     fn drop(&mut self) {
         self.pump.abort();
         if let Some(me) = self.me.take() {
-            self.registry.unregister(me.info(), LeaveReason::InstanceDied);
+            self.registry
+                .unregister(me.info(), LeaveReason::InstanceDied);
         }
     }
 }
@@ -399,13 +397,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         state.me = Some(me);
                         let start = StartType::Failover { from };
                         self.start_holder(state, start.clone()).await?;
-                        answer(reply, Ok(HandoverReport {
-                            holder: info,
-                            start,
-                            state_bytes: 0,
-                            pause: Duration::ZERO,
-                            buffered: 0,
-                        }));
+                        answer(
+                            reply,
+                            Ok(HandoverReport {
+                                holder: info,
+                                start,
+                                state_bytes: 0,
+                                pause: Duration::ZERO,
+                                buffered: 0,
+                            }),
+                        );
                     }
                     Err(e) => answer(reply, Err(e.into())),
                 }
@@ -519,7 +520,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     }
                 }
                 if let Some(me) = state.me.take() {
-                    self.registry.unregister(me.info(), LeaveReason::Unregistered);
+                    self.registry
+                        .unregister(me.info(), LeaveReason::Unregistered);
                 }
                 tracing::info!(name = %self.name, node = %self.registry.node(), to = %successor.node, forwarded, "retired");
                 self.publish(
@@ -535,8 +537,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             HandoverMsg::HandoverAborted { successor } => {
-                if matches!(&state.stage, Stage::Retiring { successor: s, .. } if *s == successor)
-                {
+                if matches!(&state.stage, Stage::Retiring { successor: s, .. } if *s == successor) {
                     self.resume(state, successor).await?;
                 }
                 Ok(())
@@ -728,7 +729,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     }),
                 );
             }
-            self.registry.unregister(me.info(), LeaveReason::Unregistered);
+            self.registry
+                .unregister(me.info(), LeaveReason::Unregistered);
         }
         for call in std::mem::take(&mut state.buffer) {
             self.forward_to_holder(state, call);
@@ -800,16 +802,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             _ => false,
         };
         match &mut state.stage {
-            Stage::Pulling { from, .. } if gone(from) => {
-                if self.registry.resolve(from).is_none() {
-                    return self.finish_pull(state, 0, true).await;
-                }
+            Stage::Pulling { from, .. } if gone(from) && self.registry.resolve(from).is_none() => {
+                return self.finish_pull(state, 0, true).await;
             }
-            Stage::Retiring { successor, .. } if gone(successor) => {
-                if self.registry.resolve(successor).is_none() {
-                    let successor = successor.clone();
-                    return self.resume(state, successor).await;
-                }
+            Stage::Retiring { successor, .. }
+                if gone(successor) && self.registry.resolve(successor).is_none() =>
+            {
+                let successor = successor.clone();
+                return self.resume(state, successor).await;
             }
             Stage::Retiring {
                 successor,
@@ -841,7 +841,10 @@ fn spawn_pump<A: TakeoverActor>(
         loop {
             match events.recv().await {
                 Ok(event) => {
-                    if myself.send_message(TakeoverMessage::Registry(event)).is_err() {
+                    if myself
+                        .send_message(TakeoverMessage::Registry(event))
+                        .is_err()
+                    {
                         break;
                     }
                 }
