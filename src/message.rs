@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::concurrency::oneshot;
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::RpcReplyPort;
 use serde::{Deserialize, Serialize};
 
@@ -45,7 +46,129 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     PullTimeout(Epoch),
 }
 
-impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {}
+/// Remote form: calls and handover messages travel as postcard bytes in
+/// ractor's `SerializedMessage`; the rest (`Go`, `Status`, registry events,
+/// timers) is local to a node and refuses to serialize.
+impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        match self {
+            TakeoverMessage::Call { msg, reply } => {
+                let args = postcard::to_allocvec(&msg).map_err(|e| {
+                    tracing::warn!(error = %e, "call does not encode; not sent");
+                    BoxedDowncastErr
+                })?;
+                match reply {
+                    None => Ok(SerializedMessage::Cast {
+                        variant: VARIANT_CALL.into(),
+                        args,
+                        metadata: None,
+                    }),
+                    Some(port) => Ok(SerializedMessage::Call {
+                        variant: VARIANT_CALL.into(),
+                        args,
+                        reply: bytes_port::<A>(port),
+                        metadata: None,
+                    }),
+                }
+            }
+            TakeoverMessage::Handover(h) => Ok(SerializedMessage::Cast {
+                variant: VARIANT_HANDOVER.into(),
+                args: postcard::to_allocvec(&h).map_err(|_| BoxedDowncastErr)?,
+                metadata: None,
+            }),
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+
+    fn deserialize(bytes: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match bytes {
+            SerializedMessage::Cast { variant, args, .. } if variant == VARIANT_CALL => {
+                let msg = postcard::from_bytes(&args).map_err(|e| {
+                    tracing::warn!(error = %e, "a cast to this server does not decode; dropped");
+                    BoxedDowncastErr
+                })?;
+                Ok(TakeoverMessage::Call { msg, reply: None })
+            }
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                ..
+            } if variant == VARIANT_CALL => match postcard::from_bytes(&args) {
+                Ok(msg) => Ok(TakeoverMessage::Call {
+                    msg,
+                    reply: Some(typed_port::<A>(reply)),
+                }),
+                Err(e) => {
+                    // Tell the caller instead of letting ractor drop it silently.
+                    let answer: Result<A::Reply, CallErr> = Err(CallErr::Codec(e.to_string()));
+                    if let Ok(bytes) = postcard::to_allocvec(&answer) {
+                        let _ = reply.send(bytes);
+                    }
+                    Err(BoxedDowncastErr)
+                }
+            },
+            SerializedMessage::Cast { variant, args, .. } if variant == VARIANT_HANDOVER => {
+                postcard::from_bytes(&args)
+                    .map(TakeoverMessage::Handover)
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "handover message does not decode; dropped");
+                        BoxedDowncastErr
+                    })
+            }
+            other => {
+                tracing::warn!(?other, "unknown message for a takeover server; dropped");
+                Err(BoxedDowncastErr)
+            }
+        }
+    }
+}
+
+const VARIANT_CALL: &str = "ractor_takeover.call";
+const VARIANT_HANDOVER: &str = "ractor_takeover.handover";
+
+/// The byte port a remote call travels with: its answer is decoded and passed
+/// to the caller's typed port.
+fn bytes_port<A: TakeoverActor>(port: ReplyPort<A>) -> RpcReplyPort<Vec<u8>> {
+    let (tx, rx) = oneshot::<Vec<u8>>();
+    let timeout = port.get_timeout();
+    tokio::spawn(async move {
+        if let Ok(bytes) = rx.await {
+            let answer = postcard::from_bytes::<Result<A::Reply, CallErr>>(&bytes)
+                .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())));
+            let _ = port.send(answer);
+        }
+    });
+    match timeout {
+        Some(t) => (tx, t).into(),
+        None => tx.into(),
+    }
+}
+
+/// The typed port a remote call is handled with: its answer is encoded and
+/// sent back through the session's byte port.
+fn typed_port<A: TakeoverActor>(reply: RpcReplyPort<Vec<u8>>) -> ReplyPort<A> {
+    let (tx, rx) = oneshot::<Result<A::Reply, CallErr>>();
+    let timeout = reply.get_timeout();
+    tokio::spawn(async move {
+        if let Ok(answer) = rx.await {
+            let bytes = postcard::to_allocvec(&answer).or_else(|e| {
+                postcard::to_allocvec(&Err::<A::Reply, CallErr>(CallErr::Codec(e.to_string())))
+            });
+            if let Ok(bytes) = bytes {
+                let _ = reply.send(bytes);
+            }
+        }
+    });
+    match timeout {
+        Some(t) => (tx, t).into(),
+        None => tx.into(),
+    }
+}
 
 /// How a standby should start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -248,14 +371,8 @@ fn relay_reply<A: TakeoverActor>(
             let (tx, rx) = oneshot::<Result<A::Reply, CallErr>>();
             let dest = dest.clone();
             let origin = origin.clone();
-            let serialize = dest.serialize_messages();
             tokio::spawn(async move {
                 if let Ok(answer) = rx.await {
-                    let answer = if serialize {
-                        roundtrip_reply::<A>(answer)
-                    } else {
-                        answer
-                    };
                     dest.send_to(
                         &origin,
                         Box::new(move |_| {
@@ -273,38 +390,16 @@ fn relay_reply<A: TakeoverActor>(
     }
 }
 
-/// Passes a message through its serialized form; a call that fails is
-/// answered with the codec error, anything else that fails is dropped (logged).
+/// Passes a message through the serialized form it has on a real link
+/// (`ractor::Message::serialize`, then `deserialize`; a call's reply comes
+/// back through the same byte ports). A message that fails is dropped, logged.
 fn roundtrip<A: TakeoverActor>(msg: TakeoverMessage<A>) -> Option<TakeoverMessage<A>> {
-    match msg {
-        TakeoverMessage::Call { msg, reply } => {
-            match postcard::to_allocvec(&msg).and_then(|b| postcard::from_bytes::<A::Msg>(&b)) {
-                Ok(msg) => Some(TakeoverMessage::Call { msg, reply }),
-                Err(e) => {
-                    if let Some(reply) = reply {
-                        let _ = reply.send(Err(CallErr::Codec(e.to_string())));
-                    }
-                    None
-                }
-            }
-        }
-        TakeoverMessage::Handover(h) => {
-            match postcard::to_allocvec(&h).and_then(|b| postcard::from_bytes::<HandoverMsg>(&b)) {
-                Ok(h) => Some(TakeoverMessage::Handover(h)),
-                Err(e) => {
-                    tracing::warn!(error = %e, "handover message failed to round-trip; dropped");
-                    None
-                }
-            }
-        }
-        other => Some(other),
+    use ractor::Message;
+    if !matches!(msg, TakeoverMessage::Call { .. } | TakeoverMessage::Handover(_)) {
+        return Some(msg);
     }
-}
-
-fn roundtrip_reply<A: TakeoverActor>(
-    answer: Result<A::Reply, CallErr>,
-) -> Result<A::Reply, CallErr> {
-    postcard::to_allocvec(&answer)
-        .and_then(|b| postcard::from_bytes(&b))
-        .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())))
+    msg.serialize()
+        .and_then(TakeoverMessage::deserialize)
+        .map_err(|_| tracing::warn!("message failed to round-trip through its wire form; dropped"))
+        .ok()
 }
