@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::EventHub;
+use crate::{EventHub, Placement};
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -23,6 +23,9 @@ pub struct TakeoverConfig {
     pub max_state_bytes: usize,
     /// Where the instance publishes its events.
     pub events: EventHub,
+    /// Automatic failover and takeover by node priority; `None` leaves moves
+    /// to explicit [`crate::takeover`] and [`crate::go`] calls.
+    pub placement: Option<Placement>,
 }
 
 impl Default for TakeoverConfig {
@@ -33,6 +36,7 @@ impl Default for TakeoverConfig {
             whereis_timeout: Duration::from_secs(5),
             max_state_bytes: 1 << 30,
             events: EventHub::default(),
+            placement: None,
         }
     }
 }
@@ -59,6 +63,12 @@ impl TakeoverConfig {
     /// Sets [`Self::max_state_bytes`].
     pub fn with_max_state_bytes(mut self, max: usize) -> Self {
         self.max_state_bytes = max;
+        self
+    }
+
+    /// Sets [`Self::placement`].
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
         self
     }
 

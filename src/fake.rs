@@ -22,7 +22,7 @@
 //!
 //! The instances themselves are ordinary ractor actors in this process.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,6 +72,12 @@ struct NodeState {
     version: watch::Sender<u64>,
     events: broadcast::Sender<RegistryEvent>,
     attached: Vec<ActorCell>,
+    /// Peers this node has seen go down and not come back.
+    down: BTreeSet<NodeId>,
+    /// The highest epoch seen per name. Why kept apart from the view: epochs
+    /// are fencing tokens, so a name must never get an epoch again after its
+    /// registrations left.
+    max_epoch: HashMap<String, Epoch>,
 }
 
 struct Item {
@@ -94,6 +100,8 @@ enum Op {
     Sync {
         from: NodeId,
         entries: Vec<(RegistrationInfo, ActorCell)>,
+        /// The sender's highest epoch per name.
+        epochs: Vec<(String, Epoch)>,
     },
 }
 
@@ -115,6 +123,8 @@ impl NodeState {
             version: watch::channel(0).0,
             events: broadcast::channel(4096).0,
             attached: Vec::new(),
+            down: BTreeSet::new(),
+            max_epoch: HashMap::new(),
         }
     }
 
@@ -127,6 +137,7 @@ impl NodeState {
     }
 
     fn insert(&mut self, info: RegistrationInfo, cell: ActorCell) {
+        self.saw_epoch(&info.name, info.epoch);
         let entries = self.view.entry(info.name.clone()).or_default();
         if entries
             .insert((info.epoch, info.node.clone()), cell)
@@ -134,6 +145,11 @@ impl NodeState {
         {
             self.emit(RegistryEvent::Registered(info));
         }
+    }
+
+    fn saw_epoch(&mut self, name: &str, epoch: Epoch) {
+        let max = self.max_epoch.entry(name.to_string()).or_default();
+        *max = (*max).max(epoch);
     }
 
     fn remove(&mut self, info: &RegistrationInfo, reason: LeaveReason) -> bool {
@@ -151,6 +167,13 @@ impl NodeState {
             reason,
         });
         true
+    }
+
+    fn epochs(&self) -> Vec<(String, Epoch)> {
+        self.max_epoch
+            .iter()
+            .map(|(n, e)| (n.clone(), *e))
+            .collect()
     }
 
     fn entries_of(&self, node: &NodeId) -> Vec<(RegistrationInfo, ActorCell)> {
@@ -182,9 +205,17 @@ impl NodeState {
                 for (info, _) in self.entries_of(&node) {
                     self.remove(&info, LeaveReason::NodeDown);
                 }
+                self.down.insert(node.clone());
                 self.emit(RegistryEvent::NodeDown(node));
             }
-            Op::Sync { from, entries } => {
+            Op::Sync {
+                from,
+                entries,
+                epochs,
+            } => {
+                for (name, epoch) in epochs {
+                    self.saw_epoch(&name, epoch);
+                }
                 let keep: HashSet<RegistrationInfo> =
                     entries.iter().map(|(i, _)| i.clone()).collect();
                 for (info, _) in self.entries_of(&from) {
@@ -195,6 +226,7 @@ impl NodeState {
                 for (info, cell) in entries {
                     self.insert(info, cell);
                 }
+                self.down.remove(&from);
                 self.emit(RegistryEvent::NodeUp(from));
             }
         }
@@ -309,16 +341,12 @@ impl FakeCluster {
                 Some(n) if n.up => n.entries_of(from),
                 _ => continue,
             };
-            let from_owned = from.clone();
-            self.enqueue(
-                &mut w,
-                from,
-                to,
-                ItemKind::Op(Op::Sync {
-                    from: from_owned,
-                    entries,
-                }),
-            );
+            let sync = Op::Sync {
+                from: from.clone(),
+                entries,
+                epochs: w.nodes[from].epochs(),
+            };
+            self.enqueue(&mut w, from, to, ItemKind::Op(sync));
         }
     }
 
@@ -347,6 +375,7 @@ impl FakeCluster {
             n.up = false;
             n.incarnation += 1;
             n.view.clear();
+            n.max_epoch.clear();
             n.in_flight = 0;
             n.changed();
             std::mem::take(&mut n.attached)
@@ -366,9 +395,17 @@ impl FakeCluster {
         tracing::info!("--- restart {node}");
         let id: NodeId = node.into();
         let mut w = self.world();
+        let down: BTreeSet<NodeId> = w
+            .nodes
+            .iter()
+            .filter(|(_, s)| !s.up)
+            .map(|(p, _)| p.clone())
+            .collect();
         match w.nodes.get_mut(&id) {
             Some(n) if !n.up => {
                 n.up = true;
+                n.down = down;
+                n.down.remove(&id);
                 n.changed();
             }
             _ => return,
@@ -384,11 +421,13 @@ impl FakeCluster {
             let sync = Op::Sync {
                 from: peer.clone(),
                 entries,
+                epochs: w.nodes[&peer].epochs(),
             };
             self.enqueue(&mut w, &peer, &id, ItemKind::Op(sync));
             let hello = Op::Sync {
                 from: id.clone(),
                 entries: Vec::new(),
+                epochs: Vec::new(),
             };
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(hello));
         }
@@ -608,12 +647,7 @@ impl FakeNode {
                 });
             }
         }
-        let epoch = node
-            .view
-            .get(name)
-            .and_then(|e| e.keys().map(|(e, _)| *e).max())
-            .unwrap_or(0)
-            + 1;
+        let epoch = node.max_epoch.get(name).copied().unwrap_or(0) + 1;
         let info = RegistrationInfo {
             name: name.to_string(),
             epoch,
@@ -718,6 +752,19 @@ impl Registry for FakeNode {
         self.remove_and_tell(&mut w, info, reason);
     }
 
+    fn live_nodes(&self) -> BTreeSet<NodeId> {
+        let w = self.cluster.world();
+        match w.nodes.get(&self.id) {
+            Some(me) if me.up => w
+                .nodes
+                .keys()
+                .filter(|n| !me.down.contains(*n))
+                .cloned()
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         let w = self.cluster.world();
         match w.nodes.get(&self.id) {
@@ -749,3 +796,6 @@ impl Registry for FakeNode {
         self.cluster.world().serialize
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -59,6 +59,8 @@
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.
 //! - [`fake`]: an in-process cluster with fault injection (feature `test-util`).
 //! - `client`: [`GlobalClient`], calling the server by name.
+//! - `placement`: [`Placement`], priority lists for automatic failover and
+//!   takeover, like Erlang's `distributed` parameter.
 //! - `event`: [`TakeoverEvent`]s for subscribers.
 //! - `config`, `error`, `node`: settings, errors, node identities.
 
@@ -74,6 +76,7 @@ mod event;
 pub mod fake;
 mod message;
 mod node;
+mod placement;
 mod registry;
 mod server;
 
@@ -100,6 +103,7 @@ pub use message::ReplyErr;
 pub use message::ReplyPort;
 pub use message::TakeoverMessage;
 pub use node::NodeId;
+pub use placement::Placement;
 pub use registry::BoxFuture;
 pub use registry::Delivery;
 pub use registry::Epoch;

@@ -44,6 +44,8 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     Registry(RegistryEvent),
     /// The pull of the state at this epoch took too long.
     PullTimeout(Epoch),
+    /// Time to re-check placement (a failover delay or a retry passed).
+    PlacementTick,
 }
 
 /// Remote form: calls and handover messages travel as postcard bytes in
@@ -395,7 +397,10 @@ fn relay_reply<A: TakeoverActor>(
 /// back through the same byte ports). A message that fails is dropped, logged.
 fn roundtrip<A: TakeoverActor>(msg: TakeoverMessage<A>) -> Option<TakeoverMessage<A>> {
     use ractor::Message;
-    if !matches!(msg, TakeoverMessage::Call { .. } | TakeoverMessage::Handover(_)) {
+    if !matches!(
+        msg,
+        TakeoverMessage::Call { .. } | TakeoverMessage::Handover(_)
+    ) {
         return Some(msg);
     }
     msg.serialize()

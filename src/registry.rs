@@ -11,6 +11,7 @@
 //! itself, and reaches an instance through an [`ActorCell`] (a proxy for a
 //! remote one).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -189,6 +190,10 @@ pub trait Registry: Send + Sync + 'static {
 
     /// Removes a registration of this node's and tells the other nodes.
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason);
+
+    /// The nodes this one considers up, itself included: connected and
+    /// answering heartbeats on a real cluster. Placement decides from it.
+    fn live_nodes(&self) -> BTreeSet<NodeId>;
 
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;

@@ -150,6 +150,12 @@ pub struct ServerState<A: TakeoverActor> {
     registry: Arc<dyn Registry>,
     buffer: VecDeque<Pending<A>>,
     pump: JoinHandle<()>,
+    /// The last holder this instance saw, for `Failover { from }`.
+    last_holder: Option<RegistrationInfo>,
+    /// Since when the name has been vacant in our view (placement).
+    vacant_since: Option<Instant>,
+    /// No self-initiated takeover before this (after a failed one).
+    retry_at: Option<Instant>,
 }
 
 impl<A: TakeoverActor> Drop for ServerState<A> {
@@ -189,6 +195,9 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             registry: self.registry.clone(),
             buffer: VecDeque::new(),
             pump,
+            last_holder: None,
+            vacant_since: None,
+            retry_at: None,
         })
     }
 
@@ -206,7 +215,19 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             .await?;
         if let Some(holder) = holder {
             self.become_standby(state, Some(holder.info().clone()));
-            return Ok(());
+            return self.place(myself, state).await;
+        }
+        if let Some(placement) = &self.config.placement {
+            // Only the first live node in priority order registers at once;
+            // the others wait their turn as standbys.
+            let first = placement
+                .order(&self.registry.live_nodes())
+                .into_iter()
+                .next();
+            if first.as_ref() != Some(self.registry.node()) {
+                self.become_standby(state, None);
+                return self.place(myself, state).await;
+            }
         }
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
@@ -216,7 +237,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             Err(RegistryErr::AlreadyRegistered { .. }) => {
                 let holder = self.registry.lookup(&self.name).map(|r| r.info().clone());
                 self.become_standby(state, holder);
-                Ok(())
+                self.place(myself, state).await
             }
             Err(e) => Err(e.into()),
         }
@@ -251,6 +272,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             TakeoverMessage::Handover(h) => self.on_handover(myself, state, h).await,
             TakeoverMessage::Registry(event) => self.on_registry(myself, state, event).await,
             TakeoverMessage::PullTimeout(epoch) => self.on_pull_timeout(state, epoch).await,
+            TakeoverMessage::PlacementTick => self.place(myself, state).await,
         }
     }
 }
@@ -391,25 +413,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         match request {
             GoRequest::Failover { from } => {
-                match self.registry.register(&self.name, myself.get_cell()).await {
-                    Ok(me) => {
-                        let info = me.info().clone();
-                        state.me = Some(me);
-                        let start = StartType::Failover { from };
-                        self.start_holder(state, start.clone()).await?;
-                        answer(
-                            reply,
-                            Ok(HandoverReport {
-                                holder: info,
-                                start,
-                                state_bytes: 0,
-                                pause: Duration::ZERO,
-                                buffered: 0,
-                            }),
-                        );
-                    }
-                    Err(e) => answer(reply, Err(e.into())),
-                }
+                let start = StartType::Failover { from };
+                let outcome = self.take_vacant(&myself, state, start).await?;
+                answer(reply, outcome);
             }
             GoRequest::Takeover => {
                 let Some(holder) = self.registry.lookup(&self.name) else {
@@ -454,6 +460,89 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         from: holder.info().clone(),
                     },
                 );
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers a vacant name and starts as holder with `start`.
+    async fn take_vacant(
+        &self,
+        myself: &ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        start: StartType,
+    ) -> Result<Result<HandoverReport, TakeoverErr>, ActorProcessingErr> {
+        match self.registry.register(&self.name, myself.get_cell()).await {
+            Ok(me) => {
+                let info = me.info().clone();
+                state.me = Some(me);
+                self.start_holder(state, start.clone()).await?;
+                Ok(Ok(HandoverReport {
+                    holder: info,
+                    start,
+                    state_bytes: 0,
+                    pause: Duration::ZERO,
+                    buffered: 0,
+                }))
+            }
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    /// Placement, on a standby: take a vacant name when it is our turn, take
+    /// the name over from a holder of lower priority. Re-run on every registry
+    /// change and on [`TakeoverMessage::PlacementTick`].
+    async fn place(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(placement) = &self.config.placement else {
+            return Ok(());
+        };
+        if !matches!(state.stage, Stage::Standby) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        if let Some(at) = state.retry_at {
+            if now < at {
+                tick_after(&myself, at - now);
+                return Ok(());
+            }
+            state.retry_at = None;
+        }
+        let me = self.registry.node().clone();
+        match self.registry.lookup(&self.name) {
+            Some(holder) => {
+                state.vacant_since = None;
+                state.last_holder = Some(holder.info().clone());
+                if holder.cell().get_id() != myself.get_id()
+                    && placement.outranks(&me, holder.node())
+                {
+                    tracing::info!(name = %self.name, node = %me, holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
+                    self.on_go(myself, state, GoRequest::Takeover, None).await?;
+                }
+            }
+            None => {
+                let live = self.registry.live_nodes();
+                let Some(wait) = placement.vacancy_wait(&me, &live) else {
+                    return Ok(());
+                };
+                let due = *state.vacant_since.get_or_insert(now) + wait;
+                if now < due {
+                    tick_after(&myself, due - now);
+                    return Ok(());
+                }
+                let start = match &state.last_holder {
+                    Some(h) => StartType::Failover {
+                        from: h.node.clone(),
+                    },
+                    None => StartType::Normal,
+                };
+                tracing::info!(name = %self.name, node = %me, ?start, "placement: the name is vacant and it is our turn");
+                if let Err(e) = self.take_vacant(&myself, state, start).await? {
+                    tracing::info!(name = %self.name, error = %e, "placement: could not take the vacant name");
+                }
             }
         }
         Ok(())
@@ -735,6 +824,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         for call in std::mem::take(&mut state.buffer) {
             self.forward_to_holder(state, call);
         }
+        if let Some(placement) = &self.config.placement {
+            state.retry_at = Some(Instant::now() + placement.retry_after);
+        }
         self.publish(
             state,
             EventKind::TakeoverAborted {
@@ -792,7 +884,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     async fn on_registry(
         &self,
-        _myself: ActorRef<TakeoverMessage<A>>,
+        myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
         event: RegistryEvent,
     ) -> Result<(), ActorProcessingErr> {
@@ -824,10 +916,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     }
                 }
             }
+            Stage::Standby => return self.place(myself, state).await,
             _ => {}
         }
         Ok(())
     }
+}
+
+fn tick_after<A: TakeoverActor>(myself: &ActorRef<TakeoverMessage<A>>, after: Duration) {
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let _ = myself.send_message(TakeoverMessage::PlacementTick);
+    });
 }
 
 /// Feeds this node's registry changes into the instance's mailbox, so that
