@@ -57,6 +57,8 @@
 //! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
 //!   and how messages cross nodes.
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.
+//! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
+//!   with heartbeats and the token actors that carry registrations.
 //! - [`fake`]: an in-process cluster with fault injection (feature `test-util`).
 //! - `client`: [`GlobalClient`], calling the server by name.
 //! - `placement`: [`Placement`], priority lists for automatic failover and
@@ -69,6 +71,7 @@
 
 mod behaviour;
 mod client;
+pub mod cluster;
 mod config;
 mod error;
 mod event;

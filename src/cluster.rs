@@ -1,0 +1,490 @@
+//! The real backend: [`Registry`] on `ractor::pg`, synced between nodes by
+//! `ractor_cluster` over TCP with cookie authentication.
+//!
+//! How the pieces fit what pg gives (see the facts in the README):
+//!
+//! - **Metadata.** pg stores no metadata per member, and ractor's `node_id`
+//!   differs from observer to observer. So each registration is a small
+//!   *token* actor whose spawn name carries `(epoch, node, name)`; remote
+//!   nodes see the token as a proxy whose `get_name()` still carries it. The
+//!   token joins the group `name` in the scope `ractor_takeover` and passes
+//!   every (serialized) message on to the instance; on its own node the view
+//!   maps the token straight to the instance, so local calls stay unserialized.
+//! - **Failure detection.** ractor_cluster pings but never times a pong out,
+//!   so a dead or partitioned peer can stay in pg for a long time. Each node
+//!   runs a heartbeat actor (a member of the scope's heartbeat group) that
+//!   pings every peer every `heartbeat_interval`; a peer silent for
+//!   `heartbeat_misses` intervals is down: its registrations are ignored and
+//!   a [`RegistryEvent::NodeDown`] goes out, so placement can fail over.
+//! - **Safe lookup.** It answers only after every configured peer is either
+//!   heard from or declared down, then after a ping round trip to every live
+//!   peer: a session delivers in order, so the pong proves that every pg
+//!   change the peer made before it has reached us (what `global:sync` does).
+//! - **Big states.** Inbound frames are capped at 16 MiB by ractor_cluster's
+//!   default; this backend raises the cap to `max_frame_bytes` (256 MiB by
+//!   default) on every node it starts, so states up to that size travel in one
+//!   message. Every node of a cluster must use the same setting.
+
+mod heartbeat;
+mod token;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
+use ractor_cluster::{NodeServer, NodeServerMessage};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+
+use crate::registry::{takes_messages, BoxFuture, Delivery};
+use crate::{
+    Epoch, LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    RegistryEvent,
+};
+
+use heartbeat::{Heartbeat, HeartbeatMsg};
+use token::Token;
+
+/// The pg scope every registration and heartbeat lives in.
+pub const SCOPE: &str = "ractor_takeover";
+
+/// Settings of one real node.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// This node's stable identity, e.g. `"a"`. Unique in the cluster.
+    pub node: NodeId,
+    /// The host name peers reach this node by.
+    pub hostname: String,
+    /// The TCP port to listen on.
+    pub port: u16,
+    /// The shared secret: a peer with another cookie never completes the
+    /// handshake, so it never sees or joins any registration.
+    pub cookie: String,
+    /// Peers to connect to (and reconnect to), as `name@host:port`.
+    pub peers: Vec<PeerAddr>,
+    /// How often the heartbeat pings every peer.
+    pub heartbeat_interval: Duration,
+    /// How many intervals a peer may stay silent before it counts as down.
+    pub heartbeat_misses: u32,
+    /// The largest inbound frame accepted: the largest state that can move.
+    pub max_frame_bytes: u64,
+}
+
+impl ClusterConfig {
+    /// A node named `node` listening on `127.0.0.1:port` with `cookie`. The
+    /// defaults detect a dead peer in about a second (200 ms x 5).
+    pub fn new(node: impl Into<NodeId>, port: u16, cookie: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            hostname: "127.0.0.1".into(),
+            port,
+            cookie: cookie.into(),
+            peers: Vec::new(),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_misses: 5,
+            max_frame_bytes: 256 << 20,
+        }
+    }
+
+    /// Sets [`Self::peers`].
+    pub fn with_peers(mut self, peers: Vec<PeerAddr>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Sets the heartbeat interval and the misses that mark a peer down.
+    pub fn with_heartbeat(mut self, interval: Duration, misses: u32) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_misses = misses.max(1);
+        self
+    }
+
+    /// Sets [`Self::max_frame_bytes`].
+    pub fn with_max_frame_bytes(mut self, max: u64) -> Self {
+        self.max_frame_bytes = max;
+        self
+    }
+
+    /// Sets [`Self::hostname`].
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// How long a peer may be silent before it counts as down.
+    pub fn detection_time(&self) -> Duration {
+        self.heartbeat_interval * self.heartbeat_misses
+    }
+}
+
+/// A peer's identity and address, written `name@host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The peer's node identity.
+    pub node: NodeId,
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = ClusterErr;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('@') {
+            Some((node, addr)) if !node.is_empty() && addr.contains(':') => Ok(Self {
+                node: NodeId::new(node),
+                addr: addr.to_string(),
+            }),
+            _ => Err(ClusterErr::BadPeer(s.to_string())),
+        }
+    }
+}
+
+/// Why a real node could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterErr {
+    /// A peer was not written `name@host:port`.
+    BadPeer(String),
+    /// An actor of the node (node server, heartbeat) failed to spawn.
+    Spawn(ractor::SpawnErr),
+}
+
+impl fmt::Display for ClusterErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPeer(p) => write!(f, "peer {p:?} is not written name@host:port"),
+            Self::Spawn(e) => write!(f, "could not start the node: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterErr {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Spawn(e) => Some(e),
+            Self::BadPeer(_) => None,
+        }
+    }
+}
+
+impl From<ractor::SpawnErr> for ClusterErr {
+    fn from(value: ractor::SpawnErr) -> Self {
+        Self::Spawn(value)
+    }
+}
+
+/// A real node: its node server, heartbeat and view of the global names.
+/// Cheap to clone; it implements [`Registry`].
+///
+/// One per OS process: pg is a process static, so two nodes in one process
+/// would share (and corrupt) one view.
+#[derive(Clone)]
+pub struct ClusterNode {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ClusterConfig,
+    node_server: ActorRef<NodeServerMessage>,
+    heartbeat: ActorRef<HeartbeatMsg>,
+    shared: Arc<Shared>,
+}
+
+/// What the heartbeat actor and the registry share.
+pub(crate) struct Shared {
+    pub(crate) started: Instant,
+    pub(crate) state: Mutex<SharedState>,
+    pub(crate) events: broadcast::Sender<RegistryEvent>,
+    /// Bumped on every liveness change, for waiters.
+    pub(crate) changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct SharedState {
+    /// Peers heard from within the detection time.
+    pub(crate) alive: BTreeSet<NodeId>,
+    /// Our own registrations: token id -> (metadata, instance, token).
+    pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
+    /// Highest epoch seen per name (fencing tokens never go back).
+    pub(crate) max_epoch: HashMap<String, Epoch>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SharedState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn emit(&self, event: RegistryEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+impl ClusterNode {
+    /// Starts a node: the TCP node server (cookie auth), the heartbeat, and
+    /// (re)connection to the configured peers.
+    pub async fn start(config: ClusterConfig) -> Result<Self, ClusterErr> {
+        let server = NodeServer::new(
+            config.port,
+            config.cookie.clone(),
+            config.node.to_string(),
+            config.hostname.clone(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_max_inbound_frame_size(config.max_frame_bytes);
+        let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            state: Mutex::new(SharedState::default()),
+            events: broadcast::channel(4096).0,
+            changed: watch::channel(0).0,
+        });
+        let (heartbeat, _) = Actor::spawn(
+            Some(heartbeat::actor_name(&config.node)),
+            Heartbeat,
+            heartbeat::Args {
+                config: config.clone(),
+                shared: shared.clone(),
+                node_server: node_server.clone(),
+            },
+        )
+        .await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                node_server,
+                heartbeat,
+                shared,
+            }),
+        })
+    }
+
+    /// The node's settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The ractor_cluster node server, to connect more peers or subscribe to
+    /// its events.
+    pub fn node_server(&self) -> &ActorRef<NodeServerMessage> {
+        &self.inner.node_server
+    }
+
+    /// This node as a registry for [`crate::TakeoverServer`].
+    pub fn registry(&self) -> Arc<dyn Registry> {
+        Arc::new(self.clone())
+    }
+
+    /// Stops the node's actors (node server and heartbeat); sessions close.
+    pub fn shutdown(&self) {
+        self.inner.heartbeat.stop(None);
+        self.inner.node_server.stop(None);
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Waits until every configured peer is heard from or declared down.
+    async fn peers_known(&self, deadline: Instant) -> bool {
+        let shared = self.shared();
+        let mut changed = shared.changed.subscribe();
+        let detection = self.inner.config.detection_time();
+        loop {
+            let known = {
+                let s = shared.lock();
+                self.inner
+                    .config
+                    .peers
+                    .iter()
+                    .all(|p| s.alive.contains(&p.node))
+            } || shared.started.elapsed() >= detection;
+            if known {
+                return true;
+            }
+            let wake = (shared.started + detection).min(deadline);
+            match tokio::time::timeout_at(wake, changed.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) if Instant::now() >= deadline => return false,
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn add(&self, name: &str, instance: ActorCell, only_if_free: bool) -> BoxFuture<'_, Result<Registration, RegistryErr>> {
+        let name = name.to_string();
+        Box::pin(async move {
+            if only_if_free {
+                if let Some(holder) = self.lookup(&name) {
+                    return Err(RegistryErr::AlreadyRegistered {
+                        name,
+                        holder: holder.node().clone(),
+                        epoch: holder.epoch(),
+                    });
+                }
+            }
+            let epoch = {
+                let s = self.shared().lock();
+                let seen = s.max_epoch.get(&name).copied().unwrap_or(0);
+                let in_view = self.members(&name).iter().map(|r| r.epoch()).max().unwrap_or(0);
+                seen.max(in_view) + 1
+            };
+            let info = RegistrationInfo {
+                name: name.clone(),
+                epoch,
+                node: self.inner.config.node.clone(),
+            };
+            let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, instance.clone())
+                .await
+                .map_err(|e| RegistryErr::Backend(e.to_string()))?;
+            {
+                let mut s = self.shared().lock();
+                s.local.insert(
+                    token.get_id(),
+                    (info.clone(), instance.clone(), token.get_cell()),
+                );
+                let max = s.max_epoch.entry(name.clone()).or_default();
+                *max = (*max).max(epoch);
+            }
+            pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
+            Ok(Registration::new(info, instance))
+        })
+    }
+}
+
+/// Parses a member of a registration group into its registration.
+pub(crate) fn member_info(cell: &ActorCell, group: &str) -> Option<RegistrationInfo> {
+    let info = token::parse_name(&cell.get_name()?)?;
+    (info.name == group).then_some(info)
+}
+
+impl Registry for ClusterNode {
+    fn node(&self) -> &NodeId {
+        &self.inner.config.node
+    }
+
+    fn members(&self, name: &str) -> Vec<Registration> {
+        let cells = pg::get_scoped_members(&SCOPE.to_string(), &name.to_string());
+        let s = self.shared().lock();
+        let me = &self.inner.config.node;
+        let mut out: Vec<Registration> = cells
+            .into_iter()
+            .filter_map(|cell| {
+                if let Some((info, instance, _)) = s.local.get(&cell.get_id()) {
+                    return takes_messages(instance)
+                        .then(|| Registration::new(info.clone(), instance.clone()));
+                }
+                let info = member_info(&cell, name)?;
+                // A member of ours that is not in `local` is a leftover; one of
+                // a silent peer is ignored until the peer is heard again.
+                let live = info.node != *me && s.alive.contains(&info.node);
+                (live && takes_messages(&cell)).then(|| Registration::new(info, cell))
+            })
+            .collect();
+        out.sort_by(|a, b| a.info().rank().cmp(&b.info().rank()));
+        out
+    }
+
+    fn safe_lookup<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Registration>, RegistryErr>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let deadline = started + timeout;
+            let not_settled = || RegistryErr::NotSettled {
+                waited: started.elapsed(),
+            };
+            if !self.peers_known(deadline).await {
+                return Err(not_settled());
+            }
+            let barrier = self
+                .inner
+                .heartbeat
+                .call(HeartbeatMsg::Barrier, Some(deadline - Instant::now()))
+                .await;
+            match barrier {
+                Ok(ractor::rpc::CallResult::Success(())) => {}
+                _ => return Err(not_settled()),
+            }
+            self.purge_dead();
+            Ok(self.lookup(name))
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>> {
+        self.add(name, cell, true)
+    }
+
+    fn steal<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>> {
+        self.add(name, cell, false)
+    }
+
+    fn unregister(&self, info: &RegistrationInfo, _reason: LeaveReason) {
+        let token = {
+            let mut s = self.shared().lock();
+            let id = s
+                .local
+                .iter()
+                .find(|(_, (i, _, _))| i == info)
+                .map(|(id, _)| *id);
+            id.and_then(|id| s.local.remove(&id)).map(|(_, _, token)| token)
+        };
+        if let Some(token) = token {
+            pg::leave_scoped(SCOPE.to_string(), info.name.clone(), vec![token.clone()]);
+            token.stop(None);
+        }
+    }
+
+    fn live_nodes(&self) -> BTreeSet<NodeId> {
+        let mut live = self.shared().lock().alive.clone();
+        live.insert(self.inner.config.node.clone());
+        live
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.shared().events.subscribe()
+    }
+
+    fn send_to(&self, _to: &NodeId, delivery: Delivery) {
+        // ractor_cluster carries the message once `delivery` sends it to the
+        // remote proxy; nothing to route here.
+        delivery(Arc::new(self.clone()))
+    }
+}
+
+impl ClusterNode {
+    /// Unregisters our own registrations whose instance died (normally the
+    /// instance does it as it stops; this covers a kill).
+    fn purge_dead(&self) {
+        let dead: Vec<RegistrationInfo> = self
+            .shared()
+            .lock()
+            .local
+            .values()
+            .filter(|(_, instance, _)| !takes_messages(instance))
+            .map(|(info, _, _)| info.clone())
+            .collect();
+        for info in dead {
+            self.unregister(&info, LeaveReason::InstanceDied);
+        }
+    }
+}
