@@ -71,6 +71,10 @@ pub struct ClusterConfig {
     pub heartbeat_misses: u32,
     /// The largest inbound frame accepted: the largest state that can move.
     pub max_frame_bytes: u64,
+    /// How long a registration's token lives on after it left the group, so
+    /// that replies to calls the old instance forwarded still reach remote
+    /// callers. Set it above your longest call timeout.
+    pub token_linger: Duration,
 }
 
 impl ClusterConfig {
@@ -86,6 +90,7 @@ impl ClusterConfig {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_misses: 5,
             max_frame_bytes: 256 << 20,
+            token_linger: Duration::from_secs(30),
         }
     }
 
@@ -320,7 +325,12 @@ impl ClusterNode {
         }
     }
 
-    fn add(&self, name: &str, instance: ActorCell, only_if_free: bool) -> BoxFuture<'_, Result<Registration, RegistryErr>> {
+    fn add(
+        &self,
+        name: &str,
+        instance: ActorCell,
+        only_if_free: bool,
+    ) -> BoxFuture<'_, Result<Registration, RegistryErr>> {
         let name = name.to_string();
         Box::pin(async move {
             if only_if_free {
@@ -332,18 +342,31 @@ impl ClusterNode {
                     });
                 }
             }
-            let epoch = {
-                let s = self.shared().lock();
-                let seen = s.max_epoch.get(&name).copied().unwrap_or(0);
-                let in_view = self.members(&name).iter().map(|r| r.epoch()).max().unwrap_or(0);
-                seen.max(in_view) + 1
-            };
+            let in_view = self
+                .members(&name)
+                .iter()
+                .map(|r| r.epoch())
+                .max()
+                .unwrap_or(0);
+            let seen = self
+                .shared()
+                .lock()
+                .max_epoch
+                .get(&name)
+                .copied()
+                .unwrap_or(0);
+            let epoch = seen.max(in_view) + 1;
             let info = RegistrationInfo {
                 name: name.clone(),
                 epoch,
                 node: self.inner.config.node.clone(),
             };
-            let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, instance.clone())
+            let args = token::TokenArgs {
+                instance: instance.clone(),
+                info: info.clone(),
+                registry: self.registry(),
+            };
+            let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, args)
                 .await
                 .map_err(|e| RegistryErr::Backend(e.to_string()))?;
             {
@@ -405,6 +428,7 @@ impl Registry for ClusterNode {
             let not_settled = || RegistryErr::NotSettled {
                 waited: started.elapsed(),
             };
+            tracing::debug!("safe_lookup: waiting for peers");
             if !self.peers_known(deadline).await {
                 return Err(not_settled());
             }
@@ -413,6 +437,7 @@ impl Registry for ClusterNode {
                 .heartbeat
                 .call(HeartbeatMsg::Barrier, Some(deadline - Instant::now()))
                 .await;
+            tracing::debug!(ok = barrier.is_ok(), "safe_lookup: barrier done");
             match barrier {
                 Ok(ractor::rpc::CallResult::Success(())) => {}
                 _ => return Err(not_settled()),
@@ -446,11 +471,19 @@ impl Registry for ClusterNode {
                 .iter()
                 .find(|(_, (i, _, _))| i == info)
                 .map(|(id, _)| *id);
-            id.and_then(|id| s.local.remove(&id)).map(|(_, _, token)| token)
+            id.and_then(|id| s.local.remove(&id))
+                .map(|(_, _, token)| token)
         };
         if let Some(token) = token {
             pg::leave_scoped(SCOPE.to_string(), info.name.clone(), vec![token.clone()]);
-            token.stop(None);
+            // Out of the group at once (no new lookup finds it), but alive a
+            // while longer: remote callers' reply ports hang off their proxies
+            // of this token (see `token::Token`).
+            let linger = self.inner.config.token_linger;
+            tokio::spawn(async move {
+                tokio::time::sleep(linger).await;
+                token.stop(None);
+            });
         }
     }
 

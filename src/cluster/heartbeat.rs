@@ -16,6 +16,10 @@ use crate::{LeaveReason, NodeId, RegistryEvent};
 const GROUP: &str = "ractor_takeover|heartbeat";
 const PREFIX: &str = "ractor_takeover|hb|";
 
+/// Heartbeats without a session before a node also dials a peer whose name
+/// sorts first.
+const ORDERLESS_AFTER: u32 = 25;
+
 pub(crate) fn actor_name(node: &NodeId) -> String {
     format!("{PREFIX}{node}")
 }
@@ -33,6 +37,8 @@ pub(crate) enum HeartbeatMsg {
     Tick,
     /// Local: answer once every live peer answered a ping sent from now on.
     Barrier(RpcReplyPort<()>),
+    /// Local: a dial finished.
+    Dialed { node: NodeId, ok: bool },
 }
 
 impl ractor::Message for HeartbeatMsg {
@@ -57,7 +63,8 @@ impl ractor::Message for HeartbeatMsg {
         let SerializedMessage::Cast { variant, args, .. } = bytes else {
             return Err(BoxedDowncastErr);
         };
-        let (from, seq): (NodeId, u64) = postcard::from_bytes(&args).map_err(|_| BoxedDowncastErr)?;
+        let (from, seq): (NodeId, u64) =
+            postcard::from_bytes(&args).map_err(|_| BoxedDowncastErr)?;
         match variant.as_str() {
             "ping" => Ok(Self::Ping { from, seq }),
             "pong" => Ok(Self::Pong { from, seq }),
@@ -80,6 +87,10 @@ pub(crate) struct State {
     last_heard: HashMap<NodeId, Instant>,
     barriers: Vec<(u64, BTreeSet<NodeId>, RpcReplyPort<()>)>,
     ticks: u64,
+    /// Dial rounds each configured peer has gone without a session.
+    unconnected_ticks: HashMap<NodeId, u32>,
+    /// Peers being dialed, and until when not to dial them again.
+    dialing: HashMap<NodeId, Instant>,
 }
 
 impl State {
@@ -149,18 +160,50 @@ impl State {
         }
     }
 
-    fn dial_missing(&mut self) {
+    /// Dials the configured peers we have no session with. Only the node
+    /// whose name sorts first dials a pair: when both dial at once,
+    /// ractor_cluster keeps one session and stops the other, and the calls in
+    /// flight through the proxies of the stopped one lose their replies. A
+    /// peer that never dials us (configured one way only) is dialed anyway
+    /// once `ORDERLESS_AFTER` ticks have passed without a session.
+    fn dial_missing(&mut self, myself: &ActorRef<HeartbeatMsg>) {
         let connected: BTreeSet<NodeId> = self.peer_cells().into_iter().map(|(n, _)| n).collect();
+        let me = self.args.config.node.clone();
         for peer in &self.args.config.peers {
-            if connected.contains(&peer.node) || peer.node == self.args.config.node {
+            if connected.contains(&peer.node) || peer.node == me {
+                self.unconnected_ticks.remove(&peer.node);
                 continue;
             }
+            let waited = self.unconnected_ticks.entry(peer.node.clone()).or_default();
+            *waited += 1;
+            if peer.node < me && *waited < ORDERLESS_AFTER {
+                continue;
+            }
+            // One dial at a time per peer; after a connect, give the session
+            // the detection time to finish its handshake before dialing again.
+            if self
+                .dialing
+                .get(&peer.node)
+                .is_some_and(|until| Instant::now() < *until)
+            {
+                continue;
+            }
+            let detection = self.args.config.detection_time();
+            self.dialing
+                .insert(peer.node.clone(), Instant::now() + detection * 10);
             let server = self.args.node_server.clone();
             let addr = peer.addr.clone();
+            let node = peer.node.clone();
+            let myself = myself.clone();
             tokio::spawn(async move {
-                if let Err(e) = ractor_cluster::client_connect(&server, addr.as_str()).await {
-                    tracing::debug!(%addr, error = %e, "peer not reachable yet");
-                }
+                let ok = match ractor_cluster::client_connect(&server, addr.as_str()).await {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::debug!(%addr, error = %e, "peer not reachable yet");
+                        false
+                    }
+                };
+                let _ = myself.send_message(HeartbeatMsg::Dialed { node, ok });
             });
         }
     }
@@ -177,7 +220,11 @@ impl Actor for Heartbeat {
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
         pg::monitor_scope(SCOPE.to_string(), myself.get_cell());
-        pg::join_scoped(SCOPE.to_string(), GROUP.to_string(), vec![myself.get_cell()]);
+        pg::join_scoped(
+            SCOPE.to_string(),
+            GROUP.to_string(),
+            vec![myself.get_cell()],
+        );
         myself.send_interval(args.config.heartbeat_interval, || HeartbeatMsg::Tick);
         Ok(State {
             args,
@@ -185,21 +232,23 @@ impl Actor for Heartbeat {
             last_heard: HashMap::new(),
             barriers: Vec::new(),
             ticks: 0,
+            unconnected_ticks: HashMap::new(),
+            dialing: HashMap::new(),
         })
     }
 
     async fn post_start(
         &self,
-        _myself: ActorRef<HeartbeatMsg>,
+        myself: ActorRef<HeartbeatMsg>,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
-        state.dial_missing();
+        state.dial_missing(&myself);
         Ok(())
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<HeartbeatMsg>,
+        myself: ActorRef<HeartbeatMsg>,
         msg: HeartbeatMsg,
         state: &mut State,
     ) -> Result<(), ActorProcessingErr> {
@@ -230,10 +279,14 @@ impl Actor for Heartbeat {
                 for node in silent {
                     state.down(&node, "missed heartbeats");
                 }
-                // Dial every few ticks: a refused connect is cheap, but a
-                // session being set up should get the time to finish.
-                if state.ticks % 5 == 0 {
-                    state.dial_missing();
+                state.dial_missing(&myself);
+            }
+            HeartbeatMsg::Dialed { node, ok } => {
+                if ok {
+                    let grace = Instant::now() + state.args.config.detection_time();
+                    state.dialing.insert(node, grace);
+                } else {
+                    state.dialing.remove(&node);
                 }
             }
             HeartbeatMsg::Barrier(reply) => {

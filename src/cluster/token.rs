@@ -1,9 +1,11 @@
 //! The token actor: one per registration, the pg member that remote nodes see.
 
+use std::sync::Arc;
+
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use crate::{NodeId, RegistrationInfo};
+use crate::{NodeId, RegistrationInfo, Registry};
 
 const PREFIX: &str = "ractor_takeover|reg|";
 
@@ -25,7 +27,18 @@ pub(crate) fn parse_name(name: &str) -> Option<RegistrationInfo> {
 
 /// Passes every message on to the instance, still serialized: the token does
 /// not know the instance's message type, and does not need to.
+///
+/// Why it outlives its registration for a while (see `ClusterNode::unregister`):
+/// a remote caller's pending reply ports live in its proxy of this token, and
+/// ractor_cluster drops them when the token stops. A retiring instance has
+/// just forwarded calls whose replies come back this way.
 pub(crate) struct Token;
+
+pub(crate) struct TokenArgs {
+    pub(crate) instance: ActorCell,
+    pub(crate) info: RegistrationInfo,
+    pub(crate) registry: Arc<dyn Registry>,
+}
 
 pub(crate) struct TokenMsg(SerializedMessage);
 
@@ -45,29 +58,56 @@ impl ractor::Message for TokenMsg {
 
 impl Actor for Token {
     type Msg = TokenMsg;
-    type State = ActorCell;
-    type Arguments = ActorCell;
+    type State = TokenArgs;
+    type Arguments = TokenArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<TokenMsg>,
-        instance: ActorCell,
-    ) -> Result<ActorCell, ActorProcessingErr> {
-        Ok(instance)
+        args: TokenArgs,
+    ) -> Result<TokenArgs, ActorProcessingErr> {
+        Ok(args)
     }
 
     async fn handle(
         &self,
         myself: ActorRef<TokenMsg>,
         msg: TokenMsg,
-        instance: &mut ActorCell,
+        state: &mut TokenArgs,
     ) -> Result<(), ActorProcessingErr> {
-        if instance.send_serialized(msg.0).is_err() {
-            // The instance retired or died; a call's byte port drops here and
-            // its caller gets `CallErr::NoReply`.
-            tracing::debug!(token = ?myself.get_name(), "instance gone; message dropped");
+        let Err(refused) = state.instance.send_serialized(msg.0) else {
+            return Ok(());
+        };
+        // The instance retired or died: it handled nothing, so the message
+        // goes on to whoever holds the name now.
+        let MessagingErrSend(msg) = MessagingErrSend::from(*refused);
+        let next = state
+            .registry
+            .lookup(&state.info.name)
+            .filter(|h| h.cell().get_id() != state.instance.get_id());
+        match (msg, next) {
+            (Some(msg), Some(next)) => {
+                if next.cell().send_serialized(msg).is_err() {
+                    tracing::debug!(token = ?myself.get_name(), "holder gone too; message dropped");
+                }
+            }
+            _ => {
+                tracing::debug!(token = ?myself.get_name(), "instance gone, no holder; message dropped")
+            }
         }
         Ok(())
+    }
+}
+
+/// The message a refused `send_serialized` hands back, if it did.
+struct MessagingErrSend(Option<SerializedMessage>);
+
+impl From<ractor::MessagingErr<SerializedMessage>> for MessagingErrSend {
+    fn from(value: ractor::MessagingErr<SerializedMessage>) -> Self {
+        match value {
+            ractor::MessagingErr::SendErr(m) => Self(Some(m)),
+            _ => Self(None),
+        }
     }
 }
 

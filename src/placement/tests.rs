@@ -5,7 +5,7 @@ use super::Placement;
 use crate::NodeId;
 
 fn live(nodes: &[&str]) -> BTreeSet<NodeId> {
-    nodes.iter().map(|n| NodeId::new(n)).collect()
+    nodes.iter().map(NodeId::new).collect()
 }
 
 /// `>` separates priorities and `,` equal ones; whitespace does not matter.

@@ -252,3 +252,190 @@ pub fn send_call(
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
+
+// --- Helpers for the placement tests ---
+
+impl Watcher {
+    /// Every event published since the last read, without waiting. Panics if
+    /// the watcher lagged (an exact count of events would then be wrong).
+    pub fn drain(&mut self) -> Vec<TakeoverEvent> {
+        let mut out = Vec::new();
+        loop {
+            match self.rx.try_recv() {
+                Ok(ev) => out.push(ev),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    panic!("the watcher lagged and lost {n} events")
+                }
+                Err(_) => return out,
+            }
+        }
+    }
+
+    /// Waits for the next `Registered` event on `node` and returns its start type.
+    pub async fn registered(&mut self, node: &str) -> StartType {
+        let ev = self
+            .wait_for(&format!("{node} registers"), |e| {
+                on(e, node) && matches!(e.kind, EventKind::Registered { .. })
+            })
+            .await;
+        match ev.kind {
+            EventKind::Registered { start } => start,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Waits for the next `Standby` event on `node` and returns the holder it saw.
+    pub async fn standby(&mut self, node: &str) -> Option<RegistrationInfo> {
+        let ev = self
+            .wait_for(&format!("{node} is standby"), |e| {
+                on(e, node) && matches!(e.kind, EventKind::Standby { .. })
+            })
+            .await;
+        match ev.kind {
+            EventKind::Standby { holder } => holder,
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// The `Registered` events in `events`, as `(node, start)`.
+pub fn registrations(events: &[TakeoverEvent]) -> Vec<(String, StartType)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Registered { start } => Some((e.node.as_str().to_string(), start.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Polls `instance` until it reports `want`; panics after [`TIMEOUT`].
+pub async fn wait_phase(instance: &TakeoverRef<Counter>, want: Phase) {
+    wait_until(&format!("the instance is {want:?}"), || async {
+        phase(instance).await == Some(want)
+    })
+    .await
+}
+
+/// An instance on one node kept running by a [`Restarter`], as an
+/// application's supervisor would: a retired instance is replaced by a fresh
+/// one, which waits as a standby.
+pub struct Supervised {
+    pub node: String,
+    pub supervisor: ActorRef<()>,
+    children: tokio::sync::mpsc::UnboundedReceiver<TakeoverRef<Counter>>,
+    current: TakeoverRef<Counter>,
+}
+
+impl Supervised {
+    /// Starts the supervisor and its first instance on `node`.
+    pub async fn start(cluster: &FakeCluster, node: &str, config: &TakeoverConfig) -> Self {
+        let (children_tx, mut children) = tokio::sync::mpsc::unbounded_channel();
+        let (supervisor, _) = Actor::spawn(
+            None,
+            Restarter,
+            RestarterArgs {
+                cluster: cluster.clone(),
+                node: node.into(),
+                config: config.clone(),
+                children: children_tx,
+            },
+        )
+        .await
+        .expect("spawn the supervisor");
+        let current = children.recv().await.expect("the first instance");
+        Self {
+            node: node.into(),
+            supervisor,
+            children,
+            current,
+        }
+    }
+
+    /// The newest instance the supervisor started.
+    pub fn current(&mut self) -> TakeoverRef<Counter> {
+        while let Ok(child) = self.children.try_recv() {
+            self.current = child;
+        }
+        self.current.clone()
+    }
+
+    /// Polls until the newest instance reports `want` (following restarts);
+    /// panics after [`TIMEOUT`].
+    pub async fn wait_phase(&mut self, want: Phase) {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let child = self.current();
+            if phase(&child).await == Some(want) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for the instance on {} to be {want:?}",
+                self.node
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.supervisor.stop(None);
+    }
+}
+
+/// A client that calls `Add(1)` in a loop from one node and checks that each
+/// reply's `calls` is one more than the previous one: no call lost, none
+/// answered twice.
+pub struct Caller {
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl Caller {
+    /// Starts calling through `client`; `calls` is the count before the first call.
+    pub fn start(client: GlobalClient<Counter>, calls: u64) -> Self {
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(calls));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn({
+            let last = last.clone();
+            async move {
+                let mut prev = calls;
+                while stopped.try_recv().is_err() {
+                    let reply = client
+                        .call(CounterMsg::Add(1), TIMEOUT)
+                        .await
+                        .expect("every call is answered");
+                    assert_eq!(reply.calls, prev + 1, "calls answered once each, in order");
+                    prev = reply.calls;
+                    last.store(prev, std::sync::atomic::Ordering::SeqCst);
+                }
+                prev
+            }
+        });
+        Self { last, stop, task }
+    }
+
+    /// The `calls` of the last reply.
+    pub fn calls(&self) -> u64 {
+        self.last.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until the replies count at least `n` calls; panics at once if
+    /// the loop ended (one of its checks failed).
+    pub async fn wait_calls(&self, n: u64) {
+        wait_until(&format!("the caller reached {n} calls"), || async {
+            assert!(!self.task.is_finished(), "the caller stopped early");
+            self.calls() >= n
+        })
+        .await
+    }
+
+    /// Stops the loop and returns the `calls` of its last reply.
+    pub async fn stop(self) -> u64 {
+        let _ = self.stop.send(());
+        self.task.await.expect("the caller's checks held")
+    }
+}

@@ -1,0 +1,140 @@
+//! The seed's power monitor: a cluster-global server that counts
+//! power-failure reports from clients and answers queries. Shared by the
+//! multi-process demo and the real-cluster tests.
+
+use std::collections::BTreeMap;
+
+use ractor::ActorProcessingErr;
+use ractor_takeover::{
+    decode_postcard, encode_postcard, StartType, StateCodecErr, TakeoverActor, TakeoverCtx,
+};
+use serde::{Deserialize, Serialize};
+
+/// The global name.
+pub const NAME: &str = "power_monitor";
+
+/// What clients send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PowerMsg {
+    /// A power failure in `building`; `seq` numbers one client's reports, so
+    /// that the monitor can count any it sees twice.
+    Report { building: String, seq: u64 },
+    /// How many reports so far.
+    Count,
+    /// Grow the state by `bytes` of filler (to measure big transfers).
+    Ballast { bytes: usize },
+}
+
+/// What the monitor answers: the count after the request, and who answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerReply {
+    /// Reports counted so far.
+    pub total: u64,
+    /// The node that answered.
+    pub node: String,
+    /// Its epoch (fencing token).
+    pub epoch: u64,
+    /// Reports seen twice (a `seq` not above the last one).
+    pub duplicates: u64,
+}
+
+/// The state that moves on takeover.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PowerState {
+    /// Reports counted.
+    pub total: u64,
+    /// Reports per building.
+    pub per_building: BTreeMap<String, u64>,
+    /// The highest report `seq` seen.
+    pub last_seq: u64,
+    /// Reports whose `seq` was not above `last_seq`.
+    pub duplicates: u64,
+    /// Filler bytes (see [`PowerMsg::Ballast`]).
+    #[serde(with = "serde_bytes_compat")]
+    pub ballast: Vec<u8>,
+}
+
+/// The behaviour.
+pub struct PowerMonitor;
+
+impl TakeoverActor for PowerMonitor {
+    type Msg = PowerMsg;
+    type Reply = PowerReply;
+    type State = PowerState;
+    type Arguments = ();
+
+    async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<PowerState, ActorProcessingErr> {
+        Ok(PowerState::default())
+    }
+
+    async fn go(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        start: &StartType,
+        state: &mut PowerState,
+    ) -> Result<(), ActorProcessingErr> {
+        tracing::info!(node = %ctx.node(), epoch = ?ctx.epoch(), ?start, total = state.total, "power monitor running");
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        msg: PowerMsg,
+        state: &mut PowerState,
+    ) -> Result<PowerReply, ActorProcessingErr> {
+        match msg {
+            PowerMsg::Report { building, seq } => {
+                if seq <= state.last_seq {
+                    state.duplicates += 1;
+                }
+                state.last_seq = state.last_seq.max(seq);
+                state.total += 1;
+                *state.per_building.entry(building).or_default() += 1;
+            }
+            PowerMsg::Count => {}
+            PowerMsg::Ballast { bytes } => state.ballast = vec![0xA5; bytes],
+        }
+        Ok(PowerReply {
+            total: state.total,
+            node: ctx.node().to_string(),
+            epoch: ctx.epoch().unwrap_or(0),
+            duplicates: state.duplicates,
+        })
+    }
+
+    fn encode_state(&self, state: &PowerState) -> Result<Vec<u8>, StateCodecErr> {
+        encode_postcard(state)
+    }
+
+    fn decode_state(&self, bytes: &[u8]) -> Result<PowerState, StateCodecErr> {
+        decode_postcard(bytes)
+    }
+}
+
+/// Encodes the ballast as one byte string (postcard writes a `Vec<u8>` as a
+/// length and raw bytes either way; this keeps serde from visiting each byte).
+mod serde_bytes_compat {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
