@@ -19,7 +19,8 @@
 //!
 //! and `client --port 47100 --peers a@127.0.0.1:47101,b@...,c@... --cookie secret`
 //! to report from another terminal. Flags: `--heartbeat-ms` (200), `--misses`
-//! (5), `--failover-delay-ms` (0), `--base-port` (demo, 47100).
+//! (5), `--failover-delay-ms` (0), `--pull-timeout-ms` (5000), `--base-port`
+//! (demo, 47100).
 
 #[path = "common/power_monitor.rs"]
 mod power_monitor;
@@ -121,7 +122,9 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
     let node = ClusterNode::start(flags.cluster(&name)?).await?;
     let placement = Placement::parse(&flags.get("placement", "a > b > c"))
         .with_failover_delay(Duration::from_millis(flags.num("failover-delay-ms", 0)?));
-    let config = TakeoverConfig::default().with_placement(placement);
+    let config = TakeoverConfig::default()
+        .with_placement(placement)
+        .with_pull_timeout(Duration::from_millis(flags.num("pull-timeout-ms", 5000)?));
     let mut events = config.events.subscribe();
     tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {

@@ -439,3 +439,5 @@ impl Caller {
         self.task.await.expect("the caller's checks held")
     }
 }
+
+pub mod procs;

@@ -1,0 +1,135 @@
+//! Real node processes for the real-backend tests: the `cluster_demo`
+//! example's `node` role, started on loopback with its output read line by line.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Generous: a debug build moving a 64 MiB state on a loaded CI machine.
+pub const DEADLINE: Duration = Duration::from_secs(120);
+
+/// The node binary. `cargo test` builds the examples next to the test
+/// binaries; if it is missing (a filtered build), build it here.
+pub fn node_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let bin = profile_dir.join("examples").join("cluster_demo");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--all-features", "--example", "cluster_demo"])
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build --example cluster_demo failed"
+        );
+    }
+    bin
+}
+
+/// `n` TCP ports that were free a moment ago on 127.0.0.1.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Every line any node printed, in arrival order, tagged with the node.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Log {
+    pub fn lines(&self) -> Vec<(String, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn any(&self, node: &str, needles: &[&str]) -> bool {
+        self.lines()
+            .iter()
+            .any(|(n, l)| n == node && needles.iter().all(|x| l.contains(x)))
+    }
+
+    pub fn count(&self, node: &str, needles: &[&str]) -> usize {
+        self.lines()
+            .iter()
+            .filter(|(n, l)| n == node && needles.iter().all(|x| l.contains(x)))
+            .count()
+    }
+
+    /// Waits until `node` printed a line containing every needle.
+    pub async fn wait(&self, node: &str, needles: &[&str]) {
+        let what = format!("{node} prints {needles:?}");
+        wait_for(&what, || self.any(node, needles)).await;
+    }
+}
+
+/// Polls `cond` until it holds; panics after [`DEADLINE`].
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::info!("ok: {what}");
+}
+
+/// A node process; killed (SIGKILL) when dropped.
+pub struct NodeProc {
+    pub name: String,
+    child: Child,
+}
+
+impl NodeProc {
+    /// Starts `cluster_demo node` with these flags; its stdout goes to `log`.
+    pub fn start(name: &str, flags: &[(&str, String)], log: &Log) -> Self {
+        tracing::info!("--- start node {name}");
+        let mut cmd = Command::new(node_binary());
+        cmd.args(["node", "--name", name, "--exit-on-stdin-eof", "true"]);
+        for (k, v) in flags {
+            cmd.arg(format!("--{k}")).arg(v);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start node process");
+        let stdout = child.stdout.take().unwrap();
+        let (log, tag) = (log.clone(), name.to_string());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                tracing::info!("[{tag}] {line}");
+                log.0.lock().unwrap().push((tag.clone(), line));
+            }
+        });
+        Self {
+            name: name.to_string(),
+            child,
+        }
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        tracing::info!("--- SIGKILL node {}", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
