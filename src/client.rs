@@ -1,31 +1,55 @@
 //! Calling the server by its global name.
 
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::concurrency::oneshot;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::message::deliver;
-use crate::{CallErr, Registration, RegistrationInfo, Registry, TakeoverActor, TakeoverMessage};
+use crate::{
+    CallErr, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
+    TakeoverMessage,
+};
 
 /// A handle to call a global server by name from one node, like ractor's
-/// `cast!` and `call_t!` on an `ActorRef`.
+/// `cast!` and `call_t!` on an `ActorRef`. Cheap to clone; clones share one
+/// cache.
 ///
-/// Each call resolves the holder in this node's view, so it follows takeovers
-/// by itself; a call that reaches a retiring instance is forwarded by it.
+/// It caches the resolved holder, so a call in the steady state costs one
+/// message and its reply, nothing more. A background task watches this
+/// node's registry and drops the cache on any change that concerns the name
+/// (a registration, a departure, a node going down or up), so the next call
+/// re-resolves by itself. A call that still reaches a retiring instance is
+/// forwarded by it; the caller does not notice.
 pub struct GlobalClient<A: TakeoverActor> {
+    inner: Arc<Inner>,
+    _behaviour: PhantomData<fn() -> A>,
+}
+
+struct Inner {
     name: String,
     registry: Arc<dyn Registry>,
-    _behaviour: PhantomData<fn() -> A>,
+    cache: Mutex<Option<Registration>>,
+    /// Set by the watcher when the cache may be stale.
+    stale: Arc<AtomicBool>,
+    watcher: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.watcher.abort();
+    }
 }
 
 impl<A: TakeoverActor> Clone for GlobalClient<A> {
     fn clone(&self) -> Self {
         Self {
-            name: self.name.clone(),
-            registry: self.registry.clone(),
+            inner: self.inner.clone(),
             _behaviour: PhantomData,
         }
     }
@@ -33,33 +57,54 @@ impl<A: TakeoverActor> Clone for GlobalClient<A> {
 
 impl<A: TakeoverActor> GlobalClient<A> {
     /// A handle for `name`, calling from the node whose view `registry` is.
+    /// Must be created inside a tokio runtime (it starts the cache watcher).
     pub fn new(name: impl Into<String>, registry: Arc<dyn Registry>) -> Self {
+        let name = name.into();
+        let stale = Arc::new(AtomicBool::new(true));
+        let watcher = tokio::spawn(watch(registry.subscribe(), name.clone(), stale.clone()));
         Self {
-            name: name.into(),
-            registry,
+            inner: Arc::new(Inner {
+                name,
+                registry,
+                cache: Mutex::new(None),
+                stale,
+                watcher,
+            }),
             _behaviour: PhantomData,
         }
     }
 
     /// The global name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
     /// The holder in this node's view, if any (possibly stale).
     pub fn whereis(&self) -> Option<RegistrationInfo> {
-        self.registry.lookup(&self.name).map(|r| r.info().clone())
+        self.holder().map(|r| r.info().clone())
+    }
+
+    /// The cached holder, re-resolved if the registry changed since.
+    fn holder(&self) -> Option<Registration> {
+        let inner = &self.inner;
+        let mut cache = inner.cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Clear the flag before reading the view: a change that lands while
+        // we read sets it again, and the next call re-resolves.
+        if inner.stale.swap(false, Ordering::AcqRel) || cache.as_ref().is_none_or(|h| !h.is_alive())
+        {
+            *cache = inner.registry.lookup(&inner.name);
+        }
+        cache.clone()
     }
 
     /// Sends a request whose reply is discarded. Fails only when no instance
     /// holds the name in this view.
     pub fn cast(&self, msg: A::Msg) -> Result<(), CallErr> {
         let holder = self
-            .registry
-            .lookup(&self.name)
-            .ok_or_else(|| CallErr::NotRegistered(self.name.clone()))?;
+            .holder()
+            .ok_or_else(|| CallErr::NotRegistered(self.inner.name.clone()))?;
         deliver(
-            &self.registry,
+            &self.inner.registry,
             &holder,
             TakeoverMessage::<A>::Call { msg, reply: None },
         );
@@ -68,36 +113,65 @@ impl<A: TakeoverActor> GlobalClient<A> {
 
     /// Sends a request and waits for its reply until `timeout` has passed.
     /// While no instance holds the name, it waits for one within the same
-    /// deadline.
+    /// deadline, then fails with [`CallErr::NotRegistered`].
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let holder = self.holder_before(deadline).await?;
         let (tx, rx) = oneshot();
         deliver(
-            &self.registry,
+            &self.inner.registry,
             &holder,
             TakeoverMessage::<A>::Call {
                 msg,
-                reply: Some(tx.into()),
+                reply: Some((tx, timeout).into()),
             },
         );
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(CallErr::NoReply),
+            Ok(Err(_)) => {
+                // The instance or its link went away under us; look again next time.
+                self.inner.stale.store(true, Ordering::Release);
+                Err(CallErr::NoReply)
+            }
             Err(_) => Err(CallErr::Timeout),
         }
     }
 
     async fn holder_before(&self, deadline: Instant) -> Result<Registration, CallErr> {
-        let mut changes = self.registry.subscribe();
+        if let Some(holder) = self.holder() {
+            return Ok(holder);
+        }
+        let mut changes = self.inner.registry.subscribe();
         loop {
-            if let Some(holder) = self.registry.lookup(&self.name) {
+            self.inner.stale.store(true, Ordering::Release);
+            if let Some(holder) = self.holder() {
                 return Ok(holder);
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
-                Ok(Err(_)) | Err(_) => return Err(CallErr::NotRegistered(self.name.clone())),
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => {
+                    return Err(CallErr::NotRegistered(self.inner.name.clone()))
+                }
             }
+        }
+    }
+}
+
+/// Marks the cache stale on every registry change that may move `name`.
+async fn watch(
+    mut events: tokio::sync::broadcast::Receiver<RegistryEvent>,
+    name: String,
+    stale: Arc<AtomicBool>,
+) {
+    loop {
+        let concerns = match events.recv().await {
+            Ok(RegistryEvent::Registered(info)) => info.name == name,
+            Ok(RegistryEvent::Unregistered { info, .. }) => info.name == name,
+            Ok(_) | Err(RecvError::Lagged(_)) => true,
+            Err(RecvError::Closed) => return,
+        };
+        if concerns {
+            stale.store(true, Ordering::Release);
         }
     }
 }
