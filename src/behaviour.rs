@@ -14,17 +14,47 @@ use crate::{Epoch, NodeId, StateCodecErr, TakeoverMessage};
 pub enum StartType {
     /// Nobody held the name; this instance registered it.
     Normal,
-    /// The holder on `from` went away; this instance took the name without its
-    /// state (the state it has is its own, from `init`).
+    /// The holder on `from` went away; this instance took the name. Without
+    /// warm standby (`TakeoverConfig::checkpoint`) the state is this instance's
+    /// own, from `init`; with it, the state is the last checkpoint received
+    /// from the holder, described in `checkpoint`.
     Failover {
         /// The node of the previous holder.
         from: NodeId,
+        /// The checkpoint the state came from, if any.
+        checkpoint: Option<CheckpointInfo>,
     },
     /// The holder on `from` handed its name and state to this instance.
     Takeover {
         /// The node of the previous holder.
         from: NodeId,
     },
+}
+
+/// Which checkpoint a failover started from, so user code can decide whether
+/// it is recent enough.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointInfo {
+    /// The epoch of the holder that sent it.
+    pub holder_epoch: Epoch,
+    /// Its number within that epoch.
+    pub seq: u64,
+    /// Calls the holder had handled when it took the checkpoint.
+    pub handled: u64,
+    /// How long before the failover it arrived.
+    pub age: std::time::Duration,
+    /// Its encoded size.
+    pub bytes: usize,
+}
+
+/// What a split-brain merge did with the loser's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum MergeOutcome {
+    /// The winner kept its own state; the loser's was reported and dropped.
+    KeptWinner,
+    /// The loser's state was merged into the winner's.
+    Merged,
 }
 
 /// What a running instance knows about itself; passed to every hook.
@@ -56,6 +86,16 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
     /// a downstream system can refuse writes from a holder that was replaced.
     pub fn epoch(&self) -> Option<Epoch> {
         self.epoch
+    }
+
+    /// The fencing token for side effects (see [`crate::EpochGate`]), `None`
+    /// while this instance does not hold the name.
+    pub fn fence(&self) -> Option<crate::FencingToken> {
+        self.epoch.map(|epoch| crate::FencingToken {
+            name: self.name.clone(),
+            epoch,
+            node: self.node.clone(),
+        })
     }
 }
 
@@ -104,6 +144,21 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> impl Future<Output = Result<Self::Reply, ActorProcessingErr>> + Send;
+
+    /// Split-brain healing: after a partition healed, two instances held the
+    /// name; this one won (see [`crate::ConflictResolver`]) and `theirs` is the
+    /// loser's state. The default keeps the winner's state (the loser's is
+    /// reported in an event and dropped); override to merge.
+    fn merge(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        mine: &mut Self::State,
+        theirs: Self::State,
+        from: &crate::RegistrationInfo,
+    ) -> impl Future<Output = Result<MergeOutcome, ActorProcessingErr>> + Send {
+        let _ = (ctx, mine, theirs, from);
+        async { Ok(MergeOutcome::KeptWinner) }
+    }
 
     /// Encodes the state for a takeover. Override to use another format or to
     /// send only part of it.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::{EventHub, Placement};
+use std::sync::Arc;
+
+use crate::{ConflictResolver, EventHub, Placement, PriorityThenEpoch};
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -26,6 +28,51 @@ pub struct TakeoverConfig {
     /// Automatic failover and takeover by node priority; `None` leaves moves
     /// to explicit [`crate::takeover`] and [`crate::go`] calls.
     pub placement: Option<Placement>,
+    /// Who wins when two holders of the name meet after a partition.
+    pub resolver: Arc<dyn ConflictResolver>,
+    /// How long a holder that sees a newer registration of its name waits for
+    /// that instance's handover request before it treats it as a conflict.
+    /// Calls are held (not served) meanwhile, so a stale holder stops serving
+    /// at once.
+    pub conflict_grace: Duration,
+    /// Warm standby: send checkpoints of the state to the standbys. Off by default.
+    pub checkpoint: Option<CheckpointPolicy>,
+    /// Refuse to become holder without a majority of the placement's nodes
+    /// live. Prevents two holders in a partition, at the cost of no holder at
+    /// all in a minority partition (and in a cluster that has lost its
+    /// majority). Needs a placement.
+    pub quorum: bool,
+}
+
+/// When a holder sends checkpoints of its state to the standbys.
+///
+/// A failover then loses at most the calls handled since the last checkpoint
+/// the new holder received: fewer than `every_calls`, or those of the last
+/// `every` interval, plus any checkpoint still on its way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After this many handled calls (at least 1).
+    pub every_calls: Option<u64>,
+    /// And/or at this interval (only when calls were handled since the last one).
+    pub every: Option<Duration>,
+}
+
+impl CheckpointPolicy {
+    /// A checkpoint after every `n` handled calls.
+    pub fn every_calls(n: u64) -> Self {
+        Self {
+            every_calls: Some(n.max(1)),
+            every: None,
+        }
+    }
+
+    /// A checkpoint every `interval` (if anything changed).
+    pub fn every(interval: Duration) -> Self {
+        Self {
+            every_calls: None,
+            every: Some(interval),
+        }
+    }
 }
 
 impl Default for TakeoverConfig {
@@ -37,6 +84,10 @@ impl Default for TakeoverConfig {
             max_state_bytes: 1 << 30,
             events: EventHub::default(),
             placement: None,
+            resolver: Arc::new(PriorityThenEpoch),
+            conflict_grace: Duration::from_secs(1),
+            checkpoint: None,
+            quorum: false,
         }
     }
 }
@@ -69,6 +120,30 @@ impl TakeoverConfig {
     /// Sets [`Self::placement`].
     pub fn with_placement(mut self, placement: Placement) -> Self {
         self.placement = Some(placement);
+        self
+    }
+
+    /// Sets [`Self::resolver`].
+    pub fn with_resolver(mut self, resolver: impl ConflictResolver) -> Self {
+        self.resolver = Arc::new(resolver);
+        self
+    }
+
+    /// Sets [`Self::conflict_grace`].
+    pub fn with_conflict_grace(mut self, grace: Duration) -> Self {
+        self.conflict_grace = grace;
+        self
+    }
+
+    /// Turns warm standby on: see [`CheckpointPolicy`].
+    pub fn with_checkpoints(mut self, policy: CheckpointPolicy) -> Self {
+        self.checkpoint = Some(policy);
+        self
+    }
+
+    /// Sets [`Self::quorum`].
+    pub fn with_quorum(mut self, on: bool) -> Self {
+        self.quorum = on;
         self
     }
 

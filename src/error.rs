@@ -118,6 +118,9 @@ pub enum TakeoverErr {
     Registry(RegistryErr),
     /// The instance stopped before the takeover completed.
     InstanceGone,
+    /// Quorum mode is on and fewer than a majority of the placement's nodes
+    /// are live: this instance may not become holder.
+    NoQuorum,
 }
 
 impl fmt::Display for TakeoverErr {
@@ -133,6 +136,10 @@ impl fmt::Display for TakeoverErr {
             Self::Refused(why) => write!(f, "the old instance refused the handover: {why}"),
             Self::Registry(e) => write!(f, "takeover aborted by the registry: {e}"),
             Self::InstanceGone => write!(f, "the instance stopped before the takeover completed"),
+            Self::NoQuorum => write!(
+                f,
+                "quorum mode: fewer than a majority of the placement's nodes are live, so no holder may start here"
+            ),
         }
     }
 }

@@ -86,6 +86,53 @@ pub enum EventKind {
         /// Calls it forwarded to the new holder.
         forwarded: usize,
     },
+    /// A newer registration of the name appeared with no handover request:
+    /// calls are held for the conflict grace.
+    ConflictSuspected {
+        /// The other registration.
+        other: RegistrationInfo,
+    },
+    /// Two holders met; this one won and keeps the name.
+    ConflictWon {
+        /// The loser.
+        loser: RegistrationInfo,
+    },
+    /// Two holders met; this one lost, offered its state, and forwards.
+    ConflictLost {
+        /// The winner.
+        winner: RegistrationInfo,
+    },
+    /// The winner received the loser's state.
+    SplitBrainHealed {
+        /// The loser.
+        loser: RegistrationInfo,
+        /// Whether its state was merged or dropped (or could not be read: `None`).
+        outcome: Option<crate::MergeOutcome>,
+        /// Size of the loser's state.
+        bytes: usize,
+    },
+    /// A holder sent a checkpoint to the standbys.
+    CheckpointSent {
+        /// Its number.
+        seq: u64,
+        /// Its size.
+        bytes: usize,
+        /// How many standbys it went to.
+        standbys: usize,
+    },
+    /// A standby kept a checkpoint.
+    CheckpointStored {
+        /// From which holder.
+        holder: RegistrationInfo,
+        /// Its number.
+        seq: u64,
+    },
+    /// A standby refused a checkpoint (stale epoch, wrong name, too large or
+    /// undecodable); it keeps the one it had.
+    CheckpointRejected {
+        /// Why.
+        reason: String,
+    },
     /// A call was rejected because the handover buffer was full.
     BufferFull {
         /// The buffer's capacity.

@@ -64,6 +64,9 @@
 //! - `placement`: [`Placement`], priority lists for automatic failover and
 //!   takeover, like Erlang's `distributed` parameter.
 //! - `event`: [`TakeoverEvent`]s for subscribers.
+//! - `resolver`: [`ConflictResolver`], who keeps the name when a healed
+//!   partition leaves two holders.
+//! - `fence`: [`FencingToken`] and [`EpochGate`], epochs on side effects.
 //! - `config`, `error`, `node`: settings, errors, node identities.
 
 #![forbid(unsafe_code)]
@@ -77,18 +80,23 @@ mod error;
 mod event;
 #[cfg(feature = "test-util")]
 pub mod fake;
+mod fence;
 mod message;
 mod node;
 mod placement;
 mod registry;
+mod resolver;
 mod server;
 
 pub use behaviour::decode_postcard;
 pub use behaviour::encode_postcard;
+pub use behaviour::CheckpointInfo;
+pub use behaviour::MergeOutcome;
 pub use behaviour::StartType;
 pub use behaviour::TakeoverActor;
 pub use behaviour::TakeoverCtx;
 pub use client::GlobalClient;
+pub use config::CheckpointPolicy;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
 pub use error::RegistryErr;
@@ -97,6 +105,9 @@ pub use error::TakeoverErr;
 pub use event::EventHub;
 pub use event::EventKind;
 pub use event::TakeoverEvent;
+pub use fence::EpochGate;
+pub use fence::FencingToken;
+pub use fence::StaleEpochErr;
 pub use message::GoRequest;
 pub use message::HandoverMsg;
 pub use message::HandoverReport;
@@ -115,6 +126,8 @@ pub use registry::Registration;
 pub use registry::RegistrationInfo;
 pub use registry::Registry;
 pub use registry::RegistryEvent;
+pub use resolver::ConflictResolver;
+pub use resolver::PriorityThenEpoch;
 pub use server::go;
 pub use server::status;
 pub use server::takeover;

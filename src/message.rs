@@ -46,6 +46,12 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     PullTimeout(Epoch),
     /// Time to re-check placement (a failover delay or a retry passed).
     PlacementTick,
+    /// The conflict grace for a newer registration of this epoch passed.
+    ConflictTick(Epoch),
+    /// Time for a periodic checkpoint (holder at this epoch).
+    CheckpointTick(Epoch),
+    /// A split-brain loser at this epoch got no answer to its offer.
+    YieldTimeout(Epoch),
 }
 
 /// Remote form: calls and handover messages travel as postcard bytes in
@@ -230,6 +236,32 @@ pub enum HandoverMsg {
         /// The instance whose takeover failed.
         successor: RegistrationInfo,
     },
+    /// Split-brain loser to winner: my state (or why none); I forward to you
+    /// from now on.
+    MergeOffer {
+        /// The loser.
+        loser: RegistrationInfo,
+        /// The winner's epoch as the loser saw it.
+        winner_epoch: Epoch,
+        /// The loser's encoded state.
+        result: Result<Vec<u8>, ReplyErr>,
+    },
+    /// Winner to loser: your state is in (or reported); retire.
+    MergeDone {
+        /// The loser.
+        loser: RegistrationInfo,
+    },
+    /// Holder to standby: a checkpoint of the state (warm standby).
+    Checkpoint {
+        /// The holder.
+        holder: RegistrationInfo,
+        /// Its number within the holder's epoch.
+        seq: u64,
+        /// Calls the holder had handled when it took it.
+        handled: u64,
+        /// The encoded state.
+        bytes: Vec<u8>,
+    },
 }
 
 /// Why an old holder sent no state.
@@ -269,6 +301,9 @@ pub enum Phase {
     Holder,
     /// Handed its state over; forwards what reaches it.
     Retiring,
+    /// Lost a split-brain conflict; offered its state to the winner and
+    /// forwards what reaches it.
+    Yielding,
 }
 
 /// What an instance is doing, from [`TakeoverMessage::Status`].

@@ -7,6 +7,9 @@
 //! and registry changes all arrive as messages, so calls keep being buffered
 //! while the state is on its way.
 
+mod checkpoint;
+mod conflict;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +141,10 @@ enum Stage<A: TakeoverActor> {
         waiting: VecDeque<Pending<A>>,
         forwarded: usize,
     },
+    /// Lost a split-brain conflict: offered our state to `winner`, forward.
+    Yielding {
+        winner: Registration,
+    },
 }
 
 /// The runtime's state of one instance.
@@ -158,6 +165,18 @@ pub struct ServerState<A: TakeoverActor> {
     vacant_since: Option<Instant>,
     /// No self-initiated takeover before this (after a failed one).
     retry_at: Option<Instant>,
+    /// Holder: a newer registration of our name that has not (yet) asked for
+    /// a handover. While it is set, calls are held in `buffer`, not served.
+    suspect: Option<Registration>,
+    /// Warm standby, on the holder: calls handled, and when the last
+    /// checkpoint was taken.
+    handled: u64,
+    checkpointed_at: u64,
+    checkpoint_seq: u64,
+    /// Warm standby, on a standby: the newest checkpoint received.
+    stored: Option<checkpoint::Stored<A>>,
+    /// Warm standby, on a standby: our entry in the standby group.
+    standby_reg: Option<Registration>,
 }
 
 impl<A: TakeoverActor> Drop for ServerState<A> {
@@ -200,6 +219,12 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             last_holder: None,
             vacant_since: None,
             retry_at: None,
+            suspect: None,
+            handled: 0,
+            checkpointed_at: 0,
+            checkpoint_seq: 0,
+            stored: None,
+            standby_reg: None,
         })
     }
 
@@ -216,20 +241,22 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             .safe_lookup(&self.name, self.config.whereis_timeout)
             .await?;
         if let Some(holder) = holder {
-            self.become_standby(state, Some(holder.info().clone()));
+            self.become_standby(state, Some(holder.info().clone()))
+                .await;
             return self.place(myself, state).await;
         }
-        if let Some(placement) = &self.config.placement {
+        let first_in_line = match &self.config.placement {
             // Only the first live node in priority order registers at once;
             // the others wait their turn as standbys.
-            let first = placement
-                .order(&self.registry.live_nodes())
-                .into_iter()
-                .next();
-            if first.as_ref() != Some(self.registry.node()) {
-                self.become_standby(state, None);
-                return self.place(myself, state).await;
+            Some(placement) => {
+                let order = placement.order(&self.registry.live_nodes());
+                order.first() == Some(self.registry.node())
             }
+            None => true,
+        };
+        if !first_in_line || !self.has_quorum() {
+            self.become_standby(state, None).await;
+            return self.place(myself, state).await;
         }
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
@@ -238,7 +265,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             }
             Err(RegistryErr::AlreadyRegistered { .. }) => {
                 let holder = self.registry.lookup(&self.name).map(|r| r.info().clone());
-                self.become_standby(state, holder);
+                self.become_standby(state, holder).await;
                 self.place(myself, state).await
             }
             Err(e) => Err(e.into()),
@@ -265,6 +292,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
                         Stage::Holder => Phase::Holder,
                         Stage::Pulling { .. } => Phase::Pulling,
                         Stage::Retiring { .. } => Phase::Retiring,
+                        Stage::Yielding { .. } => Phase::Yielding,
                     },
                     epoch: state.me.as_ref().map(|m| m.epoch()),
                     node: self.registry.node().clone(),
@@ -275,6 +303,16 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             TakeoverMessage::Registry(event) => self.on_registry(myself, state, event).await,
             TakeoverMessage::PullTimeout(epoch) => self.on_pull_timeout(state, epoch).await,
             TakeoverMessage::PlacementTick => self.place(myself, state).await,
+            TakeoverMessage::ConflictTick(epoch) => {
+                self.on_conflict_tick(myself, state, epoch).await
+            }
+            TakeoverMessage::CheckpointTick(epoch) => {
+                self.on_checkpoint_tick(myself, state, epoch);
+                Ok(())
+            }
+            TakeoverMessage::YieldTimeout(epoch) => {
+                self.on_yield_timeout(myself, state, epoch).await
+            }
         }
     }
 }
@@ -289,9 +327,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         });
     }
 
-    fn become_standby(&self, state: &mut ServerState<A>, holder: Option<RegistrationInfo>) {
+    async fn become_standby(&self, state: &mut ServerState<A>, holder: Option<RegistrationInfo>) {
         state.stage = Stage::Standby;
         state.ctx.epoch = None;
+        self.join_standbys(state).await;
         tracing::info!(name = %self.name, node = %self.registry.node(), holder = ?holder, "standby");
         self.publish(state, EventKind::Standby { holder });
     }
@@ -304,6 +343,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     ) -> Result<(), ActorProcessingErr> {
         state.ctx.epoch = state.me.as_ref().map(|m| m.epoch());
         state.stage = Stage::Holder;
+        state.suspect = None;
+        state.stored = None;
+        self.leave_standbys(state);
+        self.start_checkpoints(state);
         self.behaviour
             .go(&state.ctx, &start, &mut state.user)
             .await?;
@@ -326,6 +369,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 if let Some(reply) = call.reply {
                     let _ = reply.send(Ok(answer));
                 }
+                self.after_serve(state);
                 Ok(())
             }
             Err(e) => {
@@ -368,8 +412,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         call: Pending<A>,
     ) -> Result<(), ActorProcessingErr> {
         match &mut state.stage {
-            Stage::Holder => return self.serve(state, call).await,
-            Stage::Pulling { .. } => {
+            Stage::Holder if state.suspect.is_none() => return self.serve(state, call).await,
+            Stage::Yielding { winner } => {
+                let winner = winner.clone();
+                self.forward(state, &winner, call);
+            }
+            Stage::Holder | Stage::Pulling { .. } => {
                 if state.buffer.len() < self.config.buffer_capacity {
                     state.buffer.push_back(call);
                 } else {
@@ -415,7 +463,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         match request {
             GoRequest::Failover { from } => {
-                let start = StartType::Failover { from };
+                let start = StartType::Failover {
+                    from,
+                    checkpoint: None,
+                };
                 let outcome = self.take_vacant(&myself, state, start).await?;
                 answer(reply, outcome);
             }
@@ -474,10 +525,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         start: StartType,
     ) -> Result<Result<HandoverReport, TakeoverErr>, ActorProcessingErr> {
+        if !self.has_quorum() {
+            return Ok(Err(TakeoverErr::NoQuorum));
+        }
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
                 let info = me.info().clone();
                 state.me = Some(me);
+                let start = match start {
+                    StartType::Failover { from, .. } => self.failover_start(state, from),
+                    other => other,
+                };
                 self.start_holder(state, start.clone()).await?;
                 Ok(Ok(HandoverReport {
                     holder: info,
@@ -538,6 +596,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let start = match &state.last_holder {
                     Some(h) => StartType::Failover {
                         from: h.node.clone(),
+                        checkpoint: None,
                     },
                     None => StartType::Normal,
                 };
@@ -560,7 +619,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             HandoverMsg::StateRequest {
                 holder_epoch,
                 requester,
-            } => self.on_state_request(state, holder_epoch, requester),
+            } => self.on_state_request(state, holder_epoch, requester).await,
             HandoverMsg::StateReply {
                 requester_epoch,
                 result,
@@ -577,7 +636,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }) {
                     Ok(bytes) => self.install(state, bytes).await,
                     Err(e) => {
-                        self.abort(state, e);
+                        self.abort(state, e).await;
                         Ok(())
                     }
                 }
@@ -627,6 +686,24 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 myself.drain()?;
                 Ok(())
             }
+            HandoverMsg::MergeOffer {
+                loser,
+                winner_epoch,
+                result,
+            } => {
+                self.on_merge_offer(state, loser, winner_epoch, result)
+                    .await
+            }
+            HandoverMsg::MergeDone { loser } => self.on_merge_done(myself, state, loser),
+            HandoverMsg::Checkpoint {
+                holder,
+                seq,
+                handled,
+                bytes,
+            } => {
+                self.on_checkpoint(state, holder, seq, handled, bytes);
+                Ok(())
+            }
             HandoverMsg::HandoverAborted { successor } => {
                 if matches!(&state.stage, Stage::Retiring { successor: s, .. } if *s == successor) {
                     self.resume(state, successor).await?;
@@ -636,12 +713,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    fn on_state_request(
+    async fn on_state_request(
         &self,
         state: &mut ServerState<A>,
         holder_epoch: u64,
         requester: RegistrationInfo,
     ) -> Result<(), ActorProcessingErr> {
+        // Calls held since the steal showed up arrived before this request:
+        // they are ours to answer, and go into the state we send.
+        if matches!(state.stage, Stage::Holder) {
+            state.suspect = None;
+            self.release_held(state).await?;
+        }
         let Some(to) = self.registry.resolve(&requester) else {
             // The steal always reaches a node before the request does (same
             // link, in order), so an unknown requester rolled back already.
@@ -727,7 +810,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.finish_pull(state, bytes.len(), false).await
             }
             Err(e) => {
-                self.abort(state, TakeoverErr::State(e));
+                self.abort(state, TakeoverErr::State(e)).await;
                 Ok(())
             }
         }
@@ -754,9 +837,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let start = if lost {
             tracing::warn!(name = %self.name, from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
             self.publish(state, EventKind::StateLost { from: from.clone() });
-            StartType::Failover {
-                from: from.node.clone(),
-            }
+            self.failover_start(state, from.node.clone())
         } else {
             StartType::Takeover {
                 from: from.node.clone(),
@@ -798,7 +879,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     /// Rolls a pull back: unregister the stolen name, tell the old holder to
     /// serve again, and send it the buffered calls, in order.
-    fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
+    async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
         let Stage::Pulling {
             from,
             go_reply,
@@ -838,7 +919,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if let Some(reply) = go_reply {
             let _ = reply.send(Err(error));
         }
-        self.become_standby(state, Some(from));
+        self.become_standby(state, Some(from)).await;
     }
 
     /// The old holder serves again after a failed takeover; its state is
@@ -877,7 +958,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 TakeoverErr::Timeout {
                     after: self.config.pull_timeout,
                 },
-            );
+            )
+            .await;
             Ok(())
         } else {
             self.finish_pull(state, 0, true).await
@@ -919,6 +1001,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }
             }
             Stage::Standby => return self.place(myself, state).await,
+            Stage::Holder => return self.check_conflict(state).await,
+            Stage::Yielding { winner } if self.registry.resolve(winner.info()).is_none() => {
+                let winner = winner.info().clone();
+                return self.stop_yielding(state, &winner).await;
+            }
             _ => {}
         }
         Ok(())

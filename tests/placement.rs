@@ -133,7 +133,10 @@ async fn holder_node_down_fails_over_to_the_next_in_priority() {
     cluster.crash("a");
     assert_eq!(
         events.registered("b").await,
-        StartType::Failover { from: "a".into() }
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
     );
     wait_holder_everywhere(&cluster, "b").await;
 
@@ -151,7 +154,13 @@ async fn holder_node_down_fails_over_to_the_next_in_priority() {
     assert_eq!(phase(&c).await, Some(Phase::Standby));
     assert_eq!(
         registrations(&all.drain()),
-        vec![("b".to_string(), StartType::Failover { from: "a".into() })],
+        vec![(
+            "b".to_string(),
+            StartType::Failover {
+                from: "a".into(),
+                checkpoint: None
+            }
+        )],
         "only b registered"
     );
 }
@@ -187,7 +196,13 @@ async fn failover_waits_exactly_the_failover_delay() {
     assert_eq!(phase(&c).await, Some(Phase::Standby));
     assert_eq!(
         registrations(&all.drain()),
-        vec![("b".to_string(), StartType::Failover { from: "a".into() })]
+        vec![(
+            "b".to_string(),
+            StartType::Failover {
+                from: "a".into(),
+                checkpoint: None
+            }
+        )]
     );
 }
 
@@ -208,7 +223,10 @@ async fn preferred_node_back_takes_over_with_the_state() {
     cluster.crash("a");
     assert_eq!(
         events.registered("b").await,
-        StartType::Failover { from: "a".into() }
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
     );
     wait_holder_everywhere(&cluster, "b").await;
 
@@ -320,7 +338,10 @@ async fn flapping_preferred_node_leaves_the_state_on_b_until_it_stays_up() {
     cluster.crash("a");
     assert_eq!(
         events.registered("b").await,
-        StartType::Failover { from: "a".into() }
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
     );
     wait_holder_everywhere(&cluster, "b").await;
     let cc = client(&cluster, "c");
@@ -405,7 +426,10 @@ async fn failover_skips_a_listed_node_without_an_instance() {
     cluster.crash("a");
     assert_eq!(
         events.registered("c").await,
-        StartType::Failover { from: "a".into() }
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
     );
     wait_holder_everywhere(&cluster, "c").await;
     assert_eq!(phase(&c).await, Some(Phase::Holder));
@@ -450,6 +474,12 @@ async fn failover_cascade_waits_one_grace_per_node_ahead() {
     wait_holder_everywhere(&cluster, "c").await;
     assert_eq!(
         registrations(&all.drain()),
-        vec![("c".to_string(), StartType::Failover { from: "a".into() })]
+        vec![(
+            "c".to_string(),
+            StartType::Failover {
+                from: "a".into(),
+                checkpoint: None
+            }
+        )]
     );
 }

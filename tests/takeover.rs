@@ -411,7 +411,13 @@ async fn restart_while_the_steal_is_in_flight_waits_for_it() {
         matches!(ev.kind, EventKind::Standby { holder: Some(ref h) } if h.node.as_str() == "b")
     );
     let report = pending.await.unwrap().expect("the new holder runs");
-    assert_eq!(report.start, StartType::Failover { from: "a".into() });
+    assert_eq!(
+        report.start,
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
+    );
     wait_holder_everywhere(&cluster, "b").await;
     assert_eq!(phase(&a2).await, Some(Phase::Standby));
 }
@@ -524,7 +530,13 @@ async fn old_node_crash_mid_takeover_ends_as_failover() {
     cluster.crash("a");
 
     let report = pending.await.unwrap().expect("the new instance runs");
-    assert_eq!(report.start, StartType::Failover { from: "a".into() });
+    assert_eq!(
+        report.start,
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
+    );
     events
         .wait_for("state lost reported", |e| {
             on(e, "b") && matches!(e.kind, EventKind::StateLost { .. })

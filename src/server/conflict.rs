@@ -1,0 +1,307 @@
+//! Split brain: two holders of one name after a partition heals.
+//!
+//! A holder that sees a registration of its name ranked above its own holds
+//! its calls (a stale holder stops serving at once) and waits
+//! `conflict_grace` for that instance's state request: a takeover steals
+//! first and asks right after, so a request means a normal handover. With no
+//! request, both holders ask the resolver, which gives the same answer on
+//! every node:
+//!
+//! ```text
+//!   winner (lower rank)                       loser
+//!     | steal: rank above the loser's           |
+//!     | serve the held calls                    | sees the winner above it,
+//!     |                                         | no request: resolver says it lost
+//!     |<---------- MergeOffer{state} -----------| forwards every call to the winner
+//!     | merge hook (default: keep own state)    |
+//!     |----------- MergeDone ------------------>| unregisters, drains, stops
+//! ```
+//!
+//! If the winner ranks above the loser already, it skips the steal.
+
+use std::cmp::Ordering;
+
+use ractor::{ActorProcessingErr, ActorRef};
+
+use super::{ServerState, Stage, TakeoverServer};
+use crate::message::deliver;
+use crate::{
+    EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, ReplyErr, StateCodecErr,
+    TakeoverActor, TakeoverMessage,
+};
+
+impl<A: TakeoverActor> TakeoverServer<A> {
+    /// Whether this node may start a holder: always, unless quorum mode is on
+    /// and fewer than a majority of the placement's nodes are live.
+    pub(super) fn has_quorum(&self) -> bool {
+        if !self.config.quorum {
+            return true;
+        }
+        let Some(placement) = &self.config.placement else {
+            return true;
+        };
+        let listed: Vec<_> = placement.groups().iter().flatten().collect();
+        let live = self.registry.live_nodes();
+        let up = listed.iter().filter(|n| live.contains(**n)).count();
+        up * 2 > listed.len()
+    }
+
+    /// On a holder: is there a registration ranked above ours?
+    pub(super) async fn check_conflict(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(me) = state.me.clone() else {
+            return Ok(());
+        };
+        let above = self
+            .registry
+            .lookup(&self.name)
+            .filter(|top| top.info().rank() > me.info().rank());
+        match above {
+            Some(other) => {
+                if state.suspect.as_ref().map(Registration::info) != Some(other.info()) {
+                    tracing::warn!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours; holding calls");
+                    self.publish(
+                        state,
+                        EventKind::ConflictSuspected {
+                            other: other.info().clone(),
+                        },
+                    );
+                    state.suspect = Some(other);
+                    let myself = state.ctx.myself.clone();
+                    let (grace, epoch) = (self.config.conflict_grace, me.epoch());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(grace).await;
+                        let _ = myself.send_message(TakeoverMessage::ConflictTick(epoch));
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                if state.suspect.take().is_some() {
+                    self.release_held(state).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Serves the calls held while a conflict was suspected, in order.
+    pub(super) async fn release_held(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        while let Some(call) = state.buffer.pop_front() {
+            self.serve(state, call).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn on_conflict_tick(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        epoch: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        let (Stage::Holder, Some(me), Some(other)) =
+            (&state.stage, state.me.clone(), state.suspect.clone())
+        else {
+            return Ok(());
+        };
+        if me.epoch() != epoch {
+            return Ok(());
+        }
+        let still_above = self
+            .registry
+            .resolve(other.info())
+            .is_some_and(|o| o.info().rank() > me.info().rank());
+        if !still_above {
+            state.suspect = None;
+            return self.release_held(state).await;
+        }
+        let verdict =
+            self.config
+                .resolver
+                .compare(me.info(), other.info(), self.config.placement.as_ref());
+        if verdict == Ordering::Greater {
+            // We keep the name; rank above the loser so every lookup agrees.
+            match self.registry.steal(&self.name, myself.get_cell()).await {
+                Ok(new) => {
+                    self.registry
+                        .unregister(me.info(), LeaveReason::Unregistered);
+                    state.ctx.epoch = Some(new.epoch());
+                    state.me = Some(new);
+                }
+                Err(e) => {
+                    tracing::warn!(name = %self.name, error = %e, "conflict won, but the steal failed; retrying after the grace");
+                    state.suspect = None;
+                    return self.check_conflict(state).await;
+                }
+            }
+            tracing::warn!(name = %self.name, node = %self.registry.node(), loser = ?other.info(), "split brain: this holder wins");
+            state.suspect = None;
+            self.publish(
+                state,
+                EventKind::ConflictWon {
+                    loser: other.info().clone(),
+                },
+            );
+            self.release_held(state).await
+        } else {
+            self.yield_to(state, me, other);
+            Ok(())
+        }
+    }
+
+    /// Loses a conflict: offer the state to the winner, forward from now on.
+    fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
+        tracing::warn!(name = %self.name, node = %self.registry.node(), winner = ?winner.info(), "split brain: this holder loses; offering its state");
+        let result = match self.behaviour.encode_state(&state.user) {
+            Ok(bytes) if bytes.len() > self.config.max_state_bytes => {
+                Err(ReplyErr::State(StateCodecErr::TooLarge {
+                    bytes: bytes.len(),
+                    max: self.config.max_state_bytes,
+                }))
+            }
+            Ok(bytes) => Ok(bytes),
+            Err(e) => Err(ReplyErr::State(e)),
+        };
+        deliver(
+            &state.registry,
+            &winner,
+            TakeoverMessage::<A>::Handover(HandoverMsg::MergeOffer {
+                loser: me.info().clone(),
+                winner_epoch: winner.epoch(),
+                result,
+            }),
+        );
+        state.suspect = None;
+        for call in std::mem::take(&mut state.buffer) {
+            self.forward(state, &winner, call);
+        }
+        self.publish(
+            state,
+            EventKind::ConflictLost {
+                winner: winner.info().clone(),
+            },
+        );
+        state.stage = Stage::Yielding { winner };
+        let myself = state.ctx.myself.clone();
+        let (timeout, epoch) = (self.config.pull_timeout, me.epoch());
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            let _ = myself.send_message(TakeoverMessage::YieldTimeout(epoch));
+        });
+    }
+
+    /// On the winner: the loser's state arrived.
+    pub(super) async fn on_merge_offer(
+        &self,
+        state: &mut ServerState<A>,
+        loser: RegistrationInfo,
+        winner_epoch: u64,
+        result: Result<Vec<u8>, ReplyErr>,
+    ) -> Result<(), ActorProcessingErr> {
+        if loser.name != self.name || !matches!(state.stage, Stage::Holder) {
+            tracing::warn!(name = %self.name, ?loser, winner_epoch, "merge offer for another name, or we do not hold it; ignored");
+            return Ok(());
+        }
+        let bytes = result.as_ref().map(Vec::len).unwrap_or(0);
+        let theirs = match result {
+            Ok(b) if b.len() > self.config.max_state_bytes => Err(StateCodecErr::TooLarge {
+                bytes: b.len(),
+                max: self.config.max_state_bytes,
+            }),
+            Ok(b) => self.behaviour.decode_state(&b),
+            Err(ReplyErr::State(e)) => Err(e),
+            Err(ReplyErr::Refused(why)) => Err(StateCodecErr::Encode(why)),
+        };
+        let outcome = match theirs {
+            Ok(theirs) => Some(
+                self.behaviour
+                    .merge(&state.ctx, &mut state.user, theirs, &loser)
+                    .await?,
+            ),
+            Err(e) => {
+                tracing::warn!(name = %self.name, ?loser, error = %e, "the loser's state could not be read; it is dropped");
+                None
+            }
+        };
+        tracing::info!(name = %self.name, ?loser, ?outcome, "split brain healed");
+        self.publish(
+            state,
+            EventKind::SplitBrainHealed {
+                loser: loser.clone(),
+                outcome,
+                bytes,
+            },
+        );
+        if let Some(to) = self.registry.resolve(&loser) {
+            deliver(
+                &state.registry,
+                &to,
+                TakeoverMessage::<A>::Handover(HandoverMsg::MergeDone { loser }),
+            );
+        }
+        Ok(())
+    }
+
+    /// On the loser: the winner has our state; retire.
+    pub(super) fn on_merge_done(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        loser: RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Yielding { winner } = &state.stage else {
+            return Ok(());
+        };
+        if state.me.as_ref().map(Registration::info) != Some(&loser) {
+            tracing::warn!(name = %self.name, ?loser, "merge done for another registration; ignored");
+            return Ok(());
+        }
+        let to = winner.info().clone();
+        if let Some(me) = state.me.take() {
+            self.registry
+                .unregister(me.info(), LeaveReason::Unregistered);
+        }
+        self.publish(state, EventKind::Retired { to, forwarded: 0 });
+        myself.drain()?;
+        Ok(())
+    }
+
+    pub(super) async fn on_yield_timeout(
+        &self,
+        _myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        epoch: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Yielding { winner } = &state.stage else {
+            return Ok(());
+        };
+        if state.me.as_ref().map(Registration::epoch) != Some(epoch) {
+            return Ok(());
+        }
+        let winner = winner.info().clone();
+        tracing::warn!(name = %self.name, ?winner, "the winner never confirmed the merge; serving again");
+        self.stop_yielding(state, &winner).await
+    }
+
+    /// The winner went away (or never answered): hold the name again.
+    pub(super) async fn stop_yielding(
+        &self,
+        state: &mut ServerState<A>,
+        winner: &RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        state.stage = Stage::Holder;
+        state.suspect = None;
+        self.publish(
+            state,
+            EventKind::HandoverResumed {
+                successor: winner.clone(),
+            },
+        );
+        self.check_conflict(state).await
+    }
+}
