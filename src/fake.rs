@@ -318,6 +318,22 @@ impl FakeCluster {
         self.world().cut.insert(pair(&a.into(), &b.into()));
     }
 
+    /// Cuts `a` from `b` both ways and lets each side notice at once, as a
+    /// heartbeat timeout does on a real cluster: each drops the other's
+    /// registrations and sees it go down. Both sides may then fail over: a
+    /// split brain, healed by [`Self::heal`].
+    pub fn split(&self, a: &str, b: &str) {
+        tracing::info!("--- split {a} from {b} (detected)");
+        let (a, b): (NodeId, NodeId) = (a.into(), b.into());
+        let mut w = self.world();
+        w.cut.insert(pair(&a, &b));
+        for (me, other) in [(&a, &b), (&b, &a)] {
+            if let Some(n) = w.nodes.get_mut(me).filter(|n| n.up) {
+                n.apply(Op::NodeDown(other.clone()));
+            }
+        }
+    }
+
     /// Cuts `node` from every other node.
     pub fn isolate(&self, node: &str) {
         for other in self.nodes() {

@@ -441,6 +441,7 @@ async fn bad_state_aborts_and_the_old_holder_keeps_serving() {
         NAME,
         Counter {
             reject_decode: true,
+            ..Counter::default()
         },
         cluster.registry("b"),
         config.clone(),

@@ -38,10 +38,12 @@ pub struct CounterState {
     pub calls: u64,
 }
 
-/// A counter; `reject_decode` makes this instance refuse any transferred state.
+/// A counter; `reject_decode` makes this instance refuse any transferred
+/// state; `merge_adds` makes a split-brain winner add the loser's counts.
 #[derive(Clone, Default)]
 pub struct Counter {
     pub reject_decode: bool,
+    pub merge_adds: bool,
 }
 
 impl TakeoverActor for Counter {
@@ -65,6 +67,21 @@ impl TakeoverActor for Counter {
             state.calls += 1;
         }
         Ok(state.clone())
+    }
+
+    async fn merge(
+        &self,
+        _: &TakeoverCtx<Self>,
+        mine: &mut CounterState,
+        theirs: CounterState,
+        _: &RegistrationInfo,
+    ) -> Result<MergeOutcome, ActorProcessingErr> {
+        if !self.merge_adds {
+            return Ok(MergeOutcome::KeptWinner);
+        }
+        mine.total += theirs.total;
+        mine.calls += theirs.calls;
+        Ok(MergeOutcome::Merged)
     }
 
     fn encode_state(&self, state: &CounterState) -> Result<Vec<u8>, StateCodecErr> {

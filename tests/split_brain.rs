@@ -1,0 +1,255 @@
+//! Split brain on the fake cluster: two holders after a detected partition,
+//! healed without killing anyone; and quorum mode, which prevents it.
+
+mod support;
+
+use std::time::Duration;
+
+use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::*;
+use support::*;
+
+fn config(counter_merges: bool) -> (TakeoverConfig, Counter) {
+    let config = TakeoverConfig::default()
+        .with_placement(
+            Placement::parse("a > b > c").with_standby_grace(Duration::from_millis(200)),
+        )
+        .with_conflict_grace(Duration::from_millis(200));
+    (
+        config,
+        Counter {
+            merge_adds: counter_merges,
+            ..Counter::default()
+        },
+    )
+}
+
+async fn spawn_with(
+    cluster: &FakeCluster,
+    node: &str,
+    config: &TakeoverConfig,
+    counter: &Counter,
+) -> TakeoverRef<Counter> {
+    TakeoverServer::new(
+        NAME,
+        counter.clone(),
+        cluster.registry(node),
+        config.clone(),
+    )
+    .spawn(())
+    .await
+    .expect("spawn")
+    .0
+}
+
+/// `a | b, c` split with detection: `b` fails over, so both sides hold the
+/// name and both serve. After the heal, exactly one holder is left, the one
+/// of higher priority (`a`), nobody was killed: the loser (`b`) offered its
+/// state, the winner merged it (the counter adds), and the loser retired.
+/// The final state counts every call answered on either side.
+#[tokio::test]
+async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (config, counter) = config(true);
+    let mut events = Watcher::new(&config.events);
+    let a = spawn_with(&cluster, "a", &config, &counter).await;
+    events
+        .wait_for("a registers", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    let b = spawn_with(&cluster, "b", &config, &counter).await;
+    events
+        .wait_for("b is standby", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
+        })
+        .await;
+    let _c = spawn_with(&cluster, "c", &config, &counter).await;
+    events
+        .wait_for("c is standby", |e| {
+            on(e, "c") && matches!(e.kind, EventKind::Standby { .. })
+        })
+        .await;
+    assert_eq!(
+        client(&cluster, "c")
+            .call(CounterMsg::Add(1), TIMEOUT)
+            .await
+            .unwrap()
+            .total,
+        1
+    );
+
+    cluster.split("a", "b");
+    cluster.split("a", "c");
+    let ev = events
+        .wait_for("b fails over", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    assert!(matches!(
+        ev.kind,
+        EventKind::Registered {
+            start: StartType::Failover { .. }
+        }
+    ));
+
+    tracing::info!("--- both sides serve");
+    let on_a = client(&cluster, "a")
+        .call(CounterMsg::Add(10), TIMEOUT)
+        .await
+        .unwrap();
+    let on_b = client(&cluster, "c")
+        .call(CounterMsg::Add(100), TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(on_a.total, 11, "a kept its state");
+    assert_eq!(on_b.total, 100, "b started from nothing");
+    assert_eq!(phase(&a).await, Some(Phase::Holder));
+    assert_eq!(phase(&b).await, Some(Phase::Holder));
+
+    cluster.heal_all();
+    let ev = events
+        .wait_for("the winner merges", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert_eq!(ev.node.as_str(), "a", "the node of higher priority wins");
+    assert!(matches!(
+        ev.kind,
+        EventKind::SplitBrainHealed {
+            outcome: Some(MergeOutcome::Merged),
+            ..
+        }
+    ));
+    events
+        .wait_for("b retires", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Retired { .. })
+        })
+        .await;
+    wait_holder_everywhere(&cluster, "a").await;
+
+    let total = client(&cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        total,
+        CounterState {
+            total: 111,
+            calls: 3
+        },
+        "every answered call counted once"
+    );
+    assert_eq!(phase(&a).await, Some(Phase::Holder));
+    wait_until("b stopped (retired, not killed)", || {
+        let b = b.clone();
+        async move { b.get_status() == ractor::ActorStatus::Stopped }
+    })
+    .await;
+}
+
+/// With the default merge hook the winner keeps its own state and reports
+/// the loser's; still exactly one holder, of the higher priority.
+#[tokio::test]
+async fn default_resolution_keeps_the_winner_state() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b"]);
+    let (config, counter) = config(false);
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    events
+        .wait_for("a registers", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    let _b = spawn_with(&cluster, "b", &config, &counter).await;
+    events
+        .wait_for("b is standby", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
+        })
+        .await;
+    cluster.split("a", "b");
+    events
+        .wait_for("b fails over", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    client(&cluster, "a")
+        .call(CounterMsg::Add(5), TIMEOUT)
+        .await
+        .unwrap();
+    client(&cluster, "b")
+        .call(CounterMsg::Add(7), TIMEOUT)
+        .await
+        .unwrap();
+
+    cluster.heal("a", "b");
+    let ev = events
+        .wait_for("healed", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert!(matches!(
+        ev.kind,
+        EventKind::SplitBrainHealed {
+            outcome: Some(MergeOutcome::KeptWinner),
+            ..
+        }
+    ));
+    wait_holder_everywhere(&cluster, "a").await;
+    assert_eq!(
+        client(&cluster, "b")
+            .call(CounterMsg::Get, TIMEOUT)
+            .await
+            .unwrap()
+            .total,
+        5
+    );
+}
+
+/// Quorum mode: a node cut off from the majority of the placement's nodes
+/// never becomes holder, neither by placement nor by an explicit failover
+/// request (`TakeoverErr::NoQuorum`). Quorum only stops *becoming* holder; a
+/// holder already running in a minority keeps serving (see the README).
+#[tokio::test]
+async fn quorum_mode_refuses_a_holder_in_the_minority() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (config, counter) = config(false);
+    let config = config.with_quorum(true);
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    events
+        .wait_for("a registers", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    let _b = spawn_with(&cluster, "b", &config, &counter).await;
+    events
+        .wait_for("b is standby", |e| {
+            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
+        })
+        .await;
+
+    tracing::info!("--- b loses both peers: alone, it is a minority of three");
+    cluster.split("b", "a");
+    cluster.split("b", "c");
+    let b_registry = cluster.registry("b");
+    wait_until("b sees only itself", || {
+        let live = b_registry.live_nodes();
+        async move { live.len() == 1 }
+    })
+    .await;
+    let b2 = spawn_with(&cluster, "b", &config, &counter).await;
+    let err = go(&b2, GoRequest::Failover { from: "a".into() }, TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(err, TakeoverErr::NoQuorum);
+    assert_eq!(phase(&b2).await, Some(Phase::Standby));
+    assert_eq!(
+        cluster.holders(NAME)[&NodeId::new("b")],
+        None,
+        "no holder in b's minority"
+    );
+}
