@@ -86,8 +86,8 @@ pub enum EventKind {
         /// Calls it forwarded to the new holder.
         forwarded: usize,
     },
-    /// A newer registration of the name appeared with no handover request:
-    /// calls are held for the conflict grace.
+    /// A registration of the name ranked above ours did not ask for a
+    /// handover within the conflict grace: two holders; resolution follows.
     ConflictSuspected {
         /// The other registration.
         other: RegistrationInfo,

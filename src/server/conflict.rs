@@ -61,13 +61,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match above {
             Some(other) => {
                 if state.suspect.as_ref().map(Registration::info) != Some(other.info()) {
-                    tracing::warn!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours; holding calls");
-                    self.publish(
-                        state,
-                        EventKind::ConflictSuspected {
-                            other: other.info().clone(),
-                        },
-                    );
+                    // Usually a takeover whose state request is right behind
+                    // its steal: not worth a warning until the grace passes.
+                    tracing::debug!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours; holding calls");
                     state.suspect = Some(other);
                     let myself = state.ctx.myself.clone();
                     let (grace, epoch) = (self.config.conflict_grace, me.epoch());
@@ -120,6 +116,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             state.suspect = None;
             return self.release_held(state).await;
         }
+        tracing::warn!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours never asked for a handover: two holders");
+        self.publish(
+            state,
+            EventKind::ConflictSuspected {
+                other: other.info().clone(),
+            },
+        );
         let verdict =
             self.config
                 .resolver
