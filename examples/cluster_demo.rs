@@ -20,20 +20,23 @@
 //! and `client --port 47100 --peers a@127.0.0.1:47101,b@...,c@... --cookie secret`
 //! to report from another terminal. Flags: `--heartbeat-ms` (200), `--misses`
 //! (5), `--failover-delay-ms` (0), `--pull-timeout-ms` (5000), `--base-port`
-//! (demo, 47100).
+//! (demo, 47100), `--tls-dir DIR` (node and client: mutual TLS with
+//! `DIR/cert.pem` and `DIR/key.pem`, trusting `DIR/cert.pem` as the CA) and
+//! `--tls-name` (the name the certificate carries, `localhost`).
 
 #[path = "common/power_monitor.rs"]
 mod power_monitor;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
+use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
 use ractor_takeover::{CallErr, GlobalClient, Placement, TakeoverConfig, TakeoverServer};
 use tokio::sync::mpsc;
 
@@ -77,7 +80,7 @@ impl Flags {
             .filter(|p| !p.is_empty())
             .map(str::parse)
             .collect::<Result<Vec<PeerAddr>, _>>()?;
-        Ok(ClusterConfig::new(
+        let config = ClusterConfig::new(
             name,
             self.num("port", 0)? as u16,
             self.get("cookie", "ractor-takeover-demo"),
@@ -86,7 +89,16 @@ impl Flags {
         .with_heartbeat(
             Duration::from_millis(self.num("heartbeat-ms", 200)?),
             self.num("misses", 5)? as u32,
-        ))
+        );
+        let Some(dir) = self.0.get("tls-dir") else {
+            return Ok(config);
+        };
+        // A self-signed certificate (`ClusterTls::self_signed`) is its own CA.
+        let cert = Path::new(dir).join("cert.pem");
+        let key = Path::new(dir).join("key.pem");
+        let tls =
+            ClusterTls::from_pem_files(&cert, &key, &cert, &self.get("tls-name", "localhost"))?;
+        Ok(config.with_tls(tls))
     }
 }
 

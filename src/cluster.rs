@@ -1,5 +1,6 @@
 //! The real backend: [`Registry`] on `ractor::pg`, synced between nodes by
-//! `ractor_cluster` over TCP with cookie authentication.
+//! `ractor_cluster` over TCP with cookie authentication, optionally inside
+//! mutual TLS ([`ClusterConfig::with_tls`], [`ClusterTls`]).
 //!
 //! How the pieces fit what pg gives (see the facts in the README):
 //!
@@ -26,7 +27,10 @@
 //!   message. Every node of a cluster must use the same setting.
 
 mod heartbeat;
+mod tls;
 mod token;
+
+pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -34,7 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ractor::{pg, Actor, ActorCell, ActorId, ActorRef};
-use ractor_cluster::{NodeServer, NodeServerMessage};
+use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
@@ -75,6 +79,10 @@ pub struct ClusterConfig {
     /// that replies to calls the old instance forwarded still reach remote
     /// callers. Set it above your longest call timeout.
     pub token_linger: Duration,
+    /// TLS for every session, accepted and dialed; `None` (the default) is
+    /// plain TCP. All nodes of a cluster must agree: a TLS node and a plain
+    /// one never complete a session.
+    pub tls: Option<ClusterTls>,
 }
 
 impl ClusterConfig {
@@ -91,7 +99,15 @@ impl ClusterConfig {
             heartbeat_misses: 5,
             max_frame_bytes: 256 << 20,
             token_linger: Duration::from_secs(30),
+            tls: None,
         }
+    }
+
+    /// Sets [`Self::tls`]: the node server accepts only TLS sessions and the
+    /// node dials its peers with TLS.
+    pub fn with_tls(mut self, tls: ClusterTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Sets [`Self::peers`].
@@ -233,15 +249,19 @@ impl Shared {
 }
 
 impl ClusterNode {
-    /// Starts a node: the TCP node server (cookie auth), the heartbeat, and
-    /// (re)connection to the configured peers.
+    /// Starts a node: the TCP node server (cookie auth, TLS if configured),
+    /// the heartbeat, and (re)connection to the configured peers.
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterErr> {
+        let encryption = config
+            .tls
+            .as_ref()
+            .map(|tls| IncomingEncryptionMode::Tls(tls.acceptor().clone()));
         let server = NodeServer::new(
             config.port,
             config.cookie.clone(),
             config.node.to_string(),
             config.hostname.clone(),
-            None,
+            encryption,
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
         .with_max_inbound_frame_size(config.max_frame_bytes);

@@ -59,7 +59,7 @@
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.
 //! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
 //!   with heartbeats and the token actors that carry registrations.
-//! - [`fake`]: an in-process cluster with fault injection (feature `test-util`).
+//! - `fake`: an in-process cluster with fault injection (feature `test-util`).
 //! - `client`: [`GlobalClient`], calling the server by name.
 //! - `placement`: [`Placement`], priority lists for automatic failover and
 //!   takeover, like Erlang's `distributed` parameter.

@@ -188,18 +188,40 @@ impl State {
             {
                 continue;
             }
-            let detection = self.args.config.detection_time();
+            let window = self.args.config.detection_time() * 10;
             self.dialing
-                .insert(peer.node.clone(), Instant::now() + detection * 10);
+                .insert(peer.node.clone(), Instant::now() + window);
             let server = self.args.node_server.clone();
             let addr = peer.addr.clone();
             let node = peer.node.clone();
             let myself = myself.clone();
+            let tls = self.args.config.tls.clone();
             tokio::spawn(async move {
-                let ok = match ractor_cluster::client_connect(&server, addr.as_str()).await {
-                    Ok(()) => true,
-                    Err(e) => {
+                let dial = async {
+                    match tls {
+                        Some(tls) => {
+                            ractor_cluster::client_connect_enc(
+                                &server,
+                                addr.as_str(),
+                                tls.connector().clone(),
+                                tls.server_name().clone(),
+                            )
+                            .await
+                        }
+                        None => ractor_cluster::client_connect(&server, addr.as_str()).await,
+                    }
+                };
+                // Neither the TCP connect nor the TLS handshake has a timeout
+                // of its own (a peer that never answers the handshake would
+                // hold the dial forever); give up when the window closes.
+                let ok = match tokio::time::timeout(window, dial).await {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
                         tracing::debug!(%addr, error = %e, "peer not reachable yet");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::debug!(%addr, "dial timed out");
                         false
                     }
                 };

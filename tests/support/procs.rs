@@ -10,37 +10,49 @@ use std::time::Duration;
 /// Generous: a debug build moving a 64 MiB state on a loaded CI machine.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
-/// The node binary. `cargo test` builds the examples next to the test
-/// binaries; if it is missing (a filtered build), build it here.
+/// The node binary: the `cluster_demo` example, built here (a no-op when
+/// `cargo test` built it already; a filtered `cargo test --test ...` does
+/// not build examples, and a stale binary would test old code).
 pub fn node_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = profile_dir.join("examples").join("cluster_demo");
-    if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--all-features", "--example", "cluster_demo"])
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --example cluster_demo failed"
-        );
-    }
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test binary path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|d| d.parent())
+                .expect("target/<profile>");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--all-features", "--example", "cluster_demo"])
+                .status()
+                .expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build --example cluster_demo failed"
+            );
+            profile_dir.join("examples").join("cluster_demo")
+        })
+        .clone()
 }
 
-/// `n` TCP ports that were free a moment ago on 127.0.0.1.
+/// `n` TCP ports that were free a moment ago on 127.0.0.1, chosen below
+/// Linux's ephemeral range (32768-60999): a port the OS hands out for
+/// `bind(0)` or an outgoing connection elsewhere on the machine cannot land
+/// on one of ours between this check and our node binding it.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    let mut ports = Vec::with_capacity(n);
+    let mut candidate = 20_000 + (std::process::id() % 10_000) as u16;
+    while ports.len() < n {
+        candidate = if candidate >= 32_000 {
+            20_000
+        } else {
+            candidate + 1
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", candidate)).is_ok() {
+            ports.push(candidate);
+        }
+    }
+    ports
 }
 
 /// Every line any node printed, in arrival order, tagged with the node.
