@@ -581,7 +581,11 @@ async fn run_link(
                 return;
             }
         }
-        tokio::time::sleep_until(item.due).await;
+        // No timer without a delay: a sleep, even a past one, waits for the
+        // timer wheel's next tick (about a millisecond).
+        if item.due > Instant::now() {
+            tokio::time::sleep_until(item.due).await;
+        }
         cluster.arrive(&link, item);
     }
 }

@@ -83,6 +83,16 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     }),
                 }
             }
+            // The state itself travels as the message's payload, moved, not
+            // copied into a postcard envelope; the epoch rides in the metadata.
+            TakeoverMessage::Handover(HandoverMsg::StateReply {
+                requester_epoch,
+                result: Ok(state),
+            }) => Ok(SerializedMessage::Cast {
+                variant: VARIANT_STATE.into(),
+                args: state,
+                metadata: Some(requester_epoch.to_le_bytes().to_vec()),
+            }),
             TakeoverMessage::Handover(h) => Ok(SerializedMessage::Cast {
                 variant: VARIANT_HANDOVER.into(),
                 args: postcard::to_allocvec(&h).map_err(|_| BoxedDowncastErr)?,
@@ -120,6 +130,23 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     Err(BoxedDowncastErr)
                 }
             },
+            SerializedMessage::Cast {
+                variant,
+                args,
+                metadata,
+            } if variant == VARIANT_STATE => {
+                let epoch: [u8; 8] = metadata
+                    .as_deref()
+                    .and_then(|m| m.try_into().ok())
+                    .ok_or_else(|| {
+                        tracing::warn!("state reply without a valid epoch; dropped");
+                        BoxedDowncastErr
+                    })?;
+                Ok(TakeoverMessage::Handover(HandoverMsg::StateReply {
+                    requester_epoch: u64::from_le_bytes(epoch),
+                    result: Ok(args),
+                }))
+            }
             SerializedMessage::Cast { variant, args, .. } if variant == VARIANT_HANDOVER => {
                 postcard::from_bytes(&args)
                     .map(TakeoverMessage::Handover)
@@ -138,6 +165,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
 
 const VARIANT_CALL: &str = "ractor_takeover.call";
 const VARIANT_HANDOVER: &str = "ractor_takeover.handover";
+const VARIANT_STATE: &str = "ractor_takeover.state";
 
 /// The byte port a remote call travels with: its answer is decoded and passed
 /// to the caller's typed port.
@@ -224,6 +252,7 @@ pub enum HandoverMsg {
         /// The requester's epoch, to match the reply with its pull.
         requester_epoch: Epoch,
         /// The encoded state, or why there is none.
+        #[serde(with = "raw_bytes_result")]
         result: Result<Vec<u8>, ReplyErr>,
     },
     /// New to old: the state is in, retire.
@@ -244,6 +273,7 @@ pub enum HandoverMsg {
         /// The winner's epoch as the loser saw it.
         winner_epoch: Epoch,
         /// The loser's encoded state.
+        #[serde(with = "raw_bytes_result")]
         result: Result<Vec<u8>, ReplyErr>,
     },
     /// Winner to loser: your state is in (or reported); retire.
@@ -260,8 +290,77 @@ pub enum HandoverMsg {
         /// Calls the holder had handled when it took it.
         handled: u64,
         /// The encoded state.
+        #[serde(with = "raw_bytes")]
         bytes: Vec<u8>,
     },
+}
+
+/// Byte strings as one serde `bytes` value. Why: serde's `Vec<u8>` goes
+/// through the generic sequence code, so postcard handles a 64 MiB state one
+/// byte at a time, in both directions.
+mod raw_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v.as_ref())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
+}
+
+/// `Result<Vec<u8>, ReplyErr>` with the bytes as one serde `bytes` value
+/// (same variant order as `Result`).
+mod raw_bytes_result {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ReplyErr;
+
+    #[derive(Serialize)]
+    enum Out<'a> {
+        Ok(#[serde(serialize_with = "super::raw_bytes::serialize")] &'a [u8]),
+        Err(&'a ReplyErr),
+    }
+
+    #[derive(Deserialize)]
+    enum In {
+        Ok(#[serde(deserialize_with = "super::raw_bytes::deserialize")] Vec<u8>),
+        Err(ReplyErr),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Result<Vec<u8>, ReplyErr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Ok(b) => Out::Ok(b),
+            Err(e) => Out::Err(e),
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, ReplyErr>, D::Error> {
+        Ok(match In::deserialize(d)? {
+            In::Ok(b) => Ok(b),
+            In::Err(e) => Err(e),
+        })
+    }
 }
 
 /// Why an old holder sent no state.
