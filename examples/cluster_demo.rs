@@ -18,7 +18,9 @@
 //! ```
 //!
 //! and `client --port 47100 --peers a@127.0.0.1:47101,b@...,c@... --cookie secret`
-//! to report from another terminal. Flags: `--heartbeat-ms` (200), `--misses`
+//! to report from another terminal. The demo runs with warm standby (a
+//! checkpoint every 100 reports; `--checkpoint-every 0` turns it off, and
+//! then a failover loses the whole state). Flags: `--heartbeat-ms` (200), `--misses`
 //! (5), `--failover-delay-ms` (0), `--pull-timeout-ms` (5000), `--base-port`
 //! (demo, 47100), `--tls-dir DIR` (node and client: mutual TLS with
 //! `DIR/cert.pem` and `DIR/key.pem`, trusting `DIR/cert.pem` as the CA) and
@@ -37,7 +39,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
-use ractor_takeover::{CallErr, GlobalClient, Placement, TakeoverConfig, TakeoverServer};
+use ractor_takeover::{
+    CallErr, CheckpointPolicy, GlobalClient, Placement, TakeoverConfig, TakeoverServer,
+};
 use tokio::sync::mpsc;
 
 type AnyErr = Box<dyn std::error::Error + Send + Sync>;
@@ -137,6 +141,10 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
     let config = TakeoverConfig::default()
         .with_placement(placement)
         .with_pull_timeout(Duration::from_millis(flags.num("pull-timeout-ms", 5000)?));
+    let config = match flags.num("checkpoint-every", 0)? {
+        0 => config,
+        n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
+    };
     let mut events = config.events.subscribe();
     tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
@@ -198,6 +206,7 @@ struct NodeProc {
 fn start_node(
     name: &str,
     base: u16,
+    checkpoint_every: u64,
     lines: mpsc::UnboundedSender<(String, String)>,
 ) -> Result<NodeProc, AnyErr> {
     let port = |n: &str| base + 1 + NODES.iter().position(|x| *x == n).unwrap_or(0) as u16;
@@ -213,6 +222,7 @@ fn start_node(
         .args(["node", "--name", name, "--port", &port(name).to_string()])
         .args(["--peers", &peers.join(","), "--placement", "a > b > c"])
         .args(["--exit-on-stdin-eof", "true"])
+        .args(["--checkpoint-every", &checkpoint_every.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -234,6 +244,9 @@ struct Sent {
 
 async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
     let base = flags.num("base-port", 47100)? as u16;
+    // Warm standby: the holder checkpoints its state to the standbys every
+    // this many reports (0: off, and a failover loses the whole state).
+    let checkpoint_every = flags.num("checkpoint-every", 100)?;
     let t0 = Instant::now();
     let say = |what: String| println!("[{:>7.3}s] {what}", t0.elapsed().as_secs_f64());
     let (lines_tx, mut lines) = mpsc::unbounded_channel::<(String, String)>();
@@ -277,7 +290,10 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
 
     for name in NODES {
         say(format!("start node {name}"));
-        procs.insert(name, start_node(name, base, lines_tx.clone())?);
+        procs.insert(
+            name,
+            start_node(name, base, checkpoint_every, lines_tx.clone())?,
+        );
         let expect = if name == "a" { "Registered" } else { "Standby" };
         wait_line!(format!("{name} {expect}"), |n, l| n == name
             && l.contains(expect));
@@ -312,8 +328,8 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
     let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
 
     pause(1500).await;
-    let before_kill = calls.len();
     collect_until(&mut calls, &|_| false);
+    let before_kill = calls.len();
     let last_on_a = calls.iter().rev().find_map(|s| {
         s.result
             .as_ref()
@@ -340,18 +356,40 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
             .find(|s| s.result.as_ref().is_ok_and(|r| r.node == "b"))
             .map(|s| s.at);
     }
-    let failover_ms = calls[before_kill..]
-        .iter()
-        .find(|s| s.result.as_ref().is_ok_and(|r| r.node == "b"))
-        .map(|s| (s.at.max(killed_at) - killed_at).as_secs_f64() * 1000.0)
-        .unwrap_or(f64::NAN);
-    say(format!("failover: first call answered by b {failover_ms:.1} ms after the kill; the {} reports counted on a were lost with it", last_on_a.unwrap_or(0)));
+    let first_b = calls[before_kill..].iter().find_map(|s| {
+        s.result
+            .as_ref()
+            .ok()
+            .filter(|r| r.node == "b")
+            .map(|r| (s.at, r.total))
+    });
+    let (failover_ms, b_started_from) = first_b
+        .map(|(at, total)| {
+            (
+                (at.max(killed_at) - killed_at).as_secs_f64() * 1000.0,
+                total - 1,
+            )
+        })
+        .unwrap_or((f64::NAN, 0));
+    let lost_in_failover = last_on_a.unwrap_or(0).saturating_sub(b_started_from);
+    say(format!(
+        "failover: first call answered by b {failover_ms:.1} ms after the kill; b started from {b_started_from} reports, a had counted {}: {lost_in_failover} reports lost with a",
+        last_on_a.unwrap_or(0)
+    ));
+    say(if checkpoint_every > 0 {
+        format!("  (warm standby, a checkpoint every {checkpoint_every} reports: a failover loses fewer than {checkpoint_every}, plus any checkpoint on the wire)")
+    } else {
+        "  (warm standby off: a failover loses the whole state)".to_string()
+    });
 
     pause(1500).await;
     collect_until(&mut calls, &|_| false);
     let restart_index = calls.len();
     say("restart node a".into());
-    procs.insert("a", start_node("a", base, lines_tx.clone())?);
+    procs.insert(
+        "a",
+        start_node("a", base, checkpoint_every, lines_tx.clone())?,
+    );
     wait_line!("takeover back to a", |n, l| n == "a"
         && l.contains("HandoverDone"));
     pause(1500).await;
@@ -393,11 +431,11 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         say(format!("a call failed during the takeover: {failed}"));
     }
     // Every answer on one holder's lineage must count exactly one more report
-    // than the answer before it; only a failover (state lost) starts over.
+    // than the answer before it; only the failover from a to b may lose some.
     let mut state_ok = true;
     for pair in answered.windows(2) {
         let (prev, next) = (pair[0], pair[1]);
-        let failover_boundary = prev.node != next.node && next.total == 1;
+        let failover_boundary = prev.node == "a" && next.node == "b";
         if !failover_boundary && next.total != prev.total + 1 {
             say(format!("answer chain broken: {prev:?} then {next:?}"));
             state_ok = false;
@@ -435,8 +473,7 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         }
     }
     say(format!(
-        "calls failed while no node held the name (failover): {failed_in_failover}; the state lost with a: {} reports",
-        last_on_a.unwrap_or(0)
+        "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
     ));
     for (_, mut p) in procs {
         let _ = p.child.kill();
