@@ -10,7 +10,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::message::deliver;
+use crate::message::{decode_answer, deliver, wire_call};
+use crate::ReplyPort;
 use crate::{
     CallErr, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
     TakeoverMessage,
@@ -117,19 +118,49 @@ impl<A: TakeoverActor> GlobalClient<A> {
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let holder = self.holder_before(deadline).await?;
+        if !holder.cell().get_id().is_local() {
+            return self.call_remote(&holder, &msg, timeout, deadline).await;
+        }
         let (tx, rx) = oneshot();
         deliver(
             &self.inner.registry,
             &holder,
             TakeoverMessage::<A>::Call {
                 msg,
-                reply: Some((tx, timeout).into()),
+                reply: Some(ReplyPort::<A>::from((tx, timeout)).into()),
             },
         );
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(answer)) => answer,
             Ok(Err(_)) => {
                 // The instance or its link went away under us; look again next time.
+                self.inner.stale.store(true, Ordering::Release);
+                Err(CallErr::NoReply)
+            }
+            Err(_) => Err(CallErr::Timeout),
+        }
+    }
+
+    /// A call to a holder on another node, in its wire form straight away:
+    /// the answer comes back in bytes and is decoded here, with no bridging
+    /// task in between.
+    async fn call_remote(
+        &self,
+        holder: &Registration,
+        msg: &A::Msg,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<A::Reply, CallErr> {
+        let (tx, rx) = oneshot::<Vec<u8>>();
+        let call = wire_call::<A>(msg, (tx, timeout).into())?;
+        if holder.cell().send_serialized(call).is_err() {
+            // The proxy is gone (its session closed): the call was not sent.
+            self.inner.stale.store(true, Ordering::Release);
+            return Err(CallErr::NoReply);
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(bytes)) => decode_answer::<A>(&bytes),
+            Ok(Err(_)) => {
                 self.inner.stale.store(true, Ordering::Release);
                 Err(CallErr::NoReply)
             }

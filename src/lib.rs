@@ -108,6 +108,7 @@ pub use event::TakeoverEvent;
 pub use fence::EpochGate;
 pub use fence::FencingToken;
 pub use fence::StaleEpochErr;
+pub use message::Answer;
 pub use message::GoRequest;
 pub use message::HandoverMsg;
 pub use message::HandoverReport;

@@ -16,6 +16,83 @@ use crate::{
 /// The reply port of a call: the handler's reply, or why there is none.
 pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
 
+/// Where a call's answer goes: the typed port of a caller on this node, or
+/// the byte port of a remote caller's session. Why both: answering a remote
+/// caller straight in bytes saves a bridging task per call, in each
+/// direction.
+pub struct Answer<A: TakeoverActor>(AnswerTo<A>);
+
+enum AnswerTo<A: TakeoverActor> {
+    Typed(ReplyPort<A>),
+    Bytes(RpcReplyPort<Vec<u8>>),
+}
+
+impl<A: TakeoverActor> Answer<A> {
+    /// Sends the answer (encoded for a remote caller). A caller that gave up
+    /// is not an error.
+    pub fn send(self, answer: Result<A::Reply, CallErr>) {
+        match self.0 {
+            AnswerTo::Typed(port) => {
+                let _ = port.send(answer);
+            }
+            AnswerTo::Bytes(port) => {
+                if let Ok(bytes) = encode_answer::<A>(&answer) {
+                    let _ = port.send(bytes);
+                }
+            }
+        }
+    }
+
+    /// The caller's deadline, if it sent one.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match &self.0 {
+            AnswerTo::Typed(port) => port.get_timeout(),
+            AnswerTo::Bytes(port) => port.get_timeout(),
+        }
+    }
+}
+
+impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
+    fn from(port: ReplyPort<A>) -> Self {
+        Self(AnswerTo::Typed(port))
+    }
+}
+
+impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>>
+    for Answer<A>
+{
+    fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
+        Self(AnswerTo::Typed(tx.into()))
+    }
+}
+
+fn encode_answer<A: TakeoverActor>(answer: &Result<A::Reply, CallErr>) -> Result<Vec<u8>, ()> {
+    postcard::to_allocvec(answer)
+        .or_else(|e| {
+            postcard::to_allocvec(&Err::<A::Reply, CallErr>(CallErr::Codec(e.to_string())))
+        })
+        .map_err(|_| ())
+}
+
+/// Decodes a remote call's answer.
+pub(crate) fn decode_answer<A: TakeoverActor>(bytes: &[u8]) -> Result<A::Reply, CallErr> {
+    postcard::from_bytes::<Result<A::Reply, CallErr>>(bytes)
+        .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())))
+}
+
+/// A call in its wire form, answered through `reply` in bytes.
+pub(crate) fn wire_call<A: TakeoverActor>(
+    msg: &A::Msg,
+    reply: RpcReplyPort<Vec<u8>>,
+) -> Result<SerializedMessage, CallErr> {
+    Ok(SerializedMessage::Call {
+        variant: VARIANT_CALL.into(),
+        args: postcard::to_allocvec(msg).map_err(|e| CallErr::Codec(e.to_string()))?,
+        reply,
+        metadata: None,
+    })
+}
+
 /// A message of a [`crate::TakeoverServer`].
 ///
 /// Users send `Call`s (through [`crate::GlobalClient`] or directly);
@@ -26,8 +103,8 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     Call {
         /// The request.
         msg: A::Msg,
-        /// Where the reply goes.
-        reply: Option<ReplyPort<A>>,
+        /// Where the reply goes (a [`ReplyPort`] converts into it).
+        reply: Option<Answer<A>>,
     },
     /// Start this standby as a holder (manual takeover, or placement).
     Go {
@@ -75,10 +152,15 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                         args,
                         metadata: None,
                     }),
-                    Some(port) => Ok(SerializedMessage::Call {
+                    Some(answer) => Ok(SerializedMessage::Call {
                         variant: VARIANT_CALL.into(),
                         args,
-                        reply: bytes_port::<A>(port),
+                        reply: match answer.0 {
+                            AnswerTo::Typed(port) => bytes_port::<A>(port),
+                            // Forwarded from a remote caller: its byte port
+                            // goes on as it is, no bridge.
+                            AnswerTo::Bytes(port) => port,
+                        },
                         metadata: None,
                     }),
                 }
@@ -119,7 +201,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
             } if variant == VARIANT_CALL => match postcard::from_bytes(&args) {
                 Ok(msg) => Ok(TakeoverMessage::Call {
                     msg,
-                    reply: Some(typed_port::<A>(reply)),
+                    reply: Some(Answer(AnswerTo::Bytes(reply))),
                 }),
                 Err(e) => {
                     // Tell the caller instead of letting ractor drop it silently.
@@ -174,30 +256,7 @@ fn bytes_port<A: TakeoverActor>(port: ReplyPort<A>) -> RpcReplyPort<Vec<u8>> {
     let timeout = port.get_timeout();
     tokio::spawn(async move {
         if let Ok(bytes) = rx.await {
-            let answer = postcard::from_bytes::<Result<A::Reply, CallErr>>(&bytes)
-                .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())));
-            let _ = port.send(answer);
-        }
-    });
-    match timeout {
-        Some(t) => (tx, t).into(),
-        None => tx.into(),
-    }
-}
-
-/// The typed port a remote call is handled with: its answer is encoded and
-/// sent back through the session's byte port.
-fn typed_port<A: TakeoverActor>(reply: RpcReplyPort<Vec<u8>>) -> ReplyPort<A> {
-    let (tx, rx) = oneshot::<Result<A::Reply, CallErr>>();
-    let timeout = reply.get_timeout();
-    tokio::spawn(async move {
-        if let Ok(answer) = rx.await {
-            let bytes = postcard::to_allocvec(&answer).or_else(|e| {
-                postcard::to_allocvec(&Err::<A::Reply, CallErr>(CallErr::Codec(e.to_string())))
-            });
-            if let Ok(bytes) = bytes {
-                let _ = reply.send(bytes);
-            }
+            let _ = port.send(decode_answer::<A>(&bytes));
         }
     });
     match timeout {
@@ -486,7 +545,7 @@ fn send_here<A: TakeoverActor>(
         ),
         _ => {
             if let Some(reply) = reply {
-                let _ = reply.send(Err(CallErr::NotRegistered(to.name().to_string())));
+                reply.send(Err(CallErr::NotRegistered(to.name().to_string())));
             }
         }
     }
@@ -512,7 +571,7 @@ fn relay_reply<A: TakeoverActor>(
                     dest.send_to(
                         &origin,
                         Box::new(move |_| {
-                            let _ = port.send(answer);
+                            port.send(answer);
                         }),
                     );
                 }

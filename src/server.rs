@@ -20,7 +20,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::message::{deliver, ReplyPort};
+use crate::message::{deliver, Answer};
 use crate::{
     CallErr, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason, Phase,
     Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent, ReplyErr, StartType,
@@ -123,7 +123,7 @@ pub async fn status<A: TakeoverActor>(
 /// A call waiting to be served.
 struct Pending<A: TakeoverActor> {
     msg: A::Msg,
-    reply: Option<ReplyPort<A>>,
+    reply: Option<Answer<A>>,
 }
 
 enum Stage<A: TakeoverActor> {
@@ -367,14 +367,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         {
             Ok(answer) => {
                 if let Some(reply) = call.reply {
-                    let _ = reply.send(Ok(answer));
+                    reply.send(Ok(answer));
                 }
                 self.after_serve(state);
                 Ok(())
             }
             Err(e) => {
                 if let Some(reply) = call.reply {
-                    let _ = reply.send(Err(CallErr::Handler(e.to_string())));
+                    reply.send(Err(CallErr::Handler(e.to_string())));
                 }
                 Err(e)
             }
@@ -400,7 +400,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Some(holder) if holder.cell().get_id() != me => self.forward(state, &holder, call),
             _ => {
                 if let Some(reply) = call.reply {
-                    let _ = reply.send(Err(CallErr::NotRegistered(self.name.clone())));
+                    reply.send(Err(CallErr::NotRegistered(self.name.clone())));
                 }
             }
         }
@@ -424,7 +424,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     let capacity = self.config.buffer_capacity;
                     tracing::warn!(name = %self.name, capacity, "handover buffer full; call rejected");
                     if let Some(reply) = call.reply {
-                        let _ = reply.send(Err(CallErr::BufferFull { capacity }));
+                        reply.send(Err(CallErr::BufferFull { capacity }));
                     }
                     self.publish(state, EventKind::BufferFull { capacity });
                 }
