@@ -54,23 +54,11 @@ async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
     let (config, counter) = config(true);
     let mut events = Watcher::new(&config.events);
     let a = spawn_with(&cluster, "a", &config, &counter).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn_with(&cluster, "b", &config, &counter).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     let _c = spawn_with(&cluster, "c", &config, &counter).await;
-    events
-        .wait_for("c is standby", |e| {
-            on(e, "c") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("c").await;
     assert_eq!(
         client(&cluster, "c")
             .call(CounterMsg::Add(1), TIMEOUT)
@@ -158,23 +146,11 @@ async fn default_resolution_keeps_the_winner_state() {
     let (config, counter) = config(false);
     let mut events = Watcher::new(&config.events);
     let _a = spawn_with(&cluster, "a", &config, &counter).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let _b = spawn_with(&cluster, "b", &config, &counter).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     cluster.split("a", "b");
-    events
-        .wait_for("b fails over", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("b").await;
     client(&cluster, "a")
         .call(CounterMsg::Add(5), TIMEOUT)
         .await
@@ -220,17 +196,9 @@ async fn quorum_mode_refuses_a_holder_in_the_minority() {
     let config = config.with_quorum(true);
     let mut events = Watcher::new(&config.events);
     let _a = spawn_with(&cluster, "a", &config, &counter).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let _b = spawn_with(&cluster, "b", &config, &counter).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
 
     tracing::info!("--- b loses both peers: alone, it is a minority of three");
     cluster.split("b", "a");

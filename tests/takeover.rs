@@ -5,7 +5,6 @@ mod support;
 
 use std::time::Duration;
 
-use ractor::Actor;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use support::*;
@@ -80,17 +79,9 @@ async fn takeover_moves_name_and_state_without_losing_a_call() {
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     wait_holder_everywhere(&cluster, "a").await;
 
     let c = client(&cluster, "c");
@@ -149,17 +140,9 @@ async fn a_late_call_to_the_old_holder_is_forwarded() {
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     wait_holder_everywhere(&cluster, "a").await;
     let cc = client(&cluster, "c");
     assert_eq!(cc.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().total, 1);
@@ -211,17 +194,9 @@ async fn calls_during_takeover_are_buffered_and_a_full_buffer_rejects() {
     let config = TakeoverConfig::default().with_buffer_capacity(2);
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     let cb = client(&cluster, "b");
     assert_eq!(
         cb.call(CounterMsg::Add(10), TIMEOUT).await.unwrap().total,
@@ -278,31 +253,11 @@ async fn restart_on_the_retiring_side_does_not_re_register() {
     let cluster = FakeCluster::new(["a", "b"]);
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
-    let (children_tx, mut children) = tokio::sync::mpsc::unbounded_channel();
-    let (_sup, _) = Actor::spawn(
-        None,
-        Restarter,
-        RestarterArgs {
-            cluster: cluster.clone(),
-            node: "a".into(),
-            config: config.clone(),
-            children: children_tx,
-        },
-    )
-    .await
-    .unwrap();
-    let a1 = children.recv().await.unwrap();
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    let mut on_a = Supervised::start(&cluster, "a", &config).await;
+    let a1 = on_a.current();
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     let cb = client(&cluster, "b");
     assert_eq!(cb.call(CounterMsg::Add(7), TIMEOUT).await.unwrap().total, 7);
 
@@ -318,7 +273,7 @@ async fn restart_on_the_retiring_side_does_not_re_register() {
         .await;
     tracing::info!("--- the retiring instance on a crashes");
     a1.get_cell().kill();
-    let a2 = children.recv().await.unwrap();
+    let a2 = on_a.next_restart().await;
     let ev = events
         .wait_for("restarted a is standby", |e| {
             on(e, "a") && matches!(e.kind, EventKind::Standby { .. })
@@ -360,31 +315,11 @@ async fn restart_while_the_steal_is_in_flight_waits_for_it() {
     let cluster = FakeCluster::new(["a", "b"]);
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
-    let (children_tx, mut children) = tokio::sync::mpsc::unbounded_channel();
-    let (_sup, _) = Actor::spawn(
-        None,
-        Restarter,
-        RestarterArgs {
-            cluster: cluster.clone(),
-            node: "a".into(),
-            config: config.clone(),
-            children: children_tx,
-        },
-    )
-    .await
-    .unwrap();
-    let a1 = children.recv().await.unwrap();
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    let mut on_a = Supervised::start(&cluster, "a", &config).await;
+    let a1 = on_a.current();
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
 
     cluster.hold("b", "a");
     let pending = tokio::spawn({
@@ -398,7 +333,7 @@ async fn restart_while_the_steal_is_in_flight_waits_for_it() {
         .await;
     tracing::info!("--- the holder on a crashes; the steal is still on the link b -> a");
     a1.get_cell().kill();
-    let a2 = children.recv().await.unwrap();
+    let a2 = on_a.next_restart().await;
     settle().await;
     tracing::info!("--- everything idle; now the steal reaches a");
     cluster.release("b", "a");
@@ -432,11 +367,7 @@ async fn bad_state_aborts_and_the_old_holder_keeps_serving() {
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let (b, _) = TakeoverServer::new(
         NAME,
         Counter {
@@ -449,11 +380,7 @@ async fn bad_state_aborts_and_the_old_holder_keeps_serving() {
     .spawn(())
     .await
     .unwrap();
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     let cb = client(&cluster, "b");
     assert_eq!(cb.call(CounterMsg::Add(4), TIMEOUT).await.unwrap().total, 4);
 
@@ -504,17 +431,9 @@ async fn old_node_crash_mid_takeover_ends_as_failover() {
     let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     let cc = client(&cluster, "c");
     assert_eq!(cc.call(CounterMsg::Add(9), TIMEOUT).await.unwrap().total, 9);
 
@@ -560,17 +479,9 @@ async fn takeover_across_a_partition_times_out_and_leaves_one_holder() {
     let config = TakeoverConfig::default().with_pull_timeout(Duration::from_millis(300));
     let mut events = Watcher::new(&config.events);
     let a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
 
     cluster.partition("a", "b");
     let err = takeover(&b, TIMEOUT)

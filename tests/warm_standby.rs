@@ -22,17 +22,9 @@ async fn failover_starts_from_the_last_checkpoint() {
         .with_checkpoints(CheckpointPolicy::every_calls(5));
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let _b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
     wait_until("b joined the standbys", || {
         let members = cluster.registry("a").members(&format!("{NAME}#standby"));
         async move { members.len() == 1 }
@@ -87,17 +79,9 @@ async fn stale_or_foreign_or_bad_checkpoints_are_refused() {
     let config = TakeoverConfig::default().with_checkpoints(CheckpointPolicy::every_calls(1));
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
-    events
-        .wait_for("a registers", |e| {
-            on(e, "a") && matches!(e.kind, EventKind::Registered { .. })
-        })
-        .await;
+    events.registered("a").await;
     let b = spawn(&cluster, "b", &config).await;
-    events
-        .wait_for("b is standby", |e| {
-            on(e, "b") && matches!(e.kind, EventKind::Standby { .. })
-        })
-        .await;
+    events.standby("b").await;
 
     let holder = |epoch| RegistrationInfo {
         name: NAME.into(),

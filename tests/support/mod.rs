@@ -369,6 +369,13 @@ impl Supervised {
         }
     }
 
+    /// Waits for the supervisor's next restart and returns the new instance.
+    pub async fn next_restart(&mut self) -> TakeoverRef<Counter> {
+        let child = self.children.recv().await.expect("the supervisor restarts");
+        self.current = child.clone();
+        child
+    }
+
     /// The newest instance the supervisor started.
     pub fn current(&mut self) -> TakeoverRef<Counter> {
         while let Ok(child) = self.children.try_recv() {
