@@ -22,7 +22,8 @@
 //! checkpoint every 100 reports; `--checkpoint-every 0` turns it off, and
 //! then a failover loses the whole state). Flags: `--heartbeat-ms` (200), `--misses`
 //! (5), `--failover-delay-ms` (0), `--pull-timeout-ms` (5000), `--base-port`
-//! (demo, 47100), `--tls-dir DIR` (node and client: mutual TLS with
+//! (demo, 47100), `--tls true` (demo: mutual TLS between every node, with a
+//! self-signed certificate generated for the run), `--tls-dir DIR` (node and client: mutual TLS with
 //! `DIR/cert.pem` and `DIR/key.pem`, trusting `DIR/cert.pem` as the CA) and
 //! `--tls-name` (the name the certificate carries, `localhost`).
 
@@ -127,6 +128,7 @@ async fn main() -> Result<(), AnyErr> {
         Some("client") => run_client(Flags::parse(&args[1..])?).await,
         Some("demo") => run_demo(Flags::parse(&args[1..])?).await,
         None => run_demo(Flags::parse(&[])?).await,
+        Some(flag) if flag.starts_with("--") => run_demo(Flags::parse(&args)?).await,
         Some(other) => Err(format!("unknown role {other:?}: use node, client or demo").into()),
     }
 }
@@ -206,7 +208,7 @@ struct NodeProc {
 fn start_node(
     name: &str,
     base: u16,
-    checkpoint_every: u64,
+    extra: &[String],
     lines: mpsc::UnboundedSender<(String, String)>,
 ) -> Result<NodeProc, AnyErr> {
     let port = |n: &str| base + 1 + NODES.iter().position(|x| *x == n).unwrap_or(0) as u16;
@@ -222,7 +224,7 @@ fn start_node(
         .args(["node", "--name", name, "--port", &port(name).to_string()])
         .args(["--peers", &peers.join(","), "--placement", "a > b > c"])
         .args(["--exit-on-stdin-eof", "true"])
-        .args(["--checkpoint-every", &checkpoint_every.to_string()])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()?;
@@ -257,10 +259,27 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         .enumerate()
         .map(|(i, n)| format!("{n}@127.0.0.1:{}", base + 1 + i as u16).parse())
         .collect::<Result<_, _>>()?;
-    let me = ClusterNode::start(
-        ClusterConfig::new("client", base, "ractor-takeover-demo").with_peers(peers),
-    )
-    .await?;
+    let mut extra = vec![
+        "--checkpoint-every".to_string(),
+        checkpoint_every.to_string(),
+    ];
+    let mut client_config =
+        ClusterConfig::new("client", base, "ractor-takeover-demo").with_peers(peers);
+    // `--tls true`: mutual TLS everywhere, with a self-signed certificate made
+    // for this run in a temporary directory (removed at the end).
+    let tls_dir = (flags.get("tls", "false") == "true").then(|| {
+        std::env::temp_dir().join(format!("ractor_takeover_demo_tls_{}", std::process::id()))
+    });
+    if let Some(dir) = &tls_dir {
+        std::fs::create_dir_all(dir)?;
+        client_config = client_config.with_tls(ClusterTls::self_signed(dir, &["localhost"])?);
+        extra.extend(["--tls-dir".to_string(), dir.display().to_string()]);
+        say(format!(
+            "mutual TLS on, self-signed certificate in {}",
+            dir.display()
+        ));
+    }
+    let me = ClusterNode::start(client_config).await?;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
 
     // Everything the nodes print goes to the timeline; waits look for lines.
@@ -290,10 +309,7 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
 
     for name in NODES {
         say(format!("start node {name}"));
-        procs.insert(
-            name,
-            start_node(name, base, checkpoint_every, lines_tx.clone())?,
-        );
+        procs.insert(name, start_node(name, base, &extra, lines_tx.clone())?);
         let expect = if name == "a" { "Registered" } else { "Standby" };
         wait_line!(format!("{name} {expect}"), |n, l| n == name
             && l.contains(expect));
@@ -386,10 +402,7 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
     collect_until(&mut calls, &|_| false);
     let restart_index = calls.len();
     say("restart node a".into());
-    procs.insert(
-        "a",
-        start_node("a", base, checkpoint_every, lines_tx.clone())?,
-    );
+    procs.insert("a", start_node("a", base, &extra, lines_tx.clone())?);
     wait_line!("takeover back to a", |n, l| n == "a"
         && l.contains("HandoverDone"));
     pause(1500).await;
@@ -480,6 +493,9 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         let _ = p.child.wait();
     }
     me.shutdown();
+    if let Some(dir) = &tls_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     println!(
         "RESULT takeovers={takeovers} failovers={failovers} calls_sent={} calls_answered={} lost_in_takeover={lost_in_takeover} duplicated={duplicated} state_ok={state_ok}",
         calls.len(),
