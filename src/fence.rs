@@ -24,6 +24,15 @@ pub struct FencingToken {
     pub node: NodeId,
 }
 
+impl FencingToken {
+    /// The order of tokens: epoch, then node. Why the node: two sides of a
+    /// partition can each fail over to the same epoch; the node breaks the
+    /// tie the same way the registry does.
+    pub fn rank(&self) -> (Epoch, &NodeId) {
+        (self.epoch, &self.node)
+    }
+}
+
 /// A write refused because a newer holder has written already.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StaleEpochErr {
@@ -31,25 +40,27 @@ pub struct StaleEpochErr {
     pub token: FencingToken,
     /// The newest epoch seen for that name.
     pub newest: Epoch,
+    /// The node of the newest token seen.
+    pub newest_node: NodeId,
 }
 
 impl fmt::Display for StaleEpochErr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "write from {} at epoch {} of {:?} refused: epoch {} has written since; that holder was replaced",
-            self.token.node, self.token.epoch, self.token.name, self.newest
+            "write from {} at epoch {} of {:?} refused: {} at epoch {} has written since; that holder was replaced",
+            self.token.node, self.token.epoch, self.token.name, self.newest_node, self.newest
         )
     }
 }
 
 impl std::error::Error for StaleEpochErr {}
 
-/// The downstream check: admits a token whose epoch is at least the newest
-/// seen for its name, and remembers it.
+/// The downstream check: admits a token ranked (epoch, then node) at least
+/// as high as the newest seen for its name, and remembers it.
 #[derive(Debug, Default)]
 pub struct EpochGate {
-    newest: Mutex<HashMap<String, Epoch>>,
+    newest: Mutex<HashMap<String, (Epoch, NodeId)>>,
 }
 
 impl EpochGate {
@@ -61,14 +72,16 @@ impl EpochGate {
     /// Admits `token` if no newer epoch of its name has been admitted.
     pub fn admit(&self, token: &FencingToken) -> Result<(), StaleEpochErr> {
         let mut newest = self.newest.lock().unwrap_or_else(|e| e.into_inner());
-        let seen = newest.entry(token.name.clone()).or_default();
-        if token.epoch < *seen {
-            return Err(StaleEpochErr {
-                token: token.clone(),
-                newest: *seen,
-            });
+        if let Some((epoch, node)) = newest.get(&token.name) {
+            if token.rank() < (*epoch, node) {
+                return Err(StaleEpochErr {
+                    token: token.clone(),
+                    newest: *epoch,
+                    newest_node: node.clone(),
+                });
+            }
         }
-        *seen = token.epoch;
+        newest.insert(token.name.clone(), (token.epoch, token.node.clone()));
         Ok(())
     }
 }
@@ -78,11 +91,26 @@ mod tests {
     use super::*;
 
     fn token(epoch: Epoch) -> FencingToken {
+        on("a", epoch)
+    }
+
+    fn on(node: &str, epoch: Epoch) -> FencingToken {
         FencingToken {
             name: "n".into(),
             epoch,
-            node: NodeId::new("a"),
+            node: NodeId::new(node),
         }
+    }
+
+    /// Two holders at one epoch (each side of a partition failed over): the
+    /// node breaks the tie, so once the higher one wrote the other is refused.
+    #[test]
+    fn breaks_epoch_ties_by_node() {
+        let gate = EpochGate::new();
+        assert!(gate.admit(&on("a", 5)).is_ok());
+        assert!(gate.admit(&on("c", 5)).is_ok());
+        let err = gate.admit(&on("a", 5)).unwrap_err();
+        assert_eq!((err.newest, err.newest_node.as_str()), (5, "c"));
     }
 
     /// Equal or newer epochs pass; an older one is refused with the newest.

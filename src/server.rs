@@ -131,6 +131,9 @@ enum Stage<A: TakeoverActor> {
     Holder,
     Pulling {
         from: RegistrationInfo,
+        /// The old holder's instance: it may re-register under a new epoch
+        /// (after winning a conflict), which is not a death.
+        old: ActorCell,
         started: Instant,
         go_reply: Option<RpcReplyPort<Result<HandoverReport, TakeoverErr>>>,
         timer: JoinHandle<()>,
@@ -177,6 +180,9 @@ pub struct ServerState<A: TakeoverActor> {
     stored: Option<checkpoint::Stored<A>>,
     /// Warm standby, on a standby: our entry in the standby group.
     standby_reg: Option<Registration>,
+    /// A pull we ended as a failover (the old holder looked gone): if its
+    /// state still comes, the old holder must be told to serve again.
+    abandoned_pull: Option<RegistrationInfo>,
 }
 
 impl<A: TakeoverActor> Drop for ServerState<A> {
@@ -225,6 +231,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             checkpoint_seq: 0,
             stored: None,
             standby_reg: None,
+            abandoned_pull: None,
         })
     }
 
@@ -330,6 +337,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     async fn become_standby(&self, state: &mut ServerState<A>, holder: Option<RegistrationInfo>) {
         state.stage = Stage::Standby;
         state.ctx.epoch = None;
+        // Registry changes seen while we pulled were not recorded; a later
+        // failover must name the holder as it is now.
+        if let Some(now) = self.registry.lookup(&self.name) {
+            note_holder(state, now.info());
+        } else if let Some(h) = &holder {
+            note_holder(state, h);
+        }
         self.join_standbys(state).await;
         tracing::info!(name = %self.name, node = %self.registry.node(), holder = ?holder, "standby");
         self.publish(state, EventKind::Standby { holder });
@@ -352,7 +366,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .await?;
         tracing::info!(name = %self.name, node = %self.registry.node(), epoch = ?state.ctx.epoch, ?start, "holder");
         self.publish(state, EventKind::Registered { start });
-        Ok(())
+        // A failover can land beside a holder it could not see: resolve it.
+        self.check_conflict(state).await
     }
 
     async fn serve(
@@ -503,6 +518,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 tracing::info!(name = %self.name, node = %self.registry.node(), epoch, from = %holder.node(), "takeover: name stolen, pulling state");
                 state.stage = Stage::Pulling {
                     from: holder.info().clone(),
+                    old: holder.cell().clone(),
                     started: Instant::now(),
                     go_reply: reply,
                     timer,
@@ -564,6 +580,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         }
         let now = Instant::now();
+        let holder = self.registry.lookup(&self.name);
+        if let Some(holder) = &holder {
+            // Before anything else: a failover must name the last holder seen.
+            state.vacant_since = None;
+            note_holder(state, holder.info());
+        }
         if let Some(at) = state.retry_at {
             if now < at {
                 tick_after(&myself, at - now);
@@ -572,10 +594,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             state.retry_at = None;
         }
         let me = self.registry.node().clone();
-        match self.registry.lookup(&self.name) {
+        match holder {
             Some(holder) => {
-                state.vacant_since = None;
-                state.last_holder = Some(holder.info().clone());
                 if holder.cell().get_id() != myself.get_id()
                     && placement.outranks(&me, holder.node())
                 {
@@ -627,7 +647,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let pulling = matches!(state.stage, Stage::Pulling { .. })
                     && state.me.as_ref().map(|m| m.epoch()) == Some(requester_epoch);
                 if !pulling {
-                    tracing::warn!(name = %self.name, requester_epoch, "state reply for no pull of ours; ignored");
+                    self.on_late_state(state, requester_epoch, result.is_ok());
                     return Ok(());
                 }
                 match result.map_err(|e| match e {
@@ -709,6 +729,33 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     self.resume(state, successor).await?;
                 }
                 Ok(())
+            }
+        }
+    }
+
+    /// A state reply for a pull that already ended. If we gave the pull up
+    /// as a failover, the old holder sent its state and now forwards to us,
+    /// waiting for a `HandoverDone` that will not come: tell it to serve
+    /// again. Two holders then meet, and the conflict resolution (with its
+    /// merge hook) decides, instead of the old state being dropped.
+    fn on_late_state(&self, state: &mut ServerState<A>, requester_epoch: u64, sent: bool) {
+        let me = state.me.as_ref().map(|m| m.info().clone());
+        let abandoned = state.abandoned_pull.clone();
+        match (me, abandoned) {
+            (Some(me), Some(old)) if sent && me.epoch == requester_epoch => {
+                tracing::warn!(name = %self.name, ?old, "state of an abandoned pull came late; the old holder serves again");
+                if let Some(to) = self.registry.resolve(&old) {
+                    deliver(
+                        &state.registry,
+                        &to,
+                        TakeoverMessage::<A>::Handover(HandoverMsg::HandoverAborted {
+                            successor: me,
+                        }),
+                    );
+                }
+            }
+            _ => {
+                tracing::warn!(name = %self.name, requester_epoch, "state reply for no pull of ours; ignored")
             }
         }
     }
@@ -829,6 +876,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             started,
             go_reply,
             timer,
+            ..
         } = std::mem::replace(&mut state.stage, Stage::Holder)
         else {
             return Ok(());
@@ -837,7 +885,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let start = if lost {
             tracing::warn!(name = %self.name, from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
             self.publish(state, EventKind::StateLost { from: from.clone() });
-            self.failover_start(state, from.node.clone())
+            state.abandoned_pull = Some(from.clone());
+            // The holder whose state is lost is the newest one seen, which
+            // may not be the one we pulled from (it may have been replaced
+            // while our request was lost).
+            note_holder(state, &from);
+            let lost_with = state.last_holder.clone().unwrap_or_else(|| from.clone());
+            self.failover_start(state, lost_with.node.clone())
         } else {
             StartType::Takeover {
                 from: from.node.clone(),
@@ -946,13 +1000,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
-        let Stage::Pulling { from, .. } = &state.stage else {
+        let Stage::Pulling { from, old, .. } = &state.stage else {
             return Ok(());
         };
         if state.me.as_ref().map(|m| m.epoch()) != Some(epoch) {
             return Ok(());
         }
-        if self.registry.resolve(from).is_some() {
+        if self.registry.resolve(from).is_some() || self.still_registered(old) {
             self.abort(
                 state,
                 TakeoverErr::Timeout {
@@ -966,19 +1020,40 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// Whether `instance` holds any live registration of our name.
+    fn still_registered(&self, instance: &ActorCell) -> bool {
+        self.registry
+            .members(&self.name)
+            .iter()
+            .any(|m| m.cell().get_id() == instance.get_id())
+    }
+
     async fn on_registry(
         &self,
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
         event: RegistryEvent,
     ) -> Result<(), ActorProcessingErr> {
+        // Whatever we are doing: a failover must name the newest holder seen.
+        if let RegistryEvent::Registered(info) = &event {
+            if info.name == self.name && state.me.as_ref().map(|m| m.info()) != Some(info) {
+                note_holder(state, info);
+            }
+        }
         let gone = |info: &RegistrationInfo| match &event {
             RegistryEvent::Unregistered { info: left, .. } => left == info,
             RegistryEvent::NodeDown(node) => *node == info.node,
             _ => false,
         };
         match &mut state.stage {
-            Stage::Pulling { from, .. } if gone(from) && self.registry.resolve(from).is_none() => {
+            Stage::Pulling { from, old, .. }
+                if gone(from) && self.registry.resolve(from).is_none() =>
+            {
+                if self.still_registered(old) {
+                    let why = "the old holder re-registered under a new epoch".to_string();
+                    self.abort(state, TakeoverErr::Refused(why)).await;
+                    return Ok(());
+                }
                 return self.finish_pull(state, 0, true).await;
             }
             Stage::Retiring { successor, .. }
@@ -1009,6 +1084,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Remembers the newest holder seen, by rank: a lower-ranked registration
+/// that shows again after the newest one died is a stale leftover, not the
+/// holder whose state a failover loses.
+fn note_holder<A: TakeoverActor>(state: &mut ServerState<A>, info: &RegistrationInfo) {
+    if state
+        .last_holder
+        .as_ref()
+        .is_none_or(|last| info.rank() > last.rank())
+    {
+        state.last_holder = Some(info.clone());
     }
 }
 
