@@ -53,7 +53,9 @@
 //! # Layout
 //! - [`behaviour`](TakeoverActor): the trait users implement, the start types.
 //! - `server`: the ractor actor that runs a behaviour; registration at start,
-//!   `go`, and both sides of the handover protocol.
+//!   `go`, both sides of the handover protocol, placement decisions;
+//!   `server/conflict` heals split brains, `server/checkpoint` keeps warm
+//!   standbys.
 //! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
 //!   and how messages cross nodes.
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.
@@ -67,7 +69,8 @@
 //! - `resolver`: [`ConflictResolver`], who keeps the name when a healed
 //!   partition leaves two holders.
 //! - `fence`: [`FencingToken`] and [`EpochGate`], epochs on side effects.
-//! - `config`, `error`, `node`: settings, errors, node identities.
+//! - `config`, `error`, `node`: settings (and [`CheckpointPolicy`]), errors,
+//!   node identities.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
