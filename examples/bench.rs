@@ -108,7 +108,7 @@ enum BenchMsg {
     Get,
     /// Answer with the payload (the handle's round trip).
     Ping {
-        #[serde(with = "serde_bytes_compat")]
+        #[serde(with = "ractor_takeover::bytes")]
         payload: Vec<u8>,
     },
 }
@@ -132,7 +132,7 @@ enum BenchReply {
         clients: Vec<(u32, ClientRec)>,
     },
     Pong {
-        #[serde(with = "serde_bytes_compat")]
+        #[serde(with = "ractor_takeover::bytes")]
         payload: Vec<u8>,
     },
 }
@@ -153,7 +153,7 @@ struct ClientRec {
 struct BenchState {
     counter: u64,
     clients: BTreeMap<u32, ClientRec>,
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "ractor_takeover::bytes")]
     blob: Vec<u8>,
 }
 
@@ -209,33 +209,6 @@ impl TakeoverActor for Bench {
 
     fn decode_state(&self, bytes: &[u8]) -> Result<BenchState, StateCodecErr> {
         decode_postcard(bytes)
-    }
-}
-
-/// Encodes a byte vector as one byte string, so that serde does not visit
-/// each byte (postcard's wire form is the same either way).
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
     }
 }
 

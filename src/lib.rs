@@ -69,6 +69,8 @@
 //! - `resolver`: [`ConflictResolver`], who keeps the name when a healed
 //!   partition leaves two holders.
 //! - `fence`: [`FencingToken`] and [`EpochGate`], epochs on side effects.
+//! - [`bytes`]: `#[serde(with = "ractor_takeover::bytes")]` for big `Vec<u8>`
+//!   fields of a state.
 //! - `config`, `error`, `node`: settings (and [`CheckpointPolicy`]), errors,
 //!   node identities.
 
@@ -76,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod behaviour;
+pub mod bytes;
 mod client;
 pub mod cluster;
 mod config;

@@ -349,37 +349,9 @@ pub enum HandoverMsg {
         /// Calls the holder had handled when it took it.
         handled: u64,
         /// The encoded state.
-        #[serde(with = "raw_bytes")]
+        #[serde(with = "crate::bytes")]
         bytes: Vec<u8>,
     },
-}
-
-/// Byte strings as one serde `bytes` value. Why: serde's `Vec<u8>` goes
-/// through the generic sequence code, so postcard handles a 64 MiB state one
-/// byte at a time, in both directions.
-mod raw_bytes {
-    use serde::{Deserializer, Serializer};
-
-    pub(super) fn serialize<S: Serializer, T: AsRef<[u8]>>(v: &T, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v.as_ref())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a byte string")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_byte_buf(Visitor)
-    }
 }
 
 /// `Result<Vec<u8>, ReplyErr>` with the bytes as one serde `bytes` value
@@ -391,13 +363,13 @@ mod raw_bytes_result {
 
     #[derive(Serialize)]
     enum Out<'a> {
-        Ok(#[serde(serialize_with = "super::raw_bytes::serialize")] &'a [u8]),
+        Ok(#[serde(serialize_with = "crate::bytes::serialize")] &'a [u8]),
         Err(&'a ReplyErr),
     }
 
     #[derive(Deserialize)]
     enum In {
-        Ok(#[serde(deserialize_with = "super::raw_bytes::deserialize")] Vec<u8>),
+        Ok(#[serde(deserialize_with = "crate::bytes::deserialize")] Vec<u8>),
         Err(ReplyErr),
     }
 

@@ -50,7 +50,7 @@ pub struct PowerState {
     /// Reports whose `seq` was not above `last_seq`.
     pub duplicates: u64,
     /// Filler bytes (see [`PowerMsg::Ballast`]).
-    #[serde(with = "serde_bytes_compat")]
+    #[serde(with = "ractor_takeover::bytes")]
     pub ballast: Vec<u8>,
 }
 
@@ -109,32 +109,5 @@ impl TakeoverActor for PowerMonitor {
 
     fn decode_state(&self, bytes: &[u8]) -> Result<PowerState, StateCodecErr> {
         decode_postcard(bytes)
-    }
-}
-
-/// Encodes the ballast as one byte string (postcard writes a `Vec<u8>` as a
-/// length and raw bytes either way; this keeps serde from visiting each byte).
-mod serde_bytes_compat {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-        }
-        d.deserialize_bytes(V)
     }
 }
