@@ -15,7 +15,7 @@ use std::time::Duration;
 use power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{CallErr, GlobalClient};
-use support::procs::{free_ports, wait_for, Log, NodeProc};
+use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
 const COOKIE: &str = "real-cluster-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,17 +36,8 @@ type Record = (u8, Result<PowerReply, CallErr>);
 async fn failover_then_takeover_back_with_a_64_mib_state() {
     support::init_tracing();
     let ports = free_ports(4);
-    let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
     let names = ["client", "a", "b", "c"];
-    let peers_of = |me: &str| -> String {
-        names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n != me)
-            .map(|(i, n)| format!("{n}@{}", addr(i)))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
     let flags = |me: &str, i: usize| {
         vec![
             ("port", ports[i].to_string()),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode};
 use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
-use support::procs::{free_ports, wait_for, Log, NodeProc};
+use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
 /// A node with the wrong cookie never joins and never gets the name, even
 /// with the highest priority (`d > c > a > b`). The control: a node with the
@@ -20,15 +20,7 @@ async fn a_node_with_the_wrong_cookie_never_joins() {
     support::init_tracing();
     let ports = free_ports(5);
     let names = ["client", "a", "b", "c", "d"];
-    let peers_of = |me: &str| -> String {
-        names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n != me)
-            .map(|(i, n)| format!("{n}@127.0.0.1:{}", ports[i]))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
     let flags = |me: &str, cookie: &str| {
         let i = names.iter().position(|n| *n == me).unwrap();
         vec![

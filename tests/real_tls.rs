@@ -11,7 +11,7 @@ use std::time::Duration;
 use power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls};
 use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
-use support::procs::{free_ports, wait_for, Log, NodeProc};
+use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
 /// A fresh directory for the generated certificate and key, removed on drop
 /// (the key never leaves the temp dir).
@@ -52,15 +52,7 @@ async fn tls_nodes_form_a_cluster_and_a_plain_node_never_joins() {
     let tls = ClusterTls::self_signed(&dir.0, &["localhost"]).unwrap();
     let ports = free_ports(5);
     let names = ["client", "a", "b", "c", "d"];
-    let peers_of = |me: &str| -> String {
-        names
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n != me)
-            .map(|(i, n)| format!("{n}@127.0.0.1:{}", ports[i]))
-            .collect::<Vec<_>>()
-            .join(",")
-    };
+    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
     let flags = |me: &str, with_tls: bool| {
         let i = names.iter().position(|n| *n == me).unwrap();
         let mut flags = vec![

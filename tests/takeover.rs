@@ -158,10 +158,7 @@ async fn a_late_call_to_the_old_holder_is_forwarded() {
         async move { queued == 1 }
     })
     .await;
-    let report = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let report = start_takeover(&b);
     events
         .wait_for("a sent its state", |e| {
             on(e, "a") && matches!(e.kind, EventKind::StateSent { .. })
@@ -205,10 +202,7 @@ async fn calls_during_takeover_are_buffered_and_a_full_buffer_rejects() {
 
     tracing::info!("--- hold the link a -> b so the state waits");
     cluster.hold("a", "b");
-    let pending = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let pending = start_takeover(&b);
     events
         .wait_for("b pulls", |e| {
             on(e, "b") && matches!(e.kind, EventKind::TakeoverStarted { .. })
@@ -262,10 +256,7 @@ async fn restart_on_the_retiring_side_does_not_re_register() {
     assert_eq!(cb.call(CounterMsg::Add(7), TIMEOUT).await.unwrap().total, 7);
 
     cluster.hold("a", "b");
-    let pending = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let pending = start_takeover(&b);
     events
         .wait_for("a sent its state", |e| {
             on(e, "a") && matches!(e.kind, EventKind::StateSent { .. })
@@ -322,10 +313,7 @@ async fn restart_while_the_steal_is_in_flight_waits_for_it() {
     events.standby("b").await;
 
     cluster.hold("b", "a");
-    let pending = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let pending = start_takeover(&b);
     events
         .wait_for("b stole the name", |e| {
             on(e, "b") && matches!(e.kind, EventKind::TakeoverStarted { .. })
@@ -385,10 +373,7 @@ async fn bad_state_aborts_and_the_old_holder_keeps_serving() {
     assert_eq!(cb.call(CounterMsg::Add(4), TIMEOUT).await.unwrap().total, 4);
 
     cluster.hold("a", "b");
-    let pending = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let pending = start_takeover(&b);
     events
         .wait_for("a sent its state", |e| {
             on(e, "a") && matches!(e.kind, EventKind::StateSent { .. })
@@ -438,10 +423,7 @@ async fn old_node_crash_mid_takeover_ends_as_failover() {
     assert_eq!(cc.call(CounterMsg::Add(9), TIMEOUT).await.unwrap().total, 9);
 
     cluster.hold("b", "a");
-    let pending = tokio::spawn({
-        let b = b.clone();
-        async move { takeover(&b, TIMEOUT).await }
-    });
+    let pending = start_takeover(&b);
     events
         .wait_for("b pulls", |e| {
             on(e, "b") && matches!(e.kind, EventKind::TakeoverStarted { .. })

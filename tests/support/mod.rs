@@ -123,6 +123,14 @@ pub async fn spawn(
         .0
 }
 
+/// Starts a takeover by `instance` in the background, to act while it runs.
+pub fn start_takeover(
+    instance: &TakeoverRef<Counter>,
+) -> tokio::task::JoinHandle<Result<HandoverReport, TakeoverErr>> {
+    let instance = instance.clone();
+    tokio::spawn(async move { takeover(&instance, TIMEOUT).await })
+}
+
 pub fn client(cluster: &FakeCluster, node: &str) -> GlobalClient<Counter> {
     GlobalClient::new(NAME, cluster.registry(node))
 }

@@ -55,6 +55,18 @@ pub fn free_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// The `--peers` value for node `me` of a full mesh on loopback: every other
+/// node of `names`, `names[i]` listening on `ports[i]`.
+pub fn mesh_peers(names: &[&str], ports: &[u16], me: &str) -> String {
+    names
+        .iter()
+        .zip(ports)
+        .filter(|(n, _)| **n != me)
+        .map(|(n, port)| format!("{n}@127.0.0.1:{port}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Every line any node printed, in arrival order, tagged with the node.
 #[derive(Clone, Default)]
 pub struct Log(Arc<Mutex<Vec<(String, String)>>>);
