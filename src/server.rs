@@ -510,11 +510,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     }),
                 );
                 state.me = Some(me);
-                let timeout = self.config.pull_timeout;
-                let timer = tokio::spawn(async move {
-                    tokio::time::sleep(timeout).await;
-                    let _ = myself.send_message(TakeoverMessage::PullTimeout(epoch));
-                });
+                let timer = send_later(
+                    &myself,
+                    self.config.pull_timeout,
+                    TakeoverMessage::PullTimeout(epoch),
+                );
                 tracing::info!(name = %self.name, node = %self.registry.node(), epoch, from = %holder.node(), "takeover: name stolen, pulling state");
                 state.stage = Stage::Pulling {
                     from: holder.info().clone(),
@@ -588,7 +588,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         if let Some(at) = state.retry_at {
             if now < at {
-                tick_after(&myself, at - now);
+                send_later(&myself, at - now, TakeoverMessage::PlacementTick);
                 return Ok(());
             }
             state.retry_at = None;
@@ -610,7 +610,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 };
                 let due = *state.vacant_since.get_or_insert(now) + wait;
                 if now < due {
-                    tick_after(&myself, due - now);
+                    send_later(&myself, due - now, TakeoverMessage::PlacementTick);
                     return Ok(());
                 }
                 let start = match &state.last_holder {
@@ -1100,12 +1100,19 @@ fn note_holder<A: TakeoverActor>(state: &mut ServerState<A>, info: &Registration
     }
 }
 
-fn tick_after<A: TakeoverActor>(myself: &ActorRef<TakeoverMessage<A>>, after: Duration) {
+/// Sends `msg` to the instance after `after`: every timer of the runtime
+/// (pull timeout, placement, conflict grace, checkpoints) is a message, so it
+/// is handled in order with everything else. A stopped instance drops it.
+fn send_later<A: TakeoverActor>(
+    myself: &ActorRef<TakeoverMessage<A>>,
+    after: Duration,
+    msg: TakeoverMessage<A>,
+) -> JoinHandle<()> {
     let myself = myself.clone();
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        let _ = myself.send_message(TakeoverMessage::PlacementTick);
-    });
+        let _ = myself.send_message(msg);
+    })
 }
 
 /// Feeds this node's registry changes into the instance's mailbox, so that

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ServerState, Stage, TakeoverServer};
+use super::{send_later, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
     CheckpointInfo, EventKind, HandoverMsg, LeaveReason, NodeId, RegistrationInfo, StartType,
@@ -198,9 +198,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 }
 
 fn tick_after<A: TakeoverActor>(state: &ServerState<A>, after: Duration, epoch: u64) {
-    let myself = state.ctx.myself.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        let _ = myself.send_message(TakeoverMessage::CheckpointTick(epoch));
-    });
+    send_later(
+        &state.ctx.myself,
+        after,
+        TakeoverMessage::CheckpointTick(epoch),
+    );
 }

@@ -23,7 +23,7 @@ use std::cmp::Ordering;
 
 use ractor::{ActorProcessingErr, ActorRef};
 
-use super::{ServerState, Stage, TakeoverServer};
+use super::{send_later, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
     EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, ReplyErr, StateCodecErr,
@@ -65,12 +65,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     // its steal: not worth a warning until the grace passes.
                     tracing::debug!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours; holding calls");
                     state.suspect = Some(other);
-                    let myself = state.ctx.myself.clone();
-                    let (grace, epoch) = (self.config.conflict_grace, me.epoch());
-                    tokio::spawn(async move {
-                        tokio::time::sleep(grace).await;
-                        let _ = myself.send_message(TakeoverMessage::ConflictTick(epoch));
-                    });
+                    send_later(
+                        &state.ctx.myself,
+                        self.config.conflict_grace,
+                        TakeoverMessage::ConflictTick(me.epoch()),
+                    );
                 }
                 Ok(())
             }
@@ -190,12 +189,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             },
         );
         state.stage = Stage::Yielding { winner };
-        let myself = state.ctx.myself.clone();
-        let (timeout, epoch) = (self.config.pull_timeout, me.epoch());
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            let _ = myself.send_message(TakeoverMessage::YieldTimeout(epoch));
-        });
+        send_later(
+            &state.ctx.myself,
+            self.config.pull_timeout,
+            TakeoverMessage::YieldTimeout(me.epoch()),
+        );
     }
 
     /// On the winner: the loser's state arrived.
