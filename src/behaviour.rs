@@ -18,6 +18,12 @@ pub enum StartType {
     /// warm standby (`TakeoverConfig::checkpoint`) the state is this instance's
     /// own, from `init`; with it, the state is the last checkpoint received
     /// from the holder, described in `checkpoint`.
+    ///
+    /// An old holder also gets this, a second `go` under a new epoch, when
+    /// the successor it sent its state to vanished (node down, died) before
+    /// confirming the handover: it serves again from the state it sent, and
+    /// `checkpoint` describes that state (its own old epoch, the calls it had
+    /// handled, `seq` 0). What the successor served in between may be lost.
     Failover {
         /// The node of the previous holder.
         from: NodeId,

@@ -129,6 +129,9 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     CheckpointTick(Epoch),
     /// A split-brain loser at this epoch got no answer to its offer.
     YieldTimeout(Epoch),
+    /// A retiring holder has waited a while for `HandoverDone` from its
+    /// successor at this epoch.
+    RetireTick(Epoch),
 }
 
 /// Remote form: calls and handover messages travel as postcard bytes in
@@ -295,6 +298,13 @@ pub enum GoRequest {
 ///       |-- HandoverAborted ------------------------------------->| serves again, with its state
 ///       |-- unregister e', forward buffered calls to old          |
 ///   on old gone (node down, died) before the state: run as Failover, report StateLost
+///
+///   no HandoverDone after pull_timeout (lost on the way?):         |
+///       |<------------------------------- HandoverQuery ---------| asks again, every pull_timeout
+///       |-- HandoverDone (if it installed that state) ----------->|
+///   successor gone with no HandoverDone and nobody newer holds: the old holder
+///   takes a new epoch and runs go(Failover{from: successor's node}) from the
+///   state it sent (what the successor served since then may be lost)
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -351,6 +361,16 @@ pub enum HandoverMsg {
         /// The encoded state.
         #[serde(with = "crate::bytes")]
         bytes: Vec<u8>,
+    },
+    /// Old to new, when no `HandoverDone` came for a while (it may have been
+    /// lost): did my state reach you? A successor that installed it answers
+    /// `HandoverDone` again; one still pulling says nothing (its pull ends by
+    /// itself, either way).
+    HandoverQuery {
+        /// The retiring holder that sent the state.
+        old: RegistrationInfo,
+        /// The registration the state was sent to.
+        successor: RegistrationInfo,
     },
 }
 

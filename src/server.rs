@@ -9,6 +9,7 @@
 
 mod checkpoint;
 mod conflict;
+mod retire;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -143,6 +144,10 @@ enum Stage<A: TakeoverActor> {
         /// Calls that reached us before the successor showed in our view.
         waiting: VecDeque<Pending<A>>,
         forwarded: usize,
+        /// When the state went, and its size: if the successor vanishes
+        /// before its `HandoverDone`, that state is where we resume from.
+        sent: Instant,
+        bytes: usize,
     },
     /// Lost a split-brain conflict: offered our state to `winner`, forward.
     Yielding {
@@ -183,6 +188,9 @@ pub struct ServerState<A: TakeoverActor> {
     /// A pull we ended as a failover (the old holder looked gone): if its
     /// state still comes, the old holder must be told to serve again.
     abandoned_pull: Option<RegistrationInfo>,
+    /// The last takeover we finished: the old holder and our epoch then, to
+    /// answer its `HandoverQuery` if our `HandoverDone` was lost.
+    took_over: Option<(RegistrationInfo, u64)>,
 }
 
 impl<A: TakeoverActor> Drop for ServerState<A> {
@@ -232,6 +240,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             stored: None,
             standby_reg: None,
             abandoned_pull: None,
+            took_over: None,
         })
     }
 
@@ -320,6 +329,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             TakeoverMessage::YieldTimeout(epoch) => {
                 self.on_yield_timeout(myself, state, epoch).await
             }
+            TakeoverMessage::RetireTick(epoch) => self.on_retire_tick(state, epoch).await,
         }
     }
 }
@@ -448,6 +458,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 successor,
                 waiting,
                 forwarded,
+                ..
             } => match self.registry.resolve(successor) {
                 Some(next) if waiting.is_empty() => {
                     *forwarded += 1;
@@ -666,6 +677,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     successor: expected,
                     waiting,
                     forwarded,
+                    ..
                 } = &mut state.stage
                 else {
                     return Ok(());
@@ -728,6 +740,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 if matches!(&state.stage, Stage::Retiring { successor: s, .. } if *s == successor) {
                     self.resume(state, successor).await?;
                 }
+                Ok(())
+            }
+            HandoverMsg::HandoverQuery { old, successor } => {
+                self.on_handover_query(state, old, successor);
                 Ok(())
             }
         }
@@ -813,7 +829,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 successor: requester.clone(),
                 waiting: VecDeque::new(),
                 forwarded: 0,
+                sent: Instant::now(),
+                bytes: bytes.len(),
             };
+            send_later(
+                &state.ctx.myself,
+                self.config.pull_timeout,
+                TakeoverMessage::RetireTick(requester.epoch),
+            );
         }
         deliver(
             &state.registry,
@@ -904,6 +927,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         let pause = started.elapsed();
         let me = state.me.as_ref().map(|m| m.info().clone());
+        if let (false, Some(me)) = (lost, &me) {
+            state.took_over = Some((from.clone(), me.epoch));
+        }
         if let (false, Some(old), Some(me)) = (lost, self.registry.resolve(&from), me.clone()) {
             deliver(
                 &state.registry,
@@ -992,7 +1018,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         for call in waiting {
             self.serve(state, call).await?;
         }
-        Ok(())
+        // A newer holder may have shown while we forwarded.
+        self.check_conflict(state).await
     }
 
     async fn on_pull_timeout(
@@ -1059,13 +1086,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Retiring { successor, .. }
                 if gone(successor) && self.registry.resolve(successor).is_none() =>
             {
-                let successor = successor.clone();
-                return self.resume(state, successor).await;
+                let clean = matches!(
+                    &event,
+                    RegistryEvent::Unregistered {
+                        reason: LeaveReason::Unregistered,
+                        ..
+                    }
+                );
+                return self.successor_gone(myself, state, clean).await;
             }
             Stage::Retiring {
                 successor,
                 waiting,
                 forwarded,
+                ..
             } if !waiting.is_empty() => {
                 if let Some(next) = self.registry.resolve(successor) {
                     let waiting = std::mem::take(waiting);
