@@ -44,8 +44,7 @@ use tokio::time::Instant;
 
 use crate::registry::{takes_messages, BoxFuture, Delivery};
 use crate::{
-    Epoch, LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
-    RegistryEvent,
+    LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
 };
 
 use heartbeat::{Heartbeat, HeartbeatMsg};
@@ -230,8 +229,23 @@ pub(crate) struct SharedState {
     pub(crate) alive: BTreeSet<NodeId>,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
-    /// Highest epoch seen per name (fencing tokens never go back).
-    pub(crate) max_epoch: HashMap<String, Epoch>,
+    /// The newest registration seen per name, live or gone: its epoch is
+    /// the highest (fencing tokens never go back), and its node is where the
+    /// name was last held.
+    pub(crate) newest: HashMap<String, RegistrationInfo>,
+}
+
+impl SharedState {
+    /// Records a registration seen in the view or made here.
+    pub(crate) fn saw(&mut self, info: &RegistrationInfo) {
+        let newest = self
+            .newest
+            .entry(info.name.clone())
+            .or_insert_with(|| info.clone());
+        if info.rank() > newest.rank() {
+            *newest = info.clone();
+        }
+    }
 }
 
 impl Shared {
@@ -371,10 +385,9 @@ impl ClusterNode {
             let seen = self
                 .shared()
                 .lock()
-                .max_epoch
+                .newest
                 .get(&name)
-                .copied()
-                .unwrap_or(0);
+                .map_or(0, |i| i.epoch);
             let epoch = seen.max(in_view) + 1;
             let info = RegistrationInfo {
                 name: name.clone(),
@@ -395,8 +408,7 @@ impl ClusterNode {
                     token.get_id(),
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
-                let max = s.max_epoch.entry(name.clone()).or_default();
-                *max = (*max).max(epoch);
+                s.saw(&info);
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))
@@ -413,6 +425,10 @@ pub(crate) fn member_info(cell: &ActorCell, group: &str) -> Option<RegistrationI
 impl Registry for ClusterNode {
     fn node(&self) -> &NodeId {
         &self.inner.config.node
+    }
+
+    fn newest_seen(&self, name: &str) -> Option<RegistrationInfo> {
+        self.shared().lock().newest.get(name).cloned()
     }
 
     fn members(&self, name: &str) -> Vec<Registration> {

@@ -74,10 +74,11 @@ struct NodeState {
     attached: Vec<ActorCell>,
     /// Peers this node has seen go down and not come back.
     down: BTreeSet<NodeId>,
-    /// The highest epoch seen per name. Why kept apart from the view: epochs
-    /// are fencing tokens, so a name must never get an epoch again after its
-    /// registrations left.
-    max_epoch: HashMap<String, Epoch>,
+    /// The newest registration seen per name. Why kept apart from the view:
+    /// epochs are fencing tokens, so a name must never get an epoch again
+    /// after its registrations left; and its node is where the name was last
+    /// held ([`Registry::newest_seen`]).
+    newest: HashMap<String, RegistrationInfo>,
 }
 
 struct Item {
@@ -100,8 +101,8 @@ enum Op {
     Sync {
         from: NodeId,
         entries: Vec<(RegistrationInfo, ActorCell)>,
-        /// The sender's highest epoch per name.
-        epochs: Vec<(String, Epoch)>,
+        /// The sender's newest registration seen per name.
+        newest: Vec<RegistrationInfo>,
     },
 }
 
@@ -124,7 +125,7 @@ impl NodeState {
             events: broadcast::channel(4096).0,
             attached: Vec::new(),
             down: BTreeSet::new(),
-            max_epoch: HashMap::new(),
+            newest: HashMap::new(),
         }
     }
 
@@ -137,7 +138,7 @@ impl NodeState {
     }
 
     fn insert(&mut self, info: RegistrationInfo, cell: ActorCell) {
-        self.saw_epoch(&info.name, info.epoch);
+        self.saw(&info);
         let entries = self.view.entry(info.name.clone()).or_default();
         if entries
             .insert((info.epoch, info.node.clone()), cell)
@@ -147,9 +148,14 @@ impl NodeState {
         }
     }
 
-    fn saw_epoch(&mut self, name: &str, epoch: Epoch) {
-        let max = self.max_epoch.entry(name.to_string()).or_default();
-        *max = (*max).max(epoch);
+    fn saw(&mut self, info: &RegistrationInfo) {
+        let newest = self
+            .newest
+            .entry(info.name.clone())
+            .or_insert_with(|| info.clone());
+        if info.rank() > newest.rank() {
+            *newest = info.clone();
+        }
     }
 
     fn remove(&mut self, info: &RegistrationInfo, reason: LeaveReason) -> bool {
@@ -169,11 +175,8 @@ impl NodeState {
         true
     }
 
-    fn epochs(&self) -> Vec<(String, Epoch)> {
-        self.max_epoch
-            .iter()
-            .map(|(n, e)| (n.clone(), *e))
-            .collect()
+    fn newest(&self) -> Vec<RegistrationInfo> {
+        self.newest.values().cloned().collect()
     }
 
     fn entries_of(&self, node: &NodeId) -> Vec<(RegistrationInfo, ActorCell)> {
@@ -211,10 +214,10 @@ impl NodeState {
             Op::Sync {
                 from,
                 entries,
-                epochs,
+                newest,
             } => {
-                for (name, epoch) in epochs {
-                    self.saw_epoch(&name, epoch);
+                for info in &newest {
+                    self.saw(info);
                 }
                 let keep: HashSet<RegistrationInfo> =
                     entries.iter().map(|(i, _)| i.clone()).collect();
@@ -360,7 +363,7 @@ impl FakeCluster {
             let sync = Op::Sync {
                 from: from.clone(),
                 entries,
-                epochs: w.nodes[from].epochs(),
+                newest: w.nodes[from].newest(),
             };
             self.enqueue(&mut w, from, to, ItemKind::Op(sync));
         }
@@ -391,7 +394,7 @@ impl FakeCluster {
             n.up = false;
             n.incarnation += 1;
             n.view.clear();
-            n.max_epoch.clear();
+            n.newest.clear();
             n.in_flight = 0;
             n.changed();
             std::mem::take(&mut n.attached)
@@ -437,13 +440,13 @@ impl FakeCluster {
             let sync = Op::Sync {
                 from: peer.clone(),
                 entries,
-                epochs: w.nodes[&peer].epochs(),
+                newest: w.nodes[&peer].newest(),
             };
             self.enqueue(&mut w, &peer, &id, ItemKind::Op(sync));
             let hello = Op::Sync {
                 from: id.clone(),
                 entries: Vec::new(),
-                epochs: Vec::new(),
+                newest: Vec::new(),
             };
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(hello));
         }
@@ -667,7 +670,7 @@ impl FakeNode {
                 });
             }
         }
-        let epoch = node.max_epoch.get(name).copied().unwrap_or(0) + 1;
+        let epoch = node.newest.get(name).map_or(0, |i| i.epoch) + 1;
         let info = RegistrationInfo {
             name: name.to_string(),
             epoch,
@@ -765,6 +768,14 @@ impl Registry for FakeNode {
         cell: ActorCell,
     ) -> BoxFuture<'a, Result<Registration, RegistryErr>> {
         Box::pin(async move { self.add(name, cell, false) })
+    }
+
+    fn newest_seen(&self, name: &str) -> Option<RegistrationInfo> {
+        let w = self.cluster.world();
+        w.nodes
+            .get(&self.id)
+            .filter(|n| n.up)
+            .and_then(|n| n.newest.get(name).cloned())
     }
 
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {

@@ -203,6 +203,18 @@ pub trait Registry: Send + Sync + 'static {
     /// runs it here, since ractor_cluster carries the message itself).
     fn send_to(&self, to: &NodeId, delivery: Delivery);
 
+    /// The newest registration of `name` this node has seen, live or gone
+    /// (its epoch is the highest this node knows). An instance that starts
+    /// on a vacant name asks it to tell a first start (`StartType::Normal`)
+    /// from a start after a holder went away (`StartType::Failover`, whose
+    /// state is lost). A node forgets it when its process restarts; the fake
+    /// cluster and the real backend also learn it from peers as they connect
+    /// (the real backend only from registrations still alive). The default
+    /// knows nothing.
+    fn newest_seen(&self, _name: &str) -> Option<RegistrationInfo> {
+        None
+    }
+
     /// Ties an instance's lifetime to this node (the fake cluster kills
     /// attached instances when the node crashes). The default does nothing.
     fn attach(&self, _instance: &ActorCell) {}

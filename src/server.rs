@@ -274,10 +274,16 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             self.become_standby(state, None).await;
             return self.place(myself, state).await;
         }
+        // Before registering (which makes us the newest registration).
+        let start = self.vacant_start(state);
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
                 state.me = Some(me);
-                self.start_holder(state, StartType::Normal).await
+                let start = match start {
+                    StartType::Failover { from, .. } => self.failover_start(state, from),
+                    other => other,
+                };
+                self.start_holder(state, start).await
             }
             Err(RegistryErr::AlreadyRegistered { .. }) => {
                 let holder = self.registry.lookup(&self.name).map(|r| r.info().clone());
@@ -545,6 +551,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         Ok(())
     }
 
+    /// How a start on a vacant name must be reported: `Normal` only if no
+    /// holder of the name was ever seen here (by this instance, or by its
+    /// node, which learns the newest registration from its peers); otherwise
+    /// a `Failover` from the newest holder seen, whose state is not here.
+    fn vacant_start(&self, state: &mut ServerState<A>) -> StartType {
+        if state.last_holder.is_none() {
+            if let Some(seen) = self.registry.newest_seen(&self.name) {
+                note_holder(state, &seen);
+            }
+        }
+        match &state.last_holder {
+            Some(h) => StartType::Failover {
+                from: h.node.clone(),
+                checkpoint: None,
+            },
+            None => StartType::Normal,
+        }
+    }
+
     /// Registers a vacant name and starts as holder with `start`.
     async fn take_vacant(
         &self,
@@ -607,9 +632,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let me = self.registry.node().clone();
         match holder {
             Some(holder) => {
-                if holder.cell().get_id() != myself.get_id()
-                    && placement.outranks(&me, holder.node())
-                {
+                // Only when every registration in our view is below us: one
+                // on a node at or above ours (a split brain we merely see
+                // both sides of) is not ours to take over, and taking it
+                // would move the name round for as long as the split lasts.
+                let all_below = self.registry.members(&self.name).iter().all(|m| {
+                    m.cell().get_id() != myself.get_id() && placement.outranks(&me, m.node())
+                });
+                if all_below {
                     tracing::info!(name = %self.name, node = %me, holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
                     self.on_go(myself, state, GoRequest::Takeover, None).await?;
                 }
@@ -624,13 +654,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     send_later(&myself, due - now, TakeoverMessage::PlacementTick);
                     return Ok(());
                 }
-                let start = match &state.last_holder {
-                    Some(h) => StartType::Failover {
-                        from: h.node.clone(),
-                        checkpoint: None,
-                    },
-                    None => StartType::Normal,
-                };
+                let start = self.vacant_start(state);
                 tracing::info!(name = %self.name, node = %me, ?start, "placement: the name is vacant and it is our turn");
                 if let Err(e) = self.take_vacant(&myself, state, start).await? {
                     tracing::info!(name = %self.name, error = %e, "placement: could not take the vacant name");

@@ -341,11 +341,7 @@ impl Actor for Heartbeat {
                 }
                 for cell in cells {
                     if let Some(info) = member_info(&cell, &group) {
-                        {
-                            let mut s = state.args.shared.lock();
-                            let max = s.max_epoch.entry(info.name.clone()).or_default();
-                            *max = (*max).max(info.epoch);
-                        }
+                        state.args.shared.lock().saw(&info);
                         state.args.shared.emit(RegistryEvent::Registered(info));
                     }
                 }
