@@ -1100,8 +1100,10 @@ const SPLIT_BRAIN_CRASH: &str =
 /// end, not while a retry (`retry_at`, after a refused takeover) is pending,
 /// and a view that still shows an older holder (its departure slow on a
 /// link) records that one. The failover after the real holder's crash then
-/// reports the loss as `Failover { from }` naming another node. Replayed by
-/// `known_bug_b3_failover_names_a_stale_holder`.
+/// reports the loss as `Failover { from }` naming another node. Since B4's
+/// fix, a fresh instance names the newest registration its node has seen
+/// (`Registry::newest_seen`), which can be a steal that was rolled back (it
+/// never held). Replayed by `known_bug_b3_failover_names_a_stale_holder`.
 const STALE_FROM: &str = "B3 a failover reported the loss under a stale previous holder's node";
 
 /// Known bug B4: the holder crashes, no standby fails over (the node comes
@@ -1110,7 +1112,11 @@ const STALE_FROM: &str = "B3 a failover reported the loss under a stale previous
 /// registers it as `Normal` with an empty state. The holder's whole state is
 /// lost and no event says so (no `Failover`, no `StateLost`), although the
 /// registry knows the name had holders (its new epoch is above 1). Replayed
-/// by `known_bug_b4_vacant_name_after_a_crash_starts_normal`.
+/// by `known_bug_b4_vacant_name_after_a_crash_starts_normal`. Mostly fixed:
+/// a vacant name is taken as `Failover { from }` when the node has seen a
+/// holder (`Registry::newest_seen`, learned from peers). Left: a node that
+/// restarts cut off from every node that had seen a holder knows nothing
+/// (views are not durable; the same cause as B1's forgotten epochs).
 const RESTARTED_AS_NORMAL: &str =
     "B4 after a holder's crash a fresh instance registered as Normal: loss unreported";
 
@@ -2171,27 +2177,30 @@ fn known_bug_b2_split_brain_holder_crash_is_unreported() {
     replay_known_bug(2613, SPLIT_BRAIN_CRASH);
 }
 
-/// B3 ([`STALE_FROM`]), seed 1620: `c` takes over from `a`; `b`'s own
-/// placement takeover at the same time is refused, so `b` waits
-/// `retry_after`, during which `place()` returns before recording `c` as the
-/// holder. `c` crashes; `b` fails over from `c`'s checkpoint (holder epoch 2,
-/// `c`'s) yet reports `Failover { from: "a" }`: the loss is reported under
-/// the wrong node.
+/// B3 ([`STALE_FROM`]), seed 277: `a` holds at epoch 4; `b`, cut off from
+/// `a` by an undetected partition, steals the name (epoch 5) for a manual
+/// takeover that times out and rolls back. `a` crashes; when it restarts,
+/// the fresh instance there finds the name vacant and reports
+/// `Failover { from: "b" }`: the newest registration its node learned was
+/// `b`'s rolled-back steal, which never held. The loss is reported under the
+/// wrong node. (Seed 1620, the earlier replay, no longer shows it.)
 #[test]
 #[ignore = "known bug B3: a failover names a stale previous holder"]
 fn known_bug_b3_failover_names_a_stale_holder() {
-    replay_known_bug(1620, STALE_FROM);
+    replay_known_bug(277, STALE_FROM);
 }
 
-/// B4 ([`RESTARTED_AS_NORMAL`]), seed 301 (quorum mode): `b` crashes, then
-/// `a`, the holder; `c` alone has no quorum and cannot fail over. When `a`
-/// and `b` restart, the fresh instance on `a` finds the name vacant and
-/// registers it as `Normal` (epoch 4) with an empty state: every call
-/// acknowledged before is lost, and no event says so.
+/// B4 ([`RESTARTED_AS_NORMAL`]), seed 88: `b` holds (epoch 6); `a` and then
+/// `b` crash while `b | c` is split. `b` restarts, reaching neither `a`
+/// (down) nor `c` (split), the only node that had seen a holder: its fresh
+/// instance registers the name as `Normal` at epoch 1 with an empty state,
+/// and no event reports the loss. (Seed 301, the earlier replay, is fixed:
+/// the restarted node learns the newest holder from `c` and reports a
+/// failover.)
 #[test]
 #[ignore = "known bug B4: a vacant name after a crash is taken as Normal, the loss unreported"]
 fn known_bug_b4_vacant_name_after_a_crash_starts_normal() {
-    replay_known_bug(301, RESTARTED_AS_NORMAL);
+    replay_known_bug(88, RESTARTED_AS_NORMAL);
 }
 
 /// B5 ([`STRANDED_PULLER`]), seed 1302: an undetected `a | b` partition;
