@@ -138,6 +138,15 @@ pub enum EventKind {
         /// The buffer's capacity.
         capacity: usize,
     },
+    /// Quorum mode: the holder sees fewer than a majority of the placement's
+    /// nodes live; it holds calls (in the handover buffer) instead of
+    /// serving them, so a minority holder acknowledges nothing.
+    QuorumLost {
+        /// The nodes it sees live.
+        live: Vec<crate::NodeId>,
+    },
+    /// Quorum mode: a majority is live again; the held calls are served.
+    QuorumRegained,
 }
 
 /// Where instances publish their [`TakeoverEvent`]s. Cheap to clone; share one

@@ -185,6 +185,9 @@ pub struct ServerState<A: TakeoverActor> {
     stored: Option<checkpoint::Stored<A>>,
     /// Warm standby, on a standby: our entry in the standby group.
     standby_reg: Option<Registration>,
+    /// Quorum mode, on a holder: it saw no majority at its last call, and
+    /// holds calls until it does.
+    quorum_lost: bool,
     /// A pull we ended as a failover (the old holder looked gone): if its
     /// state still comes, the old holder must be told to serve again.
     abandoned_pull: Option<RegistrationInfo>,
@@ -241,6 +244,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             standby_reg: None,
             abandoned_pull: None,
             took_over: None,
+            quorum_lost: false,
         })
     }
 
@@ -442,8 +446,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         call: Pending<A>,
     ) -> Result<(), ActorProcessingErr> {
+        if matches!(state.stage, Stage::Holder) && state.suspect.is_none() && self.may_serve(state)
+        {
+            return self.serve(state, call).await;
+        }
         match &mut state.stage {
-            Stage::Holder if state.suspect.is_none() => return self.serve(state, call).await,
             Stage::Yielding { winner } => {
                 let winner = winner.clone();
                 self.forward(state, &winner, call);

@@ -1991,6 +1991,8 @@ struct Summary {
     failed: Vec<(u64, String)>,
     /// Known bug -> the seeds that showed it.
     known: BTreeMap<&'static str, Vec<u64>>,
+    /// Known bug -> how many of those seeds ran in quorum mode.
+    known_in_quorum: BTreeMap<&'static str, usize>,
 }
 
 /// Runs `count` seeds from `base` on `threads` threads.
@@ -2010,6 +2012,9 @@ fn run_many(base: u64, count: u64, threads: usize) -> Summary {
                 sum.stats.add(&run.stats);
                 for k in run.known() {
                     sum.known.entry(k).or_default().push(seed);
+                    if run.schedule.quorum {
+                        *sum.known_in_quorum.entry(k).or_default() += 1;
+                    }
                 }
                 if let Some(report) = run.report(false) {
                     eprintln!("FAILED {report}");
@@ -2073,8 +2078,9 @@ fn fault_schedules() {
     println!("  {:?}", summary.stats);
     for (k, seeds) in &summary.known {
         println!(
-            "  known bug {k}: {} schedules, e.g. seeds {:?}",
+            "  known bug {k}: {} schedules ({} in quorum mode), e.g. seeds {:?}",
             seeds.len(),
+            summary.known_in_quorum.get(k).copied().unwrap_or(0),
             &seeds[..seeds.len().min(8)]
         );
     }

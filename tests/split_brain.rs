@@ -186,8 +186,8 @@ async fn default_resolution_keeps_the_winner_state() {
 
 /// Quorum mode: a node cut off from the majority of the placement's nodes
 /// never becomes holder, neither by placement nor by an explicit failover
-/// request (`TakeoverErr::NoQuorum`). Quorum only stops *becoming* holder; a
-/// holder already running in a minority keeps serving (see the README).
+/// request (`TakeoverErr::NoQuorum`). (A holder already running in a
+/// minority holds its calls: next test.)
 #[tokio::test]
 async fn quorum_mode_refuses_a_holder_in_the_minority() {
     init_tracing();
@@ -219,5 +219,72 @@ async fn quorum_mode_refuses_a_holder_in_the_minority() {
         cluster.holders(NAME)[&NodeId::new("b")],
         None,
         "no holder in b's minority"
+    );
+}
+
+/// Quorum mode: the holder `a`, cut off from `b` and `c`, is a minority. It
+/// keeps the call that reaches it (answers nothing, `QuorumLost`) while the
+/// majority fails over to `b` and serves. At the heal `a` wins the conflict
+/// (priority), merges `b`'s state, regains quorum and serves the held call:
+/// every call is counted once and the minority acknowledged nothing while
+/// it was one.
+#[tokio::test]
+async fn quorum_mode_holder_in_the_minority_holds_its_calls() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (config, counter) = config(true);
+    let config = config.with_quorum(true);
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    events.registered("a").await;
+    let _b = spawn_with(&cluster, "b", &config, &counter).await;
+    events.standby("b").await;
+    let _c = spawn_with(&cluster, "c", &config, &counter).await;
+    events.standby("c").await;
+
+    cluster.split("a", "b");
+    cluster.split("a", "c");
+    let a_registry = cluster.registry("a");
+    wait_until("a sees only itself", || {
+        let live = a_registry.live_nodes();
+        async move { live.len() == 1 }
+    })
+    .await;
+    let on_a = client(&cluster, "a");
+    let held =
+        tokio::spawn(async move { on_a.call(CounterMsg::Add(5), Duration::from_secs(30)).await });
+    events
+        .wait_for("a loses quorum", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::QuorumLost { .. })
+        })
+        .await;
+    events.registered("b").await;
+    assert_eq!(
+        client(&cluster, "b")
+            .call(CounterMsg::Add(7), TIMEOUT)
+            .await
+            .unwrap()
+            .total,
+        7
+    );
+    assert!(!held.is_finished(), "the minority holder answered a call");
+
+    cluster.heal_all();
+    events
+        .wait_for("healed", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    held.await
+        .expect("the caller")
+        .expect("the held call is served");
+    wait_holder_everywhere(&cluster, "a").await;
+    assert_eq!(
+        client(&cluster, "c")
+            .call(CounterMsg::Get, TIMEOUT)
+            .await
+            .unwrap()
+            .total,
+        12
     );
 }

@@ -46,6 +46,26 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         up * 2 > listed.len()
     }
 
+    /// On a holder, quorum mode: whether a majority is live, noting the
+    /// change. Without quorum the holder holds its calls (in `buffer`), so a
+    /// holder cut into a minority acknowledges nothing the majority's new
+    /// holder will not know about.
+    pub(super) fn may_serve(&self, state: &mut ServerState<A>) -> bool {
+        let quorum = self.has_quorum();
+        if quorum == state.quorum_lost {
+            state.quorum_lost = !quorum;
+            if quorum {
+                tracing::info!(name = %self.name, node = %self.registry.node(), "quorum regained; serving the held calls");
+                self.publish(state, EventKind::QuorumRegained);
+            } else {
+                let live: Vec<_> = self.registry.live_nodes().into_iter().collect();
+                tracing::warn!(name = %self.name, node = %self.registry.node(), ?live, "quorum lost; holding calls");
+                self.publish(state, EventKind::QuorumLost { live });
+            }
+        }
+        quorum
+    }
+
     /// On a holder: is there a registration ranked above ours?
     pub(super) async fn check_conflict(
         &self,
@@ -74,7 +94,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             None => {
-                if state.suspect.take().is_some() {
+                let suspected = state.suspect.take().is_some();
+                if (suspected || state.quorum_lost) && self.may_serve(state) {
                     self.release_held(state).await?;
                 }
                 Ok(())
@@ -113,7 +134,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .is_some_and(|o| o.info().rank() > me.info().rank());
         if !still_above {
             state.suspect = None;
-            return self.release_held(state).await;
+            if self.may_serve(state) {
+                self.release_held(state).await?;
+            }
+            return Ok(());
         }
         tracing::warn!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours never asked for a handover: two holders");
         self.publish(
