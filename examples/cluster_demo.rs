@@ -25,7 +25,8 @@
 //! (demo, 47100), `--tls true` (demo: mutual TLS between every node, with a
 //! self-signed certificate generated for the run), `--tls-dir DIR` (node and client: mutual TLS with
 //! `DIR/cert.pem` and `DIR/key.pem`, trusting `DIR/cert.pem` as the CA) and
-//! `--tls-name` (the name the certificate carries, `localhost`).
+//! `--tls-name` (the name the certificate carries, `localhost`), `--state-dir DIR`
+//! (node: keep the newest epoch per name in `DIR` across restarts).
 
 #[path = "common/power_monitor.rs"]
 mod power_monitor;
@@ -95,6 +96,10 @@ impl Flags {
             Duration::from_millis(self.num("heartbeat-ms", 200)?),
             self.num("misses", 5)? as u32,
         );
+        let config = match self.0.get("state-dir") {
+            Some(dir) => config.with_state_dir(dir),
+            None => config,
+        };
         let Some(dir) = self.0.get("tls-dir") else {
             return Ok(config);
         };

@@ -27,6 +27,7 @@
 //!   message. Every node of a cluster must use the same setting.
 
 mod heartbeat;
+mod store;
 mod tls;
 mod token;
 
@@ -82,6 +83,12 @@ pub struct ClusterConfig {
     /// plain TCP. All nodes of a cluster must agree: a TLS node and a plain
     /// one never complete a session.
     pub tls: Option<ClusterTls>,
+    /// A directory of this node's own (one per node) where it keeps the
+    /// newest registration it has seen per name, so that its epochs never
+    /// go back when its process restarts. `None` (the default): a restarted
+    /// node that cannot reach a peer that saw the name's last holder may take
+    /// an epoch again, and report a start on a vacant name as `Normal`.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl ClusterConfig {
@@ -99,7 +106,14 @@ impl ClusterConfig {
             max_frame_bytes: 256 << 20,
             token_linger: Duration::from_secs(30),
             tls: None,
+            state_dir: None,
         }
+    }
+
+    /// Sets [`Self::state_dir`].
+    pub fn with_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
     }
 
     /// Sets [`Self::tls`]: the node server accepts only TLS sessions and the
@@ -171,6 +185,8 @@ pub enum ClusterErr {
     BadPeer(String),
     /// An actor of the node (node server, heartbeat) failed to spawn.
     Spawn(ractor::SpawnErr),
+    /// The state directory could not be opened, or its file did not decode.
+    StateDir(std::io::Error),
 }
 
 impl fmt::Display for ClusterErr {
@@ -178,6 +194,7 @@ impl fmt::Display for ClusterErr {
         match self {
             Self::BadPeer(p) => write!(f, "peer {p:?} is not written name@host:port"),
             Self::Spawn(e) => write!(f, "could not start the node: {e}"),
+            Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
         }
     }
 }
@@ -186,6 +203,7 @@ impl std::error::Error for ClusterErr {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Spawn(e) => Some(e),
+            Self::StateDir(e) => Some(e),
             Self::BadPeer(_) => None,
         }
     }
@@ -233,17 +251,28 @@ pub(crate) struct SharedState {
     /// the highest (fencing tokens never go back), and its node is where the
     /// name was last held.
     pub(crate) newest: HashMap<String, RegistrationInfo>,
+    /// Where `newest` is kept across restarts, if configured.
+    store: Option<store::EpochStore>,
 }
 
 impl SharedState {
-    /// Records a registration seen in the view or made here.
-    pub(crate) fn saw(&mut self, info: &RegistrationInfo) {
-        let newest = self
-            .newest
-            .entry(info.name.clone())
-            .or_insert_with(|| info.clone());
-        if info.rank() > newest.rank() {
-            *newest = info.clone();
+    /// Records a registration seen in the view or made here, on disk too
+    /// when it is the name's newest and a state directory is set.
+    pub(crate) fn saw(&mut self, info: &RegistrationInfo) -> std::io::Result<()> {
+        let changed = match self.newest.get_mut(&info.name) {
+            Some(newest) if info.rank() <= newest.rank() => false,
+            Some(newest) => {
+                *newest = info.clone();
+                true
+            }
+            None => {
+                self.newest.insert(info.name.clone(), info.clone());
+                true
+            }
+        };
+        match (&self.store, changed) {
+            (Some(store), true) => store.save(&self.newest),
+            _ => Ok(()),
         }
     }
 }
@@ -279,10 +308,16 @@ impl ClusterNode {
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
         .with_max_inbound_frame_size(config.max_frame_bytes);
+        let mut state = SharedState::default();
+        if let Some(dir) = &config.state_dir {
+            let (store, newest) = store::EpochStore::open(dir).map_err(ClusterErr::StateDir)?;
+            state.newest = newest;
+            state.store = Some(store);
+        }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
         let shared = Arc::new(Shared {
             started: Instant::now(),
-            state: Mutex::new(SharedState::default()),
+            state: Mutex::new(state),
             events: broadcast::channel(4096).0,
             changed: watch::channel(0).0,
         });
@@ -388,12 +423,20 @@ impl ClusterNode {
                 .newest
                 .get(&name)
                 .map_or(0, |i| i.epoch);
-            let epoch = seen.max(in_view) + 1;
+            let nodes: Vec<NodeId> = std::iter::once(self.inner.config.node.clone())
+                .chain(self.inner.config.peers.iter().map(|p| p.node.clone()))
+                .collect();
+            let epoch = crate::next_epoch(seen.max(in_view), &self.inner.config.node, &nodes);
             let info = RegistrationInfo {
                 name: name.clone(),
                 epoch,
                 node: self.inner.config.node.clone(),
             };
+            // On disk before anyone can see it: a restart never reuses it.
+            self.shared()
+                .lock()
+                .saw(&info)
+                .map_err(|e| RegistryErr::Backend(format!("could not keep the epoch: {e}")))?;
             let args = token::TokenArgs {
                 instance: instance.clone(),
                 info: info.clone(),
@@ -408,7 +451,6 @@ impl ClusterNode {
                     token.get_id(),
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
-                s.saw(&info);
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))

@@ -61,6 +61,9 @@ struct World {
     /// Items on each link, sent and not yet arrived.
     queued: HashMap<Link, usize>,
     serialize: bool,
+    /// Whether a node keeps the newest registration per name across a crash
+    /// (as a real node with `ClusterConfig::state_dir` does).
+    durable: bool,
 }
 
 struct NodeState {
@@ -257,6 +260,7 @@ impl FakeCluster {
                 links: HashMap::new(),
                 queued: HashMap::new(),
                 serialize: false,
+                durable: false,
             })),
         }
     }
@@ -384,6 +388,7 @@ impl FakeCluster {
         tracing::info!("--- crash {node}");
         let id: NodeId = node.into();
         let mut w = self.world();
+        let durable = w.durable;
         let attached = {
             let Some(n) = w.nodes.get_mut(&id) else {
                 return;
@@ -394,7 +399,9 @@ impl FakeCluster {
             n.up = false;
             n.incarnation += 1;
             n.view.clear();
-            n.newest.clear();
+            if !durable {
+                n.newest.clear();
+            }
             n.in_flight = 0;
             n.changed();
             std::mem::take(&mut n.attached)
@@ -465,6 +472,15 @@ impl FakeCluster {
     /// Makes every message between nodes round-trip through its serialized form.
     pub fn set_serialize_messages(&self, on: bool) {
         self.world().serialize = on;
+    }
+
+    /// Whether a node that crashes keeps the newest registration it saw per
+    /// name (its epochs, [`Registry::newest_seen`]), as a real node with
+    /// `ClusterConfig::state_dir` does. Off by default: a crash forgets
+    /// everything, and a node that restarts cut off from every peer that knew
+    /// may take an epoch again.
+    pub fn set_durable(&self, on: bool) {
+        self.world().durable = on;
     }
 
     /// Whether `node` is up.
@@ -670,7 +686,12 @@ impl FakeNode {
                 });
             }
         }
-        let epoch = node.newest.get(name).map_or(0, |i| i.epoch) + 1;
+        let seen = node.newest.get(name).map_or(0, |i| i.epoch);
+        let nodes: Vec<NodeId> = w.nodes.keys().cloned().collect();
+        let epoch = crate::next_epoch(seen, &self.id, &nodes);
+        let Some(node) = w.nodes.get_mut(&self.id) else {
+            return Err(RegistryErr::NodeDown(self.id.clone()));
+        };
         let info = RegistrationInfo {
             name: name.to_string(),
             epoch,

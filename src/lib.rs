@@ -125,6 +125,7 @@ pub use message::ReplyPort;
 pub use message::TakeoverMessage;
 pub use node::NodeId;
 pub use placement::Placement;
+pub use registry::next_epoch;
 pub use registry::BoxFuture;
 pub use registry::Delivery;
 pub use registry::Epoch;

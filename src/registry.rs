@@ -24,9 +24,34 @@ use tokio::sync::broadcast;
 use crate::{NodeId, RegistryErr};
 
 /// A monotonically increasing number per name: each registration or steal
-/// gets one higher than any the node has seen. It orders holders and is the
-/// fencing token handed to user code.
+/// gets one higher than any the node has seen, and no two nodes ever take
+/// the same one ([`next_epoch`]). It orders holders and is the fencing token
+/// handed to user code.
 pub type Epoch = u64;
+
+/// The epoch a node takes for a new registration: the smallest above `seen`
+/// (every epoch of the name it has seen) in the node's own class.
+///
+/// Why classes: nodes on two sides of a partition cannot see each other's
+/// registrations, so "highest seen + 1" gave both sides the same epoch, and
+/// user code that fences with the epoch alone could not tell the two holders
+/// apart. With `nodes` the identities of every node of the cluster, the node
+/// at index `i` of the sorted list takes only epochs `e` with
+/// `(e - 1) % nodes.len() == i`: the first node's first epoch is 1, and two
+/// nodes never take the same epoch, seen or not. Every node must be given
+/// the same list; a node missing from it takes plain `seen + 1`.
+pub fn next_epoch(seen: Epoch, node: &NodeId, nodes: &[NodeId]) -> Epoch {
+    let mut sorted: Vec<&NodeId> = nodes.iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    let Some(slot) = sorted.iter().position(|n| *n == node) else {
+        return seen + 1;
+    };
+    let slots = sorted.len() as Epoch;
+    let base = seen + 1;
+    let class = (base - 1) % slots;
+    base + (slot as Epoch + slots - class) % slots
+}
 
 /// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -223,5 +248,33 @@ pub trait Registry: Send + Sync + 'static {
     /// serialized form, to catch encoding bugs in tests.
     fn serialize_messages(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every epoch above `seen` belongs to exactly one node, each node gets
+    /// the smallest of its own above `seen`, and the first node starts at 1.
+    #[test]
+    fn next_epoch_gives_each_node_its_own_epochs() {
+        let nodes: Vec<NodeId> = ["c", "a", "b"].into_iter().map(NodeId::new).collect();
+        assert_eq!(next_epoch(0, &NodeId::new("a"), &nodes), 1);
+        assert_eq!(next_epoch(0, &NodeId::new("b"), &nodes), 2);
+        assert_eq!(next_epoch(0, &NodeId::new("c"), &nodes), 3);
+        for seen in 0..50 {
+            let mut taken = BTreeSet::new();
+            for node in &nodes {
+                let e = next_epoch(seen, node, &nodes);
+                assert!(e > seen && e <= seen + 3, "{node} after {seen}: {e}");
+                assert!(taken.insert(e), "{node} after {seen}: {e} taken twice");
+                // The same node always lands in the same class.
+                assert_eq!(next_epoch(e, node, &nodes), e + 3);
+            }
+            assert_eq!(taken.len(), 3);
+        }
+        // A node the list does not know takes plain seen + 1.
+        assert_eq!(next_epoch(7, &NodeId::new("z"), &nodes), 8);
     }
 }

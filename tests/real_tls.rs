@@ -5,38 +5,12 @@
 mod power_monitor;
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls};
 use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
-use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
-
-/// A fresh directory for the generated certificate and key, removed on drop
-/// (the key never leaves the temp dir).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "ractor_takeover_real_tls_{}_{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc, TempDir};
 
 /// This process (`client`) and nodes `a`, `b` and `d` use TLS with one
 /// self-signed certificate; `c` has the right cookie but plain TCP and the
@@ -48,7 +22,7 @@ impl Drop for TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_nodes_form_a_cluster_and_a_plain_node_never_joins() {
     support::init_tracing();
-    let dir = TempDir::new();
+    let dir = TempDir::new("real_tls");
     let tls = ClusterTls::self_signed(&dir.0, &["localhost"]).unwrap();
     let ports = free_ports(5);
     let names = ["client", "a", "b", "c", "d"];

@@ -341,7 +341,9 @@ impl Actor for Heartbeat {
                 }
                 for cell in cells {
                     if let Some(info) = member_info(&cell, &group) {
-                        state.args.shared.lock().saw(&info);
+                        if let Err(e) = state.args.shared.lock().saw(&info) {
+                            tracing::warn!(?info, error = %e, "could not keep the newest epoch on disk");
+                        }
                         state.args.shared.emit(RegistryEvent::Registered(info));
                     }
                 }

@@ -110,13 +110,14 @@ async fn registration_propagates_and_epochs_increase() {
     assert_eq!(first.node().as_str(), "a");
     wait_holders(&cluster, "x", Some(("a", 1))).await;
 
-    // Epochs are per name: another name starts afresh.
+    // Epochs are per name: another name starts afresh, at c's first epoch
+    // (each node has its own epochs: `next_epoch`).
     let other = c
         .register("y", idle().await)
         .await
         .expect("register y on c");
-    assert_eq!(other.epoch(), 1);
-    wait_holders(&cluster, "y", Some(("c", 1))).await;
+    assert_eq!(other.epoch(), 3);
+    wait_holders(&cluster, "y", Some(("c", 3))).await;
 
     // Registering a held name fails, on the holder's node and elsewhere.
     for node in [&a, &b, &c] {
@@ -168,7 +169,7 @@ async fn registration_propagates_and_epochs_increase() {
         assert!(node.members("x").is_empty(), "{} still has x", node.id());
     }
     // The other name was untouched.
-    wait_holders(&cluster, "y", Some(("c", 1))).await;
+    wait_holders(&cluster, "y", Some(("c", 3))).await;
 }
 
 /// A new registration's epoch is above every epoch the node has seen for that
@@ -288,7 +289,7 @@ async fn partition_drops_and_heal_resyncs() {
     let all = ["a", "b", "c"];
 
     let old = b.register("old", idle().await).await.expect("register old");
-    wait_holders(&cluster, "old", Some(("b", 1))).await;
+    wait_holders(&cluster, "old", Some(("b", 2))).await;
 
     cluster.partition("a", "b");
 
@@ -302,7 +303,7 @@ async fn partition_drops_and_heal_resyncs() {
     // A removal on b during the partition: a keeps the stale registration.
     b.unregister(old.info(), LeaveReason::Unregistered);
     wait_links_empty(&cluster, &all).await;
-    assert_eq!(holder_in(&cluster, "a", "old"), Some(("b".into(), 1)));
+    assert_eq!(holder_in(&cluster, "a", "old"), Some(("b".into(), 2)));
     assert_eq!(holder_in(&cluster, "b", "old"), None);
     assert_eq!(holder_in(&cluster, "c", "old"), None);
 
@@ -364,7 +365,7 @@ async fn crash_kills_attached_and_restart_resyncs() {
     a.attach(&instance);
     let y = b.register("y", idle().await).await.expect("register y");
     wait_holders(&cluster, "x", Some(("a", 1))).await;
-    wait_holders(&cluster, "y", Some(("b", 1))).await;
+    wait_holders(&cluster, "y", Some(("b", 2))).await;
 
     let mut b_events = b.subscribe();
     cluster.crash("a");
@@ -417,7 +418,7 @@ async fn crash_kills_attached_and_restart_resyncs() {
         .expect("safe_lookup on the restarted node")
         .expect("y synced to a");
     assert_eq!(synced.info(), y.info());
-    wait_holders(&cluster, "y", Some(("b", 1))).await;
+    wait_holders(&cluster, "y", Some(("b", 2))).await;
     wait_holders(&cluster, "x", None).await;
 }
 
