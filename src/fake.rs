@@ -421,10 +421,13 @@ impl FakeCluster {
         tracing::info!("--- restart {node}");
         let id: NodeId = node.into();
         let mut w = self.world();
+        // A restarted node never hears from a peer that is down or behind a
+        // cut link, so it counts it as down (a real node's heartbeat never
+        // marks a peer live that it never heard from).
         let down: BTreeSet<NodeId> = w
             .nodes
             .iter()
-            .filter(|(_, s)| !s.up)
+            .filter(|(p, s)| !s.up || w.cut.contains(&pair(&id, p)))
             .map(|(p, _)| p.clone())
             .collect();
         match w.nodes.get_mut(&id) {

@@ -25,7 +25,9 @@
 //!
 //! 1. at most one instance serves per epoch (no two instances ran `go` or
 //!    handled a call under one epoch; no two nodes published `Registered`,
-//!    `TakeoverStarted` or `ConflictWon` with one epoch), and after the final
+//!    `TakeoverStarted` or `ConflictWon` with one epoch; an instance runs `go`
+//!    once, or again only as a `Failover` under a new epoch: an old holder
+//!    whose successor vanished), and after the final
 //!    heal exactly one holder remains, on `a`, in every node's view, and the
 //!    other nodes' instances are standbys;
 //! 2. every acknowledged call is in the final state, unless a node crash lost
