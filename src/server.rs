@@ -940,11 +940,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             tracing::warn!(name = %self.name, from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
             self.publish(state, EventKind::StateLost { from: from.clone() });
             state.abandoned_pull = Some(from.clone());
-            // The holder whose state is lost is the newest one seen, which
-            // may not be the one we pulled from (it may have been replaced
-            // while our request was lost).
+            // The holder whose state is lost is the newest one seen below
+            // our own registration, which may not be the one we pulled from
+            // (it may have been replaced while our request was lost). One
+            // above ours stole the name from us (we were the holder in its
+            // view) and never had that state.
             note_holder(state, &from);
-            let lost_with = state.last_holder.clone().unwrap_or_else(|| from.clone());
+            let mine = state.me.as_ref().map(|m| m.info().clone());
+            let lost_with = match (&state.last_holder, &mine) {
+                (Some(h), Some(me)) if h.rank() < me.rank() && h.rank() >= from.rank() => {
+                    h.clone()
+                }
+                _ => from.clone(),
+            };
             self.failover_start(state, lost_with.node.clone())
         } else {
             StartType::Takeover {
