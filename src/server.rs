@@ -948,9 +948,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             note_holder(state, &from);
             let mine = state.me.as_ref().map(|m| m.info().clone());
             let lost_with = match (&state.last_holder, &mine) {
-                (Some(h), Some(me)) if h.rank() < me.rank() && h.rank() >= from.rank() => {
-                    h.clone()
-                }
+                (Some(h), Some(me)) if h.rank() < me.rank() && h.rank() >= from.rank() => h.clone(),
                 _ => from.clone(),
             };
             self.failover_start(state, lost_with.node.clone())
