@@ -42,6 +42,39 @@ async fn spawn_with(
     .0
 }
 
+/// The holder on `a`, then a standby on each of `standbys`, in order.
+async fn start(
+    cluster: &FakeCluster,
+    config: &TakeoverConfig,
+    counter: &Counter,
+    events: &mut Watcher,
+    standbys: &[&str],
+) -> Vec<TakeoverRef<Counter>> {
+    let mut out = vec![spawn_with(cluster, "a", config, counter).await];
+    events.registered("a").await;
+    for node in standbys {
+        out.push(spawn_with(cluster, node, config, counter).await);
+        events.standby(node).await;
+    }
+    out
+}
+
+/// Splits `node` from both other nodes (detected) and waits until it sees
+/// only itself.
+async fn cut_off(cluster: &FakeCluster, node: &str) {
+    for other in ["a", "b", "c"] {
+        if other != node {
+            cluster.split(node, other);
+        }
+    }
+    let registry = cluster.registry(node);
+    wait_until(&format!("{node} sees only itself"), || {
+        let live = registry.live_nodes();
+        async move { live.len() == 1 }
+    })
+    .await;
+}
+
 /// `a | b, c` split with detection: `b` fails over, so both sides hold the
 /// name and both serve. After the heal, exactly one holder is left, the one
 /// of higher priority (`a`), nobody was killed: the loser (`b`) offered its
@@ -53,12 +86,8 @@ async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
     let cluster = FakeCluster::new(["a", "b", "c"]);
     let (config, counter) = config(true);
     let mut events = Watcher::new(&config.events);
-    let a = spawn_with(&cluster, "a", &config, &counter).await;
-    events.registered("a").await;
-    let b = spawn_with(&cluster, "b", &config, &counter).await;
-    events.standby("b").await;
-    let _c = spawn_with(&cluster, "c", &config, &counter).await;
-    events.standby("c").await;
+    let running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
+    let (a, b) = (&running[0], &running[1]);
     assert_eq!(
         client(&cluster, "c")
             .call(CounterMsg::Add(1), TIMEOUT)
@@ -93,8 +122,8 @@ async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
         .unwrap();
     assert_eq!(on_a.total, 11, "a kept its state");
     assert_eq!(on_b.total, 100, "b started from nothing");
-    assert_eq!(phase(&a).await, Some(Phase::Holder));
-    assert_eq!(phase(&b).await, Some(Phase::Holder));
+    assert_eq!(phase(a).await, Some(Phase::Holder));
+    assert_eq!(phase(b).await, Some(Phase::Holder));
 
     cluster.heal_all();
     let ev = events
@@ -129,7 +158,7 @@ async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
         },
         "every answered call counted once"
     );
-    assert_eq!(phase(&a).await, Some(Phase::Holder));
+    assert_eq!(phase(a).await, Some(Phase::Holder));
     wait_until("b stopped (retired, not killed)", || {
         let b = b.clone();
         async move { b.get_status() == ractor::ActorStatus::Stopped }
@@ -145,10 +174,7 @@ async fn default_resolution_keeps_the_winner_state() {
     let cluster = FakeCluster::new(["a", "b"]);
     let (config, counter) = config(false);
     let mut events = Watcher::new(&config.events);
-    let _a = spawn_with(&cluster, "a", &config, &counter).await;
-    events.registered("a").await;
-    let _b = spawn_with(&cluster, "b", &config, &counter).await;
-    events.standby("b").await;
+    let _running = start(&cluster, &config, &counter, &mut events, &["b"]).await;
     cluster.split("a", "b");
     events.registered("b").await;
     client(&cluster, "a")
@@ -195,20 +221,10 @@ async fn quorum_mode_refuses_a_holder_in_the_minority() {
     let (config, counter) = config(false);
     let config = config.with_quorum(true);
     let mut events = Watcher::new(&config.events);
-    let _a = spawn_with(&cluster, "a", &config, &counter).await;
-    events.registered("a").await;
-    let _b = spawn_with(&cluster, "b", &config, &counter).await;
-    events.standby("b").await;
+    let _running = start(&cluster, &config, &counter, &mut events, &["b"]).await;
 
     tracing::info!("--- b loses both peers: alone, it is a minority of three");
-    cluster.split("b", "a");
-    cluster.split("b", "c");
-    let b_registry = cluster.registry("b");
-    wait_until("b sees only itself", || {
-        let live = b_registry.live_nodes();
-        async move { live.len() == 1 }
-    })
-    .await;
+    cut_off(&cluster, "b").await;
     let b2 = spawn_with(&cluster, "b", &config, &counter).await;
     let err = go(&b2, GoRequest::Failover { from: "a".into() }, TIMEOUT)
         .await
@@ -235,21 +251,9 @@ async fn quorum_mode_holder_in_the_minority_holds_its_calls() {
     let (config, counter) = config(true);
     let config = config.with_quorum(true);
     let mut events = Watcher::new(&config.events);
-    let _a = spawn_with(&cluster, "a", &config, &counter).await;
-    events.registered("a").await;
-    let _b = spawn_with(&cluster, "b", &config, &counter).await;
-    events.standby("b").await;
-    let _c = spawn_with(&cluster, "c", &config, &counter).await;
-    events.standby("c").await;
+    let _running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
 
-    cluster.split("a", "b");
-    cluster.split("a", "c");
-    let a_registry = cluster.registry("a");
-    wait_until("a sees only itself", || {
-        let live = a_registry.live_nodes();
-        async move { live.len() == 1 }
-    })
-    .await;
+    cut_off(&cluster, "a").await;
     let on_a = client(&cluster, "a");
     let held =
         tokio::spawn(async move { on_a.call(CounterMsg::Add(5), Duration::from_secs(30)).await });
