@@ -1104,6 +1104,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 note_holder(state, info);
             }
         }
+        // The newest one left cleanly: it handed over (its successor holds)
+        // or rolled its steal back (the one it stole from holds again). Its
+        // state is not lost: name whoever holds now.
+        if let RegistryEvent::Unregistered {
+            info,
+            reason: LeaveReason::Unregistered,
+        } = &event
+        {
+            if state.last_holder.as_ref() == Some(info) {
+                if let Some(now) = self.registry.lookup(&self.name) {
+                    state.last_holder = Some(now.info().clone());
+                }
+            }
+        }
         let gone = |info: &RegistrationInfo| match &event {
             RegistryEvent::Unregistered { info: left, .. } => left == info,
             RegistryEvent::NodeDown(node) => *node == info.node,
