@@ -302,9 +302,12 @@ pub enum GoRequest {
 ///   no HandoverDone after pull_timeout (lost on the way?):         |
 ///       |<------------------------------- HandoverQuery ---------| asks again, every pull_timeout
 ///       |-- HandoverDone (if it installed that state) ----------->|
-///   successor gone with no HandoverDone and nobody newer holds: the old holder
-///   takes a new epoch and runs go(Failover{from: successor's node}) from the
-///   state it sent (what the successor served since then may be lost)
+///   successor gone with no HandoverDone: the old holder asks the newer
+///   holder, if any, whether it took over from the successor (HandoverDone:
+///   retire) or not (HandoverUnknown); with no newer holder, or on
+///   HandoverUnknown, it takes a new epoch and runs go(Failover{from:
+///   successor's node}) from the state it sent (what the successor served
+///   since then may be lost)
 /// ```
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -370,6 +373,13 @@ pub enum HandoverMsg {
         /// The retiring holder that sent the state.
         old: RegistrationInfo,
         /// The registration the state was sent to.
+        successor: RegistrationInfo,
+    },
+    /// Answer to a `HandoverQuery` from an instance that holds no state that
+    /// came through `successor` (neither installed from the old holder nor
+    /// taken over from `successor`).
+    HandoverUnknown {
+        /// The registration the query named.
         successor: RegistrationInfo,
     },
 }

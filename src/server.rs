@@ -148,6 +148,9 @@ enum Stage<A: TakeoverActor> {
         /// before its `HandoverDone`, that state is where we resume from.
         sent: Instant,
         bytes: usize,
+        /// The successor left with no word, and a newer registration holds:
+        /// we asked it whether its state came from the successor.
+        asked: Option<RegistrationInfo>,
     },
     /// Lost a split-brain conflict: offered our state to `winner`, forward.
     Yielding {
@@ -777,6 +780,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_handover_query(state, old, successor);
                 Ok(())
             }
+            HandoverMsg::HandoverUnknown { successor } => {
+                self.on_handover_unknown(state, successor).await
+            }
         }
     }
 
@@ -862,6 +868,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 forwarded: 0,
                 sent: Instant::now(),
                 bytes: bytes.len(),
+                asked: None,
             };
             send_later(
                 &state.ctx.myself,
@@ -1137,14 +1144,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Retiring { successor, .. }
                 if gone(successor) && self.registry.resolve(successor).is_none() =>
             {
-                let clean = matches!(
-                    &event,
-                    RegistryEvent::Unregistered {
-                        reason: LeaveReason::Unregistered,
-                        ..
-                    }
-                );
-                return self.successor_gone(myself, state, clean).await;
+                return self.successor_gone(state).await;
             }
             Stage::Retiring {
                 successor,

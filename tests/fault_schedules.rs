@@ -2320,3 +2320,24 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
         "seed 2113: the name moved {moves} times (go or merge) during one stable split"
     );
 }
+
+/// Seeds a 20 000-schedule run found after this session's first fixes, each
+/// replayed strictly (no violation at all, known or not):
+/// - 3373128272: `c` retires towards `a`'s pull (epoch 10), whose reply an
+///   undetected partition drops; `a` rolls back and steals again (13). At
+///   the heal `c` saw its successor leave cleanly with a newer holder and
+///   took that for a handover: it retired, and its state was lost. Now it
+///   asks the newer holder (`HandoverQuery`), which says `HandoverUnknown`.
+/// - 3373116214: the same with `b`.
+/// - 3373115778: a split-brain loser (`c`, yielding to `a`) held the name
+///   again when `a` crashed, as if nothing was lost; now it takes a new
+///   epoch and reports `Failover { from: "a" }`.
+#[test]
+fn long_run_regressions_stay_fixed() {
+    for seed in [3_373_128_272, 3_373_116_214, 3_373_115_778] {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(true) {
+            panic!("seed {seed}:\n{report}");
+        }
+    }
+}

@@ -313,12 +313,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.stop_yielding(state, &winner).await
     }
 
-    /// The winner went away (or never answered): hold the name again.
+    /// The winner went away (or never answered): hold the name again. If it
+    /// went away, it may have merged our state and served calls since, all
+    /// lost with it: take a new epoch and report a failover from it.
     pub(super) async fn stop_yielding(
         &self,
         state: &mut ServerState<A>,
         winner: &RegistrationInfo,
     ) -> Result<(), ActorProcessingErr> {
+        if self.registry.resolve(winner).is_none() {
+            tracing::warn!(name = %self.name, node = %self.registry.node(), ?winner, "the split-brain winner vanished: holding again as a failover from it");
+            state.stage = Stage::Holder;
+            state.suspect = None;
+            return self.hold_again_as_failover(state, winner, None).await;
+        }
         state.stage = Stage::Holder;
         state.suspect = None;
         self.publish(

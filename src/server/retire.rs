@@ -7,11 +7,15 @@
 //! - the `HandoverDone` is lost (an undetected partition): the old holder
 //!   asks again with `HandoverQuery` every `pull_timeout`, and a successor
 //!   that installed that state answers `HandoverDone` once more;
-//! - the successor leaves cleanly (it handed the name on, or yielded) before
-//!   its `HandoverDone` reached us, and a newer holder is in our view: the
-//!   state went on with it, so we retire;
-//! - the successor vanishes otherwise (its node crashed, or it unregistered
-//!   and nobody newer holds): we cannot know whether it installed the state
+//! - the successor leaves before its `HandoverDone` reached us, and a newer
+//!   registration holds: it may have taken the name over from the successor
+//!   (then our state went on with it) or stolen it from us, or failed over.
+//!   We ask it (`HandoverQuery` naming the successor): `HandoverDone` means
+//!   it took over from the successor, so we retire; `HandoverUnknown`
+//!   means our state did not reach it, so we resume as below. A newer
+//!   instance still pulling says nothing, and we ask again;
+//! - the successor vanishes and nobody newer holds (or the newer one says
+//!   `HandoverUnknown`): we cannot know whether it installed the state
 //!   and served calls. Resuming silently, as if the takeover had failed,
 //!   would lose what it acknowledged without a word. So the old holder takes
 //!   a new epoch (fencing whatever the successor wrote) and runs `go` with
@@ -20,7 +24,7 @@
 //!   calls it had handled, `seq` 0, age since the state was sent). User code
 //!   learns exactly what a failover from a checkpoint would tell it.
 
-use ractor::{ActorProcessingErr, ActorRef};
+use ractor::ActorProcessingErr;
 
 use super::{send_later, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
@@ -31,79 +35,114 @@ use crate::{
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     /// On the old holder, every `pull_timeout` while it retires: ask the
-    /// successor whether our state reached it.
+    /// successor whether our state reached it (or, the successor gone, the
+    /// newer holder we asked whether it took over from the successor).
     pub(super) async fn on_retire_tick(
         &self,
         state: &mut ServerState<A>,
         successor_epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
-        let Stage::Retiring { successor, .. } = &state.stage else {
+        let Stage::Retiring {
+            successor, asked, ..
+        } = &state.stage
+        else {
             return Ok(());
         };
         if successor.epoch != successor_epoch {
             return Ok(());
         }
-        let successor = successor.clone();
+        let (successor, asked) = (successor.clone(), asked.clone());
         let Some(me) = state.me.as_ref().map(|m| m.info().clone()) else {
             return Ok(());
         };
-        match self.registry.resolve(&successor) {
+        let ask = self
+            .registry
+            .resolve(&successor)
+            .or_else(|| asked.and_then(|a| self.registry.resolve(&a)));
+        match ask {
             Some(to) => {
-                tracing::info!(name = %self.name, node = %self.registry.node(), ?successor, "no HandoverDone yet; asking the successor");
+                tracing::info!(name = %self.name, node = %self.registry.node(), ?successor, to = ?to.info(), "no HandoverDone yet; asking");
                 deliver(
                     &state.registry,
                     &to,
                     TakeoverMessage::<A>::Handover(HandoverMsg::HandoverQuery {
                         old: me,
-                        successor: successor.clone(),
+                        successor,
                     }),
                 );
-                send_later(
-                    &state.ctx.myself,
-                    self.config.pull_timeout,
-                    TakeoverMessage::RetireTick(successor_epoch),
-                );
-                Ok(())
             }
-            // Its departure event was missed (a lagging subscription): the
-            // view says it is gone, and we cannot tell how it left.
-            None => {
-                let myself = state.ctx.myself.clone();
-                self.successor_gone(myself, state, false).await
-            }
+            // Gone, and so is whoever we asked (or we missed the departure:
+            // a lagging subscription): decide again from the view.
+            None => self.successor_gone(state).await?,
         }
+        // One timer chain per handover, for as long as we retire.
+        if matches!(&state.stage, Stage::Retiring { successor, .. } if successor.epoch == successor_epoch)
+        {
+            send_later(
+                &state.ctx.myself,
+                self.config.pull_timeout,
+                TakeoverMessage::RetireTick(successor_epoch),
+            );
+        }
+        Ok(())
     }
 
-    /// On the successor: the old holder asks whether its state reached us.
+    /// On the successor, or on a newer holder: the old holder asks whether
+    /// the state it sent to `successor` reached us.
     pub(super) fn on_handover_query(
         &self,
         state: &ServerState<A>,
         old: RegistrationInfo,
         successor: RegistrationInfo,
     ) {
-        if state.took_over.as_ref() != Some(&(old.clone(), successor.epoch)) {
-            // Still pulling (the pull ends by itself and says so), or not
-            // ours: a stale or forged query changes nothing.
-            tracing::debug!(name = %self.name, ?old, ?successor, "handover query for no takeover we finished; ignored");
+        let reached = match &state.took_over {
+            // We are the successor, and installed it.
+            Some((from, epoch)) if *from == old && *epoch == successor.epoch => true,
+            // We took the name over from the successor.
+            Some((from, _)) if *from == successor => true,
+            _ => false,
+        };
+        let answer = if reached {
+            HandoverMsg::HandoverDone { successor }
+        } else if matches!(state.stage, Stage::Pulling { .. }) {
+            // Our pull ends by itself and says so (to whom it concerns).
+            tracing::debug!(name = %self.name, ?old, ?successor, "handover query while pulling; no answer yet");
             return;
-        }
+        } else {
+            HandoverMsg::HandoverUnknown { successor }
+        };
         if let Some(to) = self.registry.resolve(&old) {
-            deliver(
-                &state.registry,
-                &to,
-                TakeoverMessage::<A>::Handover(HandoverMsg::HandoverDone { successor }),
-            );
+            deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(answer));
         }
     }
 
+    /// On the old holder: the instance we asked holds no state from our
+    /// handover. If the successor is gone too, resume.
+    pub(super) async fn on_handover_unknown(
+        &self,
+        state: &mut ServerState<A>,
+        successor: RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Retiring {
+            successor: expected,
+            sent,
+            ..
+        } = &state.stage
+        else {
+            return Ok(());
+        };
+        if *expected != successor || self.registry.resolve(&successor).is_some() {
+            return Ok(());
+        }
+        let sent = *sent;
+        self.resume_after_loss(state, successor, sent).await
+    }
+
     /// On the old holder: the successor left our view before its
-    /// `HandoverDone` came. `clean`: it unregistered (rather than died or
-    /// lost its node).
+    /// `HandoverDone` came.
     pub(super) async fn successor_gone(
         &self,
-        myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
-        clean: bool,
     ) -> Result<(), ActorProcessingErr> {
         let Stage::Retiring {
             successor, sent, ..
@@ -116,20 +155,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .registry
             .lookup(&self.name)
             .filter(|top| top.info().rank() > successor.rank());
-        if let (true, Some(newer)) = (clean, &newer) {
-            // It handed the name on (or yielded) after installing our state.
-            tracing::info!(name = %self.name, ?successor, newer = ?newer.info(), "successor left after handing on; retiring");
-            return self
-                .on_handover(
-                    myself,
-                    state,
-                    HandoverMsg::HandoverDone {
-                        successor: successor.clone(),
-                    },
-                )
-                .await;
+        let (Some(newer), Some(me)) = (newer, state.me.as_ref().map(|m| m.info().clone())) else {
+            return self.resume_after_loss(state, successor, sent).await;
+        };
+        tracing::info!(name = %self.name, ?successor, newer = ?newer.info(), "successor gone before confirming; asking the newer holder");
+        deliver(
+            &state.registry,
+            &newer,
+            TakeoverMessage::<A>::Handover(HandoverMsg::HandoverQuery {
+                old: me,
+                successor: successor.clone(),
+            }),
+        );
+        if let Stage::Retiring { asked, .. } = &mut state.stage {
+            *asked = Some(newer.info().clone());
         }
-        self.resume_after_loss(state, successor, sent).await
+        Ok(())
     }
 
     /// Holds the name again at a new epoch, as a failover from the vanished
@@ -143,11 +184,39 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Retiring { bytes, .. } = &state.stage else {
             return Ok(());
         };
-        let bytes = *bytes;
         // The state we resume from is our own at the handover: describe it
         // as a checkpoint of our old epoch, after the calls we had handled.
-        let snapshot_epoch = state.me.as_ref().map(|m| m.epoch()).unwrap_or_default();
-        let handled = state.handled;
+        let checkpoint = CheckpointInfo {
+            holder_epoch: state.me.as_ref().map(|m| m.epoch()).unwrap_or_default(),
+            seq: 0,
+            handled: state.handled,
+            age: sent.elapsed(),
+            bytes: *bytes,
+        };
+        let Stage::Retiring { waiting, .. } = std::mem::replace(&mut state.stage, Stage::Holder)
+        else {
+            return Ok(());
+        };
+        tracing::warn!(name = %self.name, node = %self.registry.node(), ?successor, "successor gone before confirming the handover: resuming as a failover from the state sent to it; what it served since is lost");
+        self.hold_again_as_failover(state, &successor, Some(checkpoint))
+            .await?;
+        for call in waiting {
+            self.on_call(state, call).await?;
+        }
+        Ok(())
+    }
+
+    /// Holds the name again after the instance we handed it to (a successor,
+    /// or a split-brain winner) vanished before we knew our state was safe
+    /// with it: a new epoch, above everything it may have fenced, and `go`
+    /// with `Failover { from: its node }`, which reports that what it served
+    /// is lost. `checkpoint` describes the state we resume from, if known.
+    pub(super) async fn hold_again_as_failover(
+        &self,
+        state: &mut ServerState<A>,
+        gone: &RegistrationInfo,
+        checkpoint: Option<CheckpointInfo>,
+    ) -> Result<(), ActorProcessingErr> {
         match self
             .registry
             .steal(&self.name, state.ctx.myself.get_cell())
@@ -165,31 +234,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 tracing::warn!(name = %self.name, error = %e, "could not take a new epoch; resuming under the old one");
             }
         }
-        let Stage::Retiring { waiting, .. } = std::mem::replace(&mut state.stage, Stage::Holder)
-        else {
-            return Ok(());
-        };
-        tracing::warn!(name = %self.name, node = %self.registry.node(), ?successor, "successor gone before confirming the handover: resuming as a failover from the state sent to it; what it served since is lost");
         self.publish(
             state,
             EventKind::HandoverResumed {
-                successor: successor.clone(),
+                successor: gone.clone(),
             },
         );
         let start = StartType::Failover {
-            from: successor.node.clone(),
-            checkpoint: Some(CheckpointInfo {
-                holder_epoch: snapshot_epoch,
-                seq: 0,
-                handled,
-                age: sent.elapsed(),
-                bytes,
-            }),
+            from: gone.node.clone(),
+            checkpoint,
         };
-        self.start_holder(state, start).await?;
-        for call in waiting {
-            self.on_call(state, call).await?;
-        }
-        Ok(())
+        self.start_holder(state, start).await
     }
 }
