@@ -177,7 +177,7 @@ fn random_result(rng: &mut StdRng) -> Result<Vec<u8>, ReplyErr> {
 
 /// A valid protocol message of any variant, with random fields.
 fn random_handover(rng: &mut StdRng) -> HandoverMsg {
-    match rng.random_range(0..7) {
+    match rng.random_range(0..9) {
         0 => HandoverMsg::StateRequest {
             holder_epoch: random_epoch(rng),
             requester: random_info(rng),
@@ -199,6 +199,13 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
         },
         5 => HandoverMsg::MergeDone {
             loser: random_info(rng),
+        },
+        6 => HandoverMsg::HandoverQuery {
+            old: random_info(rng),
+            successor: random_info(rng),
+        },
+        7 => HandoverMsg::HandoverUnknown {
+            successor: random_info(rng),
         },
         _ => HandoverMsg::Checkpoint {
             holder: random_info(rng),
