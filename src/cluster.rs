@@ -386,14 +386,9 @@ impl ClusterNode {
                 info: info.clone(),
                 registry: self.registry(),
             };
-            // Not waiting for the token to start: it has nothing to set up,
-            // and messages wait in its mailbox meanwhile.
-            let (token, _) = ractor::ActorRuntime::<Token>::spawn_instant(
-                Some(token::actor_name(&info)),
-                Token,
-                args,
-            )
-            .map_err(|e| RegistryErr::Backend(e.to_string()))?;
+            let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, args)
+                .await
+                .map_err(|e| RegistryErr::Backend(e.to_string()))?;
             {
                 let mut s = self.shared().lock();
                 s.local.insert(
