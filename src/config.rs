@@ -23,6 +23,10 @@ pub struct TakeoverConfig {
     pub whereis_timeout: Duration,
     /// The largest encoded state this instance sends or accepts.
     pub max_state_bytes: usize,
+    /// A state larger than this travels in parts of this size, each
+    /// acknowledged, with at most two parts in flight (see
+    /// [`crate::HandoverMsg::StatePart`]); a smaller one in one message.
+    pub state_part_bytes: usize,
     /// Where the instance publishes its events.
     pub events: EventHub,
     /// Automatic failover and takeover by node priority; `None` leaves moves
@@ -82,6 +86,7 @@ impl Default for TakeoverConfig {
             pull_timeout: Duration::from_secs(5),
             whereis_timeout: Duration::from_secs(5),
             max_state_bytes: 1 << 30,
+            state_part_bytes: 4 << 20,
             events: EventHub::default(),
             placement: None,
             resolver: Arc::new(PriorityThenEpoch),
@@ -108,6 +113,12 @@ impl TakeoverConfig {
     /// Sets [`Self::whereis_timeout`].
     pub fn with_whereis_timeout(mut self, timeout: Duration) -> Self {
         self.whereis_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::state_part_bytes`] (at least 1).
+    pub fn with_state_part_bytes(mut self, bytes: usize) -> Self {
+        self.state_part_bytes = bytes.max(1);
         self
     }
 

@@ -178,6 +178,24 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 args: state,
                 metadata: Some(requester_epoch.to_le_bytes().to_vec()),
             }),
+            // A part of a big state likewise: its bytes are the payload, the
+            // epoch, offset and total length the metadata.
+            TakeoverMessage::Handover(HandoverMsg::StatePart {
+                requester_epoch,
+                offset,
+                total,
+                bytes,
+            }) => {
+                let mut meta = Vec::with_capacity(24);
+                for v in [requester_epoch, offset, total] {
+                    meta.extend_from_slice(&v.to_le_bytes());
+                }
+                Ok(SerializedMessage::Cast {
+                    variant: VARIANT_STATE_PART.into(),
+                    args: bytes,
+                    metadata: Some(meta),
+                })
+            }
             TakeoverMessage::Handover(h) => Ok(SerializedMessage::Cast {
                 variant: VARIANT_HANDOVER.into(),
                 args: postcard::to_allocvec(&h).map_err(|_| BoxedDowncastErr)?,
@@ -232,6 +250,30 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     result: Ok(args),
                 }))
             }
+            SerializedMessage::Cast {
+                variant,
+                args,
+                metadata,
+            } if variant == VARIANT_STATE_PART => {
+                let meta: [u8; 24] = metadata
+                    .as_deref()
+                    .and_then(|m| m.try_into().ok())
+                    .ok_or_else(|| {
+                        tracing::warn!("state part without valid metadata; dropped");
+                        BoxedDowncastErr
+                    })?;
+                let field = |i: usize| {
+                    let mut v = [0u8; 8];
+                    v.copy_from_slice(&meta[i * 8..i * 8 + 8]);
+                    u64::from_le_bytes(v)
+                };
+                Ok(TakeoverMessage::Handover(HandoverMsg::StatePart {
+                    requester_epoch: field(0),
+                    offset: field(1),
+                    total: field(2),
+                    bytes: args,
+                }))
+            }
             SerializedMessage::Cast { variant, args, .. } if variant == VARIANT_HANDOVER => {
                 postcard::from_bytes(&args)
                     .map(TakeoverMessage::Handover)
@@ -251,6 +293,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
 const VARIANT_CALL: &str = "ractor_takeover.call";
 const VARIANT_HANDOVER: &str = "ractor_takeover.handover";
 const VARIANT_STATE: &str = "ractor_takeover.state";
+const VARIANT_STATE_PART: &str = "ractor_takeover.state_part";
 
 /// The byte port a remote call travels with: its answer is decoded and passed
 /// to the caller's typed port.
@@ -309,6 +352,11 @@ pub enum GoRequest {
 ///   successor's node}) from the state it sent (what the successor served
 ///   since then may be lost)
 /// ```
+///
+/// A state larger than `TakeoverConfig::state_part_bytes` travels as
+/// `StatePart`s instead of one `StateReply`, each acknowledged by a
+/// `StatePartAck`, at most two unacknowledged; a part that does not continue
+/// the ones received aborts the takeover as a state that does not decode does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum HandoverMsg {
@@ -326,6 +374,30 @@ pub enum HandoverMsg {
         /// The encoded state, or why there is none.
         #[serde(with = "raw_bytes_result")]
         result: Result<Vec<u8>, ReplyErr>,
+    },
+    /// Old to new: one part of a state larger than
+    /// [`crate::TakeoverConfig::state_part_bytes`], in order. Why parts: a
+    /// state sent whole sits in memory once more in each hop's buffer; in
+    /// parts, the old holder frees its encoded copy as it goes and each side
+    /// holds only a few parts in flight. The new instance acknowledges each
+    /// part with `StatePartAck`; the old one keeps at most two parts ahead.
+    StatePart {
+        /// The requester's epoch, to match the part with its pull.
+        requester_epoch: Epoch,
+        /// Where the part starts in the encoded state.
+        offset: u64,
+        /// The encoded state's whole length.
+        total: u64,
+        /// The part's bytes.
+        #[serde(with = "crate::bytes")]
+        bytes: Vec<u8>,
+    },
+    /// New to old: the first `received` bytes of the state are in.
+    StatePartAck {
+        /// The requester (the new instance).
+        requester: RegistrationInfo,
+        /// How many bytes of the state it has.
+        received: u64,
     },
     /// New to old: the state is in, retire.
     HandoverDone {

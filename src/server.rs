@@ -138,6 +138,8 @@ enum Stage<A: TakeoverActor> {
         started: Instant,
         go_reply: Option<RpcReplyPort<Result<HandoverReport, TakeoverErr>>>,
         timer: JoinHandle<()>,
+        /// A state coming in parts: its whole length and what came so far.
+        incoming: Option<(u64, Vec<u8>)>,
     },
     Retiring {
         successor: RegistrationInfo,
@@ -151,12 +153,26 @@ enum Stage<A: TakeoverActor> {
         /// The successor left with no word, and a newer registration holds:
         /// we asked it whether its state came from the successor.
         asked: Option<RegistrationInfo>,
+        /// The state still going out in parts, if it is big.
+        outgoing: Option<Outgoing>,
     },
     /// Lost a split-brain conflict: offered our state to `winner`, forward.
     Yielding {
         winner: Registration,
     },
 }
+
+/// A state the old holder sends in parts.
+struct Outgoing {
+    to: Registration,
+    requester_epoch: u64,
+    bytes: Vec<u8>,
+    /// How much of `bytes` went out.
+    sent: usize,
+}
+
+/// How many parts of a big state may be on their way, unacknowledged.
+const PARTS_IN_FLIGHT: usize = 2;
 
 /// The runtime's state of one instance.
 pub struct ServerState<A: TakeoverActor> {
@@ -549,6 +565,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     started: Instant::now(),
                     go_reply: reply,
                     timer,
+                    incoming: None,
                 };
                 self.publish(
                     state,
@@ -705,6 +722,33 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         Ok(())
                     }
                 }
+            }
+            HandoverMsg::StatePart {
+                requester_epoch,
+                offset,
+                total,
+                bytes,
+            } => {
+                let pulling = matches!(state.stage, Stage::Pulling { .. })
+                    && state.me.as_ref().map(|m| m.epoch()) == Some(requester_epoch);
+                if !pulling {
+                    // The first part stands for the whole state here.
+                    if offset == 0 {
+                        self.on_late_state(state, requester_epoch, true);
+                    }
+                    return Ok(());
+                }
+                self.on_state_part(state, offset, total, bytes).await
+            }
+            HandoverMsg::StatePartAck {
+                requester,
+                received,
+            } => {
+                if matches!(&state.stage, Stage::Retiring { successor, .. } if *successor == requester)
+                {
+                    self.send_parts(state, received);
+                }
+                Ok(())
             }
             HandoverMsg::HandoverDone { successor } => {
                 let Stage::Retiring {
@@ -869,6 +913,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 sent: Instant::now(),
                 bytes: bytes.len(),
                 asked: None,
+                outgoing: None,
             };
             send_later(
                 &state.ctx.myself,
@@ -876,6 +921,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 TakeoverMessage::RetireTick(requester.epoch),
             );
         }
+        let result = match result {
+            Ok(bytes) if bytes.len() > self.config.state_part_bytes => {
+                if let Stage::Retiring { outgoing, .. } = &mut state.stage {
+                    *outgoing = Some(Outgoing {
+                        to,
+                        requester_epoch: requester.epoch,
+                        bytes,
+                        sent: 0,
+                    });
+                }
+                self.send_parts(state, 0);
+                return Ok(());
+            }
+            other => other,
+        };
         deliver(
             &state.registry,
             &to,
@@ -884,6 +944,114 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 result,
             }),
         );
+        Ok(())
+    }
+
+    /// Old holder: sends the next parts of a big state, up to
+    /// [`PARTS_IN_FLIGHT`] ahead of the `received` bytes the new instance
+    /// acknowledged. Frees the encoded state once the last part is out.
+    fn send_parts(&self, state: &mut ServerState<A>, received: u64) {
+        let part = self.config.state_part_bytes;
+        let Stage::Retiring { outgoing, .. } = &mut state.stage else {
+            return;
+        };
+        let Some(out) = outgoing.as_mut() else {
+            return;
+        };
+        let total = out.bytes.len();
+        let limit = usize::try_from(received)
+            .unwrap_or(usize::MAX)
+            .saturating_add(PARTS_IN_FLIGHT.saturating_mul(part));
+        while out.sent < total && out.sent < limit {
+            let end = total.min(out.sent.saturating_add(part));
+            let msg = HandoverMsg::StatePart {
+                requester_epoch: out.requester_epoch,
+                offset: out.sent as u64,
+                total: total as u64,
+                bytes: out.bytes[out.sent..end].to_vec(),
+            };
+            out.sent = end;
+            deliver(
+                &state.registry,
+                &out.to,
+                TakeoverMessage::<A>::Handover(msg),
+            );
+        }
+        if out.sent >= total {
+            *outgoing = None;
+        }
+    }
+
+    /// New instance: one part of a big state. Parts come in order; a part
+    /// that does not continue what came so far aborts the takeover (the old
+    /// holder serves again), as a state that does not decode does.
+    async fn on_state_part(
+        &self,
+        state: &mut ServerState<A>,
+        offset: u64,
+        total: u64,
+        bytes: Vec<u8>,
+    ) -> Result<(), ActorProcessingErr> {
+        let max = self.config.max_state_bytes;
+        let me = state.me.as_ref().map(|m| m.info().clone());
+        let Stage::Pulling {
+            from,
+            old,
+            incoming,
+            ..
+        } = &mut state.stage
+        else {
+            return Ok(());
+        };
+        let size = usize::try_from(total).unwrap_or(usize::MAX);
+        if size > max {
+            let e = StateCodecErr::TooLarge { bytes: size, max };
+            self.abort(state, TakeoverErr::State(e)).await;
+            return Ok(());
+        }
+        let continues = match incoming {
+            None => offset == 0,
+            Some((t, got)) => *t == total && got.len() as u64 == offset,
+        };
+        let end = offset.checked_add(bytes.len() as u64);
+        if !continues || bytes.is_empty() || end.is_none_or(|end| end > total) {
+            let e = StateCodecErr::Decode(format!(
+                "a state part at {offset} of {total} bytes does not continue the parts received"
+            ));
+            self.abort(state, TakeoverErr::State(e)).await;
+            return Ok(());
+        }
+        if incoming.is_none() {
+            let mut buf = Vec::new();
+            if buf.try_reserve_exact(size).is_err() {
+                let e = StateCodecErr::Decode(format!("no memory for a state of {size} bytes"));
+                self.abort(state, TakeoverErr::State(e)).await;
+                return Ok(());
+            }
+            *incoming = Some((total, buf));
+        }
+        let Some((_, got)) = incoming else {
+            return Ok(());
+        };
+        got.extend_from_slice(&bytes);
+        drop(bytes);
+        if got.len() as u64 == total {
+            let whole = std::mem::take(got);
+            *incoming = None;
+            return self.install(state, whole).await;
+        }
+        if let Some(me) = me {
+            let received = got.len() as u64;
+            let to = Registration::new(from.clone(), old.clone());
+            deliver(
+                &state.registry,
+                &to,
+                TakeoverMessage::<A>::Handover(HandoverMsg::StatePartAck {
+                    requester: me,
+                    received,
+                }),
+            );
+        }
         Ok(())
     }
 

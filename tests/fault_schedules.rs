@@ -317,6 +317,10 @@ struct Schedule {
     durable: bool,
     /// A small handover buffer, to see `BufferFull`.
     buffer: Option<usize>,
+    /// States travel in parts of this many bytes. Chosen from the seed
+    /// outside the generator's random sequence (one seed in five), so the
+    /// other seeds, the known bugs' among them, replay as before.
+    parts: Option<usize>,
     clients: Vec<ClientPlan>,
     faults: Vec<(u64, Fault)>,
 }
@@ -461,6 +465,7 @@ impl Schedule {
             quorum,
             durable,
             buffer,
+            parts: (seed % 5 == 4).then_some(16),
             clients,
             faults,
         }
@@ -468,7 +473,7 @@ impl Schedule {
 
     fn describe(&self) -> String {
         let mut s = format!(
-            "seed {}: {} ms, warm standby {:?}, serialize {}, quorum {}, durable {}, buffer {:?}, clients on {:?}\n",
+            "seed {}: {} ms, warm standby {:?}, serialize {}, quorum {}, durable {}, buffer {:?}, state parts {:?}, clients on {:?}\n",
             self.seed,
             self.duration,
             self.warm,
@@ -476,6 +481,7 @@ impl Schedule {
             self.quorum,
             self.durable,
             self.buffer,
+            self.parts,
             self.clients
                 .iter()
                 .map(|c| NODES[c.node])
@@ -635,6 +641,9 @@ impl Run {
         }
         if let Some(capacity) = s.buffer {
             config = config.with_buffer_capacity(capacity);
+        }
+        if let Some(part) = s.parts {
+            config = config.with_state_part_bytes(part);
         }
         config = config.with_quorum(s.quorum);
         let failures: Failures = Arc::default();

@@ -66,6 +66,16 @@ async fn first_registers_second_waits() {
 /// final state counts every call.
 #[tokio::test]
 async fn takeover_moves_name_and_state_without_losing_a_call() {
+    takeover_without_losing_a_call(TakeoverConfig::default()).await;
+}
+
+/// The same with the state sent in parts of one byte, each acknowledged.
+#[tokio::test]
+async fn takeover_in_parts_moves_the_state_without_losing_a_call() {
+    takeover_without_losing_a_call(TakeoverConfig::default().with_state_part_bytes(1)).await;
+}
+
+async fn takeover_without_losing_a_call(config: TakeoverConfig) {
     init_tracing();
     let cluster = FakeCluster::new(["a", "b", "c"]);
     cluster.set_serialize_messages(true);
@@ -76,7 +86,6 @@ async fn takeover_moves_name_and_state_without_losing_a_call() {
     // it: calls sent just before the client sees the steal reach the old
     // holder after the state request, and must be forwarded.
     cluster.set_delay("c", "a", Duration::from_millis(8));
-    let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
     events.registered("a").await;
@@ -350,9 +359,77 @@ async fn restart_while_the_steal_is_in_flight_waits_for_it() {
 /// attempt is still answered exactly once.
 #[tokio::test]
 async fn bad_state_aborts_and_the_old_holder_keeps_serving() {
+    bad_state_aborts(TakeoverConfig::default()).await;
+}
+
+/// The same with the state sent in parts of one byte.
+#[tokio::test]
+async fn bad_state_in_parts_aborts_and_the_old_holder_keeps_serving() {
+    bad_state_aborts(TakeoverConfig::default().with_state_part_bytes(1)).await;
+}
+
+/// A part that does not continue the parts received (forged here: a gap, a
+/// changed total, a length over `max_state_bytes`) aborts the takeover with
+/// a typed error; the old holder serves again with its state.
+#[tokio::test]
+async fn a_state_part_out_of_order_aborts_the_takeover() {
+    init_tracing();
+    let forged = [
+        (1, 4, vec![0]),
+        (0, 1 << 40, vec![0]),
+        (0, 4, Vec::new()),
+        (0, 2, vec![0, 0, 0]),
+    ];
+    for (offset, total, bytes) in forged {
+        let cluster = FakeCluster::new(["a", "b"]);
+        let config = TakeoverConfig::default()
+            .with_state_part_bytes(1)
+            .with_max_state_bytes(1 << 20);
+        let a = spawn(&cluster, "a", &config).await;
+        wait_phase(&a, Phase::Holder).await;
+        let b = spawn(&cluster, "b", &config).await;
+        wait_phase(&b, Phase::Standby).await;
+        let cb = client(&cluster, "b");
+        assert_eq!(cb.call(CounterMsg::Add(7), TIMEOUT).await.unwrap().total, 7);
+
+        cluster.hold("a", "b");
+        let pending = start_takeover(&b);
+        wait_phase(&b, Phase::Pulling).await;
+        let epoch = status(&b, TIMEOUT)
+            .await
+            .and_then(|s| s.epoch)
+            .expect("b's epoch");
+        b.send_message(TakeoverMessage::Handover(HandoverMsg::StatePart {
+            requester_epoch: epoch,
+            offset,
+            total,
+            bytes,
+        }))
+        .expect("b takes messages");
+        let err = pending.await.unwrap().expect_err("the takeover must fail");
+        assert!(
+            matches!(
+                err,
+                TakeoverErr::State(StateCodecErr::Decode(_) | StateCodecErr::TooLarge { .. })
+            ),
+            "part at {offset} of {total}: {err}"
+        );
+        cluster.release("a", "b");
+        wait_holder_everywhere(&cluster, "a").await;
+        wait_phase(&a, Phase::Holder).await;
+        assert_eq!(
+            cb.call(CounterMsg::Get, TIMEOUT).await.unwrap(),
+            CounterState { total: 7, calls: 1 },
+            "part at {offset} of {total}: a serves again with its state"
+        );
+        a.stop(None);
+        b.stop(None);
+    }
+}
+
+async fn bad_state_aborts(config: TakeoverConfig) {
     init_tracing();
     let cluster = FakeCluster::new(["a", "b"]);
-    let config = TakeoverConfig::default();
     let mut events = Watcher::new(&config.events);
     let _a = spawn(&cluster, "a", &config).await;
     events.registered("a").await;
