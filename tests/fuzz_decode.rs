@@ -177,7 +177,7 @@ fn random_result(rng: &mut StdRng) -> Result<Vec<u8>, ReplyErr> {
 
 /// A valid protocol message of any variant, with random fields.
 fn random_handover(rng: &mut StdRng) -> HandoverMsg {
-    match rng.random_range(0..9) {
+    match rng.random_range(0..11) {
         0 => HandoverMsg::StateRequest {
             holder_epoch: random_epoch(rng),
             requester: random_info(rng),
@@ -206,6 +206,16 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
         },
         7 => HandoverMsg::HandoverUnknown {
             successor: random_info(rng),
+        },
+        8 => HandoverMsg::StatePart {
+            requester_epoch: random_epoch(rng),
+            offset: rng.random_range(0..64),
+            total: rng.random_range(0..128),
+            bytes: random_state_bytes(rng),
+        },
+        9 => HandoverMsg::StatePartAck {
+            requester: random_info(rng),
+            received: rng.random_range(0..128),
         },
         _ => HandoverMsg::Checkpoint {
             holder: random_info(rng),
