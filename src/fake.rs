@@ -106,6 +106,8 @@ enum Op {
         entries: Vec<(RegistrationInfo, ActorCell)>,
         /// The sender's newest registration seen per name.
         newest: Vec<RegistrationInfo>,
+        /// The sender restarted: what it no longer has died with it.
+        restarted: bool,
     },
 }
 
@@ -218,6 +220,7 @@ impl NodeState {
                 from,
                 entries,
                 newest,
+                restarted,
             } => {
                 for info in &newest {
                     self.saw(info);
@@ -226,7 +229,12 @@ impl NodeState {
                     entries.iter().map(|(i, _)| i.clone()).collect();
                 for (info, _) in self.entries_of(&from) {
                     if !keep.contains(&info) {
-                        self.remove(&info, LeaveReason::Unregistered);
+                        let reason = if restarted {
+                            LeaveReason::NodeDown
+                        } else {
+                            LeaveReason::Unregistered
+                        };
+                        self.remove(&info, reason);
                     }
                 }
                 for (info, cell) in entries {
@@ -368,6 +376,7 @@ impl FakeCluster {
                 from: from.clone(),
                 entries,
                 newest: w.nodes[from].newest(),
+                restarted: false,
             };
             self.enqueue(&mut w, from, to, ItemKind::Op(sync));
         }
@@ -451,12 +460,14 @@ impl FakeCluster {
                 from: peer.clone(),
                 entries,
                 newest: w.nodes[&peer].newest(),
+                restarted: false,
             };
             self.enqueue(&mut w, &peer, &id, ItemKind::Op(sync));
             let hello = Op::Sync {
                 from: id.clone(),
                 entries: Vec::new(),
                 newest: Vec::new(),
+                restarted: true,
             };
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(hello));
         }

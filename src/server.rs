@@ -1329,7 +1329,28 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }
             }
             Stage::Standby => return self.place(myself, state).await,
-            Stage::Holder => return self.check_conflict(state).await,
+            Stage::Holder => {
+                // A rival holder we were waiting on (a split brain being
+                // healed) died before merging with us: whatever it served
+                // is lost, and only we can say so.
+                let died = match &event {
+                    RegistryEvent::Unregistered { info, reason } => {
+                        *reason != LeaveReason::Unregistered
+                            && state.suspect.as_ref().map(Registration::info) == Some(info)
+                    }
+                    RegistryEvent::NodeDown(node) => state.suspect.as_ref().is_some_and(|s| {
+                        s.node() == node && self.registry.resolve(s.info()).is_none()
+                    }),
+                    _ => false,
+                };
+                if let (true, Some(rival)) = (died, state.suspect.take()) {
+                    tracing::warn!(name = %self.name, node = %self.registry.node(), rival = ?rival.info(), "a rival holder died before the split brain healed: holding again as a failover from it");
+                    self.hold_again_as_failover(state, rival.info(), None)
+                        .await?;
+                    return self.release_held_if_serving(state).await;
+                }
+                return self.check_conflict(state).await;
+            }
             Stage::Yielding { winner } if self.registry.resolve(winner.info()).is_none() => {
                 let winner = winner.info().clone();
                 return self.stop_yielding(state, &winner).await;

@@ -103,6 +103,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// Serves the held calls if nothing holds them any more (no suspected
+    /// conflict, and quorum if quorum mode is on).
+    pub(super) async fn release_held_if_serving(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        if matches!(state.stage, Stage::Holder) && state.suspect.is_none() && self.may_serve(state)
+        {
+            self.release_held(state).await?;
+        }
+        Ok(())
+    }
+
     /// Serves the calls held while a conflict was suspected, in order.
     pub(super) async fn release_held(
         &self,
