@@ -1108,7 +1108,11 @@ const EPOCH_TIE: &str = "B1 two holders with one epoch (different nodes, or a cr
 /// reports it: nobody fails over from it, the other side already has a
 /// holder (and often no live node ever saw its registration). The runtime
 /// has no way to report this; only preventing the second holder from
-/// acknowledging would (quorum does not: a minority holder keeps serving).
+/// acknowledging would. Quorum mode does for a *detected* partition (a
+/// holder in a minority holds its calls, `QuorumLost`); what is left there
+/// are undetected partitions, where both sides think they have a majority.
+/// A holder that saw the crashed rival (it suspected a conflict with it)
+/// reports a failover from it.
 /// Replayed by `known_bug_b2_split_brain_holder_crash_is_unreported`.
 const SPLIT_BRAIN_CRASH: &str =
     "B2 a split-brain holder crashed: its acknowledged calls are lost unreported";
