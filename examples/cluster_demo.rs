@@ -164,9 +164,10 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
             );
         }
     });
-    let (_server, handle) = TakeoverServer::new(NAME, PowerMonitor, node.registry(), config)
-        .spawn(())
-        .await?;
+    let (_server, mut handle) =
+        TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
+            .spawn(())
+            .await?;
     println!("READY node={name}");
     if flags.get("exit-on-stdin-eof", "false") == "true" {
         // Started by the demo: end with it, even if it is killed.
@@ -180,8 +181,18 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
             std::process::exit(0);
         });
     }
-    handle.await?;
-    Ok(())
+    // Like a supervisor: an instance that retired (it handed the name over)
+    // is replaced by a fresh standby, and the node keeps running. Why it
+    // matters: a retired instance's token relays the replies of the calls it
+    // forwarded for a while (`token_linger`); a node process that exited
+    // with its instance dropped those replies.
+    loop {
+        handle.await?;
+        handle = TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
+            .spawn(())
+            .await?
+            .1;
+    }
 }
 
 /// A client node that reports once a second and prints the answers.
