@@ -55,7 +55,8 @@
 //! - `server`: the ractor actor that runs a behaviour; registration at start,
 //!   `go`, both sides of the handover protocol, placement decisions;
 //!   `server/conflict` heals split brains, `server/checkpoint` keeps warm
-//!   standbys.
+//!   standbys, `server/retire` is the old holder's side once its state is
+//!   sent (a lost `HandoverDone`, a successor that vanished).
 //! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
 //!   and how messages cross nodes.
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.
