@@ -345,12 +345,11 @@ pub enum GoRequest {
 ///   no HandoverDone after pull_timeout (lost on the way?):         |
 ///       |<------------------------------- HandoverQuery ---------| asks again, every pull_timeout
 ///       |-- HandoverDone (if it installed that state) ----------->|
-///   successor gone with no HandoverDone: the old holder asks the newer
-///   holder, if any, whether it took over from the successor (HandoverDone:
-///   retire) or not (HandoverUnknown); with no newer holder, or on
-///   HandoverUnknown, it takes a new epoch and runs go(Failover{from:
+///   successor gone with no HandoverDone: with no newer holder, or once a
+///   newer holder answers HandoverUnknown (only the successor can confirm),
+///   the old holder takes a new epoch and runs go(Failover{from:
 ///   successor's node}) from the state it sent (what the successor served
-///   since then may be lost)
+///   since then may be lost; a newer holder meets it as a split brain)
 /// ```
 ///
 /// A state larger than `TakeoverConfig::state_part_bytes` travels as

@@ -2345,13 +2345,24 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
 /// - 3373115778: a split-brain loser (`c`, yielding to `a`) held the name
 ///   again when `a` crashed, as if nothing was lost; now it takes a new
 ///   epoch and reports `Failover { from: "a" }`.
-/// - 1208702206 (a second 20 000-schedule run): the same, with `c` holding
+/// - 3373122513: `b` gave its pull from `c` up as a failover, then handed
+///   the name to `a`; `c`'s state reached `b` too late. `c` asked `a`, which
+///   had taken over from `b`, and `a` confirmed the handover it could not
+///   vouch for: `c` retired and its state was lost. Now only the successor
+///   itself confirms.
+/// - 1208702206 (a second 20 000-schedule run): like 3373115778, with `c` holding
 ///   again after its yield timed out and `a` dying behind an undetected
 ///   partition; `c` learns of it when `a` restarts (its old registrations
 ///   leave as `NodeDown`) and reports it.
 #[test]
 fn long_run_regressions_stay_fixed() {
-    for seed in [3_373_128_272, 3_373_116_214, 3_373_115_778, 1_208_702_206] {
+    for seed in [
+        3_373_128_272,
+        3_373_116_214,
+        3_373_115_778,
+        3_373_122_513,
+        1_208_702_206,
+    ] {
         let run = run_seed(seed);
         if let Some(report) = run.report(true) {
             panic!("seed {seed}:\n{report}");

@@ -9,11 +9,13 @@
 //!   that installed that state answers `HandoverDone` once more;
 //! - the successor leaves before its `HandoverDone` reached us, and a newer
 //!   registration holds: it may have taken the name over from the successor
-//!   (then our state went on with it) or stolen it from us, or failed over.
-//!   We ask it (`HandoverQuery` naming the successor): `HandoverDone` means
-//!   it took over from the successor, so we retire; `HandoverUnknown`
-//!   means our state did not reach it, so we resume as below. A newer
-//!   instance still pulling says nothing, and we ask again;
+//!   (with or without our state: the successor may have given its pull up
+//!   as a failover), stolen it from us, or failed over. We ask it
+//!   (`HandoverQuery` naming the successor); only the successor itself can
+//!   confirm, so it answers `HandoverUnknown` and we resume as below (a
+//!   newer instance still pulling says nothing, and we ask again). If our
+//!   state did go on with the successor, the two holders meet as a split
+//!   brain and the conflict resolution merges them: reported, not lost;
 //! - the successor vanishes and nobody newer holds (or the newer one says
 //!   `HandoverUnknown`): we cannot know whether it installed the state
 //!   and served calls. Resuming silently, as if the takeover had failed,
@@ -95,13 +97,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         old: RegistrationInfo,
         successor: RegistrationInfo,
     ) {
-        let reached = match &state.took_over {
-            // We are the successor, and installed it.
-            Some((from, epoch)) if *from == old && *epoch == successor.epoch => true,
-            // We took the name over from the successor.
-            Some((from, _)) if *from == successor => true,
-            _ => false,
-        };
+        // Only the successor itself can say it installed that state: a
+        // newer holder that took the name over from the successor cannot
+        // tell whether the successor's state came from the old holder (the
+        // successor may have given its pull up as a failover before the state
+        // came), so it answers `HandoverUnknown`, and the old holder resumes
+        // as a reported failover; a conflict then merges the two.
+        let reached = state.took_over.as_ref() == Some(&(old.clone(), successor.epoch));
         let answer = if reached {
             HandoverMsg::HandoverDone { successor }
         } else if matches!(state.stage, Stage::Pulling { .. }) {
