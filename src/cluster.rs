@@ -252,27 +252,35 @@ pub(crate) struct SharedState {
     /// name was last held.
     pub(crate) newest: HashMap<String, RegistrationInfo>,
     /// Where `newest` is kept across restarts, if configured.
-    store: Option<store::EpochStore>,
+    store: Option<Arc<store::EpochStore>>,
+    /// Bumped on every change of `newest`, so the store never writes an
+    /// older snapshot over a newer one.
+    newest_version: u64,
 }
 
-impl SharedState {
+impl Shared {
     /// Records a registration seen in the view or made here, on disk too
-    /// when it is the name's newest and a state directory is set.
-    pub(crate) fn saw(&mut self, info: &RegistrationInfo) -> std::io::Result<()> {
-        let changed = match self.newest.get_mut(&info.name) {
-            Some(newest) if info.rank() <= newest.rank() => false,
-            Some(newest) => {
-                *newest = info.clone();
-                true
+    /// when it is the name's newest and a state directory is set. The file
+    /// is written after the view's lock is released: an fsync must not hold
+    /// up lookups (which take that lock) in the middle of a takeover.
+    pub(crate) fn saw(&self, info: &RegistrationInfo) -> std::io::Result<()> {
+        let pending = {
+            let mut s = self.lock();
+            match s.newest.get_mut(&info.name) {
+                Some(newest) if info.rank() <= newest.rank() => return Ok(()),
+                Some(newest) => *newest = info.clone(),
+                None => {
+                    s.newest.insert(info.name.clone(), info.clone());
+                }
             }
-            None => {
-                self.newest.insert(info.name.clone(), info.clone());
-                true
-            }
+            s.newest_version += 1;
+            s.store
+                .clone()
+                .map(|store| (store, s.newest_version, s.newest.clone()))
         };
-        match (&self.store, changed) {
-            (Some(store), true) => store.save(&self.newest),
-            _ => Ok(()),
+        match pending {
+            Some((store, version, newest)) => store.save(version, &newest),
+            None => Ok(()),
         }
     }
 }
@@ -312,7 +320,7 @@ impl ClusterNode {
         if let Some(dir) = &config.state_dir {
             let (store, newest) = store::EpochStore::open(dir).map_err(ClusterErr::StateDir)?;
             state.newest = newest;
-            state.store = Some(store);
+            state.store = Some(Arc::new(store));
         }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
         let shared = Arc::new(Shared {
@@ -434,7 +442,6 @@ impl ClusterNode {
             };
             // On disk before anyone can see it: a restart never reuses it.
             self.shared()
-                .lock()
                 .saw(&info)
                 .map_err(|e| RegistryErr::Backend(format!("could not keep the epoch: {e}")))?;
             let args = token::TokenArgs {

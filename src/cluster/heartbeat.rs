@@ -341,7 +341,7 @@ impl Actor for Heartbeat {
                 }
                 for cell in cells {
                     if let Some(info) = member_info(&cell, &group) {
-                        if let Err(e) = state.args.shared.lock().saw(&info) {
+                        if let Err(e) = state.args.shared.saw(&info) {
                             tracing::warn!(?info, error = %e, "could not keep the newest epoch on disk");
                         }
                         state.args.shared.emit(RegistryEvent::Registered(info));

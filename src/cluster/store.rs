@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::RegistrationInfo;
 
@@ -27,6 +28,9 @@ const FILE: &str = "epochs.postcard";
 #[derive(Debug)]
 pub(crate) struct EpochStore {
     dir: PathBuf,
+    /// The version of the snapshot on disk: writers race outside the view's
+    /// lock, and an older snapshot must not replace a newer one.
+    written: Mutex<u64>,
 }
 
 impl EpochStore {
@@ -53,13 +57,23 @@ impl EpochStore {
         Ok((
             Self {
                 dir: dir.to_path_buf(),
+                written: Mutex::new(0),
             },
             newest,
         ))
     }
 
-    /// Replaces the file with `newest`, durably.
-    pub(crate) fn save(&self, newest: &HashMap<String, RegistrationInfo>) -> io::Result<()> {
+    /// Replaces the file with `newest`, snapshot number `version`, durably;
+    /// does nothing if a later snapshot is on disk already.
+    pub(crate) fn save(
+        &self,
+        version: u64,
+        newest: &HashMap<String, RegistrationInfo>,
+    ) -> io::Result<()> {
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if version <= *written {
+            return Ok(());
+        }
         let mut all: Vec<&RegistrationInfo> = newest.values().collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         let bytes = postcard::to_allocvec(&all)
@@ -75,6 +89,7 @@ impl EpochStore {
         if let Ok(d) = fs::File::open(&self.dir) {
             let _ = d.sync_all();
         }
+        *written = version;
         Ok(())
     }
 }
@@ -91,8 +106,9 @@ mod tests {
         }
     }
 
-    /// What is saved is what the next open reads; a corrupt file is an
-    /// error, not an empty start.
+    /// What is saved is what the next open reads, an older snapshot never
+    /// replaces a newer one, and a corrupt file is an error, not an empty
+    /// start.
     #[test]
     fn saves_and_reopens_and_refuses_a_corrupt_file() {
         let dir = std::env::temp_dir().join(format!(
@@ -107,7 +123,12 @@ mod tests {
             .into_iter()
             .map(|i| (i.name.clone(), i))
             .collect();
-        store.save(&newest).expect("save");
+        store.save(1, &newest).expect("save");
+        let (_, back) = EpochStore::open(&dir).expect("reopen");
+        assert_eq!(back, newest);
+        // A snapshot no newer than the one on disk (a writer that lost the
+        // race) changes nothing.
+        store.save(1, &HashMap::new()).expect("stale save");
         let (_, back) = EpochStore::open(&dir).expect("reopen");
         assert_eq!(back, newest);
 
