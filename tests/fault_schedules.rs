@@ -76,6 +76,8 @@
 
 mod support;
 
+use support::{Failures, Watchdog};
+
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
@@ -83,7 +85,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
-use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, ActorStatus};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use rand::rngs::StdRng;
@@ -534,40 +536,6 @@ struct Inst {
     actor: TakeoverRef<Ledger>,
     /// How many times its node had crashed when it was spawned.
     crashes_at_spawn: u32,
-}
-
-type Failures = Arc<Mutex<Vec<(ActorId, String)>>>;
-
-/// The instances' supervisor: records every failure (panics included).
-struct Watchdog;
-
-impl Actor for Watchdog {
-    type Msg = ();
-    type State = Failures;
-    type Arguments = Failures;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<()>,
-        failures: Failures,
-    ) -> Result<Failures, ActorProcessingErr> {
-        Ok(failures)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: SupervisionEvent,
-        failures: &mut Failures,
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(who, err) = event {
-            failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((who.get_id(), err.to_string()));
-        }
-        Ok(())
-    }
 }
 
 thread_local! {

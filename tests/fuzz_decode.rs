@@ -23,17 +23,17 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ractor::concurrency::oneshot;
 use ractor::message::SerializedMessage;
-use ractor::{Actor, ActorProcessingErr, ActorRef, Message, SupervisionEvent};
+use ractor::{Actor, ActorRef, Message};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::{client, init_tracing, Counter, CounterMsg, CounterState, NAME};
+use support::{client, init_tracing, Counter, CounterMsg, CounterState, Failures, Watchdog, NAME};
 
 type Msg = TakeoverMessage<Counter>;
 
@@ -501,40 +501,6 @@ fn fuzz_handover_and_state_frames() {
         "fuzz_handover_and_state_frames: {n} frames in {:.1?}: {ok} decoded, {err} rejected",
         started.elapsed()
     );
-}
-
-type Failures = Arc<Mutex<Vec<String>>>;
-
-/// Supervises the instances: records every failure.
-struct Watchdog;
-
-impl Actor for Watchdog {
-    type Msg = ();
-    type State = Failures;
-    type Arguments = Failures;
-
-    async fn pre_start(
-        &self,
-        _: ActorRef<()>,
-        f: Failures,
-    ) -> Result<Failures, ActorProcessingErr> {
-        Ok(f)
-    }
-
-    async fn handle_supervisor_evt(
-        &self,
-        _: ActorRef<()>,
-        event: SupervisionEvent,
-        failures: &mut Failures,
-    ) -> Result<(), ActorProcessingErr> {
-        if let SupervisionEvent::ActorFailed(who, err) = event {
-            failures
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(format!("{who:?}: {err}"));
-        }
-        Ok(())
-    }
 }
 
 async fn spawn_watched(

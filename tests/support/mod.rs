@@ -473,3 +473,39 @@ impl Caller {
 }
 
 pub mod procs;
+
+/// Failures a [`Watchdog`] saw: the actor and why.
+pub type Failures = std::sync::Arc<std::sync::Mutex<Vec<(ractor::ActorId, String)>>>;
+
+/// A supervisor that records every failure of the actors linked to it
+/// (panics included), for tests that check nothing failed.
+pub struct Watchdog;
+
+impl Actor for Watchdog {
+    type Msg = ();
+    type State = Failures;
+    type Arguments = Failures;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<()>,
+        failures: Failures,
+    ) -> Result<Failures, ActorProcessingErr> {
+        Ok(failures)
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        failures: &mut Failures,
+    ) -> Result<(), ActorProcessingErr> {
+        if let SupervisionEvent::ActorFailed(who, err) = event {
+            failures
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((who.get_id(), err.to_string()));
+        }
+        Ok(())
+    }
+}
