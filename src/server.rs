@@ -886,16 +886,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.name
             )))
         } else {
-            match self.behaviour.encode_state(&state.user) {
-                Ok(bytes) if bytes.len() > self.config.max_state_bytes => {
-                    Err(ReplyErr::State(StateCodecErr::TooLarge {
-                        bytes: bytes.len(),
-                        max: self.config.max_state_bytes,
-                    }))
-                }
-                Ok(bytes) => Ok(bytes),
-                Err(e) => Err(ReplyErr::State(e)),
-            }
+            self.encode_for_transfer(&state.user)
+                .map_err(ReplyErr::State)
         };
         if let Ok(bytes) = &result {
             tracing::info!(name = %self.name, node = %self.registry.node(), to = %requester.node, bytes = bytes.len(), "state sent; forwarding from now on");
@@ -1055,20 +1047,39 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         Ok(())
     }
 
+    /// Encodes our state for another instance (a takeover or a merge),
+    /// refusing one over `max_state_bytes`.
+    fn encode_for_transfer(&self, user: &A::State) -> Result<Vec<u8>, StateCodecErr> {
+        let bytes = self.behaviour.encode_state(user)?;
+        let max = self.config.max_state_bytes;
+        if bytes.len() > max {
+            return Err(StateCodecErr::TooLarge {
+                bytes: bytes.len(),
+                max,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes a state another instance sent, refusing one over
+    /// `max_state_bytes` before decoding it.
+    fn decode_transferred(&self, bytes: &[u8]) -> Result<A::State, StateCodecErr> {
+        let max = self.config.max_state_bytes;
+        if bytes.len() > max {
+            return Err(StateCodecErr::TooLarge {
+                bytes: bytes.len(),
+                max,
+            });
+        }
+        self.behaviour.decode_state(bytes)
+    }
+
     async fn install(
         &self,
         state: &mut ServerState<A>,
         bytes: Vec<u8>,
     ) -> Result<(), ActorProcessingErr> {
-        let decoded = if bytes.len() > self.config.max_state_bytes {
-            Err(StateCodecErr::TooLarge {
-                bytes: bytes.len(),
-                max: self.config.max_state_bytes,
-            })
-        } else {
-            self.behaviour.decode_state(&bytes)
-        };
-        match decoded {
+        match self.decode_transferred(&bytes) {
             Ok(user) => {
                 state.user = user;
                 let Stage::Pulling { from, started, .. } = &state.stage else {

@@ -196,16 +196,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Loses a conflict: offer the state to the winner, forward from now on.
     fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
         tracing::warn!(name = %self.name, node = %self.registry.node(), winner = ?winner.info(), "split brain: this holder loses; offering its state");
-        let result = match self.behaviour.encode_state(&state.user) {
-            Ok(bytes) if bytes.len() > self.config.max_state_bytes => {
-                Err(ReplyErr::State(StateCodecErr::TooLarge {
-                    bytes: bytes.len(),
-                    max: self.config.max_state_bytes,
-                }))
-            }
-            Ok(bytes) => Ok(bytes),
-            Err(e) => Err(ReplyErr::State(e)),
-        };
+        let result = self
+            .encode_for_transfer(&state.user)
+            .map_err(ReplyErr::State);
         deliver(
             &state.registry,
             &winner,
@@ -247,11 +240,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         let bytes = result.as_ref().map(Vec::len).unwrap_or(0);
         let theirs = match result {
-            Ok(b) if b.len() > self.config.max_state_bytes => Err(StateCodecErr::TooLarge {
-                bytes: b.len(),
-                max: self.config.max_state_bytes,
-            }),
-            Ok(b) => self.behaviour.decode_state(&b),
+            Ok(b) => self.decode_transferred(&b),
             Err(ReplyErr::State(e)) => Err(e),
             Err(ReplyErr::Refused(why)) => Err(StateCodecErr::Encode(why)),
         };
