@@ -33,6 +33,20 @@ async fn run_until(at: tokio::time::Instant) {
     tokio::time::sleep_until(at).await;
 }
 
+/// Crashes `a`, the holder; `b` fails over from it (no warm standby) and
+/// every view resolves the name to `b`.
+async fn crash_a_then_b_fails_over(cluster: &FakeCluster, events: &mut Watcher) {
+    cluster.crash("a");
+    assert_eq!(
+        events.registered("b").await,
+        StartType::Failover {
+            from: "a".into(),
+            checkpoint: None
+        }
+    );
+    wait_holder_everywhere(cluster, "b").await;
+}
+
 /// `a > b > c`: an instance on `a` registers, then standbys on `b` and `c`.
 async fn holder_on_a_standbys_on_b_and_c(
     cluster: &FakeCluster,
@@ -130,15 +144,7 @@ async fn holder_node_down_fails_over_to_the_next_in_priority() {
     );
 
     tracing::info!("--- crash a");
-    cluster.crash("a");
-    assert_eq!(
-        events.registered("b").await,
-        StartType::Failover {
-            from: "a".into(),
-            checkpoint: None
-        }
-    );
-    wait_holder_everywhere(&cluster, "b").await;
+    crash_a_then_b_fails_over(&cluster, &mut events).await;
 
     tracing::info!("--- the client on c is answered by b");
     assert_eq!(cc.whereis().map(|h| h.node), Some("b".into()));
@@ -220,15 +226,7 @@ async fn preferred_node_back_takes_over_with_the_state() {
     let (_a, _b, _c) = holder_on_a_standbys_on_b_and_c(&cluster, &config, &mut events).await;
 
     tracing::info!("--- crash a: b fails over");
-    cluster.crash("a");
-    assert_eq!(
-        events.registered("b").await,
-        StartType::Failover {
-            from: "a".into(),
-            checkpoint: None
-        }
-    );
-    wait_holder_everywhere(&cluster, "b").await;
+    crash_a_then_b_fails_over(&cluster, &mut events).await;
 
     tracing::info!("--- a client on c calls in a loop, served by b");
     let caller = Caller::start(client(&cluster, "c"), 0);
@@ -335,15 +333,7 @@ async fn flapping_preferred_node_leaves_the_state_on_b_until_it_stays_up() {
     let (_a, b, _c) = holder_on_a_standbys_on_b_and_c(&cluster, &config, &mut events).await;
 
     tracing::info!("--- crash a: b fails over and counts");
-    cluster.crash("a");
-    assert_eq!(
-        events.registered("b").await,
-        StartType::Failover {
-            from: "a".into(),
-            checkpoint: None
-        }
-    );
-    wait_holder_everywhere(&cluster, "b").await;
+    crash_a_then_b_fails_over(&cluster, &mut events).await;
     let cc = client(&cluster, "c");
     assert_eq!(cc.call(CounterMsg::Add(5), TIMEOUT).await.unwrap().total, 5);
     assert_eq!(
