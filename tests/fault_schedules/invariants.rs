@@ -1,0 +1,423 @@
+//! The invariants (1 to 4 in the suite's docs), one function each, over a
+//! run's history replayed once (`replay.rs`). A violation that matches a
+//! known gap's signature (`known_gaps.rs`) carries it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ractor_takeover::*;
+
+use crate::harness::{Outcome, TAKEOVER_TIMEOUT};
+use crate::known_gaps::{self, KnownGap};
+use crate::ledger::{CallId, Entry, LedgerReply};
+use crate::replay::Replay;
+use crate::NODES;
+
+/// What a run counted (the summary adds them up).
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub calls: usize,
+    pub acked: usize,
+    pub timed_out: usize,
+    pub not_registered: usize,
+    pub no_reply: usize,
+    pub lost_reported: usize,
+    pub applied_unacked: usize,
+    pub takeovers_ok: usize,
+    pub failovers: usize,
+    pub checkpoint_failovers: usize,
+    pub merges: usize,
+    pub crashes: usize,
+}
+
+impl Stats {
+    /// Counts `o`'s calls, takeovers, failovers and crashes.
+    fn of(r: &Replay) -> Self {
+        let o = r.outcome;
+        let mut stats = Stats {
+            crashes: o.crashes.iter().map(|c| *c as usize).sum(),
+            failovers: r.failovers.len(),
+            checkpoint_failovers: r
+                .failovers
+                .iter()
+                .filter(|f| f.checkpoint.is_some())
+                .count(),
+            merges: r.merges,
+            calls: o.calls.len(),
+            acked: o
+                .calls
+                .iter()
+                .filter(|c| matches!(c.result, Ok(LedgerReply::Applied { .. })))
+                .count(),
+            takeovers_ok: o.takeovers.iter().filter(|t| t.result.is_ok()).count(),
+            ..Stats::default()
+        };
+        for c in &o.calls {
+            match &c.result {
+                Err(CallErr::Timeout) => stats.timed_out += 1,
+                Err(CallErr::NoReply) => stats.no_reply += 1,
+                Err(CallErr::NotRegistered(_)) => stats.not_registered += 1,
+                _ => {}
+            }
+        }
+        if let Ok(state) = &o.final_state {
+            let content = state.content();
+            stats.lost_reported = r
+                .acked
+                .keys()
+                .filter(|call| !content.contains(call) && r.crashed_holders_of(call).1)
+                .count();
+        }
+        stats.applied_unacked = o
+            .log
+            .iter()
+            .filter(|e| matches!(e, Entry::Apply { call, .. } if !r.acked.contains_key(call)))
+            .count();
+        stats
+    }
+
+    /// Adds `o`'s counts to these.
+    pub fn add(&mut self, o: &Stats) {
+        self.calls += o.calls;
+        self.acked += o.acked;
+        self.timed_out += o.timed_out;
+        self.not_registered += o.not_registered;
+        self.no_reply += o.no_reply;
+        self.lost_reported += o.lost_reported;
+        self.applied_unacked += o.applied_unacked;
+        self.takeovers_ok += o.takeovers_ok;
+        self.failovers += o.failovers;
+        self.checkpoint_failovers += o.checkpoint_failovers;
+        self.merges += o.merges;
+        self.crashes += o.crashes;
+    }
+}
+
+/// One broken property: `check` names which (1 to 4 in the suite's docs).
+#[derive(Debug, Clone)]
+pub struct Violation {
+    pub check: &'static str,
+    pub detail: String,
+    /// The known gap this violation is a symptom of, if it matches one's
+    /// signature exactly.
+    pub known: Option<KnownGap>,
+}
+
+/// The violations of one run, in the order the checks run.
+#[derive(Default)]
+struct Violations(Vec<Violation>);
+
+impl Violations {
+    fn push(&mut self, check: &'static str, detail: String, known: Option<KnownGap>) {
+        self.0.push(Violation {
+            check,
+            detail,
+            known,
+        });
+    }
+
+    /// A violation no known gap explains.
+    fn fail(&mut self, check: &'static str, detail: String) {
+        self.push(check, detail, None);
+    }
+}
+
+/// Checks every invariant of a run and counts what it did.
+pub fn check(o: &Outcome) -> (Stats, Vec<Violation>) {
+    let r = Replay::new(o);
+    let mut v = Violations::default();
+    one_holder_per_epoch(&r, &mut v);
+    one_holder_after_the_heal(&r, &mut v);
+    calls_answered_once(&r, &mut v);
+    acknowledged_calls_kept(&r, &mut v);
+    failovers_install_the_checkpoint(&r, &mut v);
+    takeovers_by_their_deadline(&r, &mut v);
+    nothing_fails(&r, &mut v);
+    (Stats::of(&r), v.0)
+}
+
+/// (1) At most one instance serves per epoch, and one node per epoch in the
+/// events; an instance runs go once (or again as a failover under a new
+/// epoch), with an epoch, before it applies anything.
+fn one_holder_per_epoch(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "1 one holder per epoch";
+    for detail in &r.log_anomalies {
+        v.fail(CHECK, detail.clone());
+    }
+    for (epoch, insts) in &r.epoch_insts {
+        if insts.len() > 1 {
+            let who: Vec<String> = insts
+                .iter()
+                .map(|i| format!("{i} on {}", r.node_of(i)))
+                .collect();
+            v.push(
+                CHECK,
+                format!("epoch {epoch} served by several instances: {who:?}"),
+                known_gaps::epoch_shared(r, insts),
+            );
+        }
+    }
+    let mut epoch_nodes: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    for ev in &r.outcome.events {
+        let holds = matches!(
+            ev.kind,
+            EventKind::Registered { .. }
+                | EventKind::TakeoverStarted { .. }
+                | EventKind::ConflictWon { .. }
+        );
+        if let (true, Some(epoch)) = (holds, ev.epoch) {
+            epoch_nodes
+                .entry(epoch)
+                .or_default()
+                .insert(ev.node.to_string());
+        }
+    }
+    for (epoch, nodes) in &epoch_nodes {
+        if nodes.len() > 1 {
+            v.push(
+                CHECK,
+                format!("epoch {epoch} taken on several nodes: {nodes:?}"),
+                Some(KnownGap::B1EpochTie),
+            );
+        }
+    }
+}
+
+/// (1) After the final heal exactly one holder remains, on `a`, in every
+/// node's view, and the other nodes' instances are standbys.
+fn one_holder_after_the_heal(r: &Replay, v: &mut Violations) {
+    if let Err(e) = &r.outcome.quiet {
+        v.push(
+            "1 exactly one holder after the heal",
+            e.clone(),
+            known_gaps::not_settled(r),
+        );
+    }
+}
+
+/// (3) Every call returns by its deadline; none is applied twice; none
+/// answered "not handled" was applied; every acknowledgement names the
+/// holder that applied the call; each client sends in sequence.
+fn calls_answered_once(r: &Replay, v: &mut Violations) {
+    for c in &r.outcome.calls {
+        if c.took > c.timeout + Duration::from_millis(1) {
+            v.fail(
+                "3 no call past its deadline",
+                format!(
+                    "call {:?} from {} returned after {:?}, deadline {:?}",
+                    c.call, NODES[c.client_node], c.took, c.timeout
+                ),
+            );
+        }
+        match &c.result {
+            Ok(LedgerReply::Applied { .. }) | Err(CallErr::Timeout) | Err(CallErr::NoReply) => {}
+            Ok(other) => v.fail(
+                "3 answered once",
+                format!("call {:?} got a foreign reply {other:?}", c.call),
+            ),
+            Err(e @ (CallErr::NotRegistered(_) | CallErr::BufferFull { .. })) => {
+                if let Some(by) = r.applied.get(&c.call) {
+                    v.fail(
+                        "3 answered once",
+                        format!(
+                            "call {:?} was answered {e:?} (not handled) but applied by {by:?}",
+                            c.call
+                        ),
+                    );
+                }
+            }
+            Err(e) => v.fail(
+                "3 answered once",
+                format!("call {:?} failed with {e:?}", c.call),
+            ),
+        }
+    }
+    for (call, by) in &r.applied {
+        if by.len() > 1 {
+            v.fail(
+                "3 answered once",
+                format!("call {call:?} applied {} times: {by:?}", by.len()),
+            );
+        }
+    }
+    for (call, (node, epoch)) in &r.acked {
+        let matches = r
+            .applied
+            .get(call)
+            .is_some_and(|by| by.iter().any(|(_, n, e)| n == node && e == epoch));
+        if !matches {
+            v.fail(
+                "3 answered once",
+                format!(
+                    "call {call:?} acknowledged by {node} at epoch {epoch:?}, applied by {:?}",
+                    r.applied.get(call)
+                ),
+            );
+        }
+    }
+    let mut sent: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for c in &r.outcome.calls {
+        sent.entry(c.call.0).or_default().push(c.call.1);
+    }
+    for (client, seqs) in sent {
+        if seqs.windows(2).any(|w| w[1] != w[0] + 1) {
+            v.fail(
+                "3 per-sender order",
+                format!("client {client} did not send in sequence: {seqs:?}"),
+            );
+        }
+    }
+}
+
+/// (2) The final state has every acknowledged call, unless a node crash
+/// lost it and a later failover from that node reported the loss; (3) it
+/// has no call twice, none never applied, and each client's acknowledged
+/// calls in increasing order.
+fn acknowledged_calls_kept(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "2 acknowledged calls kept";
+    let state = match &r.outcome.final_state {
+        Err(e) => return v.fail(CHECK, e.clone()),
+        Ok(state) => state,
+    };
+    let content = state.content();
+    for (client, seqs) in &state.applied {
+        let mut seen = BTreeSet::new();
+        let mut prev_acked = 0;
+        for s in seqs {
+            if !seen.insert(*s) {
+                v.fail(
+                    "3 answered once",
+                    format!("the final state has call {:?} twice", (client, s)),
+                );
+            }
+            if !r.applied.contains_key(&(*client, *s)) {
+                v.fail(
+                    CHECK,
+                    format!("the final state has call {:?}, never applied", (client, s)),
+                );
+            }
+            if r.acked.contains_key(&(*client, *s)) {
+                if *s < prev_acked {
+                    v.fail(
+                        "3 per-sender order",
+                        format!(
+                            "client {client}: acknowledged call {s} after {prev_acked} in the final state"
+                        ),
+                    );
+                }
+                prev_acked = *s;
+            }
+        }
+    }
+    for (call, (node, epoch)) in &r.acked {
+        if content.contains(call) {
+            continue;
+        }
+        let (holders, reported) = r.crashed_holders_of(call);
+        if reported {
+            continue;
+        }
+        if holders.is_empty() {
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?} (acknowledged by {node} at epoch {epoch:?}) is lost, and no crashed instance had it"
+                ),
+                known_gaps::lost_without_a_crash(r, call, node, *epoch),
+            );
+        } else {
+            let after = failovers_after_crashes_with(r, call);
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?} (acknowledged by {node} at epoch {epoch:?}) was lost with the crash of {holders:?}, and no later failover from that node reported it (later failovers: {after:?})"
+                ),
+                known_gaps::lost_in_an_unreported_crash(r, call),
+            );
+        }
+    }
+}
+
+/// The failovers after the `go` of each crashed instance that had `call`.
+fn failovers_after_crashes_with(r: &Replay, call: &CallId) -> Vec<String> {
+    r.dead
+        .iter()
+        .filter(|(_, _, had)| had.contains(call))
+        .flat_map(|(x, _, _)| {
+            r.failovers
+                .iter()
+                .filter(|f| r.go_at.get(x).is_some_and(|g| f.at > *g))
+                .map(|f| format!("{} from {}", r.node_of(&f.by), f.from))
+        })
+        .collect()
+}
+
+/// (2, warm standby) A failover installs exactly the checkpointing holder's
+/// state after `handled` calls, so only the updates since then are lost.
+fn failovers_install_the_checkpoint(r: &Replay, v: &mut Violations) {
+    for f in &r.failovers {
+        let Some(cp) = &f.checkpoint else { continue };
+        let Some(holders) = r.epoch_insts.get(&cp.holder_epoch) else {
+            continue; // the checkpointing holder never ran go or served at that epoch
+        };
+        // With B1 several instances may share the epoch: any may have sent it.
+        let matches = |k: &ractor::ActorId| {
+            r.history
+                .get(k)
+                .into_iter()
+                .flatten()
+                .any(|(h, snap)| *h == cp.handled && *snap == f.content)
+        };
+        if !holders.iter().any(matches) {
+            let who: Vec<String> = holders
+                .iter()
+                .map(|k| format!("{k} on {}", r.node_of(k)))
+                .collect();
+            v.fail(
+                "2 at most the updates since the checkpoint",
+                format!(
+                    "{} failed over from checkpoint {cp:?} of {who:?}, but installed {} calls that match no state of it after {} handled",
+                    r.node_of(&f.by),
+                    f.content.len(),
+                    cp.handled
+                ),
+            );
+        }
+    }
+}
+
+/// (3) Every manual takeover returns by its deadline.
+fn takeovers_by_their_deadline(r: &Replay, v: &mut Violations) {
+    for t in &r.outcome.takeovers {
+        if t.took > TAKEOVER_TIMEOUT + Duration::from_millis(1) {
+            v.fail(
+                "3 no call past its deadline",
+                format!(
+                    "takeover on {} returned after {:?}: {:?}",
+                    NODES[t.node], t.took, t.result
+                ),
+            );
+        }
+    }
+}
+
+/// (4) Only an instance whose node crashed may fail, and not with a panic;
+/// nothing panicked on the schedule's thread.
+fn nothing_fails(r: &Replay, v: &mut Violations) {
+    let o = r.outcome;
+    for (id, why) in &o.failures {
+        let crashed_since = o.insts.get(id).is_some_and(|(n, at)| o.crashes[*n] > *at);
+        if !crashed_since || why.contains("panic") {
+            v.fail(
+                "4 nothing fails",
+                format!("instance {id} on {} failed: {why}", r.node_of(id)),
+            );
+        }
+    }
+    if o.panics > 0 {
+        v.fail(
+            "4 nothing fails",
+            format!("{} panic(s) on the schedule's thread", o.panics),
+        );
+    }
+}

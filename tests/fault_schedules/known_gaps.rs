@@ -1,0 +1,265 @@
+//! The known gaps: bugs in `src/` the suite found and that are not (all)
+//! fixed. A violation whose signature matches one exactly (the checks in
+//! `invariants.rs` decide which) is counted and listed in the summary, not
+//! failed; `regressions.rs` replays a seed for each.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ractor::ActorId;
+use ractor_takeover::*;
+
+use crate::ledger::CallId;
+use crate::replay::Replay;
+
+/// A known gap, B1 to B8. The order is the summary's (B1 first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KnownGap {
+    /// Known bug B1: two holders get the same epoch. Two causes, the first
+    /// fixed: (1) neither node's view had the other's registration (each side
+    /// of a split), and both allocated "highest epoch seen + 1"; now every node
+    /// allocates in its own class of epochs (`next_epoch`), so two nodes never
+    /// take one epoch. (2) Every view that had seen an epoch was lost in crashes
+    /// (a node restarted while cut off, or all that knew crashed), and the node
+    /// takes an epoch again; a standby then refuses the new holder's checkpoints
+    /// as "stale". Fixed where nodes are durable (`FakeCluster::set_durable`,
+    /// half of the schedules; `ClusterConfig::state_dir` on the real backend).
+    /// Replayed by `known_bug_b1_two_holders_share_an_epoch`.
+    B1EpochTie,
+    /// Known bug B2: during a split brain both holders acknowledge calls; when
+    /// one of them crashes before the heal, its calls are lost and no event
+    /// reports it: nobody fails over from it, the other side already has a
+    /// holder (and often no live node ever saw its registration). The runtime
+    /// has no way to report this; only preventing the second holder from
+    /// acknowledging would. Quorum mode does for a *detected* partition (a
+    /// holder in a minority holds its calls, `QuorumLost`); what is left there
+    /// are undetected partitions, where both sides think they have a majority.
+    /// A holder that saw the crashed rival (it suspected a conflict with it)
+    /// reports a failover from it.
+    /// Replayed by `known_bug_b2_split_brain_holder_crash_is_unreported`.
+    B2SplitBrainCrash,
+    /// Known bug B3: the `from` of a failover (a standby's `last_holder`) is
+    /// stale: `server.rs` `place()` records the holder only when it runs to the
+    /// end, not while a retry (`retry_at`, after a refused takeover) is pending,
+    /// and a view that still shows an older holder (its departure slow on a
+    /// link) records that one. The failover after the real holder's crash then
+    /// reports the loss as `Failover { from }` naming another node. Since B4's
+    /// fix, a fresh instance names the newest registration its node has seen
+    /// (`Registry::newest_seen`), which can be a steal that was rolled back (it
+    /// never held). Replayed by `known_bug_b3_failover_names_a_stale_holder`.
+    B3StaleFrom,
+    /// Known bug B4: the holder crashes, no standby fails over (the node comes
+    /// back within the failover delay, or quorum mode forbids the survivors), and
+    /// a fresh instance (`server.rs` `post_start`) then finds the name vacant and
+    /// registers it as `Normal` with an empty state. The holder's whole state is
+    /// lost and no event says so (no `Failover`, no `StateLost`), although the
+    /// registry knows the name had holders (its new epoch is above 1). Replayed
+    /// by `known_bug_b4_vacant_name_after_a_crash_starts_normal`. Mostly fixed:
+    /// a vacant name is taken as `Failover { from }` when the node has seen a
+    /// holder (`Registry::newest_seen`, learned from peers). Left: a node that
+    /// restarts cut off from every node that had seen a holder knows nothing
+    /// (views are not durable; the same cause as B1's forgotten epochs).
+    B4RestartedAsNormal,
+    /// Known bug B5: a takeover whose state request is lost (an undetected
+    /// partition drops it) leaves the old holder suspecting a conflict; after
+    /// `conflict_grace` it wins, re-registers under a new epoch and unregisters
+    /// the old one (or, a yielding loser, it merges into a third holder and
+    /// retires). The puller takes that unregistration for the old holder's
+    /// death: it publishes `StateLost` (wrongly: the state is alive), starts as a
+    /// `Failover` holder with an empty state and serves its buffered calls. No
+    /// registry event reaches it after that, so it never checks for the conflict
+    /// (the winner's wait for its `MergeOffer` never ends either): it stays a
+    /// second holder, below the real one, forever, and the calls it acknowledged
+    /// are lost. In `server.rs`: `on_registry` (`Stage::Pulling` ends the pull as
+    /// lost on any `Unregistered` of `from`, whatever the `LeaveReason`) and
+    /// `finish_pull`/`start_holder` (no `check_conflict` after becoming holder).
+    /// Replayed by `known_bug_b5_puller_stranded_as_a_second_holder`.
+    B5StrandedPuller,
+    /// Known bug B6: an old holder in `Retiring` waits for `HandoverDone` with no
+    /// timeout; if it is lost (an undetected partition), the instance stays
+    /// `Retiring` forever after the heal: it keeps its registration and never
+    /// becomes a standby again. Worse, when that successor later leaves (it
+    /// yields or hands over), the old holder takes it for a failed takeover and
+    /// resumes (`HandoverResumed`) as a holder of the state it had already handed
+    /// over, a fork, and never checks for the higher registration. In
+    /// `server.rs`: `Stage::Retiring` (no timer; `on_registry` does not notice
+    /// that its successor holds the name) and `resume` (no `check_conflict`).
+    /// Replayed by `known_bug_b6_lost_handover_done_never_retires`. Fixed
+    /// (`server/retire.rs`): a retiring holder asks its successor again every
+    /// `pull_timeout` (`HandoverQuery`), and checks for a newer holder when it
+    /// resumes.
+    B6NeverRetires,
+    /// Known bug B7: the new holder installs the state, serves calls, and its
+    /// node crashes before its `HandoverDone` reaches the old holder (in flight
+    /// on a slow link). The old holder, still `Retiring`, sees its successor
+    /// vanish and resumes (`HandoverResumed`) with the state it had sent: the
+    /// calls the successor acknowledged are lost, and the events say the
+    /// takeover failed instead of reporting a loss. In `server.rs`: `on_registry`
+    /// (`Stage::Retiring` resumes on any departure of the successor) and
+    /// `resume`. Replayed by `known_bug_b7_resume_over_a_successor_that_served`.
+    /// Fixed (`server/retire.rs`): the old holder resumes under a new epoch as
+    /// `Failover { from: successor's node }`, which reports the loss.
+    B7ResumedOverASuccessor,
+    /// Known bug B8: a takeover's pull ends as a failover (`StateLost`: the old
+    /// holder's node looked down, a detected split), and the state request,
+    /// delayed on a slow link, reaches the old holder after the heal. The old
+    /// holder answers it as a normal handover: it sends its state and retires
+    /// (`Retiring`), but the requester is no longer pulling and drops the reply
+    /// ("state reply for no pull of ours"). The old holder's state is lost,
+    /// unreported, and it stays `Retiring` forever (or, when that requester later
+    /// leaves, resumes as a holder below it, for good). In `server.rs`:
+    /// `on_state_request` (no check that the requester still pulls) and the
+    /// `StateReply` branch of `on_handover` (drops an unexpected state instead of
+    /// merging it or sending `HandoverAborted`). Replayed by
+    /// `known_bug_b8_state_sent_to_a_puller_that_gave_up`.
+    B8StateSentToNobody,
+}
+
+impl KnownGap {
+    /// The line the summary prints for it (its number first).
+    pub fn signature(self) -> &'static str {
+        match self {
+            KnownGap::B1EpochTie => "B1 two holders with one epoch (different nodes, or a crash forgot it)",
+            KnownGap::B2SplitBrainCrash => "B2 a split-brain holder crashed: its acknowledged calls are lost unreported",
+            KnownGap::B3StaleFrom => "B3 a failover reported the loss under a stale previous holder's node",
+            KnownGap::B4RestartedAsNormal => "B4 after a holder's crash a fresh instance registered as Normal: loss unreported",
+            KnownGap::B5StrandedPuller => "B5 a puller took its old holder's re-registration for a death: a second holder forever",
+            KnownGap::B6NeverRetires => "B6 an old holder whose HandoverDone was lost stays Retiring forever",
+            KnownGap::B7ResumedOverASuccessor => "B7 an old holder resumed after its successor had served and crashed: loss unreported",
+            KnownGap::B8StateSentToNobody => "B8 an old holder sent its state to a puller that had given up: the state is lost",
+        }
+    }
+}
+
+impl fmt::Display for KnownGap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.signature())
+    }
+}
+
+// The signatures: each says exactly when a violation is a known gap's
+// symptom. Anything they do not match fails the suite.
+
+/// B1: the instances that served one epoch are on different nodes, or a
+/// node crashed (and forgot the epochs it had seen) between them.
+pub fn epoch_shared(r: &Replay, insts: &BTreeSet<ActorId>) -> Option<KnownGap> {
+    let first = |i: &ActorId| r.go_at.get(i).copied().unwrap_or(0);
+    let b1 = insts.iter().all(|x| {
+        insts.iter().all(|y| {
+            let (lo, hi) = (first(x).min(first(y)), first(x).max(first(y)));
+            x == y
+                || r.node_of(x) != r.node_of(y)
+                || r.crashes_at.iter().any(|at| *at > lo && *at < hi)
+        })
+    });
+    b1.then_some(KnownGap::B1EpochTie)
+}
+
+/// B5, B6, B8: the cluster did not settle, and an instance that is not as it
+/// should be (`a` holds, `b` and `c` wait) is one those gaps leave behind.
+pub fn not_settled(r: &Replay) -> Option<KnownGap> {
+    let o = r.outcome;
+    let offenders: Vec<&InstanceStatus> = o
+        .statuses
+        .iter()
+        .enumerate()
+        .filter_map(|(n, st)| {
+            let want = if n == 0 {
+                Phase::Holder
+            } else {
+                Phase::Standby
+            };
+            let holds = o.view_holder.as_ref().map(|h| h.epoch);
+            st.as_ref()
+                .filter(|st| st.phase != want || (n == 0 && st.epoch != holds))
+        })
+        .collect();
+    let stuck = |phase: Phase, set: &BTreeSet<(String, u64)>| {
+        offenders.iter().any(|st| {
+            st.phase == phase
+                && st
+                    .epoch
+                    .is_some_and(|ep| set.contains(&(st.node.to_string(), ep)))
+        })
+    };
+    if stuck(Phase::Holder, &r.stranded) {
+        Some(KnownGap::B5StrandedPuller)
+    } else if stuck(Phase::Retiring, &r.unretired) || stuck(Phase::Holder, &r.unretired) {
+        Some(KnownGap::B6NeverRetires)
+    } else if stuck(Phase::Retiring, &r.abandoned) || stuck(Phase::Holder, &r.abandoned) {
+        Some(KnownGap::B8StateSentToNobody)
+    } else {
+        None
+    }
+}
+
+/// B5, B8: an acknowledged call is lost and no crashed instance had it.
+pub fn lost_without_a_crash(
+    r: &Replay,
+    call: &CallId,
+    node: &str,
+    epoch: Option<u64>,
+) -> Option<KnownGap> {
+    let b5 = epoch.is_some_and(|ep| r.stranded.contains(&(node.to_string(), ep)));
+    // B8: an instance whose state went to nobody had it.
+    // (Any of its epochs: a conflict won re-registers it.)
+    let b8 = r.shadow.iter().any(|(x, had)| {
+        had.contains(call)
+            && r.epoch_insts.iter().any(|(ep, insts)| {
+                insts.contains(x) && r.abandoned.contains(&(r.node_of(x).to_string(), *ep))
+            })
+    });
+    if b5 {
+        Some(KnownGap::B5StrandedPuller)
+    } else if b8 {
+        Some(KnownGap::B8StateSentToNobody)
+    } else {
+        None
+    }
+}
+
+/// B7, B2, B3, B4 (checked in that order): an acknowledged call was lost
+/// with a crash that no later failover reported.
+pub fn lost_in_an_unreported_crash(r: &Replay, call: &CallId) -> Option<KnownGap> {
+    // B2's signature: an instance that had the call crashed while another
+    // node's instance held the name too.
+    let split_brain = r
+        .dead
+        .iter()
+        .any(|(x, crash_at, had)| had.contains(call) && r.split_brain_with(x, *crash_at));
+    // B7's: the crashed instance had taken over (and served), and its
+    // predecessor then resumed as holder.
+    let resumed_over = r.dead.iter().any(|(x, _, had)| {
+        had.contains(call)
+            && matches!(r.go_start.get(x), Some(StartType::Takeover { .. }))
+            && r.outcome.events.iter().any(|e| {
+                matches!(&e.kind, EventKind::HandoverResumed { successor }
+                    if successor.node.as_str() == r.node_of(x)
+                        && Some(successor.epoch) == r.go_epoch.get(x).copied().flatten())
+            })
+    });
+    // B3's: a failover after the crash reported a loss, but named another
+    // node as the previous holder's.
+    let misnamed = r.dead.iter().any(|(x, crash_at, had)| {
+        had.contains(call)
+            && r.failovers
+                .iter()
+                .any(|f| f.at > *crash_at && f.from.as_str() != r.node_of(x))
+    });
+    // B4's: after the crash, a fresh instance found the name vacant and
+    // registered it as `Normal`.
+    let normal_again = r.dead.iter().any(|(_, crash_at, had)| {
+        had.contains(call) && r.normal_starts.iter().any(|(at, _)| at > crash_at)
+    });
+    if resumed_over {
+        Some(KnownGap::B7ResumedOverASuccessor)
+    } else if split_brain {
+        Some(KnownGap::B2SplitBrainCrash)
+    } else if misnamed {
+        Some(KnownGap::B3StaleFrom)
+    } else if normal_again {
+        Some(KnownGap::B4RestartedAsNormal)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,278 @@
+//! Regressions, each named by the seed it replays: the known gaps (one
+//! `known_bug_*` test per gap, checking only that gap's signature, failing
+//! while the gap is there) and the seeds long runs found and fixes closed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ractor_takeover::*;
+
+use crate::driver::{run_seed, SeedRun};
+use crate::generator::Fault;
+use crate::invariants::Violation;
+use crate::known_gaps::KnownGap;
+use crate::ledger::Entry;
+
+/// Replays `seed` and fails with its report if it shows known bug `bug`.
+fn replay_known_bug(seed: u64, bug: KnownGap) -> SeedRun {
+    let run = run_seed(seed);
+    if let Some(report) = run.report(false) {
+        panic!("seed {seed} fails in a way no known bug explains:\n{report}");
+    }
+    let hits: Vec<&Violation> = run
+        .violations
+        .iter()
+        .filter(|v| v.known == Some(bug))
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "{bug}, seed {seed}:\n{}{}",
+        run.schedule.describe(),
+        hits.iter()
+            .take(6)
+            .map(|v| format!("  VIOLATION [{}] {}\n", v.check, v.detail))
+            .collect::<String>()
+    );
+    run
+}
+// Known bugs: each test replays a seed that shows one, checks only that
+// bug's signature, and fails while the bug is there. Run them with
+// `cargo test --all-features --test fault_schedules -- --ignored`.
+// (A seed replays the same run as long as `src/` schedules the same way; if
+// a change in `src/` moves it, pick another seed from the suite's summary.)
+
+/// Seed 18: `b | c` split (detected), then `a`, the holder, crashes; `b` and
+/// `c` each find the name vacant and fail over, neither seeing the other.
+/// They used to take the same epoch (B1); with per-node epochs
+/// (`next_epoch`) they cannot: both fail over, at different epochs, and a
+/// fencing gate refuses the lower one after the higher one wrote.
+#[test]
+fn both_sides_of_a_split_fail_over_to_different_epochs() {
+    let run = run_seed(18);
+    let outcome = run.outcome.as_ref().expect("the run completes");
+    let failovers: Vec<&TakeoverEvent> = outcome
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                EventKind::Registered {
+                    start: StartType::Failover { .. }
+                }
+            )
+        })
+        .collect();
+    let (x, y) = failovers
+        .iter()
+        .find_map(|x| Some((*x, *failovers.iter().find(|y| y.node != x.node)?)))
+        .expect("seed 18: both sides of the split fail over");
+    assert_ne!(
+        x.epoch, y.epoch,
+        "the failovers on {} and {} took one epoch",
+        x.node, y.node
+    );
+    let mut by_epoch: BTreeMap<u64, BTreeSet<&NodeId>> = BTreeMap::new();
+    for ev in &outcome.events {
+        if let (EventKind::Registered { .. }, Some(epoch)) = (&ev.kind, ev.epoch) {
+            by_epoch.entry(epoch).or_default().insert(&ev.node);
+        }
+    }
+    for (epoch, nodes) in &by_epoch {
+        assert_eq!(nodes.len(), 1, "epoch {epoch} registered on {nodes:?}");
+    }
+    let token = |e: &TakeoverEvent| FencingToken {
+        name: e.name.clone(),
+        epoch: e.epoch.unwrap_or_default(),
+        node: e.node.clone(),
+    };
+    let (lo, hi) = if x.epoch < y.epoch {
+        (token(x), token(y))
+    } else {
+        (token(y), token(x))
+    };
+    let gate = EpochGate::new();
+    gate.admit(&hi).expect("the first write passes");
+    assert!(
+        gate.admit(&lo).is_err(),
+        "the gate admits epoch {} after {}",
+        lo.epoch,
+        hi.epoch
+    );
+}
+
+/// B1 ([`KnownGap::B1EpochTie`]), seed 68 (nodes not durable): a node that crashed
+/// forgot the epochs it had seen, and no peer it can reach saw them either,
+/// so it takes an epoch again. With durable nodes
+/// (`FakeCluster::set_durable`, `ClusterConfig::state_dir` on the real
+/// backend) no schedule shows it.
+#[test]
+#[ignore = "known bug B1: a node that crashed without a state dir can forget epochs"]
+fn known_bug_b1_two_holders_share_an_epoch() {
+    replay_known_bug(68, KnownGap::B1EpochTie);
+}
+
+/// B2 ([`KnownGap::B2SplitBrainCrash`]), seed 2613: `a | b` split; `b` fails over
+/// (from a checkpoint) and acknowledges its clients' calls while `a` keeps
+/// holding for `a` and `c`; then `b` crashes. Nobody fails over from `b`
+/// (`c` sees `a` holding): the calls `b` acknowledged since the split are
+/// lost and no event reports it.
+#[test]
+#[ignore = "known bug B2: a split-brain holder's crash loses acknowledged calls unreported"]
+fn known_bug_b2_split_brain_holder_crash_is_unreported() {
+    replay_known_bug(2613, KnownGap::B2SplitBrainCrash);
+}
+
+/// B3 ([`KnownGap::B3StaleFrom`]), seed 277: `a` holds at epoch 4; `b`, cut off from
+/// `a` by an undetected partition, steals the name (epoch 5) for a manual
+/// takeover that times out and rolls back. `a` crashes; when it restarts,
+/// the fresh instance there finds the name vacant and reports
+/// `Failover { from: "b" }`: the newest registration its node learned was
+/// `b`'s rolled-back steal, which never held. The loss is reported under the
+/// wrong node. (Seed 1620, the earlier replay, no longer shows it.)
+#[test]
+#[ignore = "known bug B3: a failover names a stale previous holder"]
+fn known_bug_b3_failover_names_a_stale_holder() {
+    replay_known_bug(277, KnownGap::B3StaleFrom);
+}
+
+/// B4 ([`KnownGap::B4RestartedAsNormal`]), seed 88: `b` holds (epoch 6); `a` and then
+/// `b` crash while `b | c` is split. `b` restarts, reaching neither `a`
+/// (down) nor `c` (split), the only node that had seen a holder: its fresh
+/// instance registers the name as `Normal` at epoch 1 with an empty state,
+/// and no event reports the loss. (Seed 301, the earlier replay, is fixed:
+/// the restarted node learns the newest holder from `c` and reports a
+/// failover.)
+#[test]
+#[ignore = "known bug B4: a vacant name after a crash is taken as Normal, the loss unreported"]
+fn known_bug_b4_vacant_name_after_a_crash_starts_normal() {
+    replay_known_bug(88, KnownGap::B4RestartedAsNormal);
+}
+
+/// B5 ([`KnownGap::B5StrandedPuller`]), seed 1302: an undetected `a | b` partition;
+/// `b` takes over, its state request is dropped. At the heal `a` sees `b`'s
+/// registration, gets no request, wins the conflict and re-registers
+/// (epoch 3); `b` takes `a`'s old registration leaving for `a`'s death,
+/// reports `StateLost`, starts as a `Failover` holder at epoch 2 and stays
+/// one, below `a`, for good: the cluster never settles on one holder and the
+/// calls `b` acknowledged are lost.
+#[test]
+fn known_bug_b5_puller_stranded_as_a_second_holder() {
+    replay_known_bug(1302, KnownGap::B5StrandedPuller);
+}
+
+/// B6 ([`KnownGap::B6NeverRetires`]), seed 133: `a` takes the name back from `c`; its
+/// `HandoverDone`, slowed on the link `a -> c`, is dropped by an undetected
+/// partition; after the heal `c` is still `Retiring`, for good.
+#[test]
+fn known_bug_b6_lost_handover_done_never_retires() {
+    replay_known_bug(133, KnownGap::B6NeverRetires);
+}
+
+/// B7 ([`KnownGap::B7ResumedOverASuccessor`]), seed 36: `b` takes over from `a` over
+/// a slow link `b -> a`, installs the state, serves calls, and crashes while
+/// its `HandoverDone` is still on that link; `a` resumes
+/// (`HandoverResumed`) with the state it had sent: the calls `b`
+/// acknowledged are lost, and the events say the takeover failed.
+#[test]
+fn known_bug_b7_resume_over_a_successor_that_served() {
+    replay_known_bug(36, KnownGap::B7ResumedOverASuccessor);
+}
+
+/// B8 ([`KnownGap::B8StateSentToNobody`]), seed 21766: `a` pulls from `b`; an
+/// `a | b` split makes it give up (`StateLost`, failover); its state
+/// request, held on the link, reaches `b` after the heal; `b` sends its state
+/// to `a`, which drops it ("no pull of ours"), and stays `Retiring`: `b`'s
+/// state, every call since the start, is lost.
+#[test]
+fn known_bug_b8_state_sent_to_a_puller_that_gave_up() {
+    replay_known_bug(21766, KnownGap::B8StateSentToNobody);
+}
+
+/// B9, seed 2113: one fault, an `a | c` split (detected) for 3.5 s, `b`
+/// connected to both. The name never settles: `c` sees it vacant and fails
+/// over, `b` (above `c`) takes over from `c`, `a` (above `b`) wins the
+/// conflict with `b` and merges its state, `b` retires, `c` sees the name
+/// vacant again, and so on, about every 250 ms for the whole split (ten
+/// rounds, epochs 2 to 22). Nothing is lost here only because this test's
+/// merge hook keeps both sides' calls; with the default hook (keep the
+/// winner's state) every round drops what `c`'s side did. Not a checker
+/// violation (a split brain may hold two holders); this test asserts that
+/// the name moves at most three times while the split lasts. Fixed
+/// (`server.rs` `place()`): a standby takes over only when every
+/// registration it sees is on a node below its own, so `b`, seeing `a` and
+/// `c` both hold, leaves the split brain to heal.
+#[test]
+fn known_bug_b9_one_link_split_cycles_the_name() {
+    let run = run_seed(2113);
+    let log = &run.outcome.as_ref().expect("the run completes").log;
+    let is_fault =
+        |e: &Entry, f: fn(&Fault) -> bool| matches!(e, Entry::Fault { fault, .. } if f(fault));
+    let split = log
+        .iter()
+        .position(|e| is_fault(e, |f| matches!(f, Fault::Split(..))))
+        .expect("the schedule splits");
+    let heal = log
+        .iter()
+        .position(|e| is_fault(e, |f| matches!(f, Fault::Heal(..))))
+        .expect("and heals");
+    let moves = log[split..heal]
+        .iter()
+        .filter(|e| matches!(e, Entry::Go { .. } | Entry::Merged { .. }))
+        .count();
+    assert!(
+        moves <= 3,
+        "seed 2113: the name moved {moves} times (go or merge) during one stable split"
+    );
+}
+
+/// Seeds a 20 000-schedule run found after this session's first fixes, each
+/// replayed strictly (no violation at all, known or not):
+/// - 3373128272: `c` retires towards `a`'s pull (epoch 10), whose reply an
+///   undetected partition drops; `a` rolls back and steals again (13). At
+///   the heal `c` saw its successor leave cleanly with a newer holder and
+///   took that for a handover: it retired, and its state was lost. Now it
+///   asks the newer holder (`HandoverQuery`), which says `HandoverUnknown`.
+/// - 3373116214: the same with `b`.
+/// - 3373115778: a split-brain loser (`c`, yielding to `a`) held the name
+///   again when `a` crashed, as if nothing was lost; now it takes a new
+///   epoch and reports `Failover { from: "a" }`.
+/// - 3373122513: `b` gave its pull from `c` up as a failover, then handed
+///   the name to `a`; `c`'s state reached `b` too late. `c` asked `a`, which
+///   had taken over from `b`, and `a` confirmed the handover it could not
+///   vouch for: `c` retired and its state was lost. Now only the successor
+///   itself confirms.
+/// - 1208702206 (a second 20 000-schedule run): like 3373115778, with `c` holding
+///   again after its yield timed out and `a` dying behind an undetected
+///   partition; `c` learns of it when `a` restarts (its old registrations
+///   leave as `NodeDown`) and reports it.
+#[test]
+fn long_run_regressions_stay_fixed() {
+    for seed in [
+        3_373_128_272,
+        3_373_116_214,
+        3_373_115_778,
+        3_373_122_513,
+        1_208_702_206,
+    ] {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(true) {
+            panic!("seed {seed}:\n{report}");
+        }
+    }
+}
+
+/// Found by the last 20 000-schedule run, not fixed (one schedule in
+/// 20 000; nodes not durable): `c` crashes and restarts while split from
+/// `a`, and takes epoch 3 again (B1), so two different registrations of `c`
+/// share one `(epoch, node)`. After the heal `a`'s view lacks `c`'s live
+/// registration, so `a` merges `c`'s offered state but cannot send
+/// `MergeDone`; `c`'s yield times out, it holds again, loses the conflict
+/// again, and so on: the cluster never settles (88 merges of the same
+/// state). Durable nodes (`ClusterConfig::state_dir`) never reuse an epoch.
+#[test]
+#[ignore = "known bug: a reused (epoch, node) leaves a winner unable to confirm a merge"]
+fn known_bug_reused_epoch_livelocks_a_merge() {
+    let run = run_seed(3_584_301_186);
+    if let Some(report) = run.report(true) {
+        panic!("seed 3584301186:\n{report}");
+    }
+}

@@ -1,0 +1,338 @@
+//! A run's history, replayed once: which instance held which state when,
+//! who crashed, who failed over from whom, which call was applied where.
+//! Every invariant (`invariants.rs`) and every known gap's signature
+//! (`known_gaps.rs`) reads these facts instead of walking the log again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use ractor::ActorId;
+use ractor_takeover::*;
+
+use crate::harness::Outcome;
+use crate::ledger::{CallId, Entry, LedgerReply};
+use crate::NODES;
+
+/// One instance's history as a holder: its state after each logged step,
+/// with the number of calls it had handled then.
+pub type History = Vec<(u64, BTreeSet<CallId>)>;
+
+/// An instance that ran `go` as a failover.
+pub struct Failover {
+    /// Its `go`'s position in the log.
+    pub at: usize,
+    pub by: ActorId,
+    pub from: NodeId,
+    pub checkpoint: Option<CheckpointInfo>,
+    /// The state it started with.
+    pub content: BTreeSet<CallId>,
+}
+
+/// The facts of one run, from its log and its events.
+pub struct Replay<'o> {
+    pub outcome: &'o Outcome,
+    /// Every instance's state as of its last logged step.
+    pub shadow: HashMap<ActorId, BTreeSet<CallId>>,
+    pub history: HashMap<ActorId, History>,
+    /// Where each instance (last) ran `go`.
+    pub go_at: HashMap<ActorId, usize>,
+    pub go_start: HashMap<ActorId, StartType>,
+    pub go_epoch: HashMap<ActorId, Option<u64>>,
+    /// Instances a crash killed: where, and the state they had.
+    pub dead: Vec<(ActorId, usize, BTreeSet<CallId>)>,
+    pub failovers: Vec<Failover>,
+    /// Call -> every (instance, node, epoch) that applied it.
+    pub applied: HashMap<CallId, Vec<(ActorId, String, Option<u64>)>>,
+    /// Epoch -> the instances that ran `go`, applied, read or merged under it.
+    pub epoch_insts: BTreeMap<u64, BTreeSet<ActorId>>,
+    /// Where each instance stopped holding for good (killed or stopped).
+    pub ended: HashMap<ActorId, usize>,
+    /// Where each instance last ran go, applied or read.
+    pub served_last: HashMap<ActorId, usize>,
+    pub normal_starts: Vec<(usize, ActorId)>,
+    /// Where nodes crashed: a node's view (and the epochs it has seen) dies
+    /// with it.
+    pub crashes_at: Vec<usize>,
+    pub merges: usize,
+    /// What the log showed out of order for invariant 1, in log order (an
+    /// instance ran go twice, without an epoch, or applied before go).
+    pub log_anomalies: Vec<String>,
+    /// Every instance a crash killed.
+    pub killed: BTreeSet<ActorId>,
+    /// Pullers that reported `StateLost` for an old holder that did not die
+    /// (node, epoch): B5's signature.
+    pub stranded: BTreeSet<(String, u64)>,
+    /// Old holders (node, epoch) whose successor installed their state and
+    /// finished, and that never retired: B6's.
+    pub unretired: BTreeSet<(String, u64)>,
+    /// Old holders (node, epoch) that sent their state to a puller that had
+    /// given up: B8's.
+    pub abandoned: BTreeSet<(String, u64)>,
+    /// Acknowledged call -> the (node, epoch) its acknowledgement named.
+    pub acked: BTreeMap<CallId, (String, Option<u64>)>,
+}
+
+impl<'o> Replay<'o> {
+    /// Replays `o`'s log and events.
+    pub fn new(o: &'o Outcome) -> Self {
+        let mut r = Replay {
+            outcome: o,
+            shadow: HashMap::new(),
+            history: HashMap::new(),
+            go_at: HashMap::new(),
+            go_start: HashMap::new(),
+            go_epoch: HashMap::new(),
+            dead: Vec::new(),
+            failovers: Vec::new(),
+            applied: HashMap::new(),
+            epoch_insts: BTreeMap::new(),
+            ended: HashMap::new(),
+            served_last: HashMap::new(),
+            normal_starts: Vec::new(),
+            crashes_at: Vec::new(),
+            merges: 0,
+            log_anomalies: Vec::new(),
+            killed: BTreeSet::new(),
+            stranded: BTreeSet::new(),
+            unretired: BTreeSet::new(),
+            abandoned: BTreeSet::new(),
+            acked: BTreeMap::new(),
+        };
+        r.replay_log();
+        r.find_stranded_pullers();
+        r.find_unfinished_handovers();
+        for c in &o.calls {
+            if let Ok(LedgerReply::Applied { node, epoch }) = &c.result {
+                r.acked.insert(c.call, (node.clone(), *epoch));
+            }
+        }
+        r
+    }
+
+    /// The node an instance ran on ("?" if the harness never spawned it).
+    pub fn node_of(&self, id: &ActorId) -> &'static str {
+        self.outcome
+            .insts
+            .get(id)
+            .map(|(n, _)| NODES[*n])
+            .unwrap_or("?")
+    }
+
+    fn replay_log(&mut self) {
+        let o = self.outcome;
+        let mut handled: HashMap<ActorId, u64> = HashMap::new();
+        for (at, e) in o.log.iter().enumerate() {
+            if let Entry::Go { inst, .. } | Entry::Apply { inst, .. } | Entry::Read { inst, .. } = e
+            {
+                self.served_last.insert(*inst, at);
+            }
+            match e {
+                Entry::Go {
+                    inst,
+                    epoch,
+                    start,
+                    content,
+                } => {
+                    self.go_start.insert(*inst, start.clone());
+                    let before = self.go_epoch.insert(*inst, *epoch);
+                    // A second go is allowed only as a failover under a new
+                    // epoch: an old holder whose successor vanished before
+                    // confirming the handover resumes that way (`server/retire.rs`).
+                    let again_as_failover = matches!(start, StartType::Failover { .. })
+                        && before.is_some_and(|b| b.is_some() && b != *epoch);
+                    if self.go_at.insert(*inst, at).is_some() && !again_as_failover {
+                        self.log_anomalies.push(format!(
+                            "instance {inst} on {} ran go twice",
+                            self.node_of(inst)
+                        ));
+                    }
+                    self.shadow.insert(*inst, content.clone());
+                    let h = *handled.entry(*inst).or_default();
+                    self.history
+                        .entry(*inst)
+                        .or_default()
+                        .push((h, content.clone()));
+                    match epoch {
+                        Some(ep) => {
+                            self.epoch_insts.entry(*ep).or_default().insert(*inst);
+                        }
+                        None => self
+                            .log_anomalies
+                            .push(format!("instance {inst} ran go without an epoch")),
+                    }
+                    if *start == StartType::Normal {
+                        self.normal_starts.push((at, *inst));
+                    }
+                    if let StartType::Failover { from, checkpoint } = start {
+                        self.failovers.push(Failover {
+                            at,
+                            by: *inst,
+                            from: from.clone(),
+                            checkpoint: checkpoint.clone(),
+                            content: content.clone(),
+                        });
+                    }
+                }
+                Entry::Apply {
+                    inst,
+                    node,
+                    epoch,
+                    call,
+                } => {
+                    match self.shadow.get_mut(inst) {
+                        Some(s) => {
+                            s.insert(*call);
+                        }
+                        None => self
+                            .log_anomalies
+                            .push(format!("instance {inst} applied {call:?} before it ran go")),
+                    }
+                    let h = handled.entry(*inst).or_default();
+                    *h += 1;
+                    let h = *h;
+                    if let Some(s) = self.shadow.get(inst) {
+                        self.history.entry(*inst).or_default().push((h, s.clone()));
+                    }
+                    self.applied
+                        .entry(*call)
+                        .or_default()
+                        .push((*inst, node.clone(), *epoch));
+                    if let Some(ep) = epoch {
+                        self.epoch_insts.entry(*ep).or_default().insert(*inst);
+                    }
+                }
+                Entry::Read { inst, epoch } => {
+                    let h = handled.entry(*inst).or_default();
+                    *h += 1;
+                    let h = *h;
+                    if let Some(s) = self.shadow.get(inst) {
+                        self.history.entry(*inst).or_default().push((h, s.clone()));
+                    }
+                    if let Some(ep) = epoch {
+                        self.epoch_insts.entry(*ep).or_default().insert(*inst);
+                    }
+                }
+                Entry::Merged {
+                    inst,
+                    epoch,
+                    content,
+                    ..
+                } => {
+                    self.merges += 1;
+                    self.shadow.insert(*inst, content.clone());
+                    let h = *handled.entry(*inst).or_default();
+                    self.history
+                        .entry(*inst)
+                        .or_default()
+                        .push((h, content.clone()));
+                    if let Some(ep) = epoch {
+                        self.epoch_insts.entry(*ep).or_default().insert(*inst);
+                    }
+                }
+                Entry::Crash { killed, .. } => {
+                    self.crashes_at.push(at);
+                    for k in killed {
+                        self.killed.insert(*k);
+                        self.ended.entry(*k).or_insert(at);
+                        if let Some(s) = self.shadow.get(k) {
+                            self.dead.push((*k, at, s.clone()));
+                        }
+                    }
+                }
+                Entry::Stopped { inst } => {
+                    self.ended.entry(*inst).or_insert(at);
+                }
+                Entry::Spawn { .. } | Entry::Fault { .. } => {}
+            }
+        }
+    }
+
+    /// A puller reported `StateLost` for an old holder that did not die (no
+    /// crash killed it: it re-registered after winning a conflict, or
+    /// retired after a merge).
+    fn find_stranded_pullers(&mut self) {
+        for lost in &self.outcome.events {
+            let (EventKind::StateLost { from }, Some(epoch)) = (&lost.kind, lost.epoch) else {
+                continue;
+            };
+            // With B1 a rank may repeat: the latest instance with it is the one.
+            let old = self
+                .epoch_insts
+                .get(&from.epoch)
+                .into_iter()
+                .flatten()
+                .filter(|i| self.node_of(i) == from.node.as_str())
+                .max_by_key(|i| self.go_at.get(*i).copied().unwrap_or(0));
+            if old.is_some_and(|i| !self.killed.contains(i)) {
+                self.stranded.insert((lost.node.to_string(), epoch));
+            }
+        }
+    }
+
+    /// An old holder sent its state, the new one installed it and finished
+    /// (published `HandoverDone`), and the old one never retired; or an old
+    /// holder sent its state to a puller that had already given up
+    /// (published `StateLost` for it): nobody installs that state.
+    fn find_unfinished_handovers(&mut self) {
+        let events = &self.outcome.events;
+        for sent in events {
+            let (EventKind::StateSent { to, .. }, Some(epoch)) = (&sent.kind, sent.epoch) else {
+                continue;
+            };
+            let by_successor = |pred: &dyn Fn(&EventKind) -> bool| {
+                events
+                    .iter()
+                    .any(|d| d.node == to.node && d.epoch == Some(to.epoch) && pred(&d.kind))
+            };
+            let old = |r: &RegistrationInfo| r.node == sent.node && r.epoch == epoch;
+            let gave_up =
+                by_successor(&|k| matches!(k, EventKind::StateLost { from } if old(from)));
+            let done = by_successor(
+                &|k| matches!(k, EventKind::StateTransferred { from, .. } if old(from)),
+            ) && by_successor(
+                &|k| matches!(k, EventKind::HandoverDone { from, .. } if old(from)),
+            );
+            let retired = events.iter().any(|r| {
+                r.node == sent.node
+                    && matches!(&r.kind, EventKind::Retired { to: t, .. } if t == to)
+            });
+            if gave_up {
+                self.abandoned.insert((sent.node.to_string(), epoch));
+            } else if done && !retired {
+                self.unretired.insert((sent.node.to_string(), epoch));
+            }
+        }
+    }
+
+    /// Did another node's instance hold the name while `x` did (split brain)?
+    /// Not when `y` merely handed the name over to `x` (a takeover: `y` then
+    /// retires, forwarding, and serves nothing after `x` ran go).
+    pub fn split_brain_with(&self, x: &ActorId, crash_at: usize) -> bool {
+        let go = self.go_at.get(x).copied().unwrap_or(0);
+        self.go_at.iter().any(|(y, y_go)| {
+            let y_end = self.ended.get(y).copied().unwrap_or(usize::MAX);
+            let handed_over = matches!(self.go_start.get(x),
+                Some(StartType::Takeover { from }) if from.as_str() == self.node_of(y))
+                && self.served_last.get(y).is_none_or(|last| *last < go);
+            self.node_of(y) != self.node_of(x) && *y_go < crash_at && y_end > go && !handed_over
+        })
+    }
+
+    /// For an acknowledged call missing from the final state: the crashed
+    /// instances that had it, and whether a later failover from one of
+    /// their nodes reported the loss.
+    pub fn crashed_holders_of(&self, call: &CallId) -> (Vec<String>, bool) {
+        let mut holders = Vec::new();
+        let reported = self.dead.iter().any(|(x, _, had)| {
+            if !had.contains(call) {
+                return false;
+            }
+            holders.push(format!("{x} on {}", self.node_of(x)));
+            self.failovers.iter().any(|f| {
+                f.from.as_str() == self.node_of(x)
+                    && f.by != *x
+                    && self.go_at.get(x).is_some_and(|g| f.at > *g)
+            })
+        });
+        (holders, reported)
+    }
+}
