@@ -20,184 +20,87 @@
 //! and `client --port 47100 --peers a@127.0.0.1:47101,b@...,c@... --cookie secret`
 //! to report from another terminal. The demo runs with warm standby (a
 //! checkpoint every 100 reports; `--checkpoint-every 0` turns it off, and
-//! then a failover loses the whole state). Flags: `--heartbeat-ms` (200), `--misses`
-//! (5), `--failover-delay-ms` (0), `--pull-timeout-ms` (5000), `--base-port`
-//! (demo, 47100), `--tls true` (demo: mutual TLS between every node, with a
-//! self-signed certificate generated for the run), `--tls-dir DIR` (node and client: mutual TLS with
-//! `DIR/cert.pem` and `DIR/key.pem`, trusting `DIR/cert.pem` as the CA) and
-//! `--tls-name` (the name the certificate carries, `localhost`), `--state-dir DIR`
-//! (node: keep the newest epoch per name in `DIR` across restarts).
-
-#[path = "common/power_monitor.rs"]
-mod power_monitor;
+//! then a failover loses the whole state); `--tls true` runs it over mutual
+//! TLS with a self-signed certificate made for the run. Every role's flags:
+//! `cargo run --example cluster_demo -- help` (`node --help`, `client
+//! --help`, `demo --help`). The node role is the one the real-process tests
+//! start (`ractor_takeover_testkit::node`, the `test-node` binary).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
+use clap::{ArgAction, Args, Parser, Subcommand};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
-use ractor_takeover::{
-    CallErr, CheckpointPolicy, GlobalClient, Placement, TakeoverConfig, TakeoverServer,
-};
+use ractor_takeover::{CallErr, GlobalClient};
+use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs, NodeArgs, DEMO_COOKIE};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
+use ractor_takeover_testkit::procs::NodeProc;
 use tokio::sync::mpsc;
-
-type AnyErr = Box<dyn std::error::Error + Send + Sync>;
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// `--key value` flags after the role.
-struct Flags(HashMap<String, String>);
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Self, AnyErr> {
-        let mut map = HashMap::new();
-        let mut it = args.iter();
-        while let Some(key) = it.next() {
-            let key = key
-                .strip_prefix("--")
-                .ok_or(format!("expected --flag, got {key:?}"))?;
-            let value = it.next().ok_or(format!("--{key} needs a value"))?;
-            map.insert(key.to_string(), value.clone());
-        }
-        Ok(Self(map))
-    }
-
-    fn get(&self, key: &str, default: &str) -> String {
-        self.0
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    fn num(&self, key: &str, default: u64) -> Result<u64, AnyErr> {
-        Ok(self.get(key, &default.to_string()).parse()?)
-    }
-
-    fn cluster(&self, name: &str) -> Result<ClusterConfig, AnyErr> {
-        let peers = self
-            .get("peers", "")
-            .split(',')
-            .filter(|p| !p.is_empty())
-            .map(str::parse)
-            .collect::<Result<Vec<PeerAddr>, _>>()?;
-        let config = ClusterConfig::new(
-            name,
-            self.num("port", 0)? as u16,
-            self.get("cookie", "ractor-takeover-demo"),
-        )
-        .with_peers(peers)
-        .with_heartbeat(
-            Duration::from_millis(self.num("heartbeat-ms", 200)?),
-            self.num("misses", 5)? as u32,
-        );
-        let config = match self.0.get("state-dir") {
-            Some(dir) => config.with_state_dir(dir),
-            None => config,
-        };
-        let Some(dir) = self.0.get("tls-dir") else {
-            return Ok(config);
-        };
-        // A self-signed certificate (`ClusterTls::self_signed`) is its own CA.
-        let cert = Path::new(dir).join("cert.pem");
-        let key = Path::new(dir).join("key.pem");
-        let tls =
-            ClusterTls::from_pem_files(&cert, &key, &cert, &self.get("tls-name", "localhost"))?;
-        Ok(config.with_tls(tls))
-    }
+/// The takeover show on three node processes; or one of its roles by hand.
+#[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+    /// The show's flags, when no role is named.
+    #[command(flatten)]
+    demo: DemoArgs,
 }
 
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
+#[derive(Subcommand)]
+enum Role {
+    /// One node running the power monitor.
+    Node(NodeArgs),
+    /// A client node that reports once a second and prints the answers.
+    Client(ClusterArgs),
+    /// The whole show (the default).
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// The client node's port; nodes a, b, c take the next three.
+    #[arg(long, default_value_t = 47100)]
+    base_port: u16,
+    /// Warm standby: the holder checkpoints its state to the standbys every
+    /// this many reports (0: off, and a failover loses the whole state).
+    #[arg(long, default_value_t = 100)]
+    checkpoint_every: u64,
+    /// Mutual TLS everywhere, with a self-signed certificate made for the run.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    tls: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), AnyErr> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("node") => run_node(Flags::parse(&args[1..])?).await,
-        Some("client") => run_client(Flags::parse(&args[1..])?).await,
-        Some("demo") => run_demo(Flags::parse(&args[1..])?).await,
-        None => run_demo(Flags::parse(&[])?).await,
-        Some(flag) if flag.starts_with("--") => run_demo(Flags::parse(&args)?).await,
-        Some(other) => Err(format!("unknown role {other:?}: use node, client or demo").into()),
-    }
-}
-
-/// One node: a ractor_cluster node with one power monitor instance. Prints
-/// `EVENT ...` lines for the demo's timeline.
-async fn run_node(flags: Flags) -> Result<(), AnyErr> {
-    let name = flags.get("name", "a");
-    let node = ClusterNode::start(flags.cluster(&name)?).await?;
-    let placement = Placement::parse(&flags.get("placement", "a > b > c"))
-        .with_failover_delay(Duration::from_millis(flags.num("failover-delay-ms", 0)?));
-    let config = TakeoverConfig::default()
-        .with_placement(placement)
-        .with_pull_timeout(Duration::from_millis(flags.num("pull-timeout-ms", 5000)?));
-    let config = match flags.num("checkpoint-every", 0)? {
-        0 => config,
-        n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
-    };
-    let mut events = config.events.subscribe();
-    tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            println!(
-                "EVENT t_ms={} node={} epoch={:?} {:?}",
-                unix_ms(),
-                ev.node,
-                ev.epoch,
-                ev.kind
-            );
+    node::init_tracing();
+    match Cli::parse() {
+        Cli {
+            role: Some(Role::Node(args)),
+            ..
+        } => node::run(args).await,
+        Cli {
+            role: Some(Role::Client(args)),
+            ..
+        } => run_client(args).await,
+        Cli {
+            role: Some(Role::Demo(args)),
+            ..
         }
-    });
-    let (_server, mut handle) =
-        TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
-            .spawn(())
-            .await?;
-    println!("READY node={name}");
-    if flags.get("exit-on-stdin-eof", "false") == "true" {
-        // Started by the demo: end with it, even if it is killed.
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {}
-            std::process::exit(0);
-        });
-    }
-    // Like a supervisor: an instance that retired (it handed the name over)
-    // is replaced by a fresh standby, and the node keeps running. Why it
-    // matters: a retired instance's token relays the replies of the calls it
-    // forwarded for a while (`token_linger`); a node process that exited
-    // with its instance dropped those replies.
-    loop {
-        handle.await?;
-        handle = TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
-            .spawn(())
-            .await?
-            .1;
+        | Cli { demo: args, .. } => run_demo(args).await,
     }
 }
 
 /// A client node that reports once a second and prints the answers.
-async fn run_client(flags: Flags) -> Result<(), AnyErr> {
-    let node = ClusterNode::start(flags.cluster("client")?).await?;
+async fn run_client(args: ClusterArgs) -> Result<(), AnyErr> {
+    let node = ClusterNode::start(args.config("client")?).await?;
     let client = GlobalClient::<PowerMonitor>::new(NAME, node.registry());
     for seq in 1.. {
         let building = format!("building-{}", seq % 4);
@@ -216,11 +119,8 @@ async fn run_client(flags: Flags) -> Result<(), AnyErr> {
     Ok(())
 }
 
-/// A node process started by the demo, with its output read on a thread.
-struct NodeProc {
-    child: Child,
-}
-
+/// Starts node `name` (this executable's `node` role) with the demo's
+/// ports; its lines go to `lines`.
 fn start_node(
     name: &str,
     base: u16,
@@ -236,22 +136,14 @@ fn start_node(
         .map(|n| format!("{n}@127.0.0.1:{}", port(n)))
         .collect();
     peers.push(format!("client@127.0.0.1:{base}"));
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(["node", "--name", name, "--port", &port(name).to_string()])
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["node", "--name", name, "--port", &port(name).to_string()])
         .args(["--peers", &peers.join(","), "--placement", "a > b > c"])
         .args(["--exit-on-stdin-eof", "true"])
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let name = name.to_string();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send((name.clone(), line));
-        }
-    });
-    Ok(NodeProc { child })
+        .args(extra);
+    Ok(NodeProc::spawn(name, cmd, move |node, line| {
+        let _ = lines.send((node.to_string(), line));
+    })?)
 }
 
 /// One call of the client loop, as the demo records it.
@@ -260,11 +152,9 @@ struct Sent {
     result: Result<PowerReply, CallErr>,
 }
 
-async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
-    let base = flags.num("base-port", 47100)? as u16;
-    // Warm standby: the holder checkpoints its state to the standbys every
-    // this many reports (0: off, and a failover loses the whole state).
-    let checkpoint_every = flags.num("checkpoint-every", 100)?;
+async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
+    let base = args.base_port;
+    let checkpoint_every = args.checkpoint_every;
     let t0 = Instant::now();
     let say = |what: String| println!("[{:>7.3}s] {what}", t0.elapsed().as_secs_f64());
     let (lines_tx, mut lines) = mpsc::unbounded_channel::<(String, String)>();
@@ -279,11 +169,10 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         "--checkpoint-every".to_string(),
         checkpoint_every.to_string(),
     ];
-    let mut client_config =
-        ClusterConfig::new("client", base, "ractor-takeover-demo").with_peers(peers);
+    let mut client_config = ClusterConfig::new("client", base, DEMO_COOKIE).with_peers(peers);
     // `--tls true`: mutual TLS everywhere, with a self-signed certificate made
     // for this run in a temporary directory (removed at the end).
-    let tls_dir = (flags.get("tls", "false") == "true").then(|| {
+    let tls_dir = args.tls.then(|| {
         std::env::temp_dir().join(format!("ractor_takeover_demo_tls_{}", std::process::id()))
     });
     if let Some(dir) = &tls_dir {
@@ -374,9 +263,8 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
         last_on_a.unwrap_or(0)
     ));
     let killed_at = Instant::now();
-    if let Some(mut a) = procs.remove("a") {
-        a.child.kill()?;
-        a.child.wait()?;
+    if let Some(a) = procs.remove("a") {
+        a.kill();
     }
     wait_line!("failover to b", |n, l| n == "b" && l.contains("Failover"));
     let mut first_on_b = None;
@@ -504,10 +392,8 @@ async fn run_demo(flags: Flags) -> Result<(), AnyErr> {
     say(format!(
         "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
     ));
-    for (_, mut p) in procs {
-        let _ = p.child.kill();
-        let _ = p.child.wait();
-    }
+    // Dropping a node process kills it (by its PID).
+    drop(procs);
     me.shutdown();
     if let Some(dir) = &tls_dir {
         let _ = std::fs::remove_dir_all(dir);

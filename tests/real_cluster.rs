@@ -4,18 +4,16 @@
 //! One scenario per test binary: `ractor::pg` is a process static, so this
 //! process can be only one node.
 
-#[path = "../examples/common/power_monitor.rs"]
-mod power_monitor;
 mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{CallErr, GlobalClient};
-use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
 const COOKIE: &str = "real-cluster-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);

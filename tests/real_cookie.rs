@@ -1,15 +1,13 @@
 //! The real backend refuses a node with the wrong cookie.
 
-#[path = "../examples/common/power_monitor.rs"]
-mod power_monitor;
 mod support;
 
 use std::time::Duration;
 
-use power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode};
 use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
-use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
 /// A node with the wrong cookie never joins and never gets the name, even
 /// with the highest priority (`d > c > a > b`). The control: a node with the

@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::procs::{free_ports, mesh_peers, Log, NodeProc, TempDir};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, Log, NodeProc, TempDir};
 
 /// Two node processes, `a > b`, each run twice: `a` registers (epoch 1), is
 /// SIGKILLed, `b` fails over (epoch 2, `b`'s first: every node has its own

@@ -1,16 +1,14 @@
 //! The real backend over mutual TLS: TLS nodes form a cluster and answer
 //! calls; a node on plain TCP never joins.
 
-#[path = "../examples/common/power_monitor.rs"]
-mod power_monitor;
 mod support;
 
 use std::time::Duration;
 
-use power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls};
 use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
-use support::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc, TempDir};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc, TempDir};
 
 /// This process (`client`) and nodes `a`, `b` and `d` use TLS with one
 /// self-signed certificate; `c` has the right cookie but plain TCP and the

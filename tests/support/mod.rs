@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: a counter server, an event
-//! watcher, a restarting supervisor and condition polling.
+//! watcher, a restarting supervisor and condition polling. Real node
+//! processes and their helpers are in `ractor_takeover_testkit`.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -471,8 +472,6 @@ impl Caller {
         self.task.await.expect("the caller's checks held")
     }
 }
-
-pub mod procs;
 
 /// Failures a [`Watchdog`] saw: the actor and why.
 pub type Failures = std::sync::Arc<std::sync::Mutex<Vec<(ractor::ActorId, String)>>>;

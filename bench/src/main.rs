@@ -1,7 +1,7 @@
-//! Run with: cargo run --release --example bench
+//! Run with: cargo run --release -p ractor_takeover_bench -- [FLAGS]
 //!
 //! (`-- --quick` for a short run of about 15 s; the default run takes one
-//! to two minutes on 2 cores.)
+//! to two minutes on 2 cores; `-- --help` lists the flags.)
 //!
 //! Measures what a global name costs on real `ractor_cluster` nodes (separate
 //! OS processes on loopback, cookie auth) and in-process on the fake cluster.
@@ -42,23 +42,23 @@
 //! - `peak_rss_64m` (VmHWM of `a` and `b` through the 64 MiB takeovers) and
 //!   its ratio to the state size.
 //!
-//! Flags: `--quick`; `--only fake,rtt,throughput,pause,failover` (default:
-//! all); `--sizes 1k,1m,64m` (default: all; `--skip-64m`); `--takeovers N`
-//! (100 per size for 1k and 1m); `--takeovers-64m N` (20); `--budget-64m-s S`
-//! (150: the 64 MiB series stops early after that long and says how many it
-//! did); `--seconds S` (5, per throughput run); `--failovers N` (5);
-//! `--rtt-calls N` (10000 per kind); `--heartbeat-ms` (200); `--misses` (5);
-//! `--verbose` (echo the nodes' output on stderr).
+//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover`
+//! (default: all); `--sizes 1k,1m,64m` (default: all; `--skip-64m`);
+//! `--takeovers N` (100 per size for 1k and 1m); `--takeovers-64m N` (20);
+//! `--budget-64m-s S` (150: the 64 MiB series stops early after that long
+//! and says how many it did); `--seconds S` (5, per throughput run);
+//! `--failovers N` (5); `--rtt-calls N` (10000 per kind); `--heartbeat-ms`
+//! (200); `--misses` (5); `--verbose` (echo the nodes' output on stderr).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
-use std::str::FromStr;
+use std::io::Write;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use clap::{ArgAction, Args, Parser, Subcommand};
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::rpc::CallResult;
 use ractor::{pg, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -68,12 +68,12 @@ use ractor_takeover::{
     decode_postcard, encode_postcard, status, takeover, CallErr, GlobalClient, Phase, Placement,
     StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverRef, TakeoverServer,
 };
+use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs};
+use ractor_takeover_testkit::procs::{free_ports, NodeProc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-type AnyErr = Box<dyn std::error::Error + Send + Sync>;
 
 /// The benchmark server's global name (manual moves between `a` and `b`).
 const NAME: &str = "bench";
@@ -478,92 +478,103 @@ async fn find_member(group: &str, wait: Duration) -> Result<ActorRef<Envelope>, 
 }
 
 // ---------------------------------------------------------------------------
-// Flags.
+// The command line.
 
-/// `--key value` and `--flag` arguments.
-struct Flags(HashMap<String, String>);
-
-impl Flags {
-    fn parse(args: &[String]) -> Result<Self, AnyErr> {
-        let mut map = HashMap::new();
-        let mut i = 0;
-        while i < args.len() {
-            let key = args[i]
-                .strip_prefix("--")
-                .ok_or_else(|| format!("expected --flag, got {:?}", args[i]))?;
-            if let Some((k, v)) = key.split_once('=') {
-                map.insert(k.to_string(), v.to_string());
-                i += 1;
-                continue;
-            }
-            match args.get(i + 1) {
-                Some(v) if !v.starts_with("--") => {
-                    map.insert(key.to_string(), v.clone());
-                    i += 2;
-                }
-                _ => {
-                    map.insert(key.to_string(), "true".to_string());
-                    i += 1;
-                }
-            }
-        }
-        Ok(Self(map))
-    }
-
-    fn get(&self, key: &str, default: &str) -> String {
-        self.0
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    }
-
-    fn num<T: FromStr>(&self, key: &str, default: T) -> Result<T, AnyErr> {
-        match self.0.get(key) {
-            None => Ok(default),
-            Some(v) => v
-                .parse()
-                .map_err(|_| format!("--{key}: cannot read {v:?}").into()),
-        }
-    }
-
-    fn on(&self, key: &str) -> bool {
-        matches!(
-            self.0.get(key).map(String::as_str),
-            Some("true" | "1" | "yes")
-        )
-    }
+/// The benchmark; or, as the bench starts them, one of its node processes.
+#[derive(Parser)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    role: Option<Role>,
+    /// The bench's flags, when no role is named.
+    #[command(flatten)]
+    bench: BenchArgs,
 }
 
-fn cluster_config(flags: &Flags, name: &str) -> Result<ClusterConfig, AnyErr> {
-    let peers = flags
-        .get("peers", "")
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(str::parse)
-        .collect::<Result<Vec<PeerAddr>, _>>()?;
-    Ok(
-        ClusterConfig::new(name, flags.num("port", 0u16)?, flags.get("cookie", COOKIE))
-            .with_peers(peers)
-            .with_heartbeat(
-                Duration::from_millis(flags.num("heartbeat-ms", 200)?),
-                flags.num("misses", 5)?,
-            ),
-    )
+#[derive(Subcommand)]
+enum Role {
+    /// One node process (started by the bench).
+    Node(NodeArgs),
+    /// The benchmark (the default).
+    Bench(BenchArgs),
+}
+
+/// A node process's flags.
+#[derive(Args)]
+struct NodeArgs {
+    /// This node's name.
+    #[arg(long, default_value = "a")]
+    name: String,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+    /// Run an instance of the benchmark server `bench`.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    bench: bool,
+    /// Run an instance of the failover server `bench_fo` with this placement.
+    #[arg(long, default_value = "")]
+    fo_placement: String,
+    /// Exit when standard input closes (the bench is gone).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    exit_on_stdin_eof: bool,
+}
+
+/// The benchmark's flags; counts left out take the full or quick default.
+#[derive(Args)]
+struct BenchArgs {
+    /// A short run (about 15 s).
+    #[arg(long)]
+    quick: bool,
+    /// Only these phases.
+    #[arg(long, value_delimiter = ',', value_parser = PHASES, default_values_t = PHASES.map(String::from))]
+    only: Vec<String>,
+    /// Only these state sizes in the pause series.
+    #[arg(long, value_delimiter = ',', value_parser = SIZES.map(|(l, _)| l), default_values_t = SIZES.map(|(l, _)| l.to_string()))]
+    sizes: Vec<String>,
+    /// Leave the 64 MiB series out.
+    #[arg(long)]
+    skip_64m: bool,
+    /// Round trips per kind [default: 10000, quick 2000].
+    #[arg(long)]
+    rtt_calls: Option<usize>,
+    /// Takeovers per size for 1k and 1m [default: 100, quick 6].
+    #[arg(long)]
+    takeovers: Option<usize>,
+    /// Takeovers of 64 MiB [default: 20, quick 3].
+    #[arg(long = "takeovers-64m")]
+    takeovers_64m: Option<usize>,
+    /// The 64 MiB series stops early after this long [default: 150, quick 60].
+    #[arg(long = "budget-64m-s")]
+    budget_64m_s: Option<u64>,
+    /// Seconds per throughput run [default: 5, quick 1].
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Failovers [default: 5, quick 1].
+    #[arg(long)]
+    failovers: Option<usize>,
+    /// The nodes' heartbeat interval.
+    #[arg(long, default_value_t = 200)]
+    heartbeat_ms: u64,
+    /// Heartbeats missed before a peer counts as down.
+    #[arg(long, default_value_t = 5)]
+    misses: u32,
+    /// Echo the nodes' output on stderr.
+    #[arg(long)]
+    verbose: bool,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), AnyErr> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("node") => run_node(Flags::parse(&args[1..])?).await,
-        Some("bench") => run_bench(Flags::parse(&args[1..])?).await,
-        _ => run_bench(Flags::parse(&args)?).await,
+    node::init_tracing();
+    match Cli::parse() {
+        Cli {
+            role: Some(Role::Node(args)),
+            ..
+        } => run_node(args).await,
+        Cli {
+            role: Some(Role::Bench(args)),
+            ..
+        }
+        | Cli { bench: args, .. } => run_bench(args).await,
     }
 }
 
@@ -573,9 +584,9 @@ async fn main() -> Result<(), AnyErr> {
 /// One node process: a ClusterNode, Echo, Control, and the servers its flags
 /// ask for (`--bench true`, `--fo-placement "a > c"`). Prints `READY` once
 /// every instance is past its start-up, and `EVENT` lines.
-async fn run_node(flags: Flags) -> Result<(), AnyErr> {
-    let name = flags.get("name", "a");
-    let node = ClusterNode::start(cluster_config(&flags, &name)?).await?;
+async fn run_node(args: NodeArgs) -> Result<(), AnyErr> {
+    let name = args.name;
+    let node = ClusterNode::start(args.cluster.config(&name)?).await?;
     let (echo, _) = Actor::spawn(None, Echo, ()).await?;
     pg::join_scoped(
         SCOPE.to_string(),
@@ -585,12 +596,12 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
     let slot: Slot = Arc::default();
     let fo_slot: Slot = Arc::default();
     let mut slots = Vec::new();
-    if flags.on("bench") {
+    if args.bench {
         let config = TakeoverConfig::default().with_pull_timeout(CALL_TIMEOUT);
         keep_instance(NAME, &node, config, slot.clone());
         slots.push((NAME, slot.clone()));
     }
-    let fo_placement = flags.get("fo-placement", "");
+    let fo_placement = args.fo_placement;
     if !fo_placement.is_empty() {
         let placement = Placement::parse(&fo_placement).with_failover_delay(Duration::ZERO);
         let config = TakeoverConfig::default().with_placement(placement);
@@ -626,19 +637,9 @@ async fn run_node(flags: Flags) -> Result<(), AnyErr> {
         std::process::id(),
         phases.join(" ")
     );
-    if flags.on("exit-on-stdin-eof") {
+    if args.exit_on_stdin_eof {
         // Started by the parent: end with it, even if it is killed.
-        tokio::task::spawn_blocking(|| {
-            let mut sink = String::new();
-            while std::io::stdin()
-                .read_line(&mut sink)
-                .map(|n| n > 0)
-                .unwrap_or(false)
-            {
-                sink.clear();
-            }
-            std::process::exit(0);
-        });
+        node::exit_on_stdin_eof();
     }
     tokio::time::sleep(NODE_LIFETIME).await;
     node.shutdown();
@@ -812,41 +813,30 @@ const PHASES: [&str; 5] = ["fake", "rtt", "throughput", "pause", "failover"];
 const SIZES: [(&str, u64); 3] = [("1k", KIB), ("1m", MIB), ("64m", 64 * MIB)];
 
 impl Opts {
-    fn parse(flags: &Flags) -> Result<Self, AnyErr> {
-        let quick = flags.on("quick");
+    fn new(args: BenchArgs) -> Self {
+        let quick = args.quick;
         let q = |full: u64, short: u64| if quick { short } else { full };
-        let list = |key: &str, all: &[&str]| -> Result<Vec<String>, AnyErr> {
-            let picked: Vec<String> = flags
-                .get(key, &all.join(","))
-                .split(',')
-                .map(|x| x.trim().to_string())
-                .filter(|x| !x.is_empty())
-                .collect();
-            match picked.iter().find(|x| !all.contains(&x.as_str())) {
-                Some(bad) => Err(format!("--{key}: {bad:?} is not one of {all:?}").into()),
-                None => Ok(picked),
-            }
-        };
-        let mut sizes = list("sizes", &SIZES.map(|(l, _)| l))?;
-        if flags.on("skip-64m") {
+        let mut sizes = args.sizes;
+        if args.skip_64m {
             sizes.retain(|s| s != "64m");
         }
-        Ok(Self {
+        Self {
             quick,
-            rtt_calls: flags.num("rtt-calls", q(10_000, 2_000) as usize)?.max(10),
-            takeovers: flags.num("takeovers", q(100, 6) as usize)?.clamp(1, 1000),
-            takeovers_64m: flags
-                .num("takeovers-64m", q(20, 3) as usize)?
+            rtt_calls: args.rtt_calls.unwrap_or(q(10_000, 2_000) as usize).max(10),
+            takeovers: args.takeovers.unwrap_or(q(100, 6) as usize).clamp(1, 1000),
+            takeovers_64m: args
+                .takeovers_64m
+                .unwrap_or(q(20, 3) as usize)
                 .clamp(1, 1000),
-            budget_64m: Duration::from_secs(flags.num("budget-64m-s", q(150, 60))?),
-            seconds: flags.num("seconds", q(5, 1) as f64)?.clamp(0.2, 600.0),
-            failovers: flags.num("failovers", q(5, 1) as usize)?.clamp(1, 100),
-            heartbeat_ms: flags.num("heartbeat-ms", 200)?,
-            misses: flags.num("misses", 5)?,
-            phases: list("only", &PHASES)?,
+            budget_64m: Duration::from_secs(args.budget_64m_s.unwrap_or(q(150, 60))),
+            seconds: args.seconds.unwrap_or(q(5, 1) as f64).clamp(0.2, 600.0),
+            failovers: args.failovers.unwrap_or(q(5, 1) as usize).clamp(1, 100),
+            heartbeat_ms: args.heartbeat_ms,
+            misses: args.misses,
+            phases: args.only,
             sizes,
-            verbose: flags.on("verbose"),
-        })
+            verbose: args.verbose,
+        }
     }
 
     fn runs(&self, phase: &str) -> bool {
@@ -854,8 +844,8 @@ impl Opts {
     }
 }
 
-async fn run_bench(flags: Flags) -> Result<(), AnyErr> {
-    let opts = Opts::parse(&flags)?;
+async fn run_bench(args: BenchArgs) -> Result<(), AnyErr> {
+    let opts = Opts::new(args);
     let t0 = Instant::now();
     let load_before = loadavg();
     let mut figs = Figures::default();
@@ -1028,7 +1018,7 @@ const NODES: [&str; 3] = ["a", "b", "c"];
 struct Cluster {
     me: ClusterNode,
     ports: HashMap<String, u16>,
-    children: HashMap<String, Child>,
+    procs: HashMap<String, NodeProc>,
     pids: HashMap<String, u32>,
     /// Nodes whose current process printed `READY`.
     ready: HashSet<String>,
@@ -1038,24 +1028,13 @@ struct Cluster {
     verbose: bool,
 }
 
-/// `n` TCP ports that were free a moment ago on 127.0.0.1.
-fn free_ports(n: usize) -> Result<Vec<u16>, AnyErr> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()?)
-}
-
 impl Cluster {
     async fn start(opts: &Opts) -> Result<Self, AnyErr> {
         let names = ["bench", "a", "b", "c"];
         let ports: HashMap<String, u16> = names
             .iter()
             .map(|n| n.to_string())
-            .zip(free_ports(names.len())?)
+            .zip(free_ports(names.len()))
             .collect();
         let peers: Vec<PeerAddr> = NODES
             .iter()
@@ -1071,7 +1050,7 @@ impl Cluster {
         let mut cluster = Self {
             me,
             ports,
-            children: HashMap::new(),
+            procs: HashMap::new(),
             pids: HashMap::new(),
             ready: HashSet::new(),
             lines_tx,
@@ -1100,29 +1079,20 @@ impl Cluster {
             "b" => ("true", ""),
             _ => ("false", FO_PLACEMENT),
         };
-        let mut child = Command::new(std::env::current_exe()?)
-            .args(["node", "--name", name])
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["node", "--name", name])
             .args(["--port", &self.ports[name].to_string()])
             .args(["--peers", &peers.join(","), "--cookie", COOKIE])
             .args(["--bench", bench, "--fo-placement", fo])
             .args(["--heartbeat-ms", &self.heartbeat.0.to_string()])
             .args(["--misses", &self.heartbeat.1.to_string()])
-            .args(["--exit-on-stdin-eof", "true"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
+            .args(["--exit-on-stdin-eof", "true"]);
         let tx = self.lines_tx.clone();
-        let node = name.to_string();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send((node.clone(), line)).is_err() {
-                    break;
-                }
-            }
-        });
-        self.pids.insert(name.to_string(), child.id());
-        self.children.insert(name.to_string(), child);
+        let node = NodeProc::spawn(name, cmd, move |node, line| {
+            let _ = tx.send((node.to_string(), line));
+        })?;
+        self.pids.insert(name.to_string(), node.pid());
+        self.procs.insert(name.to_string(), node);
         Ok(())
     }
 
@@ -1157,17 +1127,15 @@ impl Cluster {
     fn kill(&mut self, name: &str) -> Result<(), AnyErr> {
         self.drain_lines();
         self.ready.remove(name);
-        if let Some(mut child) = self.children.remove(name) {
-            child.kill()?; // SIGKILL
-            child.wait()?;
+        if let Some(node) = self.procs.remove(name) {
+            node.kill(); // SIGKILL, by its PID
         }
         Ok(())
     }
 
     fn stop_all(&mut self) {
-        for (_, mut child) in self.children.drain() {
-            let _ = child.kill();
-            let _ = child.wait();
+        for (_, node) in self.procs.drain() {
+            node.kill();
         }
         self.me.shutdown();
     }
@@ -1909,4 +1877,17 @@ async fn failover(
     figs.add("heartbeat_interval", hb as f64, "ms", "", "");
     figs.add("heartbeat_misses", misses as f64, "count", "", "");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// clap's own consistency checks of the flags (names, defaults, actions).
+    #[test]
+    fn the_flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
 }

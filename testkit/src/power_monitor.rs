@@ -1,6 +1,6 @@
 //! The seed's power monitor: a cluster-global server that counts
 //! power-failure reports from clients and answers queries. Shared by the
-//! multi-process demo and the real-cluster tests.
+//! multi-process demo, the test node and the real-cluster tests.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +18,19 @@ pub const NAME: &str = "power_monitor";
 pub enum PowerMsg {
     /// A power failure in `building`; `seq` numbers one client's reports, so
     /// that the monitor can count any it sees twice.
-    Report { building: String, seq: u64 },
+    Report {
+        /// Where the power failed.
+        building: String,
+        /// The client's report number.
+        seq: u64,
+    },
     /// How many reports so far.
     Count,
     /// Grow the state by `bytes` of filler (to measure big transfers).
-    Ballast { bytes: usize },
+    Ballast {
+        /// The filler's size.
+        bytes: usize,
+    },
 }
 
 /// What the monitor answers: the count after the request, and who answered.

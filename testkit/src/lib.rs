@@ -1,0 +1,18 @@
+//! Tooling of the `ractor_takeover` repository (not published): what the
+//! real-process tests, the `cluster_demo` example and the bench share.
+//!
+//! # Layout
+//!
+//! - [`power_monitor`]: the seed's power monitor, the server every real node
+//!   here runs.
+//! - [`node`]: one real node (a `ractor_cluster` node running the power
+//!   monitor) and its command line, shared by the `test-node` binary and the
+//!   demo's `node` role.
+//! - [`procs`]: starting node processes on loopback, reading their output,
+//!   free ports, temporary directories, and building the test node.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod node;
+pub mod power_monitor;
+pub mod procs;

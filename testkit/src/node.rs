@@ -1,0 +1,233 @@
+//! One real node: a `ractor_cluster` node ([`ClusterNode`]) with one power
+//! monitor instance, replaced like a supervisor would when it retires. The
+//! `test-node` binary and the `cluster_demo` example's `node` role both run
+//! [`run`], so the tests exercise the node the demo shows.
+//!
+//! It prints `READY node=<name>` once its instance is spawned, and one line
+//! per takeover event, which the tests and the demo read:
+//! `EVENT t_ms=<unix ms> node=<node> epoch=<Option<u64>> <EventKind as Debug>`.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::{ArgAction, Args};
+use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
+use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverServer};
+
+use crate::power_monitor::{PowerMonitor, NAME};
+
+/// The error of the binaries here: anything, printed by `main`.
+pub type AnyErr = Box<dyn std::error::Error + Send + Sync>;
+
+/// The cookie of the demo (and of a node started without `--cookie`).
+pub const DEMO_COOKIE: &str = "ractor-takeover-demo";
+
+/// How a node joins its cluster: the flags every node-like role shares.
+#[derive(Args, Clone, Debug)]
+pub struct ClusterArgs {
+    /// TCP port to listen on (127.0.0.1).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Every other node, `name@host:port`, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub peers: Vec<PeerAddr>,
+    /// The shared secret of the cluster.
+    #[arg(long, default_value = DEMO_COOKIE)]
+    pub cookie: String,
+    /// Heartbeat interval.
+    #[arg(long, default_value_t = 200)]
+    pub heartbeat_ms: u64,
+    /// Heartbeats missed before a peer counts as down.
+    #[arg(long, default_value_t = 5)]
+    pub misses: u32,
+    /// Keep the newest epoch per name in this directory across restarts.
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Mutual TLS with `DIR/cert.pem` and `DIR/key.pem`, trusting
+    /// `DIR/cert.pem` as the CA (a self-signed certificate is its own CA).
+    #[arg(long, value_name = "DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// The name the TLS certificate carries.
+    #[arg(long, default_value = "localhost")]
+    pub tls_name: String,
+}
+
+impl ClusterArgs {
+    /// The configuration of node `name` with these flags.
+    pub fn config(&self, name: &str) -> Result<ClusterConfig, AnyErr> {
+        let config = ClusterConfig::new(name, self.port, self.cookie.clone())
+            .with_peers(self.peers.clone())
+            .with_heartbeat(Duration::from_millis(self.heartbeat_ms), self.misses);
+        let config = match &self.state_dir {
+            Some(dir) => config.with_state_dir(dir),
+            None => config,
+        };
+        let Some(dir) = &self.tls_dir else {
+            return Ok(config);
+        };
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        let tls = ClusterTls::from_pem_files(&cert, &key, &cert, &self.tls_name)?;
+        Ok(config.with_tls(tls))
+    }
+}
+
+/// The flags of one node running the power monitor.
+#[derive(Args, Clone, Debug)]
+pub struct NodeArgs {
+    /// This node's name.
+    #[arg(long, default_value = "a")]
+    pub name: String,
+    /// How it joins the cluster.
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Placement of the power monitor, in priority order.
+    #[arg(long, default_value = "a > b > c")]
+    pub placement: String,
+    /// How long a standby waits before it fails over.
+    #[arg(long, default_value_t = 0)]
+    pub failover_delay_ms: u64,
+    /// How long a takeover may wait for the old holder's state.
+    #[arg(long, default_value_t = 5000)]
+    pub pull_timeout_ms: u64,
+    /// Warm standby: a checkpoint every this many calls (0: off).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// Exit when standard input closes: a node started by a test or the demo
+    /// ends with its parent, even if the parent is killed.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub exit_on_stdin_eof: bool,
+}
+
+/// Logs to stderr (`RUST_LOG`, default `warn`): stdout carries the lines the
+/// parent reads.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Milliseconds since the Unix epoch, to line up events of several processes.
+pub fn unix_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Ends this process when standard input closes (see
+/// [`NodeArgs::exit_on_stdin_eof`]).
+pub fn exit_on_stdin_eof() {
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin()
+            .read_line(&mut sink)
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        {
+            sink.clear();
+        }
+        std::process::exit(0);
+    });
+}
+
+/// Runs the node until it is killed (or its stdin closes, with
+/// `--exit-on-stdin-eof`).
+pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
+    let name = args.name.clone();
+    let node = ClusterNode::start(args.cluster.config(&name)?).await?;
+    let placement = Placement::parse(&args.placement)
+        .with_failover_delay(Duration::from_millis(args.failover_delay_ms));
+    let config = TakeoverConfig::default()
+        .with_placement(placement)
+        .with_pull_timeout(Duration::from_millis(args.pull_timeout_ms));
+    let config = match args.checkpoint_every {
+        0 => config,
+        n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
+    };
+    let mut events = config.events.subscribe();
+    tokio::spawn(async move {
+        while let Ok(ev) = events.recv().await {
+            println!(
+                "EVENT t_ms={} node={} epoch={:?} {:?}",
+                unix_ms(),
+                ev.node,
+                ev.epoch,
+                ev.kind
+            );
+        }
+    });
+    let (_server, mut handle) =
+        TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
+            .spawn(())
+            .await?;
+    println!("READY node={name}");
+    if args.exit_on_stdin_eof {
+        exit_on_stdin_eof();
+    }
+    // Like a supervisor: an instance that retired (it handed the name over)
+    // is replaced by a fresh standby, and the node keeps running. Why it
+    // matters: a retired instance's token relays the replies of the calls it
+    // forwarded for a while (`token_linger`); a node process that exited
+    // with its instance dropped those replies.
+    loop {
+        handle.await?;
+        handle = TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
+            .spawn(())
+            .await?
+            .1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::NodeArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+
+    /// clap's own consistency checks of the flags (names, defaults, actions).
+    #[test]
+    fn the_node_flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The flags the tests and the demo pass, in the forms they pass them.
+    #[test]
+    fn the_node_flags_parse_as_the_tests_write_them() {
+        let cli = Cli::try_parse_from([
+            "test-node",
+            "--name",
+            "b",
+            "--exit-on-stdin-eof",
+            "true",
+            "--port",
+            "4002",
+            "--peers",
+            "a@127.0.0.1:4001,c@127.0.0.1:4003",
+            "--placement",
+            "a > b",
+            "--pull-timeout-ms",
+            "60000",
+        ])
+        .expect("the flags parse");
+        let node = cli.node;
+        assert_eq!(node.name, "b");
+        assert!(node.exit_on_stdin_eof);
+        assert_eq!(node.cluster.port, 4002);
+        let peers: Vec<&str> = node.cluster.peers.iter().map(|p| p.node.as_str()).collect();
+        assert_eq!(peers, ["a", "c"]);
+        assert_eq!(node.placement, "a > b");
+        assert_eq!(node.pull_timeout_ms, 60_000);
+        assert_eq!(node.checkpoint_every, 0);
+        assert!(Cli::try_parse_from(["test-node", "--peers", "nobody"]).is_err());
+    }
+}
