@@ -224,8 +224,9 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
     );
 }
 
-/// Seeds a 20 000-schedule run found after this session's first fixes, each
-/// replayed strictly (no violation at all, known or not):
+/// Seeds that 20 000-schedule runs found after this session's first fixes,
+/// each with what it reproduced, replayed strictly by
+/// [`long_run_regressions_stay_fixed`]:
 /// - 3373128272: `c` retires towards `a`'s pull (epoch 10), whose reply an
 ///   undetected partition drops; `a` rolls back and steals again (13). At
 ///   the heal `c` saw its successor leave cleanly with a newer holder and
@@ -244,18 +245,34 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
 ///   again after its yield timed out and `a` dying behind an undetected
 ///   partition; `c` learns of it when `a` restarts (its old registrations
 ///   leave as `NodeDown`) and reports it.
+const LONG_RUN_SEEDS: [(u64, &str); 5] = [
+    (
+        3_373_128_272,
+        "a retiring old holder took a clean leave towards a newer holder for its handover",
+    ),
+    (3_373_116_214, "the same as 3373128272, on b"),
+    (
+        3_373_115_778,
+        "a split-brain loser held again after the winner crashed, the loss unreported",
+    ),
+    (
+        3_373_122_513,
+        "a holder confirmed a handover it had not received",
+    ),
+    (
+        1_208_702_206,
+        "a yielding holder held again after its winner died behind an undetected partition",
+    ),
+];
+
+/// Every seed of [`LONG_RUN_SEEDS`] replays without any violation, known
+/// gap or not.
 #[test]
 fn long_run_regressions_stay_fixed() {
-    for seed in [
-        3_373_128_272,
-        3_373_116_214,
-        3_373_115_778,
-        3_373_122_513,
-        1_208_702_206,
-    ] {
+    for (seed, what) in LONG_RUN_SEEDS {
         let run = run_seed(seed);
         if let Some(report) = run.report(true) {
-            panic!("seed {seed}:\n{report}");
+            panic!("seed {seed} ({what}):\n{report}");
         }
     }
 }
