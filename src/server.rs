@@ -21,15 +21,24 @@
 //!   handover query, holding again after a lost successor);
 //! - `placement`: automatic failover and takeover, and quorum;
 //! - `conflict`: split-brain detection and merge;
-//! - `checkpoint`: warm standby.
+//! - `checkpoint`: warm standby;
+//! - `transfer`: the size limit on a state sent between instances;
+//! - `control`: `go`, `takeover` and `status`, driving an instance from
+//!   outside.
 
 mod calls;
 mod checkpoint;
 mod conflict;
+mod control;
 mod handover;
 mod phase;
 mod placement;
 mod takeover;
+mod transfer;
+
+pub use self::control::go;
+pub use self::control::status;
+pub use self::control::takeover;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -48,9 +57,9 @@ use self::phase::{Timer, TimerView};
 use self::placement::Standby;
 use self::takeover::Pulling;
 use crate::{
-    Epoch, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason, Phase,
-    Registration, RegistrationInfo, Registry, RegistryEvent, StartType, StateCodecErr,
-    TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverErr, TakeoverEvent, TakeoverMessage,
+    Epoch, EventKind, HandoverMsg, InstanceStatus, LeaveReason, Phase, Registration,
+    RegistrationInfo, Registry, RegistryEvent, StartType, TakeoverActor, TakeoverConfig,
+    TakeoverCtx, TakeoverEvent, TakeoverMessage,
 };
 
 /// A running instance, as a ractor actor reference.
@@ -99,49 +108,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         supervisor: ActorCell,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
         Actor::spawn_linked(None, self, args, supervisor).await
-    }
-}
-
-/// Asks the standby `instance` to take the name over from its current holder
-/// (steal, then pull the state), like `application:takeover/2`. Returns when
-/// the instance serves as holder, or with why it does not.
-pub async fn takeover<A: TakeoverActor>(
-    instance: &TakeoverRef<A>,
-    timeout: Duration,
-) -> Result<HandoverReport, TakeoverErr> {
-    go(instance, GoRequest::Takeover, timeout).await
-}
-
-/// Sends a `go` request to a standby and waits for its outcome.
-pub async fn go<A: TakeoverActor>(
-    instance: &TakeoverRef<A>,
-    request: GoRequest,
-    timeout: Duration,
-) -> Result<HandoverReport, TakeoverErr> {
-    let outcome = instance
-        .call(
-            |reply| TakeoverMessage::Go {
-                request,
-                reply: Some(reply),
-            },
-            Some(timeout),
-        )
-        .await;
-    match outcome {
-        Ok(ractor::rpc::CallResult::Success(result)) => result,
-        Ok(ractor::rpc::CallResult::Timeout) => Err(TakeoverErr::Timeout { after: timeout }),
-        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(TakeoverErr::InstanceGone),
-    }
-}
-
-/// Asks an instance what it is doing.
-pub async fn status<A: TakeoverActor>(
-    instance: &TakeoverRef<A>,
-    timeout: Duration,
-) -> Option<InstanceStatus> {
-    match instance.call(TakeoverMessage::Status, Some(timeout)).await {
-        Ok(ractor::rpc::CallResult::Success(s)) => Some(s),
-        _ => None,
     }
 }
 
@@ -207,7 +173,7 @@ impl<A: TakeoverActor> ServerState<A> {
     /// for a pull.
     fn registration(&self) -> Option<&Registration> {
         match &self.stage {
-            Stage::Pulling(p) => Some(&p.me),
+            Stage::Pulling(p) => Some(p.registration()),
             _ => self.ctx.registration.as_ref(),
         }
     }
@@ -221,7 +187,7 @@ impl<A: TakeoverActor> ServerState<A> {
             phase: self.stage.phase(),
             epoch: self.epoch(),
             successor: match &self.stage {
-                Stage::Retiring(r) => Some(r.successor.epoch),
+                Stage::Retiring(r) => Some(r.successor().epoch),
                 _ => None,
             },
             suspect: matches!(&self.stage, Stage::Holder(h) if h.suspect.is_some()),
@@ -234,7 +200,7 @@ impl<A: TakeoverActor> Drop for ServerState<A> {
         self.pump.abort();
         if let Stage::Pulling(p) = &self.stage {
             self.registry
-                .unregister(p.me.info(), LeaveReason::InstanceDied);
+                .unregister(p.registration().info(), LeaveReason::InstanceDied);
         }
         if let Some(me) = self.ctx.registration.take() {
             self.registry
@@ -526,33 +492,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.publish(state, EventKind::Registered { start });
         // A failover can land beside a holder it could not see: resolve it.
         self.check_conflict(state).await
-    }
-
-    /// Encodes our state for another instance (a takeover or a merge),
-    /// refusing one over `max_state_bytes`.
-    fn encode_for_transfer(&self, user: &A::State) -> Result<Vec<u8>, StateCodecErr> {
-        let bytes = self.behaviour.encode_state(user)?;
-        let max = self.config.max_state_bytes;
-        if bytes.len() > max {
-            return Err(StateCodecErr::TooLarge {
-                bytes: bytes.len(),
-                max,
-            });
-        }
-        Ok(bytes)
-    }
-
-    /// Decodes a state another instance sent, refusing one over
-    /// `max_state_bytes` before decoding it.
-    fn decode_transferred(&self, bytes: &[u8]) -> Result<A::State, StateCodecErr> {
-        let max = self.config.max_state_bytes;
-        if bytes.len() > max {
-            return Err(StateCodecErr::TooLarge {
-                bytes: bytes.len(),
-                max,
-            });
-        }
-        self.behaviour.decode_state(bytes)
     }
 
     /// Whether `instance` holds any live registration of our name.

@@ -50,10 +50,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return self.serve(state, call).await;
         }
         match &mut state.stage {
-            Stage::Yielding(y) => {
-                let winner = y.winner.clone();
-                self.forward(state, &winner, call);
-            }
+            Stage::Yielding(_) => self.yielding_call(state, call),
             Stage::Holder(_) | Stage::Pulling(_) => self.hold(state, call),
             Stage::Retiring(_) => self.retiring_call(state, call),
             Stage::Standby(_) => self.forward_to_holder(state, call),

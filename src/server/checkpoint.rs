@@ -70,14 +70,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if self.config.checkpoint.is_none() {
             return;
         }
-        if matches!(&state.stage, Stage::Standby(s) if s.warm.reg.is_some()) {
+        if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
             return;
         }
         let cell = state.ctx.myself.get_cell();
         match self.registry.steal(&standby_name(&self.name), cell).await {
             Ok(reg) => {
                 if let Stage::Standby(s) = &mut state.stage {
-                    s.warm.reg = Some(reg);
+                    s.warm_mut().reg = Some(reg);
                 }
             }
             Err(e) => {
@@ -195,7 +195,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         let have = standby
-            .warm
+            .warm()
             .stored
             .as_ref()
             .map(|s| (s.holder_epoch, s.seq));
@@ -217,7 +217,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match self.behaviour.decode_state(&bytes) {
             Ok(decoded) => {
                 if let Stage::Standby(standby) = &mut state.stage {
-                    standby.warm.stored = Some(Stored {
+                    standby.warm_mut().stored = Some(Stored {
                         holder_epoch: holder.epoch,
                         seq,
                         handled,

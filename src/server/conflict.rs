@@ -21,6 +21,7 @@
 
 use ractor::{ActorProcessingErr, ActorRef};
 
+use super::calls::Pending;
 use super::phase::{self, Verdict, YieldExit};
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
@@ -32,7 +33,7 @@ use crate::{
 /// The stage of a holder that lost a split-brain conflict.
 pub(super) struct Yielding {
     /// Where our state went, and every call goes now.
-    pub(super) winner: Registration,
+    winner: Registration,
     /// The holder we were, to serve again as if the winner never confirms.
     holder: Holder,
 }
@@ -216,6 +217,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             self.config.pull_timeout,
             TakeoverMessage::YieldTimeout(me.epoch()),
         );
+    }
+
+    /// A call while yielding: to the winner, which has our state.
+    pub(super) fn yielding_call(&self, state: &ServerState<A>, call: Pending<A>) {
+        if let Stage::Yielding(y) = &state.stage {
+            self.forward(state, &y.winner, call);
+        }
     }
 
     /// On the winner: the loser's state arrived.

@@ -47,7 +47,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 
 /// The stage of an old holder that sent its state.
 pub(super) struct Retiring<A: TakeoverActor> {
-    pub(super) successor: RegistrationInfo,
+    successor: RegistrationInfo,
     /// Calls that reached us before the successor showed in our view.
     waiting: VecDeque<Pending<A>>,
     forwarded: usize,
@@ -71,6 +71,13 @@ struct Outgoing {
     bytes: Vec<u8>,
     /// How much of `bytes` went out.
     sent: usize,
+}
+
+impl<A: TakeoverActor> Retiring<A> {
+    /// The instance our state went to.
+    pub(super) fn successor(&self) -> &RegistrationInfo {
+        &self.successor
+    }
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {

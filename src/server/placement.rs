@@ -20,7 +20,7 @@ use crate::{
 pub(super) struct Standby<A: TakeoverActor> {
     /// Warm standby: our entry in the standby group and the newest
     /// checkpoint received.
-    pub(super) warm: Warm<A>,
+    warm: Warm<A>,
     /// Since when the name has been vacant in our view.
     vacant_since: Option<Instant>,
     /// No self-initiated takeover before this (after a failed one).
@@ -40,6 +40,21 @@ impl<A: TakeoverActor> Default for Standby<A> {
 impl<A: TakeoverActor> Standby<A> {
     /// A standby again after a rolled-back pull, which keeps its warm
     /// standby and waits until `retry_at` before it tries again.
+    /// Warm standby's part, taken along into a pull or a holder.
+    pub(super) fn take_warm(&mut self) -> Warm<A> {
+        std::mem::take(&mut self.warm)
+    }
+
+    /// Warm standby's part.
+    pub(super) fn warm(&self) -> &Warm<A> {
+        &self.warm
+    }
+
+    /// Warm standby's part, for the checkpoints that come.
+    pub(super) fn warm_mut(&mut self) -> &mut Warm<A> {
+        &mut self.warm
+    }
+
     pub(super) fn after_abort(warm: Warm<A>, retry_at: Option<Instant>) -> Self {
         Self {
             warm,
@@ -144,7 +159,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     ) -> Result<StartType, ActorProcessingErr> {
         self.set_registration(state, Some(me));
         let mut warm = match &mut state.stage {
-            Stage::Standby(s) => std::mem::take(&mut s.warm),
+            Stage::Standby(s) => s.take_warm(),
             _ => Warm::default(),
         };
         self.enter(state, Stage::Holder(Holder::default()), None);

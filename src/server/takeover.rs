@@ -22,7 +22,7 @@ type GoReply = RpcReplyPort<Result<HandoverReport, TakeoverErr>>;
 /// The stage of an instance that stole the name and waits for the state.
 pub(super) struct Pulling<A: TakeoverActor> {
     /// The registration we stole: the epoch we pull under.
-    pub(super) me: Registration,
+    me: Registration,
     from: RegistrationInfo,
     /// The old holder's instance: it may re-register under a new epoch
     /// (after winning a conflict), which is not a death.
@@ -36,6 +36,13 @@ pub(super) struct Pulling<A: TakeoverActor> {
     /// failover starts from that checkpoint, one rolled back is a standby
     /// again.
     warm: Warm<A>,
+}
+
+impl<A: TakeoverActor> Pulling<A> {
+    /// The registration we stole: the epoch we pull under.
+    pub(super) fn registration(&self) -> &Registration {
+        &self.me
+    }
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
@@ -96,7 +103,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let Stage::Standby(standby) = &mut state.stage else {
                     return Ok(());
                 };
-                let warm = std::mem::take(&mut standby.warm);
+                let warm = standby.take_warm();
                 let pulling = Pulling {
                     me,
                     from: holder.info().clone(),
