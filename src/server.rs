@@ -358,6 +358,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         event: Option<EventKind>,
     ) -> Stage<A> {
         let from = std::mem::replace(&mut state.stage, to);
+        debug_assert!(
+            phase::may_enter(from.phase(), state.stage.phase()),
+            "no transition {:?} -> {:?} in the phase machine",
+            from.phase(),
+            state.stage.phase()
+        );
         state
             .span
             .record("epoch", tracing::field::debug(state.epoch()));

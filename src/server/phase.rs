@@ -32,6 +32,27 @@ use crate::{
 #[cfg(test)]
 mod tests;
 
+/// Every change of stage the runtime makes, `(from, to)`: the diagram
+/// above as data. The actor checks each transition against it (in debug
+/// builds, so every test and fault schedule does), which keeps the diagram,
+/// this table and the code from drifting apart. Retiring and yielding end
+/// in a drain, not in another stage.
+pub(super) const TRANSITIONS: [(Phase, Phase); 8] = [
+    (Phase::Standby, Phase::Pulling),
+    (Phase::Standby, Phase::Holder),
+    (Phase::Pulling, Phase::Holder),
+    (Phase::Pulling, Phase::Standby),
+    (Phase::Holder, Phase::Retiring),
+    (Phase::Holder, Phase::Yielding),
+    (Phase::Retiring, Phase::Holder),
+    (Phase::Yielding, Phase::Holder),
+];
+
+/// Whether the phase machine has a transition from `from` to `to`.
+pub(super) fn may_enter(from: Phase, to: Phase) -> bool {
+    TRANSITIONS.contains(&(from, to))
+}
+
 /// The runtime's timers. Each fires as a message carrying the epoch it was
 /// started under, so a timer of an earlier stage or epoch is recognised and
 /// dropped.

@@ -26,6 +26,24 @@ fn view(phase: Phase, epoch: Option<Epoch>) -> TimerView {
     }
 }
 
+// ---- the transition table -------------------------------------------------
+
+#[test]
+fn every_stage_has_its_exits_in_the_table_and_no_other() {
+    use Phase::*;
+    let exits = |from: Phase| -> Vec<Phase> {
+        [Standby, Pulling, Holder, Retiring, Yielding]
+            .into_iter()
+            .filter(|to| may_enter(from, *to))
+            .collect()
+    };
+    assert_eq!(exits(Standby), [Pulling, Holder]);
+    assert_eq!(exits(Pulling), [Standby, Holder]);
+    assert_eq!(exits(Holder), [Retiring, Yielding]);
+    assert_eq!(exits(Retiring), [Holder]);
+    assert_eq!(exits(Yielding), [Holder]);
+}
+
 // ---- timers ---------------------------------------------------------------
 
 #[test]
