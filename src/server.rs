@@ -157,14 +157,21 @@ pub struct ServerState<A: TakeoverActor> {
     /// One span per instance (name, node, epoch): every log line of the
     /// instance carries them.
     span: tracing::Span,
-    /// Memory of past stages: the newest holder this instance saw, for
-    /// `Failover { from }`.
+    /// What the instance remembers of past stages.
+    memory: Memory,
+}
+
+/// Memories of past transitions: they outlive the stage that made them,
+/// and the protocol needs them later, in another stage.
+#[derive(Default)]
+struct Memory {
+    /// The newest holder this instance saw, for `Failover { from }`.
     last_holder: Option<RegistrationInfo>,
-    /// Memory of a pull we ended as a failover (the old holder looked gone):
-    /// if its state still comes, the old holder must be told to serve again.
+    /// A pull we ended as a failover (the old holder looked gone): if its
+    /// state still comes, the old holder must be told to serve again.
     abandoned_pull: Option<RegistrationInfo>,
-    /// Memory of the last takeover we finished: the old holder and our epoch
-    /// then, to answer its `HandoverQuery` if our `HandoverDone` was lost.
+    /// The last takeover we finished: the old holder and our epoch then, to
+    /// answer its `HandoverQuery` if our `HandoverDone` was lost.
     took_over: Option<(RegistrationInfo, Epoch)>,
 }
 
@@ -246,9 +253,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             buffer: VecDeque::new(),
             pump,
             span,
-            last_holder: None,
-            abandoned_pull: None,
-            took_over: None,
+            memory: Memory::default(),
         })
     }
 
@@ -391,8 +396,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Remembers `info` as the newest holder seen, if it ranks above the one
     /// we remember.
     fn note_holder(&self, state: &mut ServerState<A>, info: &RegistrationInfo) {
-        if phase::newer_holder(state.last_holder.as_ref(), info) {
-            state.last_holder = Some(info.clone());
+        if phase::newer_holder(state.memory.last_holder.as_ref(), info) {
+            state.memory.last_holder = Some(info.clone());
         }
     }
 
@@ -530,9 +535,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             reason: LeaveReason::Unregistered,
         } = &event
         {
-            if state.last_holder.as_ref() == Some(info) {
+            if state.memory.last_holder.as_ref() == Some(info) {
                 if let Some(now) = self.registry.lookup(&self.name) {
-                    state.last_holder = Some(now.info().clone());
+                    state.memory.last_holder = Some(now.info().clone());
                 }
             }
         }

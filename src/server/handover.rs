@@ -381,19 +381,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         successor: RegistrationInfo,
     ) {
         let pulling = matches!(state.stage, Stage::Pulling(_));
-        let answer = match phase::answer_query(state.took_over.as_ref(), &old, &successor, pulling)
-        {
-            QueryAnswer::Done => HandoverMsg::HandoverDone { successor },
-            QueryAnswer::Unknown => HandoverMsg::HandoverUnknown { successor },
-            QueryAnswer::Silent => {
-                tracing::debug!(
-                    ?old,
-                    ?successor,
-                    "handover query while pulling; no answer yet"
-                );
-                return;
-            }
-        };
+        let answer =
+            match phase::answer_query(state.memory.took_over.as_ref(), &old, &successor, pulling) {
+                QueryAnswer::Done => HandoverMsg::HandoverDone { successor },
+                QueryAnswer::Unknown => HandoverMsg::HandoverUnknown { successor },
+                QueryAnswer::Silent => {
+                    tracing::debug!(
+                        ?old,
+                        ?successor,
+                        "handover query while pulling; no answer yet"
+                    );
+                    return;
+                }
+            };
         if let Some(to) = self.registry.resolve(&old) {
             deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(answer));
         }

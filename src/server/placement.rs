@@ -115,12 +115,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// How a start on a vacant name must be reported (by this instance, or
     /// by its node, which learns the newest registration from its peers).
     fn vacant_start(&self, state: &mut ServerState<A>) -> StartType {
-        if state.last_holder.is_none() {
+        if state.memory.last_holder.is_none() {
             if let Some(seen) = self.registry.newest_seen(&self.name) {
                 self.note_holder(state, &seen);
             }
         }
-        phase::vacant_start(state.last_holder.as_ref())
+        phase::vacant_start(state.memory.last_holder.as_ref())
     }
 
     /// Registers a vacant name and starts as holder with `start`.

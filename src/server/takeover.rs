@@ -155,7 +155,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let me = state.registration().map(|m| m.info().clone());
         let owner = phase::late_state_owner(
             me.as_ref(),
-            state.abandoned_pull.as_ref(),
+            state.memory.abandoned_pull.as_ref(),
             requester_epoch,
             sent,
         );
@@ -283,10 +283,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let start = if lost {
             tracing::warn!(from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
             self.publish(state, EventKind::StateLost { from: from.clone() });
-            state.abandoned_pull = Some(from.clone());
+            state.memory.abandoned_pull = Some(from.clone());
             self.note_holder(state, &from);
             let mine = state.registration().map(|m| m.info().clone());
-            let lost_with = phase::lost_with(state.last_holder.as_ref(), mine.as_ref(), &from);
+            let lost_with =
+                phase::lost_with(state.memory.last_holder.as_ref(), mine.as_ref(), &from);
             self.failover_start(state, lost_with.node, &mut warm)
         } else {
             StartType::Takeover {
@@ -299,7 +300,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let pause = p.started.elapsed();
         let me = state.registration().map(|m| m.info().clone());
         if let (false, Some(me)) = (lost, &me) {
-            state.took_over = Some((from.clone(), me.epoch));
+            state.memory.took_over = Some((from.clone(), me.epoch));
         }
         if let (false, Some(old), Some(me)) = (lost, self.registry.resolve(&from), me.clone()) {
             deliver(
