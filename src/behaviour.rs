@@ -6,7 +6,7 @@ use ractor::{ActorProcessingErr, ActorRef};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{Epoch, NodeId, StateCodecErr, TakeoverMessage};
+use crate::{Epoch, NodeId, Registration, StateCodecErr, TakeoverMessage};
 
 /// How an instance came to hold the name, as `go` receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +68,12 @@ pub struct TakeoverCtx<A: TakeoverActor> {
     pub(crate) myself: ActorRef<TakeoverMessage<A>>,
     pub(crate) name: String,
     pub(crate) node: NodeId,
-    pub(crate) epoch: Option<Epoch>,
+    /// The registration this instance holds the name under (or held it
+    /// under while it retires or yields), `None` on a standby or while it
+    /// pulls. Why here: it is the one place the instance's epoch lives, so
+    /// what user code sees as its fencing token cannot drift from the
+    /// registration the runtime serves under.
+    pub(crate) registration: Option<Registration>,
 }
 
 impl<A: TakeoverActor> TakeoverCtx<A> {
@@ -91,13 +96,13 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
     /// a standby. Use it as a fencing token: attach it to side effects so that
     /// a downstream system can refuse writes from a holder that was replaced.
     pub fn epoch(&self) -> Option<Epoch> {
-        self.epoch
+        self.registration.as_ref().map(Registration::epoch)
     }
 
     /// The fencing token for side effects (see [`crate::EpochGate`]), `None`
     /// while this instance does not hold the name.
     pub fn fence(&self) -> Option<crate::FencingToken> {
-        self.epoch.map(|epoch| crate::FencingToken {
+        self.epoch().map(|epoch| crate::FencingToken {
             name: self.name.clone(),
             epoch,
             node: self.node.clone(),

@@ -52,11 +52,15 @@
 //!
 //! # Layout
 //! - [`behaviour`](TakeoverActor): the trait users implement, the start types.
-//! - `server`: the ractor actor that runs a behaviour; registration at start,
-//!   `go`, both sides of the handover protocol, placement decisions;
-//!   `server/conflict` heals split brains, `server/checkpoint` keeps warm
-//!   standbys, `server/retire` is the old holder's side once its state is
-//!   sent (a lost `HandoverDone`, a successor that vanished).
+//! - `server`: the ractor actor that runs a behaviour, its dispatch and the
+//!   one transition between stages (each stage carries its own data). Each
+//!   side of the protocol has its own file under `server/`: `phase` (the
+//!   decisions of every stage's exits, pure and unit-tested), `calls`
+//!   (serve, buffer, forward; whether a holder may answer), `takeover` (the
+//!   new holder: go, pull, install, abort), `handover` (the old holder:
+//!   state request, parts, retiring, a lost `HandoverDone`), `placement`
+//!   (start, automatic failover and takeover, quorum), `conflict`
+//!   (split-brain healing), `checkpoint` (warm standbys).
 //! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
 //!   and how messages cross nodes.
 //! - `registry`: the [`Registry`] trait, one node's view of the global names.

@@ -6,20 +6,36 @@
 //! standby keeps only the newest checkpoint, ordered by `(holder epoch, seq)`:
 //! it never installs one older than the one it has (fencing).
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
-use super::{send_later, ServerState, Stage, TakeoverServer};
+use super::phase;
+use super::{ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    CheckpointInfo, EventKind, HandoverMsg, LeaveReason, NodeId, RegistrationInfo, StartType,
-    TakeoverActor, TakeoverMessage,
+    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, NodeId, Registration,
+    RegistrationInfo, StartType, TakeoverActor, TakeoverMessage,
 };
 
+/// A standby's side of warm standby: its entry in the standby group and the
+/// newest checkpoint it received. A standby that pulls keeps it, for a pull
+/// that ends as a failover (or rolls back).
+pub(super) struct Warm<A: TakeoverActor> {
+    reg: Option<Registration>,
+    stored: Option<Stored<A>>,
+}
+
+impl<A: TakeoverActor> Default for Warm<A> {
+    fn default() -> Self {
+        Self {
+            reg: None,
+            stored: None,
+        }
+    }
+}
+
 /// The newest checkpoint a standby holds, decoded.
-pub(crate) struct Stored<A: TakeoverActor> {
-    holder_epoch: u64,
+struct Stored<A: TakeoverActor> {
+    holder_epoch: Epoch,
     seq: u64,
     handled: u64,
     bytes: usize,
@@ -27,27 +43,52 @@ pub(crate) struct Stored<A: TakeoverActor> {
     state: A::State,
 }
 
-pub(crate) fn standby_name(name: &str) -> String {
+/// A holder's side: calls handled, and when the last checkpoint was taken.
+/// It lives as long as the instance holds (across a retirement or a yield
+/// that ends in serving again), so checkpoint numbers keep rising.
+#[derive(Default)]
+pub(super) struct Clock {
+    handled: u64,
+    at: u64,
+    seq: u64,
+}
+
+impl Clock {
+    /// Calls handled by this instance as holder.
+    pub(super) fn handled(&self) -> u64 {
+        self.handled
+    }
+}
+
+fn standby_name(name: &str) -> String {
     format!("{name}#standby")
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     /// A standby joins the standby group (only with warm standby on).
     pub(super) async fn join_standbys(&self, state: &mut ServerState<A>) {
-        if self.config.checkpoint.is_none() || state.standby_reg.is_some() {
+        if self.config.checkpoint.is_none() {
+            return;
+        }
+        if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
             return;
         }
         let cell = state.ctx.myself.get_cell();
         match self.registry.steal(&standby_name(&self.name), cell).await {
-            Ok(reg) => state.standby_reg = Some(reg),
+            Ok(reg) => {
+                if let Stage::Standby(s) = &mut state.stage {
+                    s.warm_mut().reg = Some(reg);
+                }
+            }
             Err(e) => {
-                tracing::warn!(name = %self.name, error = %e, "could not join the standbys; no checkpoints will come")
+                tracing::warn!(error = %e, "could not join the standbys; no checkpoints will come")
             }
         }
     }
 
-    pub(super) fn leave_standbys(&self, state: &mut ServerState<A>) {
-        if let Some(reg) = state.standby_reg.take() {
+    /// A standby that becomes holder leaves the standby group.
+    pub(super) fn leave_standbys(&self, warm: Warm<A>) {
+        if let Some(reg) = warm.reg {
             self.registry
                 .unregister(reg.info(), LeaveReason::Unregistered);
         }
@@ -55,57 +96,61 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     /// A new holder starts its checkpoint clock.
     pub(super) fn start_checkpoints(&self, state: &mut ServerState<A>) {
-        state.checkpointed_at = state.handled;
+        let Stage::Holder(holder) = &mut state.stage else {
+            return;
+        };
+        holder.clock.at = holder.clock.handled;
         if let (Some(every), Some(epoch)) = (
             self.config.checkpoint.as_ref().and_then(|p| p.every),
-            state.ctx.epoch,
+            state.ctx.epoch(),
         ) {
-            tick_after(state, every, epoch);
+            self.timer(state, every, TakeoverMessage::CheckpointTick(epoch));
         }
     }
 
     pub(super) fn after_serve(&self, state: &mut ServerState<A>) {
-        state.handled += 1;
+        let Stage::Holder(holder) = &mut state.stage else {
+            return;
+        };
+        holder.clock.handled += 1;
         let every = self.config.checkpoint.as_ref().and_then(|p| p.every_calls);
-        if every.is_some_and(|n| state.handled - state.checkpointed_at >= n) {
+        if every.is_some_and(|n| holder.clock.handled - holder.clock.at >= n) {
             self.send_checkpoint(state);
         }
     }
 
-    pub(super) fn on_checkpoint_tick(
-        &self,
-        _myself: ractor::ActorRef<TakeoverMessage<A>>,
-        state: &mut ServerState<A>,
-        epoch: u64,
-    ) {
-        if !matches!(state.stage, Stage::Holder) || state.ctx.epoch != Some(epoch) {
-            return;
-        }
-        if state.handled > state.checkpointed_at {
+    /// The checkpoint timer fired (the guard in `dispatch` checked it is this
+    /// holder's).
+    pub(super) fn on_checkpoint_tick(&self, state: &mut ServerState<A>, epoch: Epoch) {
+        if matches!(&state.stage, Stage::Holder(h) if h.clock.handled > h.clock.at) {
             self.send_checkpoint(state);
         }
         if let Some(every) = self.config.checkpoint.as_ref().and_then(|p| p.every) {
-            tick_after(state, every, epoch);
+            self.timer(state, every, TakeoverMessage::CheckpointTick(epoch));
         }
     }
 
     fn send_checkpoint(&self, state: &mut ServerState<A>) {
-        let Some(me) = state.me.as_ref().map(|m| m.info().clone()) else {
+        let Some(me) = state.ctx.registration.as_ref().map(|m| m.info().clone()) else {
             return;
         };
-        state.checkpointed_at = state.handled;
+        let Stage::Holder(holder) = &mut state.stage else {
+            return;
+        };
+        holder.clock.at = holder.clock.handled;
         let bytes = match self.behaviour.encode_state(&state.user) {
             Ok(b) if b.len() <= self.config.max_state_bytes => b,
             Ok(b) => {
-                tracing::warn!(name = %self.name, bytes = b.len(), "state over max_state_bytes; no checkpoint");
+                tracing::warn!(bytes = b.len(), "state over max_state_bytes; no checkpoint");
                 return;
             }
             Err(e) => {
-                tracing::warn!(name = %self.name, error = %e, "state does not encode; no checkpoint");
+                tracing::warn!(error = %e, "state does not encode; no checkpoint");
                 return;
             }
         };
-        state.checkpoint_seq += 1;
+        holder.clock.seq += 1;
+        let (seq, handled) = (holder.clock.seq, holder.clock.handled);
         let standbys = self.registry.members(&standby_name(&self.name));
         for standby in &standbys {
             deliver(
@@ -113,13 +158,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 standby,
                 TakeoverMessage::<A>::Handover(HandoverMsg::Checkpoint {
                     holder: me.clone(),
-                    seq: state.checkpoint_seq,
-                    handled: state.handled,
+                    seq,
+                    handled,
                     bytes: bytes.clone(),
                 }),
             );
         }
-        let (seq, size, standbys) = (state.checkpoint_seq, bytes.len(), standbys.len());
+        let (size, standbys) = (bytes.len(), standbys.len());
         self.publish(
             state,
             EventKind::CheckpointSent {
@@ -140,23 +185,28 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         bytes: Vec<u8>,
     ) {
         let reject = |state: &ServerState<A>, reason: String| {
-            tracing::warn!(name = %self.name, %reason, "checkpoint refused");
+            tracing::warn!(%reason, "checkpoint refused");
             self.publish(state, EventKind::CheckpointRejected { reason });
         };
         if holder.name != self.name {
             return reject(state, format!("it is for {:?}", holder.name));
         }
-        if !matches!(state.stage, Stage::Standby) {
+        let Stage::Standby(standby) = &state.stage else {
             return;
-        }
-        if let Some(have) = &state.stored {
-            if (holder.epoch, seq) <= (have.holder_epoch, have.seq) {
-                let why = format!(
-                    "stale: epoch {} seq {seq}, we have epoch {} seq {}",
-                    holder.epoch, have.holder_epoch, have.seq
-                );
-                return reject(state, why);
-            }
+        };
+        let have = standby
+            .warm()
+            .stored
+            .as_ref()
+            .map(|s| (s.holder_epoch, s.seq));
+        if let (false, Some((epoch, have_seq))) =
+            (phase::checkpoint_newer(have, holder.epoch, seq), have)
+        {
+            let why = format!(
+                "stale: epoch {} seq {seq}, we have epoch {epoch} seq {have_seq}",
+                holder.epoch
+            );
+            return reject(state, why);
         }
         if bytes.len() > self.config.max_state_bytes {
             return reject(
@@ -166,24 +216,31 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         match self.behaviour.decode_state(&bytes) {
             Ok(decoded) => {
-                state.stored = Some(Stored {
-                    holder_epoch: holder.epoch,
-                    seq,
-                    handled,
-                    bytes: bytes.len(),
-                    received: Instant::now(),
-                    state: decoded,
-                });
+                if let Stage::Standby(standby) = &mut state.stage {
+                    standby.warm_mut().stored = Some(Stored {
+                        holder_epoch: holder.epoch,
+                        seq,
+                        handled,
+                        bytes: bytes.len(),
+                        received: Instant::now(),
+                        state: decoded,
+                    });
+                }
                 self.publish(state, EventKind::CheckpointStored { holder, seq });
             }
             Err(e) => reject(state, e.to_string()),
         }
     }
 
-    /// The start type of a failover, installing the newest checkpoint if we
-    /// have one.
-    pub(super) fn failover_start(&self, state: &mut ServerState<A>, from: NodeId) -> StartType {
-        let checkpoint = state.stored.take().map(|stored| {
+    /// The start type of a failover, installing the newest checkpoint of
+    /// `warm` if it has one.
+    pub(super) fn failover_start(
+        &self,
+        state: &mut ServerState<A>,
+        from: NodeId,
+        warm: &mut Warm<A>,
+    ) -> StartType {
+        let checkpoint = warm.stored.take().map(|stored| {
             state.user = stored.state;
             CheckpointInfo {
                 holder_epoch: stored.holder_epoch,
@@ -195,12 +252,4 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         });
         StartType::Failover { from, checkpoint }
     }
-}
-
-fn tick_after<A: TakeoverActor>(state: &ServerState<A>, after: Duration, epoch: u64) {
-    send_later(
-        &state.ctx.myself,
-        after,
-        TakeoverMessage::CheckpointTick(epoch),
-    );
 }

@@ -19,74 +19,48 @@
 //!
 //! If the winner ranks above the loser already, it skips the steal.
 
-use std::cmp::Ordering;
-
 use ractor::{ActorProcessingErr, ActorRef};
 
-use super::{send_later, ServerState, Stage, TakeoverServer};
+use super::calls::Pending;
+use super::phase::{self, Verdict, YieldExit};
+use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, ReplyErr, StateCodecErr,
-    TakeoverActor, TakeoverMessage,
+    EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, RegistryEvent, ReplyErr,
+    StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
+/// The stage of a holder that lost a split-brain conflict.
+pub(super) struct Yielding {
+    /// Where our state went, and every call goes now.
+    winner: Registration,
+    /// The holder we were, to serve again as if the winner never confirms.
+    holder: Holder,
+}
+
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// Whether this node may start a holder: always, unless quorum mode is on
-    /// and fewer than a majority of the placement's nodes are live.
-    pub(super) fn has_quorum(&self) -> bool {
-        if !self.config.quorum {
-            return true;
-        }
-        let Some(placement) = &self.config.placement else {
-            return true;
-        };
-        let listed: Vec<_> = placement.groups().iter().flatten().collect();
-        let live = self.registry.live_nodes();
-        let up = listed.iter().filter(|n| live.contains(**n)).count();
-        up * 2 > listed.len()
-    }
-
-    /// On a holder, quorum mode: whether a majority is live, noting the
-    /// change. Without quorum the holder holds its calls (in `buffer`), so a
-    /// holder cut into a minority acknowledges nothing the majority's new
-    /// holder will not know about.
-    pub(super) fn may_serve(&self, state: &mut ServerState<A>) -> bool {
-        let quorum = self.has_quorum();
-        if quorum == state.quorum_lost {
-            state.quorum_lost = !quorum;
-            if quorum {
-                tracing::info!(name = %self.name, node = %self.registry.node(), "quorum regained; serving the held calls");
-                self.publish(state, EventKind::QuorumRegained);
-            } else {
-                let live: Vec<_> = self.registry.live_nodes().into_iter().collect();
-                tracing::warn!(name = %self.name, node = %self.registry.node(), ?live, "quorum lost; holding calls");
-                self.publish(state, EventKind::QuorumLost { live });
-            }
-        }
-        quorum
-    }
-
-    /// On a holder: is there a registration ranked above ours?
+    /// On a holder: is there a registration ranked above ours? If so, hold
+    /// calls and give it `conflict_grace` to ask for a handover.
     pub(super) async fn check_conflict(
         &self,
         state: &mut ServerState<A>,
     ) -> Result<(), ActorProcessingErr> {
-        let Some(me) = state.me.clone() else {
+        let Some(me) = state.ctx.registration.clone() else {
             return Ok(());
         };
-        let above = self
-            .registry
-            .lookup(&self.name)
-            .filter(|top| top.info().rank() > me.info().rank());
-        match above {
+        let top = self.registry.lookup(&self.name);
+        let Stage::Holder(holder) = &mut state.stage else {
+            return Ok(());
+        };
+        match top.filter(|top| phase::ranks_above(Some(top.info()), me.info())) {
             Some(other) => {
-                if state.suspect.as_ref().map(Registration::info) != Some(other.info()) {
+                if holder.suspect.as_ref().map(Registration::info) != Some(other.info()) {
                     // Usually a takeover whose state request is right behind
                     // its steal: not worth a warning until the grace passes.
-                    tracing::debug!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours; holding calls");
-                    state.suspect = Some(other);
-                    send_later(
-                        &state.ctx.myself,
+                    tracing::debug!(other = ?other.info(), "a registration above ours; holding calls");
+                    holder.suspect = Some(other);
+                    self.timer(
+                        state,
                         self.config.conflict_grace,
                         TakeoverMessage::ConflictTick(me.epoch()),
                     );
@@ -94,108 +68,122 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             None => {
-                let suspected = state.suspect.take().is_some();
-                if (suspected || state.quorum_lost) && self.may_serve(state) {
-                    self.release_held(state).await?;
+                let suspected = holder.suspect.take().is_some();
+                if (suspected || holder.quorum_lost) && self.may_answer(state) {
+                    self.serve_buffered(state).await?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// Serves the held calls if nothing holds them any more (no suspected
-    /// conflict, and quorum if quorum mode is on).
-    pub(super) async fn release_held_if_serving(
+    /// A registry change on a holder: did the rival we wait on die? Else,
+    /// check for a conflict again.
+    pub(super) async fn holder_on_change(
         &self,
         state: &mut ServerState<A>,
+        event: &RegistryEvent,
     ) -> Result<(), ActorProcessingErr> {
-        if matches!(state.stage, Stage::Holder) && state.suspect.is_none() && self.may_serve(state)
-        {
-            self.release_held(state).await?;
+        let Stage::Holder(holder) = &mut state.stage else {
+            return Ok(());
+        };
+        let rival = holder.suspect.as_ref().map(Registration::info);
+        let resolves = rival.is_some_and(|r| self.registry.resolve(r).is_some());
+        if !phase::rival_died(event, rival, resolves) {
+            return self.check_conflict(state).await;
         }
-        Ok(())
+        let Some(rival) = holder.suspect.take() else {
+            return Ok(());
+        };
+        tracing::warn!(rival = ?rival.info(), "a rival holder died before the split brain healed: holding again as a failover from it");
+        self.hold_again_as_failover(state, rival.info(), None)
+            .await?;
+        self.serve_held_if_answering(state).await
     }
 
-    /// Serves the calls held while a conflict was suspected, in order.
-    pub(super) async fn release_held(
-        &self,
-        state: &mut ServerState<A>,
-    ) -> Result<(), ActorProcessingErr> {
-        while let Some(call) = state.buffer.pop_front() {
-            self.serve(state, call).await?;
-        }
-        Ok(())
-    }
-
+    /// The conflict grace passed (the guard in `dispatch` checked it is this
+    /// epoch's) with no state request from the rival.
     pub(super) async fn on_conflict_tick(
         &self,
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
-        epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
-        let (Stage::Holder, Some(me), Some(other)) =
-            (&state.stage, state.me.clone(), state.suspect.clone())
+        let (Some(me), Stage::Holder(holder)) = (state.ctx.registration.clone(), &mut state.stage)
         else {
             return Ok(());
         };
-        if me.epoch() != epoch {
+        let Some(other) = holder.suspect.clone() else {
             return Ok(());
-        }
+        };
         let still_above = self
             .registry
             .resolve(other.info())
-            .is_some_and(|o| o.info().rank() > me.info().rank());
+            .is_some_and(|o| phase::ranks_above(Some(o.info()), me.info()));
         if !still_above {
-            state.suspect = None;
-            if self.may_serve(state) {
-                self.release_held(state).await?;
+            holder.suspect = None;
+            if self.may_answer(state) {
+                self.serve_buffered(state).await?;
             }
             return Ok(());
         }
-        tracing::warn!(name = %self.name, node = %self.registry.node(), other = ?other.info(), "a registration above ours never asked for a handover: two holders");
+        tracing::warn!(other = ?other.info(), "a registration above ours never asked for a handover: two holders");
         self.publish(
             state,
             EventKind::ConflictSuspected {
                 other: other.info().clone(),
             },
         );
-        let verdict =
-            self.config
-                .resolver
-                .compare(me.info(), other.info(), self.config.placement.as_ref());
-        if verdict == Ordering::Greater {
-            // We keep the name; rank above the loser so every lookup agrees.
-            match self.registry.steal(&self.name, myself.get_cell()).await {
-                Ok(new) => {
-                    self.registry
-                        .unregister(me.info(), LeaveReason::Unregistered);
-                    state.ctx.epoch = Some(new.epoch());
-                    state.me = Some(new);
-                }
-                Err(e) => {
-                    tracing::warn!(name = %self.name, error = %e, "conflict won, but the steal failed; retrying after the grace");
-                    state.suspect = None;
-                    return self.check_conflict(state).await;
-                }
+        let placement = self.config.placement.as_ref();
+        match phase::verdict(&*self.config.resolver, me.info(), other.info(), placement) {
+            Verdict::Win => self.win(myself, state, me, other).await,
+            Verdict::Yield => {
+                self.yield_to(state, me, other);
+                Ok(())
             }
-            tracing::warn!(name = %self.name, node = %self.registry.node(), loser = ?other.info(), "split brain: this holder wins");
-            state.suspect = None;
-            self.publish(
-                state,
-                EventKind::ConflictWon {
-                    loser: other.info().clone(),
-                },
-            );
-            self.release_held(state).await
-        } else {
-            self.yield_to(state, me, other);
-            Ok(())
+        }
+    }
+
+    /// Wins a conflict: re-register above the loser so every lookup agrees,
+    /// and serve the held calls.
+    async fn win(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        me: Registration,
+        loser: Registration,
+    ) -> Result<(), ActorProcessingErr> {
+        match self.registry.steal(&self.name, myself.get_cell()).await {
+            Ok(new) => {
+                self.registry
+                    .unregister(me.info(), LeaveReason::Unregistered);
+                self.set_registration(state, Some(new));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "conflict won, but the steal failed; retrying after the grace");
+                self.clear_suspect(state);
+                return self.check_conflict(state).await;
+            }
+        }
+        tracing::warn!(loser = ?loser.info(), "split brain: this holder wins");
+        self.clear_suspect(state);
+        self.publish(
+            state,
+            EventKind::ConflictWon {
+                loser: loser.info().clone(),
+            },
+        );
+        self.serve_buffered(state).await
+    }
+
+    fn clear_suspect(&self, state: &mut ServerState<A>) {
+        if let Stage::Holder(holder) = &mut state.stage {
+            holder.suspect = None;
         }
     }
 
     /// Loses a conflict: offer the state to the winner, forward from now on.
     fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
-        tracing::warn!(name = %self.name, node = %self.registry.node(), winner = ?winner.info(), "split brain: this holder loses; offering its state");
+        tracing::warn!(winner = ?winner.info(), "split brain: this holder loses; offering its state");
         let result = self
             .encode_for_transfer(&state.user)
             .map_err(ReplyErr::State);
@@ -208,22 +196,34 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 result,
             }),
         );
-        state.suspect = None;
+        let Stage::Holder(holder) = &mut state.stage else {
+            return;
+        };
+        holder.suspect = None;
+        let holder = std::mem::take(holder);
         for call in std::mem::take(&mut state.buffer) {
             self.forward(state, &winner, call);
         }
-        self.publish(
+        let lost = EventKind::ConflictLost {
+            winner: winner.info().clone(),
+        };
+        self.enter(
             state,
-            EventKind::ConflictLost {
-                winner: winner.info().clone(),
-            },
+            Stage::Yielding(Yielding { winner, holder }),
+            Some(lost),
         );
-        state.stage = Stage::Yielding { winner };
-        send_later(
-            &state.ctx.myself,
+        self.timer(
+            state,
             self.config.pull_timeout,
             TakeoverMessage::YieldTimeout(me.epoch()),
         );
+    }
+
+    /// A call while yielding: to the winner, which has our state.
+    pub(super) fn yielding_call(&self, state: &ServerState<A>, call: Pending<A>) {
+        if let Stage::Yielding(y) = &state.stage {
+            self.forward(state, &y.winner, call);
+        }
     }
 
     /// On the winner: the loser's state arrived.
@@ -234,8 +234,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         winner_epoch: u64,
         result: Result<Vec<u8>, ReplyErr>,
     ) -> Result<(), ActorProcessingErr> {
-        if loser.name != self.name || !matches!(state.stage, Stage::Holder) {
-            tracing::warn!(name = %self.name, ?loser, winner_epoch, "merge offer for another name, or we do not hold it; ignored");
+        if loser.name != self.name || !matches!(state.stage, Stage::Holder(_)) {
+            tracing::warn!(
+                ?loser,
+                winner_epoch,
+                "merge offer for another name, or we do not hold it; ignored"
+            );
             return Ok(());
         }
         let bytes = result.as_ref().map(Vec::len).unwrap_or(0);
@@ -251,11 +255,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     .await?,
             ),
             Err(e) => {
-                tracing::warn!(name = %self.name, ?loser, error = %e, "the loser's state could not be read; it is dropped");
+                tracing::warn!(?loser, error = %e, "the loser's state could not be read; it is dropped");
                 None
             }
         };
-        tracing::info!(name = %self.name, ?loser, ?outcome, "split brain healed");
+        tracing::info!(?loser, ?outcome, "split brain healed");
         self.publish(
             state,
             EventKind::SplitBrainHealed {
@@ -281,15 +285,15 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         loser: RegistrationInfo,
     ) -> Result<(), ActorProcessingErr> {
-        let Stage::Yielding { winner } = &state.stage else {
+        let Stage::Yielding(y) = &state.stage else {
             return Ok(());
         };
-        if state.me.as_ref().map(Registration::info) != Some(&loser) {
-            tracing::warn!(name = %self.name, ?loser, "merge done for another registration; ignored");
+        if state.ctx.registration.as_ref().map(Registration::info) != Some(&loser) {
+            tracing::warn!(?loser, "merge done for another registration; ignored");
             return Ok(());
         }
-        let to = winner.info().clone();
-        if let Some(me) = state.me.take() {
+        let to = y.winner.info().clone();
+        if let Some(me) = self.set_registration(state, None) {
             self.registry
                 .unregister(me.info(), LeaveReason::Unregistered);
         }
@@ -298,45 +302,56 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         Ok(())
     }
 
+    /// The winner never confirmed the merge (the guard in `dispatch` checked
+    /// the timer is this epoch's).
     pub(super) async fn on_yield_timeout(
         &self,
-        _myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
-        epoch: u64,
     ) -> Result<(), ActorProcessingErr> {
-        let Stage::Yielding { winner } = &state.stage else {
+        let Stage::Yielding(y) = &state.stage else {
             return Ok(());
         };
-        if state.me.as_ref().map(Registration::epoch) != Some(epoch) {
-            return Ok(());
-        }
-        let winner = winner.info().clone();
-        tracing::warn!(name = %self.name, ?winner, "the winner never confirmed the merge; serving again");
-        self.stop_yielding(state, &winner).await
+        tracing::warn!(winner = ?y.winner.info(), "the winner never confirmed the merge; serving again");
+        self.stop_yielding(state).await
     }
 
-    /// The winner went away (or never answered): hold the name again. If it
-    /// went away, it may have merged our state and served calls since, all
-    /// lost with it: take a new epoch and report a failover from it.
-    pub(super) async fn stop_yielding(
+    /// A registry change while yielding: did the winner go?
+    pub(super) async fn yielding_on_change(
         &self,
         state: &mut ServerState<A>,
-        winner: &RegistrationInfo,
     ) -> Result<(), ActorProcessingErr> {
-        if self.registry.resolve(winner).is_none() {
-            tracing::warn!(name = %self.name, node = %self.registry.node(), ?winner, "the split-brain winner vanished: holding again as a failover from it");
-            state.stage = Stage::Holder;
-            state.suspect = None;
-            return self.hold_again_as_failover(state, winner, None).await;
+        match &state.stage {
+            Stage::Yielding(y) if self.registry.resolve(y.winner.info()).is_none() => {
+                self.stop_yielding(state).await
+            }
+            _ => Ok(()),
         }
-        state.stage = Stage::Holder;
-        state.suspect = None;
-        self.publish(
-            state,
-            EventKind::HandoverResumed {
-                successor: winner.clone(),
-            },
-        );
-        self.check_conflict(state).await
+    }
+
+    /// The winner went away (or never answered): hold the name again (see
+    /// [`phase::yield_ended`]).
+    async fn stop_yielding(&self, state: &mut ServerState<A>) -> Result<(), ActorProcessingErr> {
+        let Stage::Yielding(y) = &mut state.stage else {
+            return Ok(());
+        };
+        let winner = y.winner.info().clone();
+        let exit = phase::yield_ended(self.registry.resolve(&winner).is_some());
+        let mut holder = std::mem::take(&mut y.holder);
+        holder.suspect = None;
+        match exit {
+            YieldExit::HoldAgainAsFailover => {
+                tracing::warn!(
+                    ?winner,
+                    "the split-brain winner vanished: holding again as a failover from it"
+                );
+                self.enter(state, Stage::Holder(holder), None);
+                self.hold_again_as_failover(state, &winner, None).await
+            }
+            YieldExit::ServeAgain => {
+                let resumed = EventKind::HandoverResumed { successor: winner };
+                self.enter(state, Stage::Holder(holder), Some(resumed));
+                self.check_conflict(state).await
+            }
+        }
     }
 }

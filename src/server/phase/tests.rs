@@ -1,0 +1,429 @@
+//! Every stage's exits, without actors or clocks; and the seeds the fault
+//! suite found (`tests/fault_schedules.rs`), each as the transitions it
+//! exercised.
+
+use super::*;
+use crate::PriorityThenEpoch;
+
+fn node(n: &str) -> NodeId {
+    NodeId::new(n)
+}
+
+fn reg(epoch: Epoch, n: &str) -> RegistrationInfo {
+    RegistrationInfo {
+        name: "counter".into(),
+        epoch,
+        node: node(n),
+    }
+}
+
+fn view(phase: Phase, epoch: Option<Epoch>) -> TimerView {
+    TimerView {
+        phase,
+        epoch,
+        successor: None,
+        suspect: false,
+    }
+}
+
+// ---- the transition table -------------------------------------------------
+
+#[test]
+fn every_stage_has_its_exits_in_the_table_and_no_other() {
+    use Phase::*;
+    let exits = |from: Phase| -> Vec<Phase> {
+        [Standby, Pulling, Holder, Retiring, Yielding]
+            .into_iter()
+            .filter(|to| may_enter(from, *to))
+            .collect()
+    };
+    assert_eq!(exits(Standby), [Pulling, Holder]);
+    assert_eq!(exits(Pulling), [Standby, Holder]);
+    assert_eq!(exits(Holder), [Retiring, Yielding]);
+    assert_eq!(exits(Retiring), [Holder]);
+    assert_eq!(exits(Yielding), [Holder]);
+}
+
+// ---- timers ---------------------------------------------------------------
+
+#[test]
+fn a_timer_counts_only_in_its_own_stage_and_epoch() {
+    assert!(timer_current(Timer::Pull, view(Phase::Pulling, Some(3)), 3));
+    assert!(!timer_current(
+        Timer::Pull,
+        view(Phase::Pulling, Some(4)),
+        3
+    ));
+    assert!(!timer_current(Timer::Pull, view(Phase::Holder, Some(3)), 3));
+    assert!(timer_current(
+        Timer::Checkpoint,
+        view(Phase::Holder, Some(3)),
+        3
+    ));
+    assert!(!timer_current(
+        Timer::Checkpoint,
+        view(Phase::Retiring, Some(3)),
+        3
+    ));
+    assert!(timer_current(
+        Timer::Yield,
+        view(Phase::Yielding, Some(3)),
+        3
+    ));
+    assert!(!timer_current(
+        Timer::Yield,
+        view(Phase::Holder, Some(3)),
+        3
+    ));
+    assert!(!timer_current(Timer::Pull, view(Phase::Standby, None), 3));
+}
+
+#[test]
+fn a_conflict_timer_counts_only_while_a_rival_is_suspected() {
+    let mut v = view(Phase::Holder, Some(5));
+    assert!(!timer_current(Timer::Conflict, v, 5));
+    v.suspect = true;
+    assert!(timer_current(Timer::Conflict, v, 5));
+    assert!(!timer_current(Timer::Conflict, v, 4));
+}
+
+#[test]
+fn a_retire_timer_is_keyed_by_the_successor_epoch() {
+    let mut v = view(Phase::Retiring, Some(2));
+    v.successor = Some(7);
+    assert!(timer_current(Timer::Retire, v, 7));
+    assert!(!timer_current(Timer::Retire, v, 2));
+    v.phase = Phase::Holder;
+    assert!(!timer_current(Timer::Retire, v, 7));
+}
+
+// ---- memories -------------------------------------------------------------
+
+#[test]
+fn the_newest_holder_seen_is_kept_by_rank() {
+    assert!(newer_holder(None, &reg(1, "a")));
+    assert!(newer_holder(Some(&reg(1, "a")), &reg(2, "a")));
+    assert!(newer_holder(Some(&reg(2, "a")), &reg(2, "b")));
+    // B3: a lower-ranked leftover never replaces the newest holder.
+    assert!(!newer_holder(Some(&reg(4, "a")), &reg(3, "b")));
+    assert!(!newer_holder(Some(&reg(4, "a")), &reg(4, "a")));
+}
+
+#[test]
+fn a_vacant_name_starts_normal_only_if_no_holder_was_ever_seen() {
+    assert_eq!(vacant_start(None), StartType::Normal);
+    assert_eq!(
+        vacant_start(Some(&reg(6, "b"))),
+        StartType::Failover {
+            from: node("b"),
+            checkpoint: None
+        }
+    );
+}
+
+// ---- Standby exits --------------------------------------------------------
+
+#[test]
+fn quorum_needs_a_strict_majority_of_the_listed_nodes() {
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    let listed = [&a, &b, &c];
+    assert!(majority(&listed, |n| *n != c));
+    assert!(!majority(&listed, |n| *n == a));
+    let (a2, b2) = (node("a"), node("b"));
+    assert!(!majority(&[&a2, &b2], |n| *n == a2));
+}
+
+#[test]
+fn a_standby_takes_over_from_a_holder_below_it() {
+    let placement = Placement::parse("a > b > c");
+    let (a, c) = (node("a"), node("c"));
+    assert!(may_take_over(&placement, &a, [(false, &c)].into_iter()));
+    // Not from a holder above us, nor from ourselves.
+    assert!(!may_take_over(&placement, &c, [(false, &a)].into_iter()));
+    assert!(!may_take_over(&placement, &a, [(true, &a)].into_iter()));
+}
+
+/// B9, seed 2113: an `a | c` split, `b` sees both sides hold. Taking over
+/// from `c` made `a` win a conflict with `b`, `c` fail over again, and so
+/// on: `b` must leave the split brain to heal.
+#[test]
+fn regression_b9_a_standby_between_two_holders_stays_put() {
+    let placement = Placement::parse("a > b > c");
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    let members = [(false, &c), (false, &a)];
+    assert!(!may_take_over(&placement, &b, members.into_iter()));
+}
+
+// ---- Pulling exits --------------------------------------------------------
+
+#[test]
+fn a_pull_waits_while_the_old_holder_is_in_view() {
+    assert_eq!(pull_on_change(false, false, false), PullExit::Wait);
+    assert_eq!(pull_on_change(true, true, false), PullExit::Wait);
+}
+
+#[test]
+fn a_pull_whose_old_holder_is_gone_runs_as_a_failover() {
+    assert_eq!(pull_on_change(true, false, false), PullExit::FailOver);
+    assert_eq!(pull_timed_out(false, false), PullExit::FailOver);
+}
+
+#[test]
+fn a_pull_that_times_out_while_the_old_holder_lives_rolls_back() {
+    assert_eq!(pull_timed_out(true, false), PullExit::AbortTimedOut);
+    assert_eq!(pull_timed_out(false, true), PullExit::AbortTimedOut);
+}
+
+/// B5, seed 1302: the old holder won a conflict and re-registered (its old
+/// registration left); the puller took that for a death and became a second
+/// holder for good. A re-registration rolls the pull back.
+#[test]
+fn regression_b5_an_old_holder_that_re_registered_is_not_dead() {
+    assert_eq!(
+        pull_on_change(true, false, true),
+        PullExit::AbortReRegistered
+    );
+}
+
+#[test]
+fn a_failover_out_of_a_pull_names_the_newest_holder_below_us() {
+    let from = reg(3, "a");
+    let me = reg(5, "b");
+    // The holder we pulled from was replaced while our request was lost.
+    assert_eq!(lost_with(Some(&reg(4, "c")), Some(&me), &from), reg(4, "c"));
+    // One above us stole the name from us: it never had that state.
+    assert_eq!(lost_with(Some(&reg(6, "c")), Some(&me), &from), from);
+    // An older one than the holder we pulled from is not it either.
+    assert_eq!(lost_with(Some(&reg(2, "c")), Some(&me), &from), from);
+    assert_eq!(lost_with(None, Some(&me), &from), from);
+}
+
+#[test]
+fn state_parts_must_come_in_order() {
+    assert_eq!(check_part(None, 0, 10, 4, 100), Ok(()));
+    assert_eq!(check_part(Some((10, 4)), 4, 10, 6, 100), Ok(()));
+    // A gap, a repeat, another total, an empty part, past the end.
+    assert!(matches!(
+        check_part(None, 4, 10, 4, 100),
+        Err(StateCodecErr::Decode(_))
+    ));
+    assert!(matches!(
+        check_part(Some((10, 4)), 0, 10, 4, 100),
+        Err(StateCodecErr::Decode(_))
+    ));
+    assert!(matches!(
+        check_part(Some((10, 4)), 4, 12, 4, 100),
+        Err(StateCodecErr::Decode(_))
+    ));
+    assert!(matches!(
+        check_part(None, 0, 10, 0, 100),
+        Err(StateCodecErr::Decode(_))
+    ));
+    assert!(matches!(
+        check_part(Some((10, 8)), 8, 10, 4, 100),
+        Err(StateCodecErr::Decode(_))
+    ));
+}
+
+#[test]
+fn a_state_over_the_limit_is_refused_before_any_part_is_kept() {
+    assert_eq!(
+        check_part(None, 0, 1000, 10, 100),
+        Err(StateCodecErr::TooLarge {
+            bytes: 1000,
+            max: 100
+        })
+    );
+}
+
+/// B8, seed 21766: a pull gave up as a failover; its state request, held on
+/// the link, reached the old holder after the heal, and its state came late.
+/// The old holder must be told to serve again, not left retiring.
+#[test]
+fn regression_b8_a_late_state_sends_the_old_holder_back_to_serving() {
+    let (me, old) = (reg(4, "a"), reg(3, "b"));
+    assert_eq!(
+        late_state_owner(Some(&me), Some(&old), 4, true),
+        Some(old.clone())
+    );
+    // Not for another pull of ours, nor for a refusal, nor if we never gave up.
+    assert_eq!(late_state_owner(Some(&me), Some(&old), 2, true), None);
+    assert_eq!(late_state_owner(Some(&me), Some(&old), 4, false), None);
+    assert_eq!(late_state_owner(Some(&me), None, 4, true), None);
+}
+
+// ---- Holder exits ---------------------------------------------------------
+
+#[test]
+fn a_holder_grants_its_state_only_to_a_newer_registration_of_its_name() {
+    let newer = reg(5, "b");
+    assert!(grants_state(true, "counter", Some(4), 4, &newer));
+    assert!(!grants_state(false, "counter", Some(4), 4, &newer));
+    assert!(!grants_state(true, "counter", Some(3), 4, &newer));
+    assert!(!grants_state(true, "other", Some(4), 4, &newer));
+    assert!(!grants_state(true, "counter", Some(5), 5, &newer));
+}
+
+#[test]
+fn a_registration_above_ours_is_a_takeover_or_a_rival() {
+    assert!(ranks_above(Some(&reg(5, "b")), &reg(4, "a")));
+    assert!(ranks_above(Some(&reg(4, "b")), &reg(4, "a")));
+    assert!(!ranks_above(Some(&reg(4, "a")), &reg(4, "a")));
+    assert!(!ranks_above(None, &reg(4, "a")));
+}
+
+#[test]
+fn the_conflict_rule_is_the_resolvers_strict_answer() {
+    let placement = Placement::parse("a > b");
+    let (a, b) = (reg(3, "a"), reg(5, "b"));
+    let r = PriorityThenEpoch;
+    assert_eq!(verdict(&r, &a, &b, Some(&placement)), Verdict::Win);
+    assert_eq!(verdict(&r, &b, &a, Some(&placement)), Verdict::Yield);
+    // Both sides reach the same conclusion.
+    assert_ne!(verdict(&r, &a, &b, None), verdict(&r, &b, &a, None));
+}
+
+#[test]
+fn a_rival_that_unregistered_cleanly_did_not_die() {
+    let rival = reg(5, "b");
+    let clean = RegistryEvent::Unregistered {
+        info: rival.clone(),
+        reason: LeaveReason::Unregistered,
+    };
+    assert!(!rival_died(&clean, Some(&rival), false));
+    let died = RegistryEvent::Unregistered {
+        info: rival.clone(),
+        reason: LeaveReason::InstanceDied,
+    };
+    assert!(rival_died(&died, Some(&rival), false));
+    assert!(!rival_died(&died, None, false));
+    let other = RegistryEvent::Unregistered {
+        info: reg(6, "c"),
+        reason: LeaveReason::InstanceDied,
+    };
+    assert!(!rival_died(&other, Some(&rival), false));
+}
+
+/// Seed 1208702206: a holder whose yield timed out holds again, and its
+/// rival died behind an undetected partition; it learns of it only when the
+/// rival's node restarts (its old registrations leave as `NodeDown`).
+#[test]
+fn regression_1208702206_a_rival_gone_with_its_node_died() {
+    let rival = reg(5, "a");
+    let down = RegistryEvent::NodeDown(node("a"));
+    assert!(rival_died(&down, Some(&rival), false));
+    // Its node is down in our view, yet the rival still resolves: not gone.
+    assert!(!rival_died(&down, Some(&rival), true));
+    assert!(!rival_died(
+        &RegistryEvent::NodeDown(node("c")),
+        Some(&rival),
+        false
+    ));
+}
+
+// ---- Retiring exits -------------------------------------------------------
+
+/// B6, seed 133: the `HandoverDone` was lost on an undetected partition.
+/// The old holder asks its successor again, and the successor, which
+/// installed that state, confirms once more.
+#[test]
+fn regression_b6_a_lost_handover_done_is_asked_for_again() {
+    assert_eq!(whom_to_ask(true, false), Ask::Successor);
+    let (old, successor) = (reg(3, "c"), reg(4, "a"));
+    let took_over = (old.clone(), 4);
+    assert_eq!(
+        answer_query(Some(&took_over), &old, &successor, false),
+        QueryAnswer::Done
+    );
+}
+
+#[test]
+fn a_retiring_holder_with_nobody_to_ask_decides_from_the_view() {
+    assert_eq!(whom_to_ask(false, true), Ask::Newer);
+    assert_eq!(whom_to_ask(false, false), Ask::Nobody);
+}
+
+/// B7, seed 36: the successor installed the state, served, and crashed
+/// before its `HandoverDone` came; nobody newer holds. The old holder holds
+/// again as a failover from it (reporting the loss), not as if the
+/// takeover had failed.
+#[test]
+fn regression_b7_a_successor_gone_unconfirmed_is_a_failover() {
+    let successor = reg(4, "b");
+    assert_eq!(
+        after_successor_left(&successor, None, true),
+        RetireExit::ResumeAsFailover
+    );
+    // The top registration is the successor's or older: nobody newer.
+    assert_eq!(
+        after_successor_left(&successor, Some(&reg(3, "a")), true),
+        RetireExit::ResumeAsFailover
+    );
+}
+
+/// Seeds 3373128272 and 3373116214: the successor rolled back and stole
+/// again; it left cleanly with a newer holder in view. Taking that for a
+/// handover lost the state: the old holder asks the newer holder instead.
+#[test]
+fn regression_3373128272_a_newer_holder_is_asked_not_trusted() {
+    let (successor, newer) = (reg(10, "a"), reg(13, "a"));
+    assert_eq!(
+        after_successor_left(&successor, Some(&newer), true),
+        RetireExit::AskNewer(newer)
+    );
+    // Without a registration of our own we cannot ask.
+    assert_eq!(
+        after_successor_left(&successor, Some(&reg(13, "a")), false),
+        RetireExit::ResumeAsFailover
+    );
+}
+
+/// Seed 3373122513: `b` gave its pull from `c` up as a failover, then
+/// handed the name to `a`. Asked by `c` about `b`, `a` (which took over
+/// from `b`, not from `c`) must not confirm: only the successor itself can.
+#[test]
+fn regression_3373122513_only_the_successor_confirms() {
+    let (c, b) = (reg(3, "c"), reg(5, "b"));
+    let a_took_over = (b.clone(), 7);
+    assert_eq!(
+        answer_query(Some(&a_took_over), &c, &b, false),
+        QueryAnswer::Unknown
+    );
+    assert_eq!(answer_query(None, &c, &b, false), QueryAnswer::Unknown);
+    // A newer instance still pulling says nothing; its pull ends by itself.
+    assert_eq!(answer_query(None, &c, &b, true), QueryAnswer::Silent);
+}
+
+#[test]
+fn handover_unknown_ends_retiring_only_for_our_successor_once_gone() {
+    let successor = reg(4, "b");
+    assert!(unknown_ends_retiring(&successor, &successor, false));
+    assert!(!unknown_ends_retiring(&successor, &successor, true));
+    assert!(!unknown_ends_retiring(&successor, &reg(5, "b"), false));
+}
+
+// ---- Yielding exits -------------------------------------------------------
+
+#[test]
+fn a_loser_whose_winner_lives_serves_again_under_its_epoch() {
+    assert_eq!(yield_ended(true), YieldExit::ServeAgain);
+}
+
+/// Seed 3373115778: a split-brain loser held the name again when the
+/// winner crashed, as if nothing was lost. It takes a new epoch and reports
+/// a failover from the winner.
+#[test]
+fn regression_3373115778_a_vanished_winner_is_a_failover() {
+    assert_eq!(yield_ended(false), YieldExit::HoldAgainAsFailover);
+}
+
+// ---- warm standby ---------------------------------------------------------
+
+#[test]
+fn a_standby_keeps_only_newer_checkpoints() {
+    assert!(checkpoint_newer(None, 1, 1));
+    assert!(checkpoint_newer(Some((3, 9)), 3, 10));
+    assert!(checkpoint_newer(Some((3, 9)), 4, 1));
+    assert!(!checkpoint_newer(Some((3, 9)), 3, 9));
+    assert!(!checkpoint_newer(Some((3, 9)), 2, 50));
+}

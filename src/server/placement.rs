@@ -1,0 +1,276 @@
+//! Where an instance starts, and placement: registering at start when it is
+//! first in line, taking a vacant name when it is our turn, taking the name
+//! over from a holder of lower priority; and quorum mode, which keeps a
+//! holder in a minority from answering.
+
+use std::time::Duration;
+
+use ractor::{ActorProcessingErr, ActorRef};
+use tokio::time::Instant;
+
+use super::checkpoint::Warm;
+use super::phase;
+use super::{Holder, ServerState, Stage, TakeoverServer};
+use crate::{
+    EventKind, GoRequest, HandoverReport, RegistryErr, StartType, TakeoverActor, TakeoverErr,
+    TakeoverMessage,
+};
+
+/// The stage of a standby.
+pub(super) struct Standby<A: TakeoverActor> {
+    /// Warm standby: our entry in the standby group and the newest
+    /// checkpoint received.
+    warm: Warm<A>,
+    /// Since when the name has been vacant in our view.
+    vacant_since: Option<Instant>,
+    /// No self-initiated takeover before this (after a failed one).
+    retry_at: Option<Instant>,
+}
+
+impl<A: TakeoverActor> Default for Standby<A> {
+    fn default() -> Self {
+        Self {
+            warm: Warm::default(),
+            vacant_since: None,
+            retry_at: None,
+        }
+    }
+}
+
+impl<A: TakeoverActor> Standby<A> {
+    /// A standby again after a rolled-back pull, which keeps its warm
+    /// standby and waits until `retry_at` before it tries again.
+    /// Warm standby's part, taken along into a pull or a holder.
+    pub(super) fn take_warm(&mut self) -> Warm<A> {
+        std::mem::take(&mut self.warm)
+    }
+
+    /// Warm standby's part.
+    pub(super) fn warm(&self) -> &Warm<A> {
+        &self.warm
+    }
+
+    /// Warm standby's part, for the checkpoints that come.
+    pub(super) fn warm_mut(&mut self) -> &mut Warm<A> {
+        &mut self.warm
+    }
+
+    pub(super) fn after_abort(warm: Warm<A>, retry_at: Option<Instant>) -> Self {
+        Self {
+            warm,
+            vacant_since: None,
+            retry_at,
+        }
+    }
+}
+
+impl<A: TakeoverActor> TakeoverServer<A> {
+    /// The instance's start, in `post_start`: Erlang `global`'s safe whereis
+    /// first. An instance restarted on the retiring side of a takeover finds
+    /// the new holder here (the steal reached this node before the state
+    /// request did) and stays a standby.
+    pub(super) async fn start(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let holder = self
+            .registry
+            .safe_lookup(&self.name, self.config.whereis_timeout)
+            .await?;
+        if let Some(holder) = holder {
+            self.become_standby(state, Some(holder.info().clone()))
+                .await;
+            return self.place(myself, state).await;
+        }
+        let first_in_line = match &self.config.placement {
+            // Only the first live node in priority order registers at once;
+            // the others wait their turn as standbys.
+            Some(placement) => {
+                let order = placement.order(&self.registry.live_nodes());
+                order.first() == Some(self.registry.node())
+            }
+            None => true,
+        };
+        if !first_in_line || !self.has_quorum() {
+            self.become_standby(state, None).await;
+            return self.place(myself, state).await;
+        }
+        // Before registering (which makes us the newest registration).
+        let start = self.vacant_start(state);
+        match self.registry.register(&self.name, myself.get_cell()).await {
+            Ok(me) => {
+                self.hold_vacant(state, me, start).await?;
+                Ok(())
+            }
+            Err(RegistryErr::AlreadyRegistered { .. }) => {
+                let holder = self.registry.lookup(&self.name).map(|r| r.info().clone());
+                self.become_standby(state, holder).await;
+                self.place(myself, state).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// How a start on a vacant name must be reported (by this instance, or
+    /// by its node, which learns the newest registration from its peers).
+    fn vacant_start(&self, state: &mut ServerState<A>) -> StartType {
+        if state.memory.last_holder.is_none() {
+            if let Some(seen) = self.registry.newest_seen(&self.name) {
+                self.note_holder(state, &seen);
+            }
+        }
+        phase::vacant_start(state.memory.last_holder.as_ref())
+    }
+
+    /// Registers a vacant name and starts as holder with `start`.
+    pub(super) async fn take_vacant(
+        &self,
+        myself: &ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        start: StartType,
+    ) -> Result<Result<HandoverReport, TakeoverErr>, ActorProcessingErr> {
+        if !self.has_quorum() {
+            return Ok(Err(TakeoverErr::NoQuorum));
+        }
+        match self.registry.register(&self.name, myself.get_cell()).await {
+            Ok(me) => {
+                let info = me.info().clone();
+                let start = self.hold_vacant(state, me, start).await?;
+                Ok(Ok(HandoverReport {
+                    holder: info,
+                    start,
+                    state_bytes: 0,
+                    pause: Duration::ZERO,
+                    buffered: 0,
+                }))
+            }
+            Err(e) => Ok(Err(e.into())),
+        }
+    }
+
+    /// A standby that registered the vacant name becomes its holder: a
+    /// failover starts from the newest checkpoint, if we have one.
+    async fn hold_vacant(
+        &self,
+        state: &mut ServerState<A>,
+        me: crate::Registration,
+        start: StartType,
+    ) -> Result<StartType, ActorProcessingErr> {
+        self.set_registration(state, Some(me));
+        let mut warm = match &mut state.stage {
+            Stage::Standby(s) => s.take_warm(),
+            _ => Warm::default(),
+        };
+        self.enter(state, Stage::Holder(Holder::default()), None);
+        let start = match start {
+            StartType::Failover { from, .. } => self.failover_start(state, from, &mut warm),
+            other => other,
+        };
+        self.begin_holding(state, start.clone(), warm).await?;
+        Ok(start)
+    }
+
+    /// Placement, on a standby: take a vacant name when it is our turn, take
+    /// the name over from a holder of lower priority. Re-run on every registry
+    /// change and on [`TakeoverMessage::PlacementTick`].
+    pub(super) async fn place(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(placement) = &self.config.placement else {
+            return Ok(());
+        };
+        if !matches!(state.stage, Stage::Standby(_)) {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let holder = self.registry.lookup(&self.name);
+        if let Some(holder) = &holder {
+            // Before anything else: a failover must name the last holder seen.
+            if let Stage::Standby(s) = &mut state.stage {
+                s.vacant_since = None;
+            }
+            self.note_holder(state, holder.info());
+        }
+        let Stage::Standby(standby) = &mut state.stage else {
+            return Ok(());
+        };
+        if let Some(at) = standby.retry_at {
+            if now < at {
+                self.timer(state, at - now, TakeoverMessage::PlacementTick);
+                return Ok(());
+            }
+            standby.retry_at = None;
+        }
+        let me = self.registry.node().clone();
+        match holder {
+            Some(holder) => {
+                let members = self.registry.members(&self.name);
+                let members = members
+                    .iter()
+                    .map(|m| (m.cell().get_id() == myself.get_id(), m.node()));
+                if phase::may_take_over(placement, &me, members) {
+                    tracing::info!(holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
+                    self.on_go(myself, state, GoRequest::Takeover, None).await?;
+                }
+            }
+            None => {
+                let live = self.registry.live_nodes();
+                let Some(wait) = placement.vacancy_wait(&me, &live) else {
+                    return Ok(());
+                };
+                let due = *standby.vacant_since.get_or_insert(now) + wait;
+                if now < due {
+                    self.timer(state, due - now, TakeoverMessage::PlacementTick);
+                    return Ok(());
+                }
+                let start = self.vacant_start(state);
+                tracing::info!(?start, "placement: the name is vacant and it is our turn");
+                if let Err(e) = self.take_vacant(&myself, state, start).await? {
+                    tracing::info!(error = %e, "placement: could not take the vacant name");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this node may start a holder: always, unless quorum mode is on
+    /// and fewer than a majority of the placement's nodes are live.
+    pub(super) fn has_quorum(&self) -> bool {
+        if !self.config.quorum {
+            return true;
+        }
+        let Some(placement) = &self.config.placement else {
+            return true;
+        };
+        let listed: Vec<_> = placement.groups().iter().flatten().collect();
+        let live = self.registry.live_nodes();
+        phase::majority(&listed, |n| live.contains(n))
+    }
+
+    /// On a holder, quorum mode: whether a majority is live, noting the
+    /// change. Without quorum the holder holds its calls (in the buffer), so
+    /// a holder cut into a minority acknowledges nothing the majority's new
+    /// holder will not know about.
+    pub(super) fn quorum_now(&self, state: &mut ServerState<A>) -> bool {
+        let quorum = self.has_quorum();
+        let Stage::Holder(holder) = &mut state.stage else {
+            return quorum;
+        };
+        if quorum != holder.quorum_lost {
+            return quorum;
+        }
+        holder.quorum_lost = !quorum;
+        if quorum {
+            tracing::info!("quorum regained; serving the held calls");
+            self.publish(state, EventKind::QuorumRegained);
+        } else {
+            let live: Vec<_> = self.registry.live_nodes().into_iter().collect();
+            tracing::warn!(?live, "quorum lost; holding calls");
+            self.publish(state, EventKind::QuorumLost { live });
+        }
+        quorum
+    }
+}

@@ -1,0 +1,428 @@
+//! The new holder's side of a takeover: `go`, the steal, the pull (whole or
+//! in parts), installing the state, and how a pull ends otherwise (rolled
+//! back, or run as a failover when the old holder is gone).
+
+use ractor::concurrency::JoinHandle;
+use ractor::{ActorCell, ActorProcessingErr, ActorRef, MessagingErr, RpcReplyPort};
+use tokio::time::Instant;
+
+use super::checkpoint::Warm;
+use super::phase::{self, PullExit};
+use super::placement::Standby;
+use super::{left, Holder, ServerState, Stage, TakeoverServer};
+use crate::message::deliver;
+use crate::{
+    Epoch, EventKind, GoRequest, HandoverMsg, HandoverReport, LeaveReason, Registration,
+    RegistrationInfo, RegistryEvent, ReplyErr, StartType, StateCodecErr, TakeoverActor,
+    TakeoverErr, TakeoverMessage,
+};
+
+type GoReply = RpcReplyPort<Result<HandoverReport, TakeoverErr>>;
+
+/// The stage of an instance that stole the name and waits for the state.
+pub(super) struct Pulling<A: TakeoverActor> {
+    /// The registration we stole: the epoch we pull under.
+    me: Registration,
+    from: RegistrationInfo,
+    /// The old holder's instance: it may re-register under a new epoch
+    /// (after winning a conflict), which is not a death.
+    old: ActorCell,
+    started: Instant,
+    go_reply: Option<GoReply>,
+    timer: JoinHandle<Result<(), MessagingErr<TakeoverMessage<A>>>>,
+    /// A state coming in parts: its whole length and what came so far.
+    incoming: Option<(u64, Vec<u8>)>,
+    /// The standby's checkpoint and group entry: a pull that ends as a
+    /// failover starts from that checkpoint, one rolled back is a standby
+    /// again.
+    warm: Warm<A>,
+}
+
+impl<A: TakeoverActor> Pulling<A> {
+    /// The registration we stole: the epoch we pull under.
+    pub(super) fn registration(&self) -> &Registration {
+        &self.me
+    }
+}
+
+impl<A: TakeoverActor> TakeoverServer<A> {
+    pub(super) async fn on_go(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        request: GoRequest,
+        reply: Option<GoReply>,
+    ) -> Result<(), ActorProcessingErr> {
+        let answer = |reply: Option<GoReply>, r: Result<HandoverReport, TakeoverErr>| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        if !matches!(state.stage, Stage::Standby(_)) {
+            answer(reply, Err(TakeoverErr::NotStandby));
+            return Ok(());
+        }
+        match request {
+            GoRequest::Failover { from } => {
+                let start = StartType::Failover {
+                    from,
+                    checkpoint: None,
+                };
+                let outcome = self.take_vacant(&myself, state, start).await?;
+                answer(reply, outcome);
+            }
+            GoRequest::Takeover => {
+                let Some(holder) = self.registry.lookup(&self.name) else {
+                    answer(reply, Err(TakeoverErr::NoHolder));
+                    return Ok(());
+                };
+                // Steal first: from here on every lookup resolves to us, so new
+                // calls come here (and wait in the buffer) instead of racing
+                // the state transfer at the old holder.
+                let me = match self.registry.steal(&self.name, myself.get_cell()).await {
+                    Ok(me) => me,
+                    Err(e) => {
+                        answer(reply, Err(e.into()));
+                        return Ok(());
+                    }
+                };
+                deliver(
+                    &state.registry,
+                    &holder,
+                    TakeoverMessage::<A>::Handover(HandoverMsg::StateRequest {
+                        holder_epoch: holder.epoch(),
+                        requester: me.info().clone(),
+                    }),
+                );
+                let timer = self.timer(
+                    state,
+                    self.config.pull_timeout,
+                    TakeoverMessage::PullTimeout(me.epoch()),
+                );
+                tracing::info!(epoch = me.epoch(), from = %holder.node(), "takeover: name stolen, pulling state");
+                let Stage::Standby(standby) = &mut state.stage else {
+                    return Ok(());
+                };
+                let warm = standby.take_warm();
+                let pulling = Pulling {
+                    me,
+                    from: holder.info().clone(),
+                    old: holder.cell().clone(),
+                    started: Instant::now(),
+                    go_reply: reply,
+                    timer,
+                    incoming: None,
+                    warm,
+                };
+                let started = EventKind::TakeoverStarted {
+                    from: holder.info().clone(),
+                };
+                self.enter(state, Stage::Pulling(pulling), Some(started));
+            }
+        }
+        Ok(())
+    }
+
+    /// The old holder's answer to our state request.
+    pub(super) async fn on_state_reply(
+        &self,
+        state: &mut ServerState<A>,
+        requester_epoch: Epoch,
+        result: Result<Vec<u8>, ReplyErr>,
+    ) -> Result<(), ActorProcessingErr> {
+        if !self.pulling_at(state, requester_epoch) {
+            self.on_late_state(state, requester_epoch, result.is_ok());
+            return Ok(());
+        }
+        match result.map_err(|e| match e {
+            ReplyErr::State(e) => TakeoverErr::State(e),
+            ReplyErr::Refused(why) => TakeoverErr::Refused(why),
+        }) {
+            Ok(bytes) => self.install(state, bytes).await,
+            Err(e) => {
+                self.abort(state, e).await;
+                Ok(())
+            }
+        }
+    }
+
+    fn pulling_at(&self, state: &ServerState<A>, requester_epoch: Epoch) -> bool {
+        matches!(&state.stage, Stage::Pulling(p) if p.me.epoch() == requester_epoch)
+    }
+
+    /// A state for a pull that already ended (see [`phase::late_state_owner`]).
+    fn on_late_state(&self, state: &ServerState<A>, requester_epoch: Epoch, sent: bool) {
+        let me = state.registration().map(|m| m.info().clone());
+        let owner = phase::late_state_owner(
+            me.as_ref(),
+            state.memory.abandoned_pull.as_ref(),
+            requester_epoch,
+            sent,
+        );
+        match (owner, me) {
+            (Some(old), Some(me)) => {
+                tracing::warn!(
+                    ?old,
+                    "state of an abandoned pull came late; the old holder serves again"
+                );
+                if let Some(to) = self.registry.resolve(&old) {
+                    deliver(
+                        &state.registry,
+                        &to,
+                        TakeoverMessage::<A>::Handover(HandoverMsg::HandoverAborted {
+                            successor: me,
+                        }),
+                    );
+                }
+            }
+            _ => tracing::warn!(requester_epoch, "state reply for no pull of ours; ignored"),
+        }
+    }
+
+    /// One part of a big state. Parts come in order; a part that does not
+    /// continue what came so far aborts the takeover (the old holder serves
+    /// again), as a state that does not decode does.
+    pub(super) async fn on_state_part(
+        &self,
+        state: &mut ServerState<A>,
+        requester_epoch: Epoch,
+        offset: u64,
+        total: u64,
+        bytes: Vec<u8>,
+    ) -> Result<(), ActorProcessingErr> {
+        if !self.pulling_at(state, requester_epoch) {
+            // The first part stands for the whole state here.
+            if offset == 0 {
+                self.on_late_state(state, requester_epoch, true);
+            }
+            return Ok(());
+        }
+        let Stage::Pulling(p) = &mut state.stage else {
+            return Ok(());
+        };
+        let got = p.incoming.as_ref().map(|(t, got)| (*t, got.len() as u64));
+        let checked =
+            phase::check_part(got, offset, total, bytes.len(), self.config.max_state_bytes);
+        if let Err(e) = checked {
+            self.abort(state, TakeoverErr::State(e)).await;
+            return Ok(());
+        }
+        if p.incoming.is_none() {
+            let size = usize::try_from(total).unwrap_or(usize::MAX);
+            let mut buf = Vec::new();
+            if buf.try_reserve_exact(size).is_err() {
+                let e = StateCodecErr::Decode(format!("no memory for a state of {size} bytes"));
+                self.abort(state, TakeoverErr::State(e)).await;
+                return Ok(());
+            }
+            p.incoming = Some((total, buf));
+        }
+        let Some((_, got)) = &mut p.incoming else {
+            return Ok(());
+        };
+        got.extend_from_slice(&bytes);
+        drop(bytes);
+        if got.len() as u64 == total {
+            let whole = std::mem::take(got);
+            p.incoming = None;
+            return self.install(state, whole).await;
+        }
+        let ack = HandoverMsg::StatePartAck {
+            requester: p.me.info().clone(),
+            received: got.len() as u64,
+        };
+        let to = Registration::new(p.from.clone(), p.old.clone());
+        deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(ack));
+        Ok(())
+    }
+
+    async fn install(
+        &self,
+        state: &mut ServerState<A>,
+        bytes: Vec<u8>,
+    ) -> Result<(), ActorProcessingErr> {
+        match self.decode_transferred(&bytes) {
+            Ok(user) => {
+                state.user = user;
+                let Stage::Pulling(p) = &state.stage else {
+                    return Ok(());
+                };
+                let transferred = EventKind::StateTransferred {
+                    from: p.from.clone(),
+                    bytes: bytes.len(),
+                    duration: p.started.elapsed(),
+                };
+                self.publish(state, transferred);
+                self.finish_pull(state, bytes.len(), false).await
+            }
+            Err(e) => {
+                self.abort(state, TakeoverErr::State(e)).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a pull as holder: a takeover, or a failover when `lost` (the old
+    /// holder went away before its state came).
+    async fn finish_pull(
+        &self,
+        state: &mut ServerState<A>,
+        state_bytes: usize,
+        lost: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling(p) = &mut state.stage else {
+            return Ok(());
+        };
+        let mut warm = std::mem::take(&mut p.warm);
+        let Stage::Pulling(p) = self.enter(state, Stage::Holder(Holder::default()), None) else {
+            return Ok(());
+        };
+        p.timer.abort();
+        let from = p.from;
+        self.set_registration(state, Some(p.me));
+        let start = if lost {
+            tracing::warn!(from = %from.node, "old holder gone before its state came: running as failover, its state is lost");
+            self.publish(state, EventKind::StateLost { from: from.clone() });
+            state.memory.abandoned_pull = Some(from.clone());
+            self.note_holder(state, &from);
+            let mine = state.registration().map(|m| m.info().clone());
+            let lost_with =
+                phase::lost_with(state.memory.last_holder.as_ref(), mine.as_ref(), &from);
+            self.failover_start(state, lost_with.node, &mut warm)
+        } else {
+            StartType::Takeover {
+                from: from.node.clone(),
+            }
+        };
+        self.begin_holding(state, start.clone(), warm).await?;
+        let buffered = state.buffer.len();
+        self.serve_buffered(state).await?;
+        let pause = p.started.elapsed();
+        let me = state.registration().map(|m| m.info().clone());
+        if let (false, Some(me)) = (lost, &me) {
+            state.memory.took_over = Some((from.clone(), me.epoch));
+        }
+        if let (false, Some(old), Some(me)) = (lost, self.registry.resolve(&from), me.clone()) {
+            deliver(
+                &state.registry,
+                &old,
+                TakeoverMessage::<A>::Handover(HandoverMsg::HandoverDone { successor: me }),
+            );
+        }
+        self.publish(
+            state,
+            EventKind::HandoverDone {
+                from,
+                pause,
+                buffered,
+            },
+        );
+        if let (Some(reply), Some(holder)) = (p.go_reply, me) {
+            let _ = reply.send(Ok(HandoverReport {
+                holder,
+                start,
+                state_bytes,
+                pause,
+                buffered,
+            }));
+        }
+        Ok(())
+    }
+
+    /// Rolls a pull back: unregister the stolen name, tell the old holder to
+    /// serve again, and send it the buffered calls, in order.
+    async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
+        let Stage::Pulling(p) = &mut state.stage else {
+            return;
+        };
+        let retry_at = self
+            .config
+            .placement
+            .as_ref()
+            .map(|placement| Instant::now() + placement.retry_after);
+        let standby = Standby::after_abort(std::mem::take(&mut p.warm), retry_at);
+        tracing::warn!(%error, "takeover aborted and rolled back");
+        let Stage::Pulling(p) = self.enter(state, Stage::Standby(standby), None) else {
+            return;
+        };
+        p.timer.abort();
+        if let Some(old) = self.registry.resolve(&p.from) {
+            deliver(
+                &state.registry,
+                &old,
+                TakeoverMessage::<A>::Handover(HandoverMsg::HandoverAborted {
+                    successor: p.me.info().clone(),
+                }),
+            );
+        }
+        self.registry
+            .unregister(p.me.info(), LeaveReason::Unregistered);
+        for call in std::mem::take(&mut state.buffer) {
+            self.forward_to_holder(state, call);
+        }
+        self.publish(
+            state,
+            EventKind::TakeoverAborted {
+                error: error.clone(),
+            },
+        );
+        if let Some(reply) = p.go_reply {
+            let _ = reply.send(Err(error));
+        }
+        self.become_standby(state, Some(p.from)).await;
+    }
+
+    /// The pull timer fired (the guard in `dispatch` checked it is ours).
+    pub(super) async fn on_pull_timeout(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling(p) = &state.stage else {
+            return Ok(());
+        };
+        let exit = phase::pull_timed_out(
+            self.registry.resolve(&p.from).is_some(),
+            self.still_registered(&p.old),
+        );
+        self.end_pull(state, exit).await
+    }
+
+    /// A registry change while pulling: did the old holder go?
+    pub(super) async fn pull_on_change(
+        &self,
+        state: &mut ServerState<A>,
+        event: &RegistryEvent,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling(p) = &state.stage else {
+            return Ok(());
+        };
+        let from_left = left(event, &p.from);
+        let exit = phase::pull_on_change(
+            from_left,
+            from_left && self.registry.resolve(&p.from).is_some(),
+            from_left && self.still_registered(&p.old),
+        );
+        self.end_pull(state, exit).await
+    }
+
+    async fn end_pull(
+        &self,
+        state: &mut ServerState<A>,
+        exit: PullExit,
+    ) -> Result<(), ActorProcessingErr> {
+        match exit {
+            PullExit::Wait => Ok(()),
+            PullExit::AbortTimedOut => {
+                let after = self.config.pull_timeout;
+                self.abort(state, TakeoverErr::Timeout { after }).await;
+                Ok(())
+            }
+            PullExit::AbortReRegistered => {
+                let why = "the old holder re-registered under a new epoch".to_string();
+                self.abort(state, TakeoverErr::Refused(why)).await;
+                Ok(())
+            }
+            PullExit::FailOver => self.finish_pull(state, 0, true).await,
+        }
+    }
+}
