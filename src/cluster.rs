@@ -43,7 +43,7 @@ use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::registry::{takes_messages, BoxFuture, Delivery};
+use crate::registry::{takes_messages, BoxFuture};
 use crate::{
     LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
 };
@@ -582,10 +582,17 @@ impl Registry for ClusterNode {
         self.shared().events.subscribe()
     }
 
-    fn send_to(&self, _to: &NodeId, delivery: Delivery) {
-        // ractor_cluster carries the message once `delivery` sends it to the
-        // remote proxy; nothing to route here.
-        delivery(Arc::new(self.clone()))
+    fn send_wire(
+        &self,
+        to: &Registration,
+        msg: ractor::message::SerializedMessage,
+    ) -> Result<(), Option<ractor::message::SerializedMessage>> {
+        // `to` is our proxy of the registration's token: ractor_cluster
+        // carries the message to its node, where the token hands it on.
+        to.cell().send_serialized(msg).map_err(|e| match *e {
+            ractor::MessagingErr::SendErr(msg) => Some(msg),
+            _ => None,
+        })
     }
 }
 

@@ -17,8 +17,14 @@
 //! - `crash(a)` / `restart(a)`: every instance attached to `a` is killed at
 //!   once, its view is lost, and the peers see it go down; a restart comes
 //!   back empty and syncs;
-//! - `set_serialize_messages(true)`: every message between nodes round-trips
-//!   through its serialized form, to catch encoding bugs.
+//!
+//! Every message between nodes travels in its wire form (ractor's
+//! `SerializedMessage`), as on a real cluster: the fake is the transport of
+//! [`Registry::send_wire`]. At the far end of a link it is handed to the
+//! instance as ractor_cluster's session hands it (the instance decodes it,
+//! or drops what does not decode), a refused call is re-routed by the same
+//! code the real token actor runs, and a call's answer travels back over
+//! the reverse link in bytes.
 //!
 //! The instances themselves are ordinary ractor actors in this process.
 
@@ -26,11 +32,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ractor::ActorCell;
+use ractor::concurrency::oneshot;
+use ractor::message::SerializedMessage;
+use ractor::{ActorCell, RpcReplyPort};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::registry::{takes_messages, BoxFuture, Delivery};
+use crate::message::routing;
+use crate::registry::{takes_messages, BoxFuture};
 use crate::{
     Epoch, LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
     RegistryEvent,
@@ -60,7 +69,6 @@ struct World {
     links: HashMap<Link, mpsc::UnboundedSender<Item>>,
     /// Items on each link, sent and not yet arrived.
     queued: HashMap<Link, usize>,
-    serialize: bool,
     /// Whether a node keeps the newest registration per name across a crash
     /// (as a real node with `ClusterConfig::state_dir` does).
     durable: bool,
@@ -92,7 +100,13 @@ struct Item {
 }
 
 enum ItemKind {
-    Deliver(Delivery),
+    /// A message in its wire form, for the instance `to`.
+    Wire {
+        to: Registration,
+        msg: SerializedMessage,
+    },
+    /// A call's answer, back to the caller's port.
+    Answer(RpcReplyPort<Vec<u8>>, Vec<u8>),
     Op(Op),
 }
 
@@ -267,7 +281,6 @@ impl FakeCluster {
                 held: HashMap::new(),
                 links: HashMap::new(),
                 queued: HashMap::new(),
-                serialize: false,
                 durable: false,
             })),
         }
@@ -483,10 +496,10 @@ impl FakeCluster {
             .unwrap_or(0)
     }
 
-    /// Makes every message between nodes round-trip through its serialized form.
-    pub fn set_serialize_messages(&self, on: bool) {
-        self.world().serialize = on;
-    }
+    /// Kept for tests written before every message between nodes travelled
+    /// in its wire form: that is how the fake always carries them now, so
+    /// there is nothing to switch on or off.
+    pub fn set_serialize_messages(&self, _on: bool) {}
 
     /// Whether a node that crashes keeps the newest registration it saw per
     /// name (its epochs, [`Registry::newest_seen`]), as a real node with
@@ -589,15 +602,66 @@ impl FakeCluster {
                     }
                 }
             }
-            ItemKind::Deliver(delivery) => {
+            ItemKind::Wire { to: reg, msg } => {
                 drop(w);
                 if deliverable {
-                    delivery(Arc::new(FakeNode {
+                    let msg = self.answer_over_link(msg, to, from);
+                    let dest: Arc<dyn Registry> = Arc::new(FakeNode {
                         cluster: self.clone(),
                         id: to.clone(),
-                    }));
+                    });
+                    routing::send_wire(&dest, &reg, msg);
                 }
             }
+            ItemKind::Answer(port, bytes) => {
+                drop(w);
+                if deliverable {
+                    let _ = port.send(bytes);
+                }
+            }
+        }
+    }
+
+    /// Gives a call that reached `here` from `caller` a fresh reply port
+    /// whose answer travels back over the link `here -> caller`, as
+    /// ractor_cluster's session does (it also waits for the answer in a task
+    /// of its own). An instance that drops the port without answering drops
+    /// the caller's at once.
+    fn answer_over_link(
+        &self,
+        msg: SerializedMessage,
+        here: &NodeId,
+        caller: &NodeId,
+    ) -> SerializedMessage {
+        let SerializedMessage::Call {
+            variant,
+            args,
+            reply,
+            metadata,
+        } = msg
+        else {
+            return msg;
+        };
+        let (tx, rx) = oneshot::<Vec<u8>>();
+        let port: RpcReplyPort<Vec<u8>> = match reply.get_timeout() {
+            Some(t) => (tx, t).into(),
+            None => tx.into(),
+        };
+        let cluster = self.clone();
+        let (here, caller) = (here.clone(), caller.clone());
+        tokio::spawn(async move {
+            if let Ok(bytes) = rx.await {
+                let mut w = cluster.world();
+                if w.nodes.get(&here).is_some_and(|n| n.up) {
+                    cluster.enqueue(&mut w, &here, &caller, ItemKind::Answer(reply, bytes));
+                }
+            }
+        });
+        SerializedMessage::Call {
+            variant,
+            args,
+            reply: port,
+            metadata,
         }
     }
 }
@@ -839,27 +903,30 @@ impl Registry for FakeNode {
         }
     }
 
-    fn send_to(&self, to: &NodeId, delivery: Delivery) {
-        if to == &self.id {
-            if self.cluster.is_up(self.id.as_str()) {
-                delivery(Arc::new(self.clone()));
-            }
-            return;
-        }
+    fn send_wire(
+        &self,
+        to: &Registration,
+        msg: SerializedMessage,
+    ) -> Result<(), Option<SerializedMessage>> {
         let mut w = self.cluster.world();
         if !w.nodes.get(&self.id).is_some_and(|n| n.up) {
-            return;
+            return Err(Some(msg));
         }
-        self.cluster
-            .enqueue(&mut w, &self.id, to, ItemKind::Deliver(delivery));
+        let node = to.node().clone();
+        self.cluster.enqueue(
+            &mut w,
+            &self.id,
+            &node,
+            ItemKind::Wire {
+                to: to.clone(),
+                msg,
+            },
+        );
+        Ok(())
     }
 
     fn attach(&self, instance: &ActorCell) {
         self.with_node(|n| n.attached.push(instance.clone()));
-    }
-
-    fn serialize_messages(&self) -> bool {
-        self.cluster.world().serialize
     }
 }
 

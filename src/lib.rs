@@ -128,7 +128,6 @@ pub use node::NodeId;
 pub use placement::Placement;
 pub use registry::next_epoch;
 pub use registry::BoxFuture;
-pub use registry::Delivery;
 pub use registry::Epoch;
 pub use registry::LeaveReason;
 pub use registry::Registration;

@@ -14,9 +14,9 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
+use ractor::message::SerializedMessage;
 use ractor::{ActorCell, ActorStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -55,11 +55,6 @@ pub fn next_epoch(seen: Epoch, node: &NodeId, nodes: &[NodeId]) -> Epoch {
 
 /// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Work to run on a destination node: a message delivery. The backend hands it
-/// the destination node's registry (the fake cluster uses that to route replies
-/// back over the reverse link).
-pub type Delivery = Box<dyn FnOnce(Arc<dyn Registry>) + Send>;
 
 /// What identifies a registration on every node: name, epoch and node.
 ///
@@ -223,10 +218,17 @@ pub trait Registry: Send + Sync + 'static {
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
 
-    /// Runs `delivery` on node `to`, after whatever the link between the nodes
-    /// does to it (the fake cluster delays, holds or drops it; a real backend
-    /// runs it here, since ractor_cluster carries the message itself).
-    fn send_to(&self, to: &NodeId, delivery: Delivery);
+    /// Sends a message in its wire form to the instance `to` on another
+    /// node: ractor_cluster carries it on a real cluster (`to` is a proxy of
+    /// the registration's token), the fake cluster's link does in tests. On
+    /// the destination node it is handed to the instance as a session
+    /// delivers it. `Err` means it was not sent (the session to the node is
+    /// gone), with the message when the backend gives it back.
+    fn send_wire(
+        &self,
+        to: &Registration,
+        msg: SerializedMessage,
+    ) -> Result<(), Option<SerializedMessage>>;
 
     /// The newest registration of `name` this node has seen, live or gone
     /// (its epoch is the highest this node knows). An instance that starts
@@ -243,12 +245,6 @@ pub trait Registry: Send + Sync + 'static {
     /// Ties an instance's lifetime to this node (the fake cluster kills
     /// attached instances when the node crashes). The default does nothing.
     fn attach(&self, _instance: &ActorCell) {}
-
-    /// Whether messages between nodes should round-trip through their
-    /// serialized form, to catch encoding bugs in tests.
-    fn serialize_messages(&self) -> bool {
-        false
-    }
 }
 
 #[cfg(test)]

@@ -78,36 +78,18 @@ impl Actor for Token {
         let Err(refused) = state.instance.send_serialized(msg.0) else {
             return Ok(());
         };
-        // The instance retired or died: it handled nothing, so the message
-        // goes on to whoever holds the name now.
-        let MessagingErrSend(msg) = MessagingErrSend::from(*refused);
-        let next = state
-            .registry
-            .lookup(&state.info.name)
-            .filter(|h| h.cell().get_id() != state.instance.get_id());
-        match (msg, next) {
-            (Some(msg), Some(next)) => {
-                if next.cell().send_serialized(msg).is_err() {
-                    tracing::debug!(token = ?myself.get_name(), "holder gone too; message dropped");
-                }
-            }
-            _ => {
-                tracing::debug!(token = ?myself.get_name(), "instance gone, no holder; message dropped")
-            }
+        // The instance retired or died: it handled nothing, so a call goes
+        // on to whoever holds the name now, as on every backend.
+        if let ractor::MessagingErr::SendErr(msg) = *refused {
+            tracing::debug!(token = ?myself.get_name(), "instance gone; re-routing");
+            crate::message::routing::reroute(
+                &state.registry,
+                &state.info.name,
+                state.instance.get_id(),
+                msg,
+            );
         }
         Ok(())
-    }
-}
-
-/// The message a refused `send_serialized` hands back, if it did.
-struct MessagingErrSend(Option<SerializedMessage>);
-
-impl From<ractor::MessagingErr<SerializedMessage>> for MessagingErrSend {
-    fn from(value: ractor::MessagingErr<SerializedMessage>) -> Self {
-        match value {
-            ractor::MessagingErr::SendErr(m) => Self(Some(m)),
-            _ => Self(None),
-        }
     }
 }
 
