@@ -17,6 +17,9 @@
 //! - `crash(a)` / `restart(a)`: every instance attached to `a` is killed at
 //!   once, its view is lost, and the peers see it go down; a restart comes
 //!   back empty and syncs;
+//! - `pause(a)` / `resume(a)`, `set_frame_limit(a, b, max)`,
+//!   `delay_dial(a, b, d)`: a hung process, ractor_cluster's frame cap, a
+//!   slow dial after a restart (see `faults`);
 //!
 //! Every message between nodes travels in its wire form (ractor's
 //! `SerializedMessage`), as on a real cluster: the fake is the transport of
@@ -65,7 +68,26 @@ struct World {
     /// Partitioned pairs, smaller node first.
     cut: HashSet<Link>,
     delay: HashMap<Link, Duration>,
+    /// Whether each link delivers: stopped while it is held or either end
+    /// is paused (see `refresh_hold`).
     held: HashMap<Link, watch::Sender<bool>>,
+    /// Links held by [`FakeCluster::hold`].
+    user_held: HashSet<Link>,
+    /// Paused nodes, with the pause's number (see `faults`).
+    paused: HashMap<NodeId, faults::Pause>,
+    pauses: u64,
+    /// How long a silent (paused) node takes to be seen down by its peers.
+    detection: Duration,
+    /// The largest frame each link takes (see `faults`).
+    frame_limit: HashMap<Link, usize>,
+    /// Each pair's session number: an item sent in an earlier session is
+    /// lost (the session closed under it).
+    session: HashMap<Link, u64>,
+    /// Pairs whose session is not up yet after a restart, smaller node
+    /// first: what would cross is dropped, as a cut does.
+    dialing: HashSet<Link>,
+    /// Dial delays for the next restart of a node, per peer.
+    dial_delay: HashMap<Link, Duration>,
     links: HashMap<Link, mpsc::UnboundedSender<Item>>,
     /// Items on each link, sent and not yet arrived.
     queued: HashMap<Link, usize>,
@@ -94,6 +116,7 @@ struct NodeState {
 
 struct Item {
     due: Instant,
+    session: u64,
     from_incarnation: u64,
     to_incarnation: u64,
     kind: ItemKind,
@@ -279,6 +302,14 @@ impl FakeCluster {
                 cut: HashSet::new(),
                 delay: HashMap::new(),
                 held: HashMap::new(),
+                user_held: HashSet::new(),
+                paused: HashMap::new(),
+                pauses: 0,
+                detection: Duration::from_secs(1),
+                frame_limit: HashMap::new(),
+                session: HashMap::new(),
+                dialing: HashSet::new(),
+                dial_delay: HashMap::new(),
                 links: HashMap::new(),
                 queued: HashMap::new(),
                 durable: false,
@@ -324,19 +355,17 @@ impl FakeCluster {
     /// sent meanwhile waits, in order.
     pub fn hold(&self, from: &str, to: &str) {
         let link: Link = (from.into(), to.into());
-        self.world()
-            .held
-            .entry(link)
-            .or_insert_with(|| watch::channel(false).0)
-            .send_replace(true);
+        let mut w = self.world();
+        w.user_held.insert(link.clone());
+        w.refresh_hold(&link);
     }
 
     /// Resumes a held link.
     pub fn release(&self, from: &str, to: &str) {
         let link: Link = (from.into(), to.into());
-        if let Some(h) = self.world().held.get(&link) {
-            h.send_replace(false);
-        }
+        let mut w = self.world();
+        w.user_held.remove(&link);
+        w.refresh_hold(&link);
     }
 
     /// Cuts `a` from `b` both ways, undetected: messages and registry changes
@@ -428,6 +457,9 @@ impl FakeCluster {
             n.changed();
             std::mem::take(&mut n.attached)
         };
+        // A crashed process is no longer hung: its links carry the news.
+        w.unpause(&id);
+        w.dialing.retain(|(x, y)| *x != id && *y != id);
         let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != id).cloned().collect();
         for peer in peers {
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(Op::NodeDown(id.clone())));
@@ -446,44 +478,51 @@ impl FakeCluster {
         // A restarted node never hears from a peer that is down or behind a
         // cut link, so it counts it as down (a real node's heartbeat never
         // marks a peer live that it never heard from).
+        if w.nodes.get(&id).is_none_or(|n| n.up) {
+            return;
+        }
+        let slow = self.start_slow_dials(&mut w, &id);
         let down: BTreeSet<NodeId> = w
             .nodes
             .iter()
-            .filter(|(p, s)| !s.up || w.cut.contains(&pair(&id, p)))
+            .filter(|(p, s)| !s.up || w.cut.contains(&pair(&id, p)) || slow.contains(*p))
             .map(|(p, _)| p.clone())
             .collect();
-        match w.nodes.get_mut(&id) {
-            Some(n) if !n.up => {
-                n.up = true;
-                n.down = down;
-                n.down.remove(&id);
-                n.changed();
-            }
-            _ => return,
+        if let Some(n) = w.nodes.get_mut(&id) {
+            n.up = true;
+            n.down = down;
+            n.down.remove(&id);
+            n.changed();
         }
         let peers: Vec<NodeId> = w
             .nodes
             .iter()
-            .filter(|(p, s)| **p != id && s.up)
+            .filter(|(p, s)| **p != id && s.up && !slow.contains(*p))
             .map(|(p, _)| p.clone())
             .collect();
         for peer in peers {
-            let entries = w.nodes[&peer].entries_of(&peer);
-            let sync = Op::Sync {
-                from: peer.clone(),
-                entries,
-                newest: w.nodes[&peer].newest(),
-                restarted: false,
-            };
-            self.enqueue(&mut w, &peer, &id, ItemKind::Op(sync));
-            let hello = Op::Sync {
-                from: id.clone(),
-                entries: Vec::new(),
-                newest: Vec::new(),
-                restarted: true,
-            };
-            self.enqueue(&mut w, &id, &peer, ItemKind::Op(hello));
+            self.sync_restarted(&mut w, &id, &peer);
         }
+    }
+
+    /// A new session between a restarted `node` and `peer`: each sends the
+    /// other its own registrations; the peer learns that what `node` no
+    /// longer has died with it. Caller holds the lock.
+    fn sync_restarted(&self, w: &mut World, node: &NodeId, peer: &NodeId) {
+        let sync = Op::Sync {
+            from: peer.clone(),
+            entries: w.nodes[peer].entries_of(peer),
+            newest: w.nodes[peer].newest(),
+            restarted: false,
+        };
+        self.enqueue(w, peer, node, ItemKind::Op(sync));
+        let hello = Op::Sync {
+            from: node.clone(),
+            entries: w.nodes[node].entries_of(node),
+            newest: w.nodes[node].newest(),
+            restarted: true,
+        };
+        self.enqueue(w, node, peer, ItemKind::Op(hello));
     }
 
     /// How many messages and registry changes are on the link `from -> to`:
@@ -538,7 +577,9 @@ impl FakeCluster {
         if !t.up {
             return;
         }
+        let session = w.session.get(&pair(from, to)).copied().unwrap_or(0);
         let item = Item {
+            session,
             due: Instant::now()
                 + w.delay
                     .get(&(from.clone(), to.clone()))
@@ -560,11 +601,7 @@ impl FakeCluster {
             Some(s) => s.clone(),
             None => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let held = w
-                    .held
-                    .entry(link.clone())
-                    .or_insert_with(|| watch::channel(false).0)
-                    .subscribe();
+                let held = w.hold_switch(&link).subscribe();
                 tokio::spawn(run_link(self.clone(), link.clone(), rx, held));
                 w.links.insert(link, tx.clone());
                 tx
@@ -581,7 +618,17 @@ impl FakeCluster {
         if let Some(n) = w.queued.get_mut(link) {
             *n -= 1;
         }
-        let cut = w.cut.contains(&pair(from, to));
+        let cut = w.cut.contains(&pair(from, to))
+            || w.dialing.contains(&pair(from, to))
+            || w.session.get(&pair(from, to)).copied().unwrap_or(0) != item.session;
+        if cut {
+            // Lost with its link: a held reply port closes at once.
+        } else if let Some(size) = item.frame_size() {
+            if w.frame_limit.get(link).is_some_and(|max| size > *max) {
+                self.close_session(&mut w, from, to, size);
+                return;
+            }
+        }
         let from_ok = matches!(item.kind, ItemKind::Op(Op::NodeDown(_)))
             || w.nodes
                 .get(from)
@@ -673,15 +720,21 @@ async fn run_link(
     mut held: watch::Receiver<bool>,
 ) {
     while let Some(item) = items.recv().await {
-        while *held.borrow_and_update() {
-            if held.changed().await.is_err() {
-                return;
+        loop {
+            while *held.borrow_and_update() {
+                if held.changed().await.is_err() {
+                    return;
+                }
             }
-        }
-        // No timer without a delay: a sleep, even a past one, waits for the
-        // timer wheel's next tick (about a millisecond).
-        if item.due > Instant::now() {
-            tokio::time::sleep_until(item.due).await;
+            // No timer without a delay: a sleep, even a past one, waits for
+            // the timer wheel's next tick (about a millisecond).
+            if item.due > Instant::now() {
+                tokio::time::sleep_until(item.due).await;
+            }
+            // Held (or paused) while it was on its way: it waits on.
+            if !*held.borrow() {
+                break;
+            }
         }
         cluster.arrive(&link, item);
     }
@@ -929,6 +982,8 @@ impl Registry for FakeNode {
         self.with_node(|n| n.attached.push(instance.clone()));
     }
 }
+
+mod faults;
 
 #[cfg(test)]
 mod tests;

@@ -520,4 +520,5 @@ async fn delayed_deliveries_keep_fifo_order() {
     assert_eq!(cluster.queued("a", "b"), 0);
 }
 
+mod faults;
 mod wire;
