@@ -171,3 +171,90 @@ async fn a_slow_dial_keeps_one_peer_apart_after_a_restart() {
     })
     .await;
 }
+
+/// An epoch-stamping counter: every reply says which epoch answered it.
+struct Stamped;
+
+impl crate::TakeoverActor for Stamped {
+    type Msg = u64;
+    type Reply = (Option<crate::Epoch>, u64);
+    type State = u64;
+    type Arguments = ();
+
+    async fn init(
+        &self,
+        _: &crate::TakeoverCtx<Self>,
+        _: (),
+    ) -> Result<u64, ractor::ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        ctx: &crate::TakeoverCtx<Self>,
+        add: u64,
+        total: &mut u64,
+    ) -> Result<Self::Reply, ractor::ActorProcessingErr> {
+        *total += add;
+        Ok((ctx.epoch(), *total))
+    }
+
+    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, crate::StateCodecErr> {
+        crate::encode_postcard(s)
+    }
+
+    fn decode_state(&self, b: &[u8]) -> Result<u64, crate::StateCodecErr> {
+        crate::decode_postcard(b)
+    }
+}
+
+/// The hung holder of real machines (issue 10's target): `a` holds, and
+/// hangs; a call from `c` queues towards it; `b` sees `a` down, fails over
+/// and answers a second call from `c`. When `a` resumes it answers the
+/// queued call OK under its old epoch, after the failover holder answered:
+/// two holders served, and the older one last. The invariant (no call is
+/// answered by an epoch older than one that already answered) fails today,
+/// so the test is ignored until a holder checks a lease before it answers.
+#[tokio::test(start_paused = true)]
+#[ignore = "known gap: a resumed hung holder answers its queued calls under its old epoch"]
+async fn a_resumed_hung_holder_does_not_answer_after_its_failover() {
+    use crate::{GlobalClient, Placement, TakeoverConfig, TakeoverServer};
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    cluster.set_detection_time(Duration::from_millis(300));
+    let config = TakeoverConfig::default().with_placement(
+        Placement::parse("a > b > c").with_failover_delay(Duration::from_millis(50)),
+    );
+    let srv = |n: &str| TakeoverServer::new("n", Stamped, cluster.registry(n), config.clone());
+    let (_on_a, _) = srv("a").spawn(()).await.expect("spawn on a");
+    let (_on_b, _) = srv("b").spawn(()).await.expect("spawn on b");
+    let on_c = GlobalClient::<Stamped>::new("n", cluster.registry("c"));
+    let t = Duration::from_secs(5);
+    let (first, _) = on_c.call(1, t).await.expect("a answers");
+
+    tracing::info!("--- a hangs; a call from c queues towards it");
+    cluster.pause("a");
+    let queued = {
+        let on_c = on_c.clone();
+        tokio::spawn(async move { on_c.call(10, t).await })
+    };
+    wait_until("the call is on c -> a", || cluster.queued("c", "a") == 1).await;
+
+    tracing::info!("--- b fails over and answers");
+    let second = GlobalClient::<Stamped>::new("n", cluster.registry("c"));
+    let deadline = tokio::time::Instant::now() + t;
+    let (failover, _) = loop {
+        match second.call(100, Duration::from_millis(200)).await {
+            Ok((Some(e), total)) if Some(e) > first => break (Some(e), total),
+            _ if tokio::time::Instant::now() > deadline => panic!("b never failed over"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+
+    tracing::info!("--- a resumes");
+    cluster.resume("a");
+    let answer = queued.await.expect("call task");
+    assert!(
+        !matches!(answer, Ok((e, _)) if e < failover),
+        "the resumed old holder answered {answer:?} after the failover at {failover:?} had"
+    );
+}
