@@ -65,7 +65,9 @@
 //! - `FAULT_SEED=S`: replay only seed `S`, printing its schedule, the hooks'
 //!   log and the events (`FAULT_TRACE=full` for every call,
 //!   `RUST_LOG=ractor_takeover=debug` for the runtime's own logs);
-//! - `FAULT_THREADS=T`: worker threads (default: the available cores).
+//! - `FAULT_THREADS=T`: worker threads (default: the available cores);
+//! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
+//!   (drawn in one seed in three otherwise, see `machine_faults`).
 //!
 //! The long run (50 000 schedules, new seeds each time; about 6 minutes in
 //! release on 2 cores), one command:
@@ -297,6 +299,14 @@ enum Fault {
     Delay(usize, usize, u64),
     Hold(usize, usize),
     Release(usize, usize),
+    /// A hung process (`FakeCluster::pause`), until `Resume`.
+    Pause(usize),
+    Resume(usize),
+    /// The largest frame the second node takes from the first (`None`:
+    /// lifted again); an oversized one closes their session.
+    FrameLimit(usize, usize, Option<usize>),
+    /// The next restart of the first node dials the second this late (ms).
+    SlowDial(usize, usize, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -455,6 +465,7 @@ impl Schedule {
                 }
             }
         }
+        faults.extend(machine_faults(seed, duration));
         faults.sort_by_key(|f| f.0);
         // Drawn apart from the schedule's own generator, so that adding it
         // left every seed's schedule as it was.
@@ -496,6 +507,47 @@ impl Schedule {
     }
 }
 
+/// The faults of real machines (a paused node, a frame limit, a slow dial),
+/// in one seed in three (none with `FAULT_MACHINE=off`, to compare). Drawn apart from the schedule's own generator, so
+/// that every other seed's schedule stays as it was; the seed mixer is one
+/// under which none of the seeds replayed by name below draws them.
+fn machine_faults(seed: u64, duration: u64) -> Vec<(u64, Fault)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ MACHINE_FAULTS);
+    let mut out = Vec::new();
+    if std::env::var("FAULT_MACHINE").is_ok_and(|v| v == "off") || !rng.random_bool(1.0 / 3.0) {
+        return out;
+    }
+    for _ in 0..rng.random_range(1..=3) {
+        let t = rng.random_range(30..duration);
+        let x = rng.random_range(0..3);
+        let y = (x + rng.random_range(1..3)) % 3;
+        match rng.random_range(0..3) {
+            0 => {
+                out.push((t, Fault::Pause(x)));
+                out.push((t + rng.random_range(50..=1_500), Fault::Resume(x)));
+            }
+            1 => {
+                out.push((
+                    t,
+                    Fault::FrameLimit(x, y, Some(rng.random_range(48..=1_024))),
+                ));
+                out.push((
+                    t + rng.random_range(100..=1_500),
+                    Fault::FrameLimit(x, y, None),
+                ));
+            }
+            _ => out.push((t, Fault::SlowDial(x, y, rng.random_range(50..=1_500)))),
+        }
+    }
+    out
+}
+
+/// See [`machine_faults`].
+const MACHINE_FAULTS: u64 = 0x3ac4_17e5_00f5;
+
+/// How long peers take to see a paused node down (the fake's heartbeat).
+const DETECTION: Duration = Duration::from_millis(300);
+
 fn fault_name(f: &Fault) -> String {
     let n = |i: &usize| NODES[*i];
     match f {
@@ -508,6 +560,11 @@ fn fault_name(f: &Fault) -> String {
         Fault::Delay(x, y, d) => format!("delay {} -> {} by {d} ms", n(x), n(y)),
         Fault::Hold(x, y) => format!("hold {} -> {}", n(x), n(y)),
         Fault::Release(x, y) => format!("release {} -> {}", n(x), n(y)),
+        Fault::Pause(x) => format!("pause {}", n(x)),
+        Fault::Resume(x) => format!("resume {}", n(x)),
+        Fault::FrameLimit(x, y, Some(l)) => format!("frame limit {} -> {} {l} bytes", n(x), n(y)),
+        Fault::FrameLimit(x, y, None) => format!("frame limit {} -> {} lifted", n(x), n(y)),
+        Fault::SlowDial(x, y, d) => format!("next restart of {} dials {} {d} ms late", n(x), n(y)),
     }
 }
 
@@ -585,6 +642,8 @@ struct Run {
     cut: BTreeSet<(usize, usize)>,
     held: BTreeSet<(usize, usize)>,
     delayed: BTreeSet<(usize, usize)>,
+    paused: BTreeSet<usize>,
+    limited: BTreeSet<(usize, usize)>,
     takeovers: Arc<Mutex<Vec<TakeoverRecord>>>,
     pending: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -594,6 +653,7 @@ impl Run {
         let cluster = FakeCluster::new(NODES);
         cluster.set_serialize_messages(s.serialize);
         cluster.set_durable(s.durable);
+        cluster.set_detection_time(DETECTION);
         let mut config = TakeoverConfig::default()
             .with_placement(
                 Placement::parse("a > b > c")
@@ -630,6 +690,8 @@ impl Run {
             cut: BTreeSet::new(),
             held: BTreeSet::new(),
             delayed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            limited: BTreeSet::new(),
             takeovers: Arc::default(),
             pending: Vec::new(),
         }
@@ -669,7 +731,8 @@ impl Run {
         for n in 0..3 {
             let gone = self.current[n]
                 .is_none_or(|i| self.insts[i].actor.get_status() == ActorStatus::Stopped);
-            if self.up(n) && gone {
+            // A hung process's supervisor is hung too.
+            if self.up(n) && gone && !self.paused.contains(&n) {
                 if let Some(i) = self.current[n] {
                     self.log.push(Entry::Stopped {
                         inst: self.insts[i].id,
@@ -689,6 +752,9 @@ impl Run {
         match *fault {
             Fault::Takeover(n) => {
                 let Some(i) = self.current[n] else { return };
+                if self.paused.contains(&n) {
+                    return; // a hung node asks for nothing
+                }
                 let actor = self.insts[i].actor.clone();
                 let records = self.takeovers.clone();
                 self.pending.push(tokio::spawn(async move {
@@ -719,6 +785,7 @@ impl Run {
                 c.crash(NODES[n]);
                 self.crashes[n] += 1;
                 self.current[n] = None;
+                self.paused.remove(&n);
             }
             Fault::Restart(n) => {
                 if self.up(n) {
@@ -751,6 +818,25 @@ impl Run {
                 c.release(NODES[x], NODES[y]);
                 self.held.remove(&(x, y));
             }
+            Fault::Pause(n) => {
+                if self.up(n) {
+                    c.pause(NODES[n]);
+                    self.paused.insert(n);
+                }
+            }
+            Fault::Resume(n) => {
+                c.resume(NODES[n]);
+                self.paused.remove(&n);
+            }
+            Fault::FrameLimit(x, y, limit) => {
+                c.set_frame_limit(NODES[x], NODES[y], limit);
+                if limit.is_some() {
+                    self.limited.insert((x, y));
+                } else {
+                    self.limited.remove(&(x, y));
+                }
+            }
+            Fault::SlowDial(x, y, d) => c.delay_dial(NODES[x], NODES[y], Duration::from_millis(d)),
         }
     }
 
@@ -758,6 +844,12 @@ impl Run {
     async fn heal_everything(&mut self, at_ms: u64) {
         for (x, y) in std::mem::take(&mut self.held) {
             self.apply(at_ms, &Fault::Release(x, y)).await;
+        }
+        for n in std::mem::take(&mut self.paused) {
+            self.apply(at_ms, &Fault::Resume(n)).await;
+        }
+        for (x, y) in std::mem::take(&mut self.limited) {
+            self.apply(at_ms, &Fault::FrameLimit(x, y, None)).await;
         }
         for (x, y) in std::mem::take(&mut self.delayed) {
             self.apply(at_ms, &Fault::Delay(x, y, 0)).await;
@@ -844,6 +936,7 @@ impl Run {
 }
 
 async fn client_loop(
+    cluster: FakeCluster,
     registry: Arc<dyn Registry>,
     id: u32,
     plan: ClientPlan,
@@ -853,6 +946,10 @@ async fn client_loop(
     let client = GlobalClient::<Ledger>::new(NAME, registry);
     for (i, (think, timeout)) in plan.calls.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(*think)).await;
+        // A client in a hung process calls nothing until it resumes.
+        while cluster.is_paused(NODES[plan.node]) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if Instant::now() >= until {
             return;
         }
@@ -909,6 +1006,7 @@ async fn run_schedule(s: &Schedule) -> Outcome {
         .enumerate()
         .map(|(i, plan)| {
             tokio::spawn(client_loop(
+                run.cluster.clone(),
                 run.cluster.registry(NODES[plan.node]),
                 i as u32,
                 plan.clone(),
