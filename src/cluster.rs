@@ -581,7 +581,9 @@ impl Registry for ClusterNode {
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         self.shared().events.subscribe()
     }
+}
 
+impl crate::registry::Transport for ClusterNode {
     fn send_wire(
         &self,
         to: &Registration,

@@ -23,7 +23,7 @@
 //!
 //! Every message between nodes travels in its wire form (ractor's
 //! `SerializedMessage`), as on a real cluster: the fake is the transport of
-//! [`Registry::send_wire`]. At the far end of a link it is handed to the
+//! `send_wire` (the registry's transport side). At the far end of a link it is handed to the
 //! instance as ractor_cluster's session hands it (the instance decodes it,
 //! or drops what does not decode), a refused call is re-routed by the same
 //! code the real token actor runs, and a call's answer travels back over
@@ -955,7 +955,9 @@ impl Registry for FakeNode {
             None => broadcast::channel(1).1,
         }
     }
+}
 
+impl crate::registry::Transport for FakeNode {
     fn send_wire(
         &self,
         to: &Registration,

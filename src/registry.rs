@@ -16,12 +16,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use ractor::message::SerializedMessage;
 use ractor::{ActorCell, ActorStatus};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{NodeId, RegistryErr};
+
+mod transport;
+
+pub(crate) use transport::Transport;
 
 /// A monotonically increasing number per name: each registration or steal
 /// gets one higher than any the node has seen, and no two nodes ever take
@@ -160,8 +163,16 @@ pub enum RegistryEvent {
     NodeDown(NodeId),
 }
 
-/// One node's view of the cluster-global names.
-pub trait Registry: Send + Sync + 'static {
+/// One node's view of the cluster-global names: the naming side of a
+/// backend (members, lookup, register, steal, unregister, the newest
+/// registration seen, live nodes, changes).
+///
+/// Its transport side (how a message in its wire form reaches another node,
+/// and how an instance is tied to its node) is a crate-private supertrait,
+/// so the trait is sealed: the backends are this crate's
+/// ([`crate::cluster::ClusterNode`] and the fake cluster); use them through
+/// `Arc<dyn Registry>`.
+pub trait Registry: transport::Transport {
     /// This node's stable identity.
     fn node(&self) -> &NodeId;
 
@@ -218,18 +229,6 @@ pub trait Registry: Send + Sync + 'static {
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
 
-    /// Sends a message in its wire form to the instance `to` on another
-    /// node: ractor_cluster carries it on a real cluster (`to` is a proxy of
-    /// the registration's token), the fake cluster's link does in tests. On
-    /// the destination node it is handed to the instance as a session
-    /// delivers it. `Err` means it was not sent (the session to the node is
-    /// gone), with the message when the backend gives it back.
-    fn send_wire(
-        &self,
-        to: &Registration,
-        msg: SerializedMessage,
-    ) -> Result<(), Option<SerializedMessage>>;
-
     /// The newest registration of `name` this node has seen, live or gone
     /// (its epoch is the highest this node knows). An instance that starts
     /// on a vacant name asks it to tell a first start (`StartType::Normal`)
@@ -241,10 +240,6 @@ pub trait Registry: Send + Sync + 'static {
     fn newest_seen(&self, _name: &str) -> Option<RegistrationInfo> {
         None
     }
-
-    /// Ties an instance's lifetime to this node (the fake cluster kills
-    /// attached instances when the node crashes). The default does nothing.
-    fn attach(&self, _instance: &ActorCell) {}
 }
 
 #[cfg(test)]

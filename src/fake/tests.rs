@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::fake::FakeCluster;
+use crate::registry::Transport;
 use crate::{LeaveReason, NodeId, Registration, Registry, RegistryErr, RegistryEvent};
 
 /// Generous: these deadlines catch hangs, they do not measure speed.

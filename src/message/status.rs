@@ -38,7 +38,7 @@ pub enum Phase {
     Yielding,
 }
 
-/// What an instance is doing, from [`TakeoverMessage::Status`].
+/// What an instance is doing, from [`crate::TakeoverMessage::Status`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceStatus {
     /// Its phase.

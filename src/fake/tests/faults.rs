@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{holder_in, idle, recorder, wait_event, wait_until, wire};
 use crate::fake::FakeCluster;
+use crate::registry::Transport;
 use crate::{NodeId, Registry, RegistryEvent};
 
 fn node_down(who: &'static str) -> impl Fn(&RegistryEvent) -> bool {
