@@ -251,6 +251,9 @@ pub(crate) struct SharedState {
     /// the highest (fencing tokens never go back), and its node is where the
     /// name was last held.
     pub(crate) newest: HashMap<String, RegistrationInfo>,
+    /// Why our own tokens left their group, for the Leave event (see
+    /// `token::leave_reason`); taken when the event is emitted.
+    pub(crate) leaving: HashMap<ActorId, LeaveReason>,
     /// Where `newest` is kept across restarts, if configured.
     store: Option<Arc<store::EpochStore>>,
     /// Bumped on every change of `newest`, so the store never writes an
@@ -548,7 +551,7 @@ impl Registry for ClusterNode {
         self.add(name, cell, false)
     }
 
-    fn unregister(&self, info: &RegistrationInfo, _reason: LeaveReason) {
+    fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
         let token = {
             let mut s = self.shared().lock();
             let id = s
@@ -556,10 +559,23 @@ impl Registry for ClusterNode {
                 .iter()
                 .find(|(_, (i, _, _))| i == info)
                 .map(|(id, _)| *id);
-            id.and_then(|id| s.local.remove(&id))
-                .map(|(_, _, token)| token)
+            let token = id
+                .and_then(|id| s.local.remove(&id))
+                .map(|(_, _, token)| token);
+            if let Some(token) = &token {
+                s.leaving.insert(token.get_id(), reason.clone());
+            }
+            token
         };
         if let Some(token) = token {
+            // A clean leave is told apart by a tombstone (see `token::tombstone`).
+            if reason == LeaveReason::Unregistered {
+                pg::join_scoped(
+                    SCOPE.to_string(),
+                    token::tombstone(&info.name),
+                    vec![token.clone()],
+                );
+            }
             pg::leave_scoped(SCOPE.to_string(), info.name.clone(), vec![token.clone()]);
             // Out of the group at once (no new lookup finds it), but alive a
             // while longer: remote callers' reply ports hang off their proxies
