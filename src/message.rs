@@ -18,7 +18,9 @@ mod status;
 pub(crate) mod wire;
 
 pub use answer::{Answer, ReplyPort};
+// Where the server's files have always found it.
 pub use protocol::{HandoverMsg, ReplyErr};
+pub(crate) use routing::deliver;
 pub use status::{HandoverReport, InstanceStatus, Phase};
 
 use ractor::RpcReplyPort;

@@ -21,8 +21,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::message::routing::deliver;
-use crate::message::Answer;
+use crate::message::{deliver, Answer};
 use crate::{
     CallErr, EventKind, GoRequest, HandoverMsg, HandoverReport, InstanceStatus, LeaveReason, Phase,
     Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent, ReplyErr, StartType,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{send_later, ServerState, Stage, TakeoverServer};
-use crate::message::routing::deliver;
+use crate::message::deliver;
 use crate::{
     CheckpointInfo, EventKind, HandoverMsg, LeaveReason, NodeId, RegistrationInfo, StartType,
     TakeoverActor, TakeoverMessage,

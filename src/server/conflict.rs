@@ -24,7 +24,7 @@ use std::cmp::Ordering;
 use ractor::{ActorProcessingErr, ActorRef};
 
 use super::{send_later, ServerState, Stage, TakeoverServer};
-use crate::message::routing::deliver;
+use crate::message::deliver;
 use crate::{
     EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, ReplyErr, StateCodecErr,
     TakeoverActor, TakeoverMessage,

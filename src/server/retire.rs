@@ -29,7 +29,7 @@
 use ractor::ActorProcessingErr;
 
 use super::{send_later, ServerState, Stage, TakeoverServer};
-use crate::message::routing::deliver;
+use crate::message::deliver;
 use crate::{
     CheckpointInfo, EventKind, HandoverMsg, LeaveReason, RegistrationInfo, StartType,
     TakeoverActor, TakeoverMessage,
