@@ -10,7 +10,8 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::message::{decode_answer, deliver, wire_call};
+use crate::message::routing::deliver;
+use crate::message::wire::{decode_answer, wire_call};
 use crate::ReplyPort;
 use crate::{
     CallErr, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
@@ -118,7 +119,10 @@ impl<A: TakeoverActor> GlobalClient<A> {
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let holder = self.holder_before(deadline).await?;
-        if !holder.cell().get_id().is_local() {
+        // By node name, not by actor id: on the fake cluster every instance
+        // is a local actor, and a call to another node must still take the
+        // wire path a real one takes.
+        if holder.node() != self.inner.registry.node() {
             return self.call_remote(&holder, &msg, timeout, deadline).await;
         }
         let (tx, rx) = oneshot();
@@ -153,8 +157,8 @@ impl<A: TakeoverActor> GlobalClient<A> {
     ) -> Result<A::Reply, CallErr> {
         let (tx, rx) = oneshot::<Vec<u8>>();
         let call = wire_call::<A>(msg, (tx, timeout).into())?;
-        if holder.cell().send_serialized(call).is_err() {
-            // The proxy is gone (its session closed): the call was not sent.
+        if self.inner.registry.send_wire(holder, call).is_err() {
+            // The session to the holder's node is gone: the call was not sent.
             self.inner.stale.store(true, Ordering::Release);
             return Err(CallErr::NoReply);
         }

@@ -43,7 +43,7 @@ use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::registry::{takes_messages, BoxFuture, Delivery};
+use crate::registry::{takes_messages, BoxFuture};
 use crate::{
     LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
 };
@@ -251,6 +251,9 @@ pub(crate) struct SharedState {
     /// the highest (fencing tokens never go back), and its node is where the
     /// name was last held.
     pub(crate) newest: HashMap<String, RegistrationInfo>,
+    /// Why our own tokens left their group, for the Leave event (see
+    /// `token::leave_reason`); taken when the event is emitted.
+    pub(crate) leaving: HashMap<ActorId, LeaveReason>,
     /// Where `newest` is kept across restarts, if configured.
     store: Option<Arc<store::EpochStore>>,
     /// Bumped on every change of `newest`, so the store never writes an
@@ -548,7 +551,7 @@ impl Registry for ClusterNode {
         self.add(name, cell, false)
     }
 
-    fn unregister(&self, info: &RegistrationInfo, _reason: LeaveReason) {
+    fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
         let token = {
             let mut s = self.shared().lock();
             let id = s
@@ -556,10 +559,23 @@ impl Registry for ClusterNode {
                 .iter()
                 .find(|(_, (i, _, _))| i == info)
                 .map(|(id, _)| *id);
-            id.and_then(|id| s.local.remove(&id))
-                .map(|(_, _, token)| token)
+            let token = id
+                .and_then(|id| s.local.remove(&id))
+                .map(|(_, _, token)| token);
+            if let Some(token) = &token {
+                s.leaving.insert(token.get_id(), reason.clone());
+            }
+            token
         };
         if let Some(token) = token {
+            // A clean leave is told apart by a tombstone (see `token::tombstone`).
+            if reason == LeaveReason::Unregistered {
+                pg::join_scoped(
+                    SCOPE.to_string(),
+                    token::tombstone(&info.name),
+                    vec![token.clone()],
+                );
+            }
             pg::leave_scoped(SCOPE.to_string(), info.name.clone(), vec![token.clone()]);
             // Out of the group at once (no new lookup finds it), but alive a
             // while longer: remote callers' reply ports hang off their proxies
@@ -581,11 +597,20 @@ impl Registry for ClusterNode {
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         self.shared().events.subscribe()
     }
+}
 
-    fn send_to(&self, _to: &NodeId, delivery: Delivery) {
-        // ractor_cluster carries the message once `delivery` sends it to the
-        // remote proxy; nothing to route here.
-        delivery(Arc::new(self.clone()))
+impl crate::registry::Transport for ClusterNode {
+    fn send_wire(
+        &self,
+        to: &Registration,
+        msg: ractor::message::SerializedMessage,
+    ) -> Result<(), Option<ractor::message::SerializedMessage>> {
+        // `to` is our proxy of the registration's token: ractor_cluster
+        // carries the message to its node, where the token hands it on.
+        to.cell().send_serialized(msg).map_err(|e| match *e {
+            ractor::MessagingErr::SendErr(msg) => Some(msg),
+            _ => None,
+        })
     }
 }
 

@@ -61,12 +61,19 @@
 //!   state request, parts, retiring, a lost `HandoverDone`), `placement`
 //!   (start, automatic failover and takeover, quorum), `conflict`
 //!   (split-brain healing), `checkpoint` (warm standbys).
-//! - `message`: its message type, the protocol (drawn on [`HandoverMsg`]),
-//!   and how messages cross nodes.
-//! - `registry`: the [`Registry`] trait, one node's view of the global names.
+//! - `message`: its message type; `message/answer` where a call's answer
+//!   goes, `message/protocol` the handover protocol (drawn on
+//!   [`HandoverMsg`]), `message/status` what an instance reports,
+//!   `message/wire` the wire form every message between nodes travels in,
+//!   `message/routing` how a message reaches an instance and where a refused
+//!   call goes next.
+//! - `registry`: the [`Registry`] trait, one node's view of the global names
+//!   (naming); `registry/transport` its sealed transport side.
 //! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
 //!   with heartbeats and the token actors that carry registrations.
-//! - `fake`: an in-process cluster with fault injection (feature `test-util`).
+//! - `fake`: an in-process cluster with fault injection (feature
+//!   `test-util`), the transport of the wire path in tests; `fake/faults`
+//!   the faults of real machines (a paused node, a frame limit, a slow dial).
 //! - `client`: [`GlobalClient`], calling the server by name.
 //! - `placement`: [`Placement`], priority lists for automatic failover and
 //!   takeover, like Erlang's `distributed` parameter.
@@ -132,7 +139,6 @@ pub use node::NodeId;
 pub use placement::Placement;
 pub use registry::next_epoch;
 pub use registry::BoxFuture;
-pub use registry::Delivery;
 pub use registry::Epoch;
 pub use registry::LeaveReason;
 pub use registry::Registration;

@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{ActorCell, ActorStatus};
@@ -22,6 +21,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{NodeId, RegistryErr};
+
+mod transport;
+
+pub(crate) use transport::Transport;
 
 /// A monotonically increasing number per name: each registration or steal
 /// gets one higher than any the node has seen, and no two nodes ever take
@@ -55,11 +58,6 @@ pub fn next_epoch(seen: Epoch, node: &NodeId, nodes: &[NodeId]) -> Epoch {
 
 /// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// Work to run on a destination node: a message delivery. The backend hands it
-/// the destination node's registry (the fake cluster uses that to route replies
-/// back over the reverse link).
-pub type Delivery = Box<dyn FnOnce(Arc<dyn Registry>) + Send>;
 
 /// What identifies a registration on every node: name, epoch and node.
 ///
@@ -165,8 +163,16 @@ pub enum RegistryEvent {
     NodeDown(NodeId),
 }
 
-/// One node's view of the cluster-global names.
-pub trait Registry: Send + Sync + 'static {
+/// One node's view of the cluster-global names: the naming side of a
+/// backend (members, lookup, register, steal, unregister, the newest
+/// registration seen, live nodes, changes).
+///
+/// Its transport side (how a message in its wire form reaches another node,
+/// and how an instance is tied to its node) is a crate-private supertrait,
+/// so the trait is sealed: the backends are this crate's
+/// ([`crate::cluster::ClusterNode`] and the fake cluster); use them through
+/// `Arc<dyn Registry>`.
+pub trait Registry: transport::Transport {
     /// This node's stable identity.
     fn node(&self) -> &NodeId;
 
@@ -223,11 +229,6 @@ pub trait Registry: Send + Sync + 'static {
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
 
-    /// Runs `delivery` on node `to`, after whatever the link between the nodes
-    /// does to it (the fake cluster delays, holds or drops it; a real backend
-    /// runs it here, since ractor_cluster carries the message itself).
-    fn send_to(&self, to: &NodeId, delivery: Delivery);
-
     /// The newest registration of `name` this node has seen, live or gone
     /// (its epoch is the highest this node knows). An instance that starts
     /// on a vacant name asks it to tell a first start (`StartType::Normal`)
@@ -238,16 +239,6 @@ pub trait Registry: Send + Sync + 'static {
     /// knows nothing.
     fn newest_seen(&self, _name: &str) -> Option<RegistrationInfo> {
         None
-    }
-
-    /// Ties an instance's lifetime to this node (the fake cluster kills
-    /// attached instances when the node crashes). The default does nothing.
-    fn attach(&self, _instance: &ActorCell) {}
-
-    /// Whether messages between nodes should round-trip through their
-    /// serialized form, to catch encoding bugs in tests.
-    fn serialize_messages(&self) -> bool {
-        false
     }
 }
 

@@ -11,7 +11,7 @@ use ractor_cluster::NodeServerMessage;
 use tokio::time::Instant;
 
 use super::{member_info, ClusterConfig, Shared, SCOPE};
-use crate::{LeaveReason, NodeId, RegistryEvent};
+use crate::{NodeId, RegistryEvent};
 
 const GROUP: &str = "ractor_takeover|heartbeat";
 const PREFIX: &str = "ractor_takeover|hb|";
@@ -357,10 +357,18 @@ impl Actor for Heartbeat {
                             state.down(&node, "session closed");
                         }
                     } else if let Some(info) = member_info(&cell, &group) {
-                        state.args.shared.emit(RegistryEvent::Unregistered {
-                            info,
-                            reason: LeaveReason::Unregistered,
-                        });
+                        let (recorded, alive) = {
+                            let mut s = state.args.shared.lock();
+                            (
+                                s.leaving.remove(&cell.get_id()),
+                                s.alive.contains(&info.node),
+                            )
+                        };
+                        let reason = super::token::leave_reason(&cell, &group, recorded, alive);
+                        state
+                            .args
+                            .shared
+                            .emit(RegistryEvent::Unregistered { info, reason });
                     }
                 }
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use crate::{NodeId, RegistrationInfo, Registry};
+use crate::{LeaveReason, NodeId, RegistrationInfo, Registry};
 
 const PREFIX: &str = "ractor_takeover|reg|";
 
@@ -23,6 +23,50 @@ pub(crate) fn parse_name(name: &str) -> Option<RegistrationInfo> {
     let node = NodeId::new(parts.next()?);
     let name = parts.next()?.to_string();
     Some(RegistrationInfo { name, epoch, node })
+}
+
+/// The tombstone group of `name`: a registration that leaves `name` cleanly
+/// (it retired, or rolled a steal back) joins it first.
+///
+/// Why: pg's Leave carries no reason, and a remote node must tell a clean
+/// unregistration from an instance or node gone (a puller whose old holder
+/// left cleanly has lost nothing). Both pg changes travel on the same
+/// session, in order, so by the time a peer sees the Leave its pg already
+/// has the token in the tombstone group; a token that died, or whose node
+/// did, never joined it. The token leaves it by itself when it stops, after
+/// `ClusterConfig::token_linger`.
+pub(crate) fn tombstone(name: &str) -> String {
+    format!("{name}|{TOMBSTONE}")
+}
+
+const TOMBSTONE: &str = "ractor_takeover|left";
+
+/// Why a registration's token left `group` (see [`tombstone`]): as its own
+/// node recorded it (`recorded`, for a token of this node; one that left
+/// without a record died), clean if the token is in the tombstone group,
+/// otherwise gone with its instance, or with its node if the heartbeat
+/// already counts that node down. A node lost at this very moment may be
+/// reported `InstanceDied` (its session closed before the heartbeat
+/// noticed): either way, not a clean leave.
+pub(crate) fn leave_reason(
+    token: &ActorCell,
+    group: &str,
+    recorded: Option<LeaveReason>,
+    node_alive: bool,
+) -> LeaveReason {
+    if token.get_id().is_local() {
+        return recorded.unwrap_or(LeaveReason::InstanceDied);
+    }
+    let tombstoned = ractor::pg::get_scoped_members(&super::SCOPE.to_string(), &tombstone(group))
+        .iter()
+        .any(|c| c.get_id() == token.get_id());
+    if tombstoned {
+        LeaveReason::Unregistered
+    } else if node_alive {
+        LeaveReason::InstanceDied
+    } else {
+        LeaveReason::NodeDown
+    }
 }
 
 /// Passes every message on to the instance, still serialized: the token does
@@ -78,36 +122,18 @@ impl Actor for Token {
         let Err(refused) = state.instance.send_serialized(msg.0) else {
             return Ok(());
         };
-        // The instance retired or died: it handled nothing, so the message
-        // goes on to whoever holds the name now.
-        let MessagingErrSend(msg) = MessagingErrSend::from(*refused);
-        let next = state
-            .registry
-            .lookup(&state.info.name)
-            .filter(|h| h.cell().get_id() != state.instance.get_id());
-        match (msg, next) {
-            (Some(msg), Some(next)) => {
-                if next.cell().send_serialized(msg).is_err() {
-                    tracing::debug!(token = ?myself.get_name(), "holder gone too; message dropped");
-                }
-            }
-            _ => {
-                tracing::debug!(token = ?myself.get_name(), "instance gone, no holder; message dropped")
-            }
+        // The instance retired or died: it handled nothing, so a call goes
+        // on to whoever holds the name now, as on every backend.
+        if let ractor::MessagingErr::SendErr(msg) = *refused {
+            tracing::debug!(token = ?myself.get_name(), "instance gone; re-routing");
+            crate::message::routing::reroute(
+                &state.registry,
+                &state.info.name,
+                state.instance.get_id(),
+                msg,
+            );
         }
         Ok(())
-    }
-}
-
-/// The message a refused `send_serialized` hands back, if it did.
-struct MessagingErrSend(Option<SerializedMessage>);
-
-impl From<ractor::MessagingErr<SerializedMessage>> for MessagingErrSend {
-    fn from(value: ractor::MessagingErr<SerializedMessage>) -> Self {
-        match value {
-            ractor::MessagingErr::SendErr(m) => Self(Some(m)),
-            _ => Self(None),
-        }
     }
 }
 
@@ -127,5 +153,36 @@ mod tests {
         assert_eq!(parse_name(&actor_name(&info)), Some(info));
         assert_eq!(parse_name("something_else"), None);
         assert_eq!(parse_name("ractor_takeover|reg|x|b|n"), None);
+    }
+
+    /// A token of this node left for the reason its node recorded, or died;
+    /// a remote one that is not in the tombstone group is gone, with its
+    /// node if that is known down.
+    #[tokio::test]
+    async fn leave_reasons() {
+        let (token, _) = Actor::spawn(None, Idle, ()).await.expect("spawn");
+        let cell = token.get_cell();
+        assert_eq!(
+            leave_reason(&cell, "g", Some(LeaveReason::Unregistered), true),
+            LeaveReason::Unregistered
+        );
+        assert_eq!(
+            leave_reason(&cell, "g", None, true),
+            LeaveReason::InstanceDied
+        );
+        assert_ne!(tombstone("g"), "g");
+        assert!(parse_name(&tombstone("g")).is_none());
+    }
+
+    struct Idle;
+
+    impl Actor for Idle {
+        type Msg = ();
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+            Ok(())
+        }
     }
 }

@@ -4,11 +4,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, ActorStatus};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::fake::FakeCluster;
+use crate::registry::Transport;
 use crate::{LeaveReason, NodeId, Registration, Registry, RegistryErr, RegistryEvent};
 
 /// Generous: these deadlines catch hangs, they do not measure speed.
@@ -33,6 +35,80 @@ async fn idle() -> ActorCell {
         .await
         .expect("spawn idle actor");
     actor.get_cell()
+}
+
+/// An actor that records the wire messages it gets (postcard strings), as a
+/// remote instance does.
+struct Recorder;
+
+struct Rec(String);
+
+impl ractor::Message for Rec {
+    fn serializable() -> bool {
+        true
+    }
+
+    fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        Ok(SerializedMessage::Cast {
+            variant: "rec".into(),
+            args: postcard::to_allocvec(&self.0).map_err(|_| BoxedDowncastErr)?,
+            metadata: None,
+        })
+    }
+
+    fn deserialize(bytes: SerializedMessage) -> Result<Self, BoxedDowncastErr> {
+        match bytes {
+            SerializedMessage::Cast { args, .. } => postcard::from_bytes(&args)
+                .map(Rec)
+                .map_err(|_| BoxedDowncastErr),
+            _ => Err(BoxedDowncastErr),
+        }
+    }
+}
+
+impl Actor for Recorder {
+    type Msg = Rec;
+    type State = Arc<Mutex<Vec<String>>>;
+    type Arguments = Arc<Mutex<Vec<String>>>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Rec>,
+        log: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(log)
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<Rec>,
+        msg: Rec,
+        log: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        log.lock().unwrap().push(msg.0);
+        Ok(())
+    }
+}
+
+/// A recorder on `node`, as a registration other nodes can send to.
+async fn recorder(node: &str, log: Arc<Mutex<Vec<String>>>) -> Registration {
+    let (actor, _) = Actor::spawn(None, Recorder, log)
+        .await
+        .expect("spawn recorder");
+    Registration::new(
+        crate::RegistrationInfo {
+            name: "rec".into(),
+            epoch: 1,
+            node: NodeId::new(node),
+        },
+        actor.get_cell(),
+    )
+}
+
+/// `text` in its wire form.
+fn wire(text: String) -> SerializedMessage {
+    use ractor::Message;
+    Rec(text).serialize().expect("serializes")
 }
 
 /// Polls `cond` until it holds; panics with `what` after [`TIMEOUT`].
@@ -277,8 +353,7 @@ async fn safe_lookup_waits_for_held_changes() {
     assert!(after.is_none(), "the removal reached b: {after:?}");
 }
 
-/// A partition drops what crosses it (registry changes and `send_to`
-/// deliveries, both ways) while the other side keeps its stale view and
+/// A partition drops what crosses it (registry changes and messages, both ways) while the other side keeps its stale view and
 /// nodes outside the partition are unaffected; a heal re-syncs both views: a
 /// registration made during the partition appears on the other side, and one
 /// removed during it disappears.
@@ -307,29 +382,27 @@ async fn partition_drops_and_heal_resyncs() {
     assert_eq!(holder_in(&cluster, "b", "old"), None);
     assert_eq!(holder_in(&cluster, "c", "old"), None);
 
-    // Deliveries across the partition are dropped both ways; to c they arrive.
-    let delivered: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    // Messages across the partition are dropped both ways; to c they arrive.
+    let delivered: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut at = std::collections::HashMap::new();
+    for n in all {
+        at.insert(n, recorder(n, delivered.clone()).await);
+    }
     let send = |from: &str, to: &str| {
-        let delivered = delivered.clone();
-        let from_s = from.to_string();
-        cluster.node(from).send_to(
-            &NodeId::new(to),
-            Box::new(move |reg: Arc<dyn Registry>| {
-                delivered
-                    .lock()
-                    .unwrap()
-                    .push((from_s, reg.node().as_str().to_string()));
-            }),
-        );
+        cluster
+            .node(from)
+            .send_wire(&at[to], wire(format!("{from}->{to}")))
+            .expect("sent");
     };
     send("a", "b");
     send("b", "a");
     send("a", "c");
     wait_links_empty(&cluster, &all).await;
-    assert_eq!(
-        *delivered.lock().unwrap(),
-        vec![("a".to_string(), "c".to_string())]
-    );
+    wait_until("the message to c arrives", || {
+        delivered.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(*delivered.lock().unwrap(), vec!["a->c".to_string()]);
     assert_eq!(cluster.queued("a", "b"), 0);
     assert_eq!(cluster.queued("b", "a"), 0);
 
@@ -345,10 +418,7 @@ async fn partition_drops_and_heal_resyncs() {
         delivered.lock().unwrap().len() == 2
     })
     .await;
-    assert_eq!(
-        delivered.lock().unwrap()[1],
-        ("a".to_string(), "b".to_string())
-    );
+    assert_eq!(delivered.lock().unwrap()[1], "a->b");
 }
 
 /// A crash kills the instances attached to the node, drops its registrations
@@ -422,27 +492,21 @@ async fn crash_kills_attached_and_restart_resyncs() {
     wait_holders(&cluster, "x", None).await;
 }
 
-/// `send_to` deliveries on one link arrive in the order they were sent, even
+/// Messages on one link arrive in the order they were sent, even
 /// when the link's delay shrinks between sends (a later, less delayed item
 /// waits behind an earlier one, like on a TCP stream).
 #[tokio::test(start_paused = true)]
 async fn delayed_deliveries_keep_fifo_order() {
     let cluster = FakeCluster::new(["a", "b"]);
     let a = cluster.node("a");
-    let arrived: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let arrived: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_b = recorder("b", arrived.clone()).await;
 
     for i in 0..100u32 {
         // Delays go down and up again: 0..=90 ms in a sawtooth.
         let delay = Duration::from_millis(u64::from((100 - i) % 10) * 10);
         cluster.set_delay("a", "b", delay);
-        let arrived = arrived.clone();
-        a.send_to(
-            &NodeId::new("b"),
-            Box::new(move |reg: Arc<dyn Registry>| {
-                assert_eq!(reg.node().as_str(), "b");
-                arrived.lock().unwrap().push(i);
-            }),
-        );
+        a.send_wire(&on_b, wire(i.to_string())).expect("sent");
     }
     assert_eq!(cluster.queued("a", "b"), 100);
 
@@ -450,6 +514,12 @@ async fn delayed_deliveries_keep_fifo_order() {
         arrived.lock().unwrap().len() == 100
     })
     .await;
-    assert_eq!(*arrived.lock().unwrap(), (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        *arrived.lock().unwrap(),
+        (0..100).map(|i: u32| i.to_string()).collect::<Vec<_>>()
+    );
     assert_eq!(cluster.queued("a", "b"), 0);
 }
+
+mod faults;
+mod wire;

@@ -1,0 +1,260 @@
+//! A fake node as a registry: its naming side and its transport side.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use ractor::message::SerializedMessage;
+use ractor::ActorCell;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use super::{FakeNode, ItemKind, NodeState, Op, World};
+use crate::registry::{takes_messages, BoxFuture};
+use crate::{
+    LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
+};
+
+impl FakeNode {
+    /// This node's name.
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    fn with_node<R>(&self, f: impl FnOnce(&mut NodeState) -> R) -> Option<R> {
+        let mut w = self.cluster.world();
+        w.nodes.get_mut(&self.id).filter(|n| n.up).map(f)
+    }
+
+    /// Removes this node's own registrations of `name` whose instance died,
+    /// and tells the peers, the way `global` unregisters a crashed pid before
+    /// `safe_whereis_name` answers.
+    fn purge_dead(&self, w: &mut World, name: &str) {
+        let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) else {
+            return;
+        };
+        let dead: Vec<RegistrationInfo> = node
+            .view
+            .get(name)
+            .into_iter()
+            .flatten()
+            .filter(|((_, n), cell)| *n == self.id && !takes_messages(cell))
+            .map(|((epoch, n), _)| RegistrationInfo {
+                name: name.to_string(),
+                epoch: *epoch,
+                node: n.clone(),
+            })
+            .collect();
+        for info in dead {
+            self.remove_and_tell(w, &info, LeaveReason::InstanceDied);
+        }
+    }
+
+    /// Removes one of this node's registrations and sends the removal to every peer.
+    fn remove_and_tell(&self, w: &mut World, info: &RegistrationInfo, reason: LeaveReason) {
+        let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) else {
+            return;
+        };
+        if !node.remove(info, reason.clone()) {
+            return;
+        }
+        node.changed();
+        let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
+        for peer in peers {
+            self.cluster.enqueue(
+                w,
+                &self.id,
+                &peer,
+                ItemKind::Op(Op::Remove(info.clone(), reason.clone())),
+            );
+        }
+    }
+
+    /// Adds a registration here and sends it to every peer.
+    fn add(
+        &self,
+        name: &str,
+        cell: ActorCell,
+        only_if_free: bool,
+    ) -> Result<Registration, RegistryErr> {
+        let mut w = self.cluster.world();
+        self.purge_dead(&mut w, name);
+        let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) else {
+            return Err(RegistryErr::NodeDown(self.id.clone()));
+        };
+        if only_if_free {
+            if let Some(((epoch, holder), _)) = node.view.get(name).and_then(|e| e.last_key_value())
+            {
+                return Err(RegistryErr::AlreadyRegistered {
+                    name: name.to_string(),
+                    holder: holder.clone(),
+                    epoch: *epoch,
+                });
+            }
+        }
+        let seen = node.newest.get(name).map_or(0, |i| i.epoch);
+        let nodes: Vec<NodeId> = w.nodes.keys().cloned().collect();
+        let epoch = crate::next_epoch(seen, &self.id, &nodes);
+        let Some(node) = w.nodes.get_mut(&self.id) else {
+            return Err(RegistryErr::NodeDown(self.id.clone()));
+        };
+        let info = RegistrationInfo {
+            name: name.to_string(),
+            epoch,
+            node: self.id.clone(),
+        };
+        node.insert(info.clone(), cell.clone());
+        node.changed();
+        let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
+        for peer in peers {
+            self.cluster.enqueue(
+                &mut w,
+                &self.id,
+                &peer,
+                ItemKind::Op(Op::Add(info.clone(), cell.clone())),
+            );
+        }
+        Ok(Registration::new(info, cell))
+    }
+}
+
+impl Registry for FakeNode {
+    fn node(&self) -> &NodeId {
+        &self.id
+    }
+
+    fn members(&self, name: &str) -> Vec<Registration> {
+        self.with_node(|n| {
+            n.view
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|((epoch, node), cell)| {
+                    Registration::new(
+                        RegistrationInfo {
+                            name: name.to_string(),
+                            epoch: *epoch,
+                            node: node.clone(),
+                        },
+                        cell.clone(),
+                    )
+                })
+                // Only this node can see its own instances die at once; a
+                // remote death reaches it as a registry change.
+                .filter(|r| r.node() != &self.id || r.is_alive())
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+
+    fn safe_lookup<'a>(
+        &'a self,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Registration>, RegistryErr>> {
+        Box::pin(async move {
+            let started = Instant::now();
+            let deadline = started + timeout;
+            loop {
+                let mut version = {
+                    let mut w = self.cluster.world();
+                    let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) else {
+                        return Err(RegistryErr::NodeDown(self.id.clone()));
+                    };
+                    if node.in_flight == 0 {
+                        self.purge_dead(&mut w, name);
+                        drop(w);
+                        return Ok(self.lookup(name));
+                    }
+                    node.version.subscribe()
+                };
+                version.mark_unchanged();
+                match tokio::time::timeout_at(deadline, version.changed()).await {
+                    Ok(Ok(())) => {}
+                    _ => {
+                        return Err(RegistryErr::NotSettled {
+                            waited: started.elapsed(),
+                        })
+                    }
+                }
+            }
+        })
+    }
+
+    fn register<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>> {
+        Box::pin(async move { self.add(name, cell, true) })
+    }
+
+    fn steal<'a>(
+        &'a self,
+        name: &'a str,
+        cell: ActorCell,
+    ) -> BoxFuture<'a, Result<Registration, RegistryErr>> {
+        Box::pin(async move { self.add(name, cell, false) })
+    }
+
+    fn newest_seen(&self, name: &str) -> Option<RegistrationInfo> {
+        let w = self.cluster.world();
+        w.nodes
+            .get(&self.id)
+            .filter(|n| n.up)
+            .and_then(|n| n.newest.get(name).cloned())
+    }
+
+    fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
+        let mut w = self.cluster.world();
+        self.remove_and_tell(&mut w, info, reason);
+    }
+
+    fn live_nodes(&self) -> BTreeSet<NodeId> {
+        let w = self.cluster.world();
+        match w.nodes.get(&self.id) {
+            Some(me) if me.up => w
+                .nodes
+                .keys()
+                .filter(|n| !me.down.contains(*n))
+                .cloned()
+                .collect(),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
+        let w = self.cluster.world();
+        match w.nodes.get(&self.id) {
+            Some(n) => n.events.subscribe(),
+            None => broadcast::channel(1).1,
+        }
+    }
+}
+
+impl crate::registry::Transport for FakeNode {
+    fn send_wire(
+        &self,
+        to: &Registration,
+        msg: SerializedMessage,
+    ) -> Result<(), Option<SerializedMessage>> {
+        let mut w = self.cluster.world();
+        if !w.nodes.get(&self.id).is_some_and(|n| n.up) {
+            return Err(Some(msg));
+        }
+        let node = to.node().clone();
+        self.cluster.enqueue(
+            &mut w,
+            &self.id,
+            &node,
+            ItemKind::Wire {
+                to: to.clone(),
+                msg,
+            },
+        );
+        Ok(())
+    }
+
+    fn attach(&self, instance: &ActorCell) {
+        self.with_node(|n| n.attached.push(instance.clone()));
+    }
+}

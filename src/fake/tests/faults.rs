@@ -1,0 +1,261 @@
+//! The faults of real machines: a paused node, a frame over a link's limit,
+//! a slow dial after a restart. Time is tokio's paused clock: the detection
+//! and dial delays are logic here, not waits.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{holder_in, idle, recorder, wait_event, wait_until, wire};
+use crate::fake::FakeCluster;
+use crate::registry::Transport;
+use crate::{NodeId, Registry, RegistryEvent};
+
+fn node_down(who: &'static str) -> impl Fn(&RegistryEvent) -> bool {
+    move |ev| matches!(ev, RegistryEvent::NodeDown(n) if n.as_str() == who)
+}
+
+fn node_up(who: &'static str) -> impl Fn(&RegistryEvent) -> bool {
+    move |ev| matches!(ev, RegistryEvent::NodeUp(n) if n.as_str() == who)
+}
+
+/// A paused node gets nothing and sends nothing while messages to it queue;
+/// its peers see it down only after the detection time; on resume what
+/// queued is delivered in order both ways and the peers see it (and its
+/// registrations) again.
+#[tokio::test(start_paused = true)]
+async fn a_paused_node_is_seen_down_late_and_gets_what_queued_on_resume() {
+    let cluster = FakeCluster::new(["a", "b"]);
+    cluster.set_detection_time(Duration::from_secs(1));
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_a = recorder("a", log.clone()).await;
+    a.register("x", idle().await).await.expect("register x");
+    wait_until("b sees x", || holder_in(&cluster, "b", "x").is_some()).await;
+    let mut b_events = b.subscribe();
+
+    tracing::info!("--- pause a; b sends to it and a registers y");
+    cluster.pause("a");
+    assert!(cluster.is_paused("a"));
+    for i in 0..3 {
+        b.send_wire(&on_a, wire(format!("m{i}"))).expect("sent");
+    }
+    a.register("y", idle().await).await.expect("register y");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(cluster.queued("b", "a"), 3);
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "a paused node got a message"
+    );
+    assert_eq!(holder_in(&cluster, "b", "y"), None);
+    assert!(b.live_nodes().contains(&NodeId::new("a")), "down too early");
+
+    tracing::info!("--- the detection time passes");
+    wait_event(&mut b_events, "b sees a down", node_down("a")).await;
+    assert_eq!(holder_in(&cluster, "b", "x"), None);
+    assert!(!b.live_nodes().contains(&NodeId::new("a")));
+    assert!(log.lock().unwrap().is_empty());
+
+    tracing::info!("--- resume a");
+    cluster.resume("a");
+    wait_event(&mut b_events, "b sees a again", node_up("a")).await;
+    wait_until("what queued reaches a, in order", || {
+        *log.lock().unwrap() == ["m0", "m1", "m2"]
+    })
+    .await;
+    wait_until("b sees x and y", || {
+        holder_in(&cluster, "b", "x").is_some() && holder_in(&cluster, "b", "y").is_some()
+    })
+    .await;
+    assert!(b.live_nodes().contains(&NodeId::new("a")));
+}
+
+/// A frame over a link's limit closes the session: both sides see each
+/// other down at once, everything in flight on it both ways is lost, and a
+/// new session syncs both views; frames within the limit pass.
+#[tokio::test(start_paused = true)]
+async fn an_oversized_frame_closes_the_session() {
+    let cluster = FakeCluster::new(["a", "b"]);
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_b = recorder("b", log.clone()).await;
+    let on_a = recorder("a", log.clone()).await;
+    a.register("x", idle().await).await.expect("register x");
+    wait_until("b sees x", || holder_in(&cluster, "b", "x").is_some()).await;
+    cluster.set_frame_limit("a", "b", Some(64));
+
+    a.send_wire(&on_b, wire("small".into())).expect("sent");
+    wait_until("a small frame passes", || log.lock().unwrap().len() == 1).await;
+
+    tracing::info!("--- a frame over the limit, with more in flight both ways");
+    let (mut a_events, mut b_events) = (a.subscribe(), b.subscribe());
+    cluster.hold("a", "b");
+    cluster.hold("b", "a");
+    a.send_wire(&on_b, wire("big".repeat(30))).expect("sent");
+    a.send_wire(&on_b, wire("after".into())).expect("sent");
+    b.send_wire(&on_a, wire("back".into())).expect("sent");
+    cluster.release("a", "b");
+    wait_event(&mut b_events, "b sees a down", node_down("a")).await;
+    wait_event(&mut a_events, "a sees b down", node_down("b")).await;
+    cluster.release("b", "a");
+    wait_event(&mut b_events, "b sees a again", node_up("a")).await;
+    wait_event(&mut a_events, "a sees b again", node_up("b")).await;
+    wait_until("the links are empty", || {
+        cluster.queued("a", "b") == 0 && cluster.queued("b", "a") == 0
+    })
+    .await;
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["small"],
+        "in flight on the closed session"
+    );
+    assert!(
+        holder_in(&cluster, "b", "x").is_some(),
+        "the new session synced"
+    );
+
+    a.send_wire(&on_b, wire("again".into())).expect("sent");
+    wait_until("the new session carries frames", || {
+        log.lock().unwrap().len() == 2
+    })
+    .await;
+}
+
+/// A restarted node whose dial to one peer is slow syncs with the others at
+/// once, but with that peer only after the delay: until then each counts the
+/// other down and what would cross is dropped.
+#[tokio::test(start_paused = true)]
+async fn a_slow_dial_keeps_one_peer_apart_after_a_restart() {
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (a, b, c) = (cluster.node("a"), cluster.node("b"), cluster.node("c"));
+    b.register("on_b", idle().await)
+        .await
+        .expect("register on b");
+    c.register("on_c", idle().await)
+        .await
+        .expect("register on c");
+    wait_until("a sees both", || {
+        holder_in(&cluster, "a", "on_b").is_some() && holder_in(&cluster, "a", "on_c").is_some()
+    })
+    .await;
+
+    tracing::info!("--- crash a; it restarts with a slow dial to b");
+    cluster.crash("a");
+    cluster.delay_dial("a", "b", Duration::from_secs(5));
+    let mut b_events = b.subscribe();
+    cluster.restart("a");
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_a = recorder("a", log.clone()).await;
+    wait_until("a syncs with c", || {
+        holder_in(&cluster, "a", "on_c").is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(holder_in(&cluster, "a", "on_b"), None);
+    assert!(!a.live_nodes().contains(&NodeId::new("b")));
+    b.send_wire(&on_a, wire("lost".into())).expect("sent");
+    wait_until("the link is empty", || cluster.queued("b", "a") == 0).await;
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "crossed a session not yet up"
+    );
+
+    tracing::info!("--- the dial completes");
+    wait_event(&mut b_events, "b sees a up", node_up("a")).await;
+    wait_until("a sees b's registration", || {
+        holder_in(&cluster, "a", "on_b").is_some()
+    })
+    .await;
+    assert!(a.live_nodes().contains(&NodeId::new("b")));
+    b.send_wire(&on_a, wire("now".into())).expect("sent");
+    wait_until("the session carries frames", || {
+        *log.lock().unwrap() == ["now"]
+    })
+    .await;
+}
+
+/// An epoch-stamping counter: every reply says which epoch answered it.
+struct Stamped;
+
+impl crate::TakeoverActor for Stamped {
+    type Msg = u64;
+    type Reply = (Option<crate::Epoch>, u64);
+    type State = u64;
+    type Arguments = ();
+
+    async fn init(
+        &self,
+        _: &crate::TakeoverCtx<Self>,
+        _: (),
+    ) -> Result<u64, ractor::ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        ctx: &crate::TakeoverCtx<Self>,
+        add: u64,
+        total: &mut u64,
+    ) -> Result<Self::Reply, ractor::ActorProcessingErr> {
+        *total += add;
+        Ok((ctx.epoch(), *total))
+    }
+
+    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, crate::StateCodecErr> {
+        crate::encode_postcard(s)
+    }
+
+    fn decode_state(&self, b: &[u8]) -> Result<u64, crate::StateCodecErr> {
+        crate::decode_postcard(b)
+    }
+}
+
+/// The hung holder of real machines (issue 10's target): `a` holds, and
+/// hangs; a call from `c` queues towards it; `b` sees `a` down, fails over
+/// and answers a second call from `c`. When `a` resumes it answers the
+/// queued call OK under its old epoch, after the failover holder answered:
+/// two holders served, and the older one last. The invariant (no call is
+/// answered by an epoch older than one that already answered) fails today,
+/// so the test is ignored until a holder checks a lease before it answers.
+#[tokio::test(start_paused = true)]
+#[ignore = "known gap: a resumed hung holder answers its queued calls under its old epoch"]
+async fn a_resumed_hung_holder_does_not_answer_after_its_failover() {
+    use crate::{GlobalClient, Placement, TakeoverConfig, TakeoverServer};
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    cluster.set_detection_time(Duration::from_millis(300));
+    let config = TakeoverConfig::default().with_placement(
+        Placement::parse("a > b > c").with_failover_delay(Duration::from_millis(50)),
+    );
+    let srv = |n: &str| TakeoverServer::new("n", Stamped, cluster.registry(n), config.clone());
+    let (_on_a, _) = srv("a").spawn(()).await.expect("spawn on a");
+    let (_on_b, _) = srv("b").spawn(()).await.expect("spawn on b");
+    let on_c = GlobalClient::<Stamped>::new("n", cluster.registry("c"));
+    let t = Duration::from_secs(5);
+    let (first, _) = on_c.call(1, t).await.expect("a answers");
+
+    tracing::info!("--- a hangs; a call from c queues towards it");
+    cluster.pause("a");
+    let queued = {
+        let on_c = on_c.clone();
+        tokio::spawn(async move { on_c.call(10, t).await })
+    };
+    wait_until("the call is on c -> a", || cluster.queued("c", "a") == 1).await;
+
+    tracing::info!("--- b fails over and answers");
+    let second = GlobalClient::<Stamped>::new("n", cluster.registry("c"));
+    let deadline = tokio::time::Instant::now() + t;
+    let (failover, _) = loop {
+        match second.call(100, Duration::from_millis(200)).await {
+            Ok((Some(e), total)) if Some(e) > first => break (Some(e), total),
+            _ if tokio::time::Instant::now() > deadline => panic!("b never failed over"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+
+    tracing::info!("--- a resumes");
+    cluster.resume("a");
+    let answer = queued.await.expect("call task");
+    assert!(
+        !matches!(answer, Ok((e, _)) if e < failover),
+        "the resumed old holder answered {answer:?} after the failover at {failover:?} had"
+    );
+}

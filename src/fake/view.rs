@@ -1,0 +1,156 @@
+//! One fake node's view of the names: what a registry change does to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use ractor::ActorCell;
+use tokio::sync::{broadcast, watch};
+
+use super::Op;
+use crate::{Epoch, LeaveReason, NodeId, RegistrationInfo, RegistryEvent};
+
+pub(super) struct NodeState {
+    pub(super) up: bool,
+    pub(super) incarnation: u64,
+    pub(super) view: HashMap<String, BTreeMap<(Epoch, NodeId), ActorCell>>,
+    /// Registry changes queued towards this node: a safe lookup waits for 0.
+    pub(super) in_flight: usize,
+    pub(super) version: watch::Sender<u64>,
+    pub(super) events: broadcast::Sender<RegistryEvent>,
+    pub(super) attached: Vec<ActorCell>,
+    /// Peers this node has seen go down and not come back.
+    pub(super) down: BTreeSet<NodeId>,
+    /// The newest registration seen per name. Why kept apart from the view:
+    /// epochs are fencing tokens, so a name must never get an epoch again
+    /// after its registrations left; and its node is where the name was last
+    /// held ([`Registry::newest_seen`]).
+    pub(super) newest: HashMap<String, RegistrationInfo>,
+}
+
+impl NodeState {
+    pub(super) fn new() -> Self {
+        Self {
+            up: true,
+            incarnation: 0,
+            view: HashMap::new(),
+            in_flight: 0,
+            version: watch::channel(0).0,
+            events: broadcast::channel(4096).0,
+            attached: Vec::new(),
+            down: BTreeSet::new(),
+            newest: HashMap::new(),
+        }
+    }
+
+    pub(super) fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    pub(super) fn emit(&self, event: RegistryEvent) {
+        let _ = self.events.send(event);
+    }
+
+    pub(super) fn insert(&mut self, info: RegistrationInfo, cell: ActorCell) {
+        self.saw(&info);
+        let entries = self.view.entry(info.name.clone()).or_default();
+        if entries
+            .insert((info.epoch, info.node.clone()), cell)
+            .is_none()
+        {
+            self.emit(RegistryEvent::Registered(info));
+        }
+    }
+
+    pub(super) fn saw(&mut self, info: &RegistrationInfo) {
+        let newest = self
+            .newest
+            .entry(info.name.clone())
+            .or_insert_with(|| info.clone());
+        if info.rank() > newest.rank() {
+            *newest = info.clone();
+        }
+    }
+
+    pub(super) fn remove(&mut self, info: &RegistrationInfo, reason: LeaveReason) -> bool {
+        let Some(entries) = self.view.get_mut(&info.name) else {
+            return false;
+        };
+        if entries.remove(&(info.epoch, info.node.clone())).is_none() {
+            return false;
+        }
+        if entries.is_empty() {
+            self.view.remove(&info.name);
+        }
+        self.emit(RegistryEvent::Unregistered {
+            info: info.clone(),
+            reason,
+        });
+        true
+    }
+
+    pub(super) fn newest(&self) -> Vec<RegistrationInfo> {
+        self.newest.values().cloned().collect()
+    }
+
+    pub(super) fn entries_of(&self, node: &NodeId) -> Vec<(RegistrationInfo, ActorCell)> {
+        let mut out = Vec::new();
+        for (name, entries) in &self.view {
+            for ((epoch, n), cell) in entries {
+                if n == node {
+                    out.push((
+                        RegistrationInfo {
+                            name: name.clone(),
+                            epoch: *epoch,
+                            node: n.clone(),
+                        },
+                        cell.clone(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn apply(&mut self, op: Op) {
+        match op {
+            Op::Add(info, cell) => self.insert(info, cell),
+            Op::Remove(info, reason) => {
+                self.remove(&info, reason);
+            }
+            Op::NodeDown(node) => {
+                for (info, _) in self.entries_of(&node) {
+                    self.remove(&info, LeaveReason::NodeDown);
+                }
+                self.down.insert(node.clone());
+                self.emit(RegistryEvent::NodeDown(node));
+            }
+            Op::Sync {
+                from,
+                entries,
+                newest,
+                restarted,
+            } => {
+                for info in &newest {
+                    self.saw(info);
+                }
+                let keep: HashSet<RegistrationInfo> =
+                    entries.iter().map(|(i, _)| i.clone()).collect();
+                for (info, _) in self.entries_of(&from) {
+                    if !keep.contains(&info) {
+                        let reason = if restarted {
+                            LeaveReason::NodeDown
+                        } else {
+                            LeaveReason::Unregistered
+                        };
+                        self.remove(&info, reason);
+                    }
+                }
+                for (info, cell) in entries {
+                    self.insert(info, cell);
+                }
+                self.down.remove(&from);
+                self.emit(RegistryEvent::NodeUp(from));
+            }
+        }
+        self.changed();
+    }
+}

@@ -1,0 +1,59 @@
+//! Where a call's answer goes.
+
+use ractor::RpcReplyPort;
+
+use super::wire::encode_answer;
+use crate::{CallErr, TakeoverActor};
+
+/// The reply port of a call: the handler's reply, or why there is none.
+pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
+
+/// Where a call's answer goes: the typed port of a caller on this node, or
+/// the byte port of a remote caller's session. Why both: answering a remote
+/// caller straight in bytes saves a bridging task per call, in each
+/// direction.
+pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>);
+
+pub(super) enum AnswerTo<A: TakeoverActor> {
+    Typed(ReplyPort<A>),
+    Bytes(RpcReplyPort<Vec<u8>>),
+}
+
+impl<A: TakeoverActor> Answer<A> {
+    /// Sends the answer (encoded for a remote caller). A caller that gave up
+    /// is not an error.
+    pub fn send(self, answer: Result<A::Reply, CallErr>) {
+        match self.0 {
+            AnswerTo::Typed(port) => {
+                let _ = port.send(answer);
+            }
+            AnswerTo::Bytes(port) => {
+                if let Ok(bytes) = encode_answer::<A>(&answer) {
+                    let _ = port.send(bytes);
+                }
+            }
+        }
+    }
+
+    /// The caller's deadline, if it sent one.
+    pub fn timeout(&self) -> Option<std::time::Duration> {
+        match &self.0 {
+            AnswerTo::Typed(port) => port.get_timeout(),
+            AnswerTo::Bytes(port) => port.get_timeout(),
+        }
+    }
+}
+
+impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
+    fn from(port: ReplyPort<A>) -> Self {
+        Self(AnswerTo::Typed(port))
+    }
+}
+
+impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>>
+    for Answer<A>
+{
+    fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
+        Self(AnswerTo::Typed(tx.into()))
+    }
+}

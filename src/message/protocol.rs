@@ -1,0 +1,186 @@
+//! The handover protocol between two instances of one name.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Epoch, RegistrationInfo, StateCodecErr};
+
+/// The handover protocol, between two instances of one name.
+///
+/// ```text
+///   new (standby)                 registry                 old (holder, epoch e)
+///       | go(Takeover)               |                            |
+///       |-- steal: epoch e' > e ---->|-- lookups resolve to new   |
+///       |-- StateRequest{e, new} ------------------------------->| answers what came before,
+///       |   buffers calls            |                            | encodes its state
+///       |<------------------------------- StateReply{bytes} -----| then forwards every call
+///       | decode, install, go(Takeover{from}),                    | that still reaches it
+///       | serve buffered calls in order                           |
+///       |-- HandoverDone ---------------------------------------->| unregisters, drains, stops
+///       |                                                         |
+///   on decode error / timeout while old is alive:                 |
+///       |-- HandoverAborted ------------------------------------->| serves again, with its state
+///       |-- unregister e', forward buffered calls to old          |
+///   on old gone (node down, died) before the state: run as Failover, report StateLost
+///
+///   no HandoverDone after pull_timeout (lost on the way?):         |
+///       |<------------------------------- HandoverQuery ---------| asks again, every pull_timeout
+///       |-- HandoverDone (if it installed that state) ----------->|
+///   successor gone with no HandoverDone: with no newer holder, or once a
+///   newer holder answers HandoverUnknown (only the successor can confirm),
+///   the old holder takes a new epoch and runs go(Failover{from:
+///   successor's node}) from the state it sent (what the successor served
+///   since then may be lost; a newer holder meets it as a split brain)
+/// ```
+///
+/// A state larger than `TakeoverConfig::state_part_bytes` travels as
+/// `StatePart`s instead of one `StateReply`, each acknowledged by a
+/// `StatePartAck`, at most two unacknowledged; a part that does not continue
+/// the ones received aborts the takeover as a state that does not decode does.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum HandoverMsg {
+    /// New to old: send me your state (you hold at `holder_epoch`).
+    StateRequest {
+        /// The epoch the requester saw the old holder at.
+        holder_epoch: Epoch,
+        /// The requester's own (stolen) registration.
+        requester: RegistrationInfo,
+    },
+    /// Old to new: the state, or why not.
+    StateReply {
+        /// The requester's epoch, to match the reply with its pull.
+        requester_epoch: Epoch,
+        /// The encoded state, or why there is none.
+        #[serde(with = "raw_bytes_result")]
+        result: Result<Vec<u8>, ReplyErr>,
+    },
+    /// Old to new: one part of a state larger than
+    /// [`crate::TakeoverConfig::state_part_bytes`], in order. Why parts: a
+    /// state sent whole sits in memory once more in each hop's buffer; in
+    /// parts, the old holder frees its encoded copy as it goes and each side
+    /// holds only a few parts in flight. The new instance acknowledges each
+    /// part with `StatePartAck`; the old one keeps at most two parts ahead.
+    StatePart {
+        /// The requester's epoch, to match the part with its pull.
+        requester_epoch: Epoch,
+        /// Where the part starts in the encoded state.
+        offset: u64,
+        /// The encoded state's whole length.
+        total: u64,
+        /// The part's bytes.
+        #[serde(with = "crate::bytes")]
+        bytes: Vec<u8>,
+    },
+    /// New to old: the first `received` bytes of the state are in.
+    StatePartAck {
+        /// The requester (the new instance).
+        requester: RegistrationInfo,
+        /// How many bytes of the state it has.
+        received: u64,
+    },
+    /// New to old: the state is in, retire.
+    HandoverDone {
+        /// The new holder.
+        successor: RegistrationInfo,
+    },
+    /// New to old: the takeover failed, serve again.
+    HandoverAborted {
+        /// The instance whose takeover failed.
+        successor: RegistrationInfo,
+    },
+    /// Split-brain loser to winner: my state (or why none); I forward to you
+    /// from now on.
+    MergeOffer {
+        /// The loser.
+        loser: RegistrationInfo,
+        /// The winner's epoch as the loser saw it.
+        winner_epoch: Epoch,
+        /// The loser's encoded state.
+        #[serde(with = "raw_bytes_result")]
+        result: Result<Vec<u8>, ReplyErr>,
+    },
+    /// Winner to loser: your state is in (or reported); retire.
+    MergeDone {
+        /// The loser.
+        loser: RegistrationInfo,
+    },
+    /// Holder to standby: a checkpoint of the state (warm standby).
+    Checkpoint {
+        /// The holder.
+        holder: RegistrationInfo,
+        /// Its number within the holder's epoch.
+        seq: u64,
+        /// Calls the holder had handled when it took it.
+        handled: u64,
+        /// The encoded state.
+        #[serde(with = "crate::bytes")]
+        bytes: Vec<u8>,
+    },
+    /// Old to new, when no `HandoverDone` came for a while (it may have been
+    /// lost): did my state reach you? A successor that installed it answers
+    /// `HandoverDone` again; one still pulling says nothing (its pull ends by
+    /// itself, either way).
+    HandoverQuery {
+        /// The retiring holder that sent the state.
+        old: RegistrationInfo,
+        /// The registration the state was sent to.
+        successor: RegistrationInfo,
+    },
+    /// Answer to a `HandoverQuery` from an instance that holds no state that
+    /// came through `successor` (neither installed from the old holder nor
+    /// taken over from `successor`).
+    HandoverUnknown {
+        /// The registration the query named.
+        successor: RegistrationInfo,
+    },
+}
+
+/// `Result<Vec<u8>, ReplyErr>` with the bytes as one serde `bytes` value
+/// (same variant order as `Result`).
+mod raw_bytes_result {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::ReplyErr;
+
+    #[derive(Serialize)]
+    enum Out<'a> {
+        Ok(#[serde(serialize_with = "crate::bytes::serialize")] &'a [u8]),
+        Err(&'a ReplyErr),
+    }
+
+    #[derive(Deserialize)]
+    enum In {
+        Ok(#[serde(deserialize_with = "crate::bytes::deserialize")] Vec<u8>),
+        Err(ReplyErr),
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        v: &Result<Vec<u8>, ReplyErr>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match v {
+            Ok(b) => Out::Ok(b),
+            Err(e) => Out::Err(e),
+        }
+        .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Result<Vec<u8>, ReplyErr>, D::Error> {
+        Ok(match In::deserialize(d)? {
+            In::Ok(b) => Ok(b),
+            In::Err(e) => Err(e),
+        })
+    }
+}
+
+/// Why an old holder sent no state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ReplyErr {
+    /// Its state could not be encoded or was too large.
+    State(StateCodecErr),
+    /// It does not hold the name at the epoch the request named.
+    Refused(String),
+}

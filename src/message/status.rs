@@ -1,0 +1,50 @@
+//! What an instance reports about itself and about a finished takeover.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Epoch, RegistrationInfo, StartType};
+
+/// What a finished takeover did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoverReport {
+    /// The new holder's registration.
+    pub holder: RegistrationInfo,
+    /// How it started (a takeover whose old holder vanished ends as a failover).
+    pub start: StartType,
+    /// Size of the transferred state (0 on a failover).
+    pub state_bytes: usize,
+    /// From the steal until the buffered calls were served.
+    pub pause: Duration,
+    /// Calls that waited in the buffer.
+    pub buffered: usize,
+}
+
+/// The phase of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Waiting for a `go`.
+    Standby,
+    /// Stole the name, waiting for the old state.
+    Pulling,
+    /// Holds the name and serves.
+    Holder,
+    /// Handed its state over; forwards what reaches it.
+    Retiring,
+    /// Lost a split-brain conflict; offered its state to the winner and
+    /// forwards what reaches it.
+    Yielding,
+}
+
+/// What an instance is doing, from [`crate::TakeoverMessage::Status`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    /// Its phase.
+    pub phase: Phase,
+    /// Its epoch, while it has a registration.
+    pub epoch: Option<Epoch>,
+    /// Its node.
+    pub node: crate::NodeId,
+}
