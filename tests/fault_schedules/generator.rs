@@ -23,6 +23,14 @@ pub enum Fault {
     Delay(usize, usize, u64),
     Hold(usize, usize),
     Release(usize, usize),
+    /// A hung process (`FakeCluster::pause`), until `Resume`.
+    Pause(usize),
+    Resume(usize),
+    /// The largest frame the second node takes from the first (`None`:
+    /// lifted again); an oversized one closes their session.
+    FrameLimit(usize, usize, Option<usize>),
+    /// The next restart of the first node dials the second this late (ms).
+    SlowDial(usize, usize, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +189,7 @@ impl Schedule {
                 }
             }
         }
+        faults.extend(machine_faults(seed, duration));
         faults.sort_by_key(|f| f.0);
         // Drawn apart from the schedule's own generator, so that adding it
         // left every seed's schedule as it was.
@@ -222,6 +231,45 @@ impl Schedule {
     }
 }
 
+/// The faults of real machines (a paused node, a frame limit, a slow dial),
+/// in one seed in three (none with `FAULT_MACHINE=off`, to compare). Drawn
+/// apart from the schedule's own generator, so that every other seed's
+/// schedule stays as it was; the seed mixer is one under which none of the
+/// seeds replayed by name draws them.
+fn machine_faults(seed: u64, duration: u64) -> Vec<(u64, Fault)> {
+    let mut rng = StdRng::seed_from_u64(seed ^ MACHINE_FAULTS);
+    let mut out = Vec::new();
+    if std::env::var("FAULT_MACHINE").is_ok_and(|v| v == "off") || !rng.random_bool(1.0 / 3.0) {
+        return out;
+    }
+    for _ in 0..rng.random_range(1..=3) {
+        let t = rng.random_range(30..duration);
+        let x = rng.random_range(0..3);
+        let y = (x + rng.random_range(1..3)) % 3;
+        match rng.random_range(0..3) {
+            0 => {
+                out.push((t, Fault::Pause(x)));
+                out.push((t + rng.random_range(50..=1_500), Fault::Resume(x)));
+            }
+            1 => {
+                out.push((
+                    t,
+                    Fault::FrameLimit(x, y, Some(rng.random_range(48..=1_024))),
+                ));
+                out.push((
+                    t + rng.random_range(100..=1_500),
+                    Fault::FrameLimit(x, y, None),
+                ));
+            }
+            _ => out.push((t, Fault::SlowDial(x, y, rng.random_range(50..=1_500)))),
+        }
+    }
+    out
+}
+
+/// See [`machine_faults`].
+const MACHINE_FAULTS: u64 = 0x3ac4_17e5_00f5;
+
 pub fn fault_name(f: &Fault) -> String {
     let n = |i: &usize| NODES[*i];
     match f {
@@ -234,5 +282,10 @@ pub fn fault_name(f: &Fault) -> String {
         Fault::Delay(x, y, d) => format!("delay {} -> {} by {d} ms", n(x), n(y)),
         Fault::Hold(x, y) => format!("hold {} -> {}", n(x), n(y)),
         Fault::Release(x, y) => format!("release {} -> {}", n(x), n(y)),
+        Fault::Pause(x) => format!("pause {}", n(x)),
+        Fault::Resume(x) => format!("resume {}", n(x)),
+        Fault::FrameLimit(x, y, Some(l)) => format!("frame limit {} -> {} {l} bytes", n(x), n(y)),
+        Fault::FrameLimit(x, y, None) => format!("frame limit {} -> {} lifted", n(x), n(y)),
+        Fault::SlowDial(x, y, d) => format!("next restart of {} dials {} {d} ms late", n(x), n(y)),
     }
 }

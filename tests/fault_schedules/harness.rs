@@ -23,6 +23,8 @@ pub const TAKEOVER_TIMEOUT: Duration = Duration::from_millis(2_000);
 const QUIET_DEADLINE: Duration = Duration::from_secs(60);
 /// Clients keep calling this long after the final heal.
 const TAIL_MS: u64 = 800;
+/// How long peers take to see a paused node down (the fake's heartbeat).
+const DETECTION: Duration = Duration::from_millis(300);
 
 #[derive(Clone, Debug)]
 pub struct CallRecord {
@@ -95,6 +97,8 @@ struct Run {
     cut: BTreeSet<(usize, usize)>,
     held: BTreeSet<(usize, usize)>,
     delayed: BTreeSet<(usize, usize)>,
+    paused: BTreeSet<usize>,
+    limited: BTreeSet<(usize, usize)>,
     takeovers: Arc<Mutex<Vec<TakeoverRecord>>>,
     pending: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -104,6 +108,7 @@ impl Run {
         let cluster = FakeCluster::new(NODES);
         cluster.set_serialize_messages(s.serialize);
         cluster.set_durable(s.durable);
+        cluster.set_detection_time(DETECTION);
         let mut config = TakeoverConfig::default()
             .with_placement(
                 Placement::parse("a > b > c")
@@ -140,6 +145,8 @@ impl Run {
             cut: BTreeSet::new(),
             held: BTreeSet::new(),
             delayed: BTreeSet::new(),
+            paused: BTreeSet::new(),
+            limited: BTreeSet::new(),
             takeovers: Arc::default(),
             pending: Vec::new(),
         }
@@ -179,7 +186,8 @@ impl Run {
         for n in 0..3 {
             let gone = self.current[n]
                 .is_none_or(|i| self.insts[i].actor.get_status() == ActorStatus::Stopped);
-            if self.up(n) && gone {
+            // A hung process's supervisor is hung too.
+            if self.up(n) && gone && !self.paused.contains(&n) {
                 if let Some(i) = self.current[n] {
                     self.log.push(Entry::Stopped {
                         inst: self.insts[i].id,
@@ -199,6 +207,9 @@ impl Run {
         match *fault {
             Fault::Takeover(n) => {
                 let Some(i) = self.current[n] else { return };
+                if self.paused.contains(&n) {
+                    return; // a hung node asks for nothing
+                }
                 let actor = self.insts[i].actor.clone();
                 let records = self.takeovers.clone();
                 self.pending.push(tokio::spawn(async move {
@@ -229,6 +240,7 @@ impl Run {
                 c.crash(NODES[n]);
                 self.crashes[n] += 1;
                 self.current[n] = None;
+                self.paused.remove(&n);
             }
             Fault::Restart(n) => {
                 if self.up(n) {
@@ -261,6 +273,25 @@ impl Run {
                 c.release(NODES[x], NODES[y]);
                 self.held.remove(&(x, y));
             }
+            Fault::Pause(n) => {
+                if self.up(n) {
+                    c.pause(NODES[n]);
+                    self.paused.insert(n);
+                }
+            }
+            Fault::Resume(n) => {
+                c.resume(NODES[n]);
+                self.paused.remove(&n);
+            }
+            Fault::FrameLimit(x, y, limit) => {
+                c.set_frame_limit(NODES[x], NODES[y], limit);
+                if limit.is_some() {
+                    self.limited.insert((x, y));
+                } else {
+                    self.limited.remove(&(x, y));
+                }
+            }
+            Fault::SlowDial(x, y, d) => c.delay_dial(NODES[x], NODES[y], Duration::from_millis(d)),
         }
     }
 
@@ -268,6 +299,12 @@ impl Run {
     async fn heal_everything(&mut self, at_ms: u64) {
         for (x, y) in std::mem::take(&mut self.held) {
             self.apply(at_ms, &Fault::Release(x, y)).await;
+        }
+        for n in std::mem::take(&mut self.paused) {
+            self.apply(at_ms, &Fault::Resume(n)).await;
+        }
+        for (x, y) in std::mem::take(&mut self.limited) {
+            self.apply(at_ms, &Fault::FrameLimit(x, y, None)).await;
         }
         for (x, y) in std::mem::take(&mut self.delayed) {
             self.apply(at_ms, &Fault::Delay(x, y, 0)).await;
@@ -354,6 +391,7 @@ impl Run {
 }
 
 async fn client_loop(
+    cluster: FakeCluster,
     registry: Arc<dyn Registry>,
     id: u32,
     plan: ClientPlan,
@@ -363,6 +401,10 @@ async fn client_loop(
     let client = GlobalClient::<Ledger>::new(NAME, registry);
     for (i, (think, timeout)) in plan.calls.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(*think)).await;
+        // A client in a hung process calls nothing until it resumes.
+        while cluster.is_paused(NODES[plan.node]) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         if Instant::now() >= until {
             return;
         }
@@ -419,6 +461,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
         .enumerate()
         .map(|(i, plan)| {
             tokio::spawn(client_loop(
+                run.cluster.clone(),
                 run.cluster.registry(NODES[plan.node]),
                 i as u32,
                 plan.clone(),

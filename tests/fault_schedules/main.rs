@@ -73,7 +73,9 @@
 //! - `FAULT_SEED=S`: replay only seed `S`, printing its schedule, the hooks'
 //!   log and the events (`FAULT_TRACE=full` for every call,
 //!   `RUST_LOG=ractor_takeover=debug` for the runtime's own logs);
-//! - `FAULT_THREADS=T`: worker threads (default: the available cores).
+//! - `FAULT_THREADS=T`: worker threads (default: the available cores);
+//! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
+//!   (drawn in one seed in three otherwise, see `generator::machine_faults`).
 //!
 //! The long run (50 000 schedules, new seeds each time; about 6 minutes in
 //! release on 2 cores), one command:

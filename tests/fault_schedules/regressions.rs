@@ -187,6 +187,18 @@ fn known_bug_b8_state_sent_to_a_puller_that_gave_up() {
     replay_known_bug(21766, KnownGap::B8StateSentToNobody);
 }
 
+/// B5 and B8 again, seed 268, one of the schedules with the faults of real
+/// machines (a frame limit `a -> b` while `a` takes over, then `c` paused):
+/// in 1500 schedules (seeds 1 to 1500) it is the only one that shows B5's
+/// and B8's signatures; without those faults (`FAULT_MACHINE=off`) none
+/// does.
+#[test]
+#[ignore = "known gap: with a frame limit and a paused node, a puller is stranded (B5) and a state is sent to nobody (B8)"]
+fn known_gap_machine_faults_strand_a_puller() {
+    replay_known_bug(268, KnownGap::B5StrandedPuller);
+    replay_known_bug(268, KnownGap::B8StateSentToNobody);
+}
+
 /// B9, seed 2113: one fault, an `a | c` split (detected) for 3.5 s, `b`
 /// connected to both. The name never settles: `c` sees it vacant and fails
 /// over, `b` (above `c`) takes over from `c`, `a` (above `b`) wins the
