@@ -727,6 +727,10 @@ impl Registry for ClusterNode {
         self.shared().events.subscribe()
     }
 
+    fn lease_until(&self) -> Option<Instant> {
+        ClusterNode::lease_until(self)
+    }
+
     fn send_to(&self, _to: &NodeId, delivery: Delivery) {
         // ractor_cluster carries the message once `delivery` sends it to the
         // remote proxy; nothing to route here.

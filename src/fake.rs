@@ -839,6 +839,16 @@ impl Registry for FakeNode {
         }
     }
 
+    fn lease_until(&self) -> Option<Instant> {
+        // The fake has no failure detector: no peer ever declares an up node
+        // down by a timeout (a crash, which kills the node's instances, is
+        // the only way down), so an up node always holds a lease, here one
+        // longer than any test.
+        self.cluster
+            .is_up(self.id.as_str())
+            .then(|| Instant::now() + Duration::from_secs(3600))
+    }
+
     fn send_to(&self, to: &NodeId, delivery: Delivery) {
         if to == &self.id {
             if self.cluster.is_up(self.id.as_str()) {

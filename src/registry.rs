@@ -223,6 +223,16 @@ pub trait Registry: Send + Sync + 'static {
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
 
+    /// Until when this node's holders may answer calls: an instant before
+    /// which no other node can have declared this node down (and so let a
+    /// standby take one of its names). `None`: no such proof now; a holder
+    /// holds its calls until there is one again. A returned instant is in
+    /// the future when returned. The real backend counts it from the send
+    /// time of the latest heartbeat each peer it considers up answered, plus
+    /// the detection time minus a margin (`ClusterConfig::lease_margin`),
+    /// and voids it after this node stalled until every peer answered again.
+    fn lease_until(&self) -> Option<tokio::time::Instant>;
+
     /// Runs `delivery` on node `to`, after whatever the link between the nodes
     /// does to it (the fake cluster delays, holds or drops it; a real backend
     /// runs it here, since ractor_cluster carries the message itself).
