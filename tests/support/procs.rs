@@ -143,6 +143,11 @@ impl NodeProc {
         }
     }
 
+    /// The process id, to send it signals (SIGSTOP / SIGCONT).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(mut self) {
         tracing::info!("--- SIGKILL node {}", self.name);
