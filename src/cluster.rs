@@ -17,10 +17,21 @@
 //!   pings every peer every `heartbeat_interval`; a peer silent for
 //!   `heartbeat_misses` intervals is down: its registrations are ignored and
 //!   a [`RegistryEvent::NodeDown`] goes out, so placement can fail over.
+//!   The heartbeat actors live in a pg scope of their own, and a separate
+//!   watcher actor turns registration changes into events, so a storm of pg
+//!   changes never queues ahead of a ping. A node whose own heartbeat timer
+//!   fires far late (it stalled) suspects itself first: it gives every peer
+//!   a fresh detection window before it judges any of them.
+//! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
+//!   have declared this node down, from the send times of the pings its
+//!   peers answered (see `docs/lease.md`).
 //! - **Safe lookup.** It answers only after every configured peer is either
-//!   heard from or declared down, then after a ping round trip to every live
-//!   peer: a session delivers in order, so the pong proves that every pg
-//!   change the peer made before it has reached us (what `global:sync` does).
+//!   heard from or known down (declared down, or refusing connections; a
+//!   peer that accepts and stays silent is waited for up to
+//!   [`ClusterConfig::startup_timeout`]), then after a ping round trip to
+//!   every live peer: a session delivers in order, so the pong proves that
+//!   every pg change the peer made before it has reached us (what
+//!   `global:sync` does).
 //! - **Big states.** Inbound frames are capped at 16 MiB by ractor_cluster's
 //!   default; this backend raises the cap to `max_frame_bytes` (256 MiB by
 //!   default) on every node it starts, so states up to that size travel in one

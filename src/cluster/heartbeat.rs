@@ -176,6 +176,11 @@ impl State {
             tracing::info!(node = %self.me(), peer = %node, "peer up");
             self.args.shared.emit(RegistryEvent::NodeUp(node));
             self.args.shared.bump();
+            // A peer up that has not answered a ping voids the lease (it
+            // may hold a name of ours, seen or not): ask it now rather than
+            // at the next tick, so a node joining (a client's, too) pauses
+            // holders for one round trip, not up to an interval.
+            self.ping_all();
         }
     }
 
