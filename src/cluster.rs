@@ -39,6 +39,7 @@
 
 mod heartbeat;
 mod lease;
+mod listener;
 mod store;
 mod tls;
 mod token;
@@ -303,6 +304,8 @@ pub enum ClusterErr {
     StateDir(std::io::Error),
     /// The settings cannot work together (see [`ClusterConfig::validate`]).
     Config(ConfigErr),
+    /// The node's TCP port could not be bound.
+    Listen(std::io::Error),
 }
 
 impl fmt::Display for ClusterErr {
@@ -312,6 +315,7 @@ impl fmt::Display for ClusterErr {
             Self::Spawn(e) => write!(f, "could not start the node: {e}"),
             Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
             Self::Config(e) => write!(f, "the node's settings cannot work: {e}"),
+            Self::Listen(e) => write!(f, "could not listen on the node's port: {e}"),
         }
     }
 }
@@ -322,6 +326,7 @@ impl std::error::Error for ClusterErr {
             Self::Spawn(e) => Some(e),
             Self::StateDir(e) => Some(e),
             Self::Config(e) => Some(e),
+            Self::Listen(e) => Some(e),
             Self::BadPeer(_) => None,
         }
     }
@@ -348,6 +353,8 @@ struct Inner {
     node_server: ActorRef<NodeServerMessage>,
     heartbeat: ActorRef<HeartbeatMsg>,
     watcher: ActorRef<WatcherMsg>,
+    /// The accept loop of the node's port (see `listener`).
+    accept: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
 }
 
@@ -436,14 +443,20 @@ impl ClusterNode {
             .tls
             .as_ref()
             .map(|tls| IncomingEncryptionMode::Tls(tls.acceptor().clone()));
+        let tcp = listener::bind(config.port)
+            .await
+            .map_err(ClusterErr::Listen)?;
+        // The node server's own listener cannot be turned off: loopback
+        // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
-            config.port,
+            0,
             config.cookie.clone(),
             config.node.to_string(),
             config.hostname.clone(),
             encryption,
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
+        .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into())
         .with_max_inbound_frame_size(config.max_frame_bytes);
         let mut state = SharedState::default();
         if let Some(dir) = &config.state_dir {
@@ -452,6 +465,12 @@ impl ClusterNode {
             state.store = Some(Arc::new(store));
         }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        let accept = tokio::spawn(listener::run(
+            tcp,
+            node_server.clone(),
+            config.tls.as_ref().map(|tls| tls.acceptor().clone()),
+            config.handshake_timeout,
+        ));
         let shared = Arc::new(Shared {
             started: Instant::now(),
             state: Mutex::new(state),
@@ -475,6 +494,7 @@ impl ClusterNode {
                 node_server,
                 heartbeat,
                 watcher,
+                accept,
                 shared,
             }),
         })
@@ -500,6 +520,7 @@ impl ClusterNode {
     pub fn shutdown(&self) {
         self.inner.heartbeat.stop(None);
         self.inner.watcher.stop(None);
+        self.inner.accept.abort();
         self.inner.node_server.stop(None);
     }
 
