@@ -206,3 +206,51 @@ impl fmt::Display for CallErr {
 }
 
 impl std::error::Error for CallErr {}
+
+/// Settings that cannot work together, refused before anything starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErr {
+    /// The lease margin leaves no lease: it is not shorter than the failure
+    /// detection time (`heartbeat_interval x heartbeat_misses`). Lower the
+    /// margin or raise the detection time.
+    NoLease {
+        /// The detection time.
+        detection: Duration,
+        /// The margin asked for.
+        margin: Duration,
+    },
+    /// A timeout that must be above zero is zero.
+    ZeroTimeout(&'static str),
+    /// A state part (`TakeoverConfig::state_part_bytes`, plus its message's
+    /// envelope) does not fit in one inbound frame
+    /// (`ClusterConfig::max_frame_bytes`): the first part would close the
+    /// session. Lower the part size or raise the frame cap.
+    PartOverFrame {
+        /// The part size asked for.
+        part_bytes: usize,
+        /// The frame cap.
+        max_frame_bytes: u64,
+    },
+}
+
+impl fmt::Display for ConfigErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoLease { detection, margin } => write!(
+                f,
+                "the lease margin {margin:?} is not below the detection time {detection:?}, so a holder never has a lease; lower the margin or raise the detection time"
+            ),
+            Self::ZeroTimeout(what) => write!(f, "{what} must be above zero"),
+            Self::PartOverFrame {
+                part_bytes,
+                max_frame_bytes,
+            } => write!(
+                f,
+                "state parts of {part_bytes} bytes do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigErr {}

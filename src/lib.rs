@@ -117,6 +117,7 @@ pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
+pub use error::ConfigErr;
 pub use error::RegistryErr;
 pub use error::StateCodecErr;
 pub use error::TakeoverErr;
