@@ -757,11 +757,7 @@ impl Registry for ClusterNode {
             // Out of the group at once (no new lookup finds it), but alive a
             // while longer: remote callers' reply ports hang off their proxies
             // of this token (see `token::Token`).
-            let linger = self.inner.config.token_linger;
-            tokio::spawn(async move {
-                tokio::time::sleep(linger).await;
-                token.stop(None);
-            });
+            ractor::time::exit_after(self.inner.config.token_linger, token);
         }
     }
 
