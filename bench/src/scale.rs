@@ -333,17 +333,19 @@ impl Summary {
                 })
                 .collect(),
         );
-        add(
-            "rss_per_name",
-            &per_name,
-            "KiB",
-            "",
-            if base_rss.is_some() && n > 1 {
-                "(node RSS - node RSS with 1 name) / (N - 1)"
-            } else {
-                "node RSS / N (no 1-name run to subtract)"
-            },
-        );
+        if n > 1 {
+            add(
+                "rss_per_name",
+                &per_name,
+                "KiB",
+                "",
+                if base_rss.is_some() && n > 1 {
+                    "(node RSS - node RSS with 1 name) / (N - 1)"
+                } else {
+                    "node RSS / N (no 1-name run to subtract)"
+                },
+            );
+        }
         add(
             "idle_cpu",
             &self.idle_cpu_pct,
@@ -492,7 +494,11 @@ impl Summary {
             three(&self.failover),
             three(&self.takeover),
             format!("{} MiB", f(rss / 1024.0)),
-            format!("{per_name:.1} KiB"),
+            if n > 1 {
+                format!("{per_name:.1} KiB")
+            } else {
+                "-".into()
+            },
             format!("{:.1} %", self.idle_cpu_pct.median()),
             f(self.lost.median()),
             f(self.duplicated.median()),
