@@ -41,6 +41,10 @@ fn check(run: &Run) {
         "every name moves back to the restarted node: {run}"
     );
     assert_eq!(run.answering_at_end, run.names, "every name answers: {run}");
+    assert!(
+        run.holdings.len() == run.nodes.len() && run.holdings.values().all(|h| h.unknown == 0),
+        "every node said what each of its instances is doing: {run}"
+    );
     assert_eq!(run.two_holders, 0, "no name with two holders: {run}");
     assert_eq!(
         run.accounting.lost, 0,
@@ -70,7 +74,7 @@ async fn fifty_names_fail_over_and_come_back() {
 
 /// The same with 500 names, issue 11's goal for CI.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known gap (issue 11): PLACEHOLDER"]
+#[ignore = "known gap (issue 11): in one run (debug, 2 loaded cores) only 220 of 500 names answered within 20 s of the start; after the SIGKILL and the restart all 500 had two holders (b and c) and 224 acknowledged calls were lost"]
 async fn five_hundred_names_fail_over_and_come_back() {
     check(&scenario(500).await);
 }

@@ -205,6 +205,25 @@ impl ManyNames {
             .count()
     }
 
+    /// The node whose answers are the newest for most names, in the client's
+    /// answers (ties: the first in placement order). Not the nodes' own
+    /// word: a node too busy to say what it holds is the one that matters.
+    pub fn busiest_node(&self) -> String {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut best = (0, self.opts.nodes.first().cloned().unwrap_or_default());
+        for node in &self.opts.nodes {
+            let held = answers
+                .newest_ok
+                .iter()
+                .filter(|a| a.as_ref().is_some_and(|(_, n)| n == node))
+                .count();
+            if held > best.0 {
+                best = (held, node.clone());
+            }
+        }
+        best.1
+    }
+
     /// Waits until every name's newest answer came after `since_ms` from a
     /// node for which `from` holds, for at most `bound`. Returns whether it
     /// did; either way how many names did is [`Self::names_answering`].
@@ -410,7 +429,7 @@ pub struct Run {
     /// Gaps between consecutive answers of a name before the SIGKILL, ms:
     /// the client's period, to read the pauses against.
     pub steady_gaps_ms: Vec<u128>,
-    /// The node SIGKILLed: the one that held most names.
+    /// The node SIGKILLed: the one that answered most names last.
     pub killed: String,
     /// Names whose last answer before the SIGKILL came from it.
     pub held_by_killed: usize,
@@ -534,22 +553,7 @@ pub async fn failover_and_back(opts: ManyNamesOpts, bounds: &Bounds) -> Run {
     cluster
         .wait_names(steady_from, bounds.settle, |_| true)
         .await;
-    let holdings = cluster.holders(bounds.settle).await;
-    run.killed = cluster
-        .opts
-        .nodes
-        .iter()
-        .max_by_key(|node| {
-            // Ties go to the first in placement order (max_by_key keeps the
-            // last of equals, hence the reversed position).
-            let at = cluster.opts.nodes.iter().position(|x| x == *node);
-            (
-                holdings.get(*node).map_or(0, |h| h.holder),
-                std::cmp::Reverse(at),
-            )
-        })
-        .cloned()
-        .unwrap_or_default();
+    run.killed = cluster.busiest_node();
     let killed = run.killed.clone();
 
     tracing::info!("--- SIGKILL {killed}");
