@@ -212,9 +212,9 @@ impl Ledger {
             .filter(|&i| {
                 self.per_name[i]
                     .iter()
+                    .rev()
                     .filter(|a| a.t_ms <= t_ms)
-                    .filter_map(Answer::ok)
-                    .last()
+                    .find_map(Answer::ok)
                     .is_some_and(|(n, ..)| n == node)
             })
             .collect()

@@ -152,3 +152,41 @@ fn error_kind(e: &ractor_takeover::CallErr) -> String {
         .unwrap_or("Unknown")
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::ClientArgs;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        client: ClientArgs,
+    }
+
+    /// clap's own checks, and the flags as `many::ManyNames` passes them.
+    #[test]
+    fn the_client_flags_parse_as_the_driver_writes_them() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "client",
+            "--name",
+            "client",
+            "--port",
+            "4000",
+            "--peers",
+            "a@127.0.0.1:4001",
+            "--names",
+            "500",
+            "--callers",
+            "0",
+            "--call-timeout-ms",
+            "2000",
+        ])
+        .expect("the flags parse");
+        assert_eq!(cli.client.names, 500);
+        assert_eq!(cli.client.callers, 0);
+        assert_eq!(cli.client.call_timeout_ms, 2000);
+    }
+}
