@@ -1,0 +1,276 @@
+//! A real node's settings ([`ClusterConfig`]), its peers' addresses, and the
+//! errors of starting one.
+
+use std::fmt;
+use std::time::Duration;
+
+use super::ClusterTls;
+use crate::{ConfigErr, NodeId};
+
+/// Settings of one real node.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClusterConfig {
+    /// This node's stable identity, e.g. `"a"`. Unique in the cluster.
+    pub node: NodeId,
+    /// The host name peers reach this node by.
+    pub hostname: String,
+    /// The TCP port to listen on.
+    pub port: u16,
+    /// The shared secret: a peer with another cookie never completes the
+    /// handshake, so it never sees or joins any registration.
+    pub cookie: String,
+    /// Peers to connect to (and reconnect to), as `name@host:port`.
+    pub peers: Vec<PeerAddr>,
+    /// How often the heartbeat pings every peer.
+    pub heartbeat_interval: Duration,
+    /// How many intervals a peer may stay silent before it counts as down.
+    pub heartbeat_misses: u32,
+    /// The largest inbound frame accepted: the largest state that can move.
+    pub max_frame_bytes: u64,
+    /// How long a registration's token lives on after it left the group, so
+    /// that replies to calls the old instance forwarded still reach remote
+    /// callers. Set it above your longest call timeout.
+    pub token_linger: Duration,
+    /// TLS for every session, accepted and dialed; `None` (the default) is
+    /// plain TCP. All nodes of a cluster must agree: a TLS node and a plain
+    /// one never complete a session.
+    pub tls: Option<ClusterTls>,
+    /// A directory of this node's own (one per node) where it keeps the
+    /// newest registration it has seen per name, so that its epochs never
+    /// go back when its process restarts. `None` (the default): a restarted
+    /// node that cannot reach a peer that saw the name's last holder may take
+    /// an epoch again, and report a start on a vacant name as `Normal`.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// How long, from the node's start, a configured peer whose session has
+    /// not completed counts as *unknown* rather than down (5 s by default).
+    /// Why: a safe lookup answers only once every configured peer is known,
+    /// and a restarting node that took a slow peer for a dead one would see
+    /// the name vacant and register beside the live holder there. A peer
+    /// that refuses the TCP connection (nothing listens) is known down at
+    /// once; one that accepts and stays silent (hung, or its accept loop
+    /// held) is waited for up to this long.
+    pub startup_timeout: Duration,
+    /// The longest one dial of a peer may take (TCP connect, and the TLS
+    /// handshake when TLS is on; 2 s by default). ractor_cluster gives
+    /// neither a timeout of its own: without one, a peer that accepts and
+    /// never answers would hold the dial forever.
+    pub handshake_timeout: Duration,
+    /// How much shorter a holder's lease is than the detection time
+    /// (`None`, the default: a quarter of it). The margin must cover what
+    /// can happen between a holder's lease check and its answer leaving
+    /// (the handler's run, scheduling) plus the drift between the nodes'
+    /// clock rates; a pause longer than the margin at that very moment can
+    /// still let an answer out after the lease ran out. See
+    /// [`Registry::lease_until`](crate::Registry::lease_until).
+    pub lease_margin: Option<Duration>,
+}
+
+impl ClusterConfig {
+    /// A node named `node` listening on `127.0.0.1:port` with `cookie`. The
+    /// defaults detect a dead peer in about a second (200 ms x 5).
+    pub fn new(node: impl Into<NodeId>, port: u16, cookie: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            hostname: "127.0.0.1".into(),
+            port,
+            cookie: cookie.into(),
+            peers: Vec::new(),
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_misses: 5,
+            max_frame_bytes: 256 << 20,
+            token_linger: Duration::from_secs(30),
+            tls: None,
+            state_dir: None,
+            startup_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(2),
+            lease_margin: None,
+        }
+    }
+
+    /// Sets [`Self::startup_timeout`].
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::lease_margin`].
+    pub fn with_lease_margin(mut self, margin: Duration) -> Self {
+        self.lease_margin = Some(margin);
+        self
+    }
+
+    /// The lease margin in force: [`Self::lease_margin`], or a quarter of
+    /// the detection time.
+    pub fn effective_lease_margin(&self) -> Duration {
+        self.lease_margin.unwrap_or(self.detection_time() / 4)
+    }
+
+    /// How long one answered heartbeat lets a holder answer, counted from
+    /// when the heartbeat was sent: the detection time minus the margin.
+    /// `None` when the margin leaves nothing ([`Self::validate`] refuses that).
+    pub fn lease_duration(&self) -> Option<Duration> {
+        self.detection_time()
+            .checked_sub(self.effective_lease_margin())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Refuses settings that cannot work; [`ClusterNode::start`](super::ClusterNode::start) calls it.
+    pub fn validate(&self) -> Result<(), ConfigErr> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("heartbeat_interval"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("handshake_timeout"));
+        }
+        if self.lease_duration().is_none() {
+            return Err(ConfigErr::NoLease {
+                detection: self.detection_time(),
+                margin: self.effective_lease_margin(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a server's settings that cannot work on a node with these
+    /// settings: a state part (plus the envelope of its message) larger than
+    /// an inbound frame would close the session on its first part.
+    ///
+    /// Where to call it: wherever a [`crate::TakeoverServer`] is spawned on
+    /// this node with `takeover` (the real backend's registry does not yet
+    /// report its frame cap through [`Registry`](crate::Registry), so the server cannot check
+    /// by itself).
+    pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
+        let frame = takeover.state_part_bytes as u64 + PART_ENVELOPE_BYTES;
+        if frame > self.max_frame_bytes {
+            return Err(ConfigErr::PartOverFrame {
+                part_bytes: takeover.state_part_bytes,
+                max_frame_bytes: self.max_frame_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets [`Self::state_dir`].
+    pub fn with_state_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`Self::tls`]: the node server accepts only TLS sessions and the
+    /// node dials its peers with TLS.
+    pub fn with_tls(mut self, tls: ClusterTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Sets [`Self::peers`].
+    pub fn with_peers(mut self, peers: Vec<PeerAddr>) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Sets the heartbeat interval and the misses that mark a peer down.
+    pub fn with_heartbeat(mut self, interval: Duration, misses: u32) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_misses = misses.max(1);
+        self
+    }
+
+    /// Sets [`Self::max_frame_bytes`].
+    pub fn with_max_frame_bytes(mut self, max: u64) -> Self {
+        self.max_frame_bytes = max;
+        self
+    }
+
+    /// Sets [`Self::hostname`].
+    pub fn with_hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = hostname.into();
+        self
+    }
+
+    /// How long a peer may be silent before it counts as down.
+    pub fn detection_time(&self) -> Duration {
+        self.heartbeat_interval * self.heartbeat_misses
+    }
+}
+
+/// Room for what a state part's message carries besides its bytes (variant
+/// tag, registration, offsets, ractor_cluster's own framing): generous,
+/// since names are short and the rest is a few integers.
+const PART_ENVELOPE_BYTES: u64 = 64 << 10;
+
+/// A peer's identity and address, written `name@host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The peer's node identity.
+    pub node: NodeId,
+    /// `host:port`.
+    pub addr: String,
+}
+
+impl std::str::FromStr for PeerAddr {
+    type Err = ClusterErr;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('@') {
+            Some((node, addr)) if !node.is_empty() && addr.contains(':') => Ok(Self {
+                node: NodeId::new(node),
+                addr: addr.to_string(),
+            }),
+            _ => Err(ClusterErr::BadPeer(s.to_string())),
+        }
+    }
+}
+
+/// Why a real node could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClusterErr {
+    /// A peer was not written `name@host:port`.
+    BadPeer(String),
+    /// An actor of the node (node server, heartbeat) failed to spawn.
+    Spawn(ractor::SpawnErr),
+    /// The state directory could not be opened, or its file did not decode.
+    StateDir(std::io::Error),
+    /// The settings cannot work together (see [`ClusterConfig::validate`]).
+    Config(ConfigErr),
+    /// The node's TCP port could not be bound.
+    Listen(std::io::Error),
+}
+
+impl fmt::Display for ClusterErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BadPeer(p) => write!(f, "peer {p:?} is not written name@host:port"),
+            Self::Spawn(e) => write!(f, "could not start the node: {e}"),
+            Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
+            Self::Config(e) => write!(f, "the node's settings cannot work: {e}"),
+            Self::Listen(e) => write!(f, "could not listen on the node's port: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClusterErr {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Spawn(e) => Some(e),
+            Self::StateDir(e) => Some(e),
+            Self::Config(e) => Some(e),
+            Self::Listen(e) => Some(e),
+            Self::BadPeer(_) => None,
+        }
+    }
+}
+
+impl From<ractor::SpawnErr> for ClusterErr {
+    fn from(value: ractor::SpawnErr) -> Self {
+        Self::Spawn(value)
+    }
+}
