@@ -335,12 +335,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Pulling(p) = &mut state.stage else {
             return;
         };
-        let retry_at = self
+        // Back off: a takeover that keeps failing pauses the holder's
+        // callers on every try (see `Placement::retry_delay`).
+        state.memory.failed_takeovers = state.memory.failed_takeovers.saturating_add(1);
+        let failures = state.memory.failed_takeovers;
+        let retry_in = self
             .config
             .placement
             .as_ref()
-            .map(|placement| Instant::now() + placement.retry_after);
-        let standby = Standby::after_abort(std::mem::take(&mut p.warm), retry_at);
+            .map(|placement| placement.retry_delay(failures, self.registry.node()));
+        let Stage::Pulling(p) = &mut state.stage else {
+            return;
+        };
+        let standby = Standby::after_abort(
+            std::mem::take(&mut p.warm),
+            retry_in.map(|d| Instant::now() + d),
+        );
         tracing::warn!(%error, "takeover aborted and rolled back");
         let Stage::Pulling(p) = self.enter(state, Stage::Standby(standby), None) else {
             return;
@@ -366,6 +376,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 error: error.clone(),
             },
         );
+        if let Some(retry_in) = retry_in {
+            tracing::warn!(failures, ?retry_in, "takeover failed; backing off");
+            self.publish(
+                state,
+                EventKind::TakeoverFailed {
+                    error: error.clone(),
+                    failures,
+                    retry_in,
+                },
+            );
+        }
         if let Some(reply) = p.go_reply {
             let _ = reply.send(Err(error));
         }
