@@ -332,9 +332,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Rolls a pull back: unregister the stolen name, tell the old holder to
     /// serve again, and send it the buffered calls, in order.
     async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
-        let Stage::Pulling(p) = &mut state.stage else {
+        if !matches!(state.stage, Stage::Pulling(_)) {
             return;
-        };
+        }
         // Back off: a takeover that keeps failing pauses the holder's
         // callers on every try (see `Placement::retry_delay`).
         state.memory.failed_takeovers = state.memory.failed_takeovers.saturating_add(1);
