@@ -49,6 +49,25 @@ async fn a_takeover_that_keeps_failing_backs_off_and_reports_no_failover() {
         .map(|h| h.epoch);
     let caller = Caller::start(client(&cluster, "c"), 0);
     caller.wait_calls(10).await;
+    // For the log only: the longest wait between two answers of a second
+    // caller while the takeover keeps failing (how long each try stalls).
+    let stop_gaps = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gaps = tokio::spawn({
+        let (client, stop) = (client(&cluster, "c"), stop_gaps.clone());
+        async move {
+            let mut longest = Duration::ZERO;
+            let mut last = tokio::time::Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                client
+                    .call(CounterMsg::Get, TIMEOUT)
+                    .await
+                    .expect("answered");
+                longest = longest.max(last.elapsed());
+                last = tokio::time::Instant::now();
+            }
+            longest
+        }
+    });
     tracing::info!("--- a starts, outranks b, and takes over with a state it cannot decode");
     let _a = TakeoverServer::new(
         NAME,
@@ -114,6 +133,12 @@ async fn a_takeover_that_keeps_failing_backs_off_and_reports_no_failover() {
         now_b.map(|h| h.1),
         epoch_b,
         "b serves on under its own epoch: a rolled-back steal takes it no new one"
+    );
+    stop_gaps.store(true, Ordering::SeqCst);
+    let longest = gaps.await.expect("the second caller ran");
+    tracing::info!(
+        ?longest,
+        "--- longest gap between answers while the takeover kept failing"
     );
     let calls = caller.stop().await;
     tracing::info!(calls, "--- the caller was answered throughout");
