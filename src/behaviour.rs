@@ -147,8 +147,19 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
         async { Ok(()) }
     }
 
-    /// Handles one request on the holder. An error is sent to the caller and
-    /// then fails the actor, as in ractor.
+    /// Handles one request on the holder.
+    ///
+    /// An error or a panic fails the instance, as in ractor, but first its
+    /// caller is answered at once: [`crate::CallErr::Handler`] with the
+    /// error, or [`crate::CallErr::Panicked`] with the panic's message (the
+    /// call may have been partly applied). The state may be half updated,
+    /// so the instance does not serve again: it gives the name up at once
+    /// (with placement, a standby fails over), answers the calls queued
+    /// behind the failed one with [`crate::CallErr::InstanceStopped`] (or
+    /// forwards them to a new holder already in its view), and then stops
+    /// with the failure as its reason, which its supervisor sees as
+    /// `ActorFailed`. [`crate::GlobalClient::call`] retries a call answered
+    /// `InstanceStopped` at the next holder within its deadline.
     fn handle(
         &self,
         ctx: &TakeoverCtx<Self>,

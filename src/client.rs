@@ -1,12 +1,14 @@
 //! Calling the server by its global name.
 
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor::concurrency::oneshot;
+use ractor::concurrency::{oneshot, OneshotReceiver};
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -14,7 +16,7 @@ use crate::message::routing::deliver;
 use crate::message::wire::{decode_answer, wire_call};
 use crate::ReplyPort;
 use crate::{
-    CallErr, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
+    CallErr, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
     TakeoverMessage,
 };
 
@@ -28,6 +30,11 @@ use crate::{
 /// (a registration, a departure, a node going down or up), so the next call
 /// re-resolves by itself. A call that still reaches a retiring instance is
 /// forwarded by it; the caller does not notice.
+///
+/// The same task follows this node's failure detector: when it marks a
+/// node down, every call waiting on a holder there ends at once with
+/// [`CallErr::HolderDown`], instead of waiting out its deadline on a node
+/// that will not answer.
 pub struct GlobalClient<A: TakeoverActor> {
     inner: Arc<Inner>,
     _behaviour: PhantomData<fn() -> A>,
@@ -39,6 +46,12 @@ struct Inner {
     cache: Mutex<Option<Registration>>,
     /// Set by the watcher when the cache may be stale.
     stale: Arc<AtomicBool>,
+    /// How many times the watcher saw each node go down. Why a count and
+    /// not a set: a call compares the count of its holder's node with the
+    /// one it read before it sent, so a node that went down and came back
+    /// up meanwhile still ends the call. Why a watch channel: one task (the
+    /// watcher) tells every waiting call, with no task per call.
+    downs: watch::Receiver<HashMap<NodeId, u64>>,
     watcher: JoinHandle<()>,
 }
 
@@ -63,13 +76,20 @@ impl<A: TakeoverActor> GlobalClient<A> {
     pub fn new(name: impl Into<String>, registry: Arc<dyn Registry>) -> Self {
         let name = name.into();
         let stale = Arc::new(AtomicBool::new(true));
-        let watcher = tokio::spawn(watch(registry.subscribe(), name.clone(), stale.clone()));
+        let (downs_tx, downs) = watch::channel(HashMap::new());
+        let watcher = tokio::spawn(watch_registry(
+            registry.subscribe(),
+            name.clone(),
+            stale.clone(),
+            downs_tx,
+        ));
         Self {
             inner: Arc::new(Inner {
                 name,
                 registry,
                 cache: Mutex::new(None),
                 stale,
+                downs,
                 watcher,
             }),
             _behaviour: PhantomData,
@@ -114,34 +134,74 @@ impl<A: TakeoverActor> GlobalClient<A> {
     }
 
     /// Sends a request and waits for its reply until `timeout` has passed.
+    ///
     /// While no instance holds the name, it waits for one within the same
-    /// deadline, then fails with [`CallErr::NotRegistered`].
+    /// deadline, then fails with [`CallErr::NotRegistered`]. A call that was
+    /// certainly not handled is sent again, to the next holder, within the
+    /// same deadline: one the holder's node refused (its session is gone,
+    /// as after a crash), or one answered [`CallErr::NotRegistered`] or
+    /// [`CallErr::InstanceStopped`] (a retiring or failed instance had
+    /// nowhere to send it). It then waits for the view to change before it
+    /// tries again; at the deadline it returns the last such error. (A call
+    /// to a holder on this node is handed over typed and cannot be sent
+    /// twice: it returns the first such answer.)
+    ///
+    /// A call that was handed to the holder ends with
+    /// [`CallErr::HolderDown`] as soon as this node marks the holder's node
+    /// down: it may or may not have been applied, so it is not sent again.
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
-        let holder = self.holder_before(deadline).await?;
+        let mut holder = self.holder_before(deadline).await?;
         // By node name, not by actor id: on the fake cluster every instance
         // is a local actor, and a call to another node must still take the
         // wire path a real one takes.
-        if holder.node() != self.inner.registry.node() {
-            return self.call_remote(&holder, &msg, timeout, deadline).await;
+        if holder.node() == self.inner.registry.node() {
+            return self.call_local(&holder, msg, timeout, deadline).await;
         }
+        loop {
+            let error = match self.call_remote(&holder, &msg, timeout, deadline).await {
+                Attempt::Done(done) => return done,
+                Attempt::NotHandled(e) => e,
+            };
+            self.inner.stale.store(true, Ordering::Release);
+            holder = match self.next_holder(&holder, deadline).await {
+                Some(next) => next,
+                None => return Err(error),
+            };
+            if holder.node() == self.inner.registry.node() {
+                return self.call_local(&holder, msg, timeout, deadline).await;
+            }
+        }
+    }
+
+    /// A call to a holder on this node, typed.
+    async fn call_local(
+        &self,
+        holder: &Registration,
+        msg: A::Msg,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Result<A::Reply, CallErr> {
+        let mut downs = self.inner.downs.clone();
+        let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot();
         deliver(
             &self.inner.registry,
-            &holder,
+            holder,
             TakeoverMessage::<A>::Call {
                 msg,
                 reply: Some(ReplyPort::<A>::from((tx, timeout)).into()),
             },
         );
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => {
+        match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
+            Waited::Answer(answer) => answer,
+            Waited::Closed => {
                 // The instance or its link went away under us; look again next time.
                 self.inner.stale.store(true, Ordering::Release);
                 Err(CallErr::NoReply)
             }
-            Err(_) => Err(CallErr::Timeout),
+            Waited::Down => self.holder_down(holder),
+            Waited::Deadline => Err(CallErr::Timeout),
         }
     }
 
@@ -154,21 +214,57 @@ impl<A: TakeoverActor> GlobalClient<A> {
         msg: &A::Msg,
         timeout: Duration,
         deadline: Instant,
-    ) -> Result<A::Reply, CallErr> {
+    ) -> Attempt<A::Reply> {
+        // Read before sending: a node that goes down from here on ends the call.
+        let mut downs = self.inner.downs.clone();
+        let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot::<Vec<u8>>();
-        let call = wire_call::<A>(msg, (tx, timeout).into())?;
+        let call = match wire_call::<A>(msg, (tx, timeout).into()) {
+            Ok(call) => call,
+            Err(e) => return Attempt::Done(Err(e)),
+        };
         if self.inner.registry.send_wire(holder, call).is_err() {
             // The session to the holder's node is gone: the call was not sent.
-            self.inner.stale.store(true, Ordering::Release);
-            return Err(CallErr::NoReply);
+            return Attempt::NotHandled(CallErr::NoReply);
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(bytes)) => decode_answer::<A>(&bytes),
-            Ok(Err(_)) => {
-                self.inner.stale.store(true, Ordering::Release);
-                Err(CallErr::NoReply)
+        Attempt::Done(
+            match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
+                Waited::Answer(bytes) => match decode_answer::<A>(&bytes) {
+                    Err(e) if not_handled(&e) => return Attempt::NotHandled(e),
+                    answer => answer,
+                },
+                Waited::Closed => {
+                    self.inner.stale.store(true, Ordering::Release);
+                    Err(CallErr::NoReply)
+                }
+                Waited::Down => self.holder_down(holder),
+                Waited::Deadline => Err(CallErr::Timeout),
+            },
+        )
+    }
+
+    fn holder_down(&self, holder: &Registration) -> Result<A::Reply, CallErr> {
+        self.inner.stale.store(true, Ordering::Release);
+        tracing::debug!(name = %self.inner.name, node = %holder.node(), "holder's node marked down while a call waited");
+        Err(CallErr::HolderDown {
+            node: holder.node().clone(),
+        })
+    }
+
+    /// After a call `failed` could not take: a holder other than that one,
+    /// waiting for the view to change until `deadline`.
+    async fn next_holder(&self, failed: &Registration, deadline: Instant) -> Option<Registration> {
+        // Subscribe before reading the view: a change from here on wakes us.
+        let mut changes = self.inner.registry.subscribe();
+        loop {
+            self.inner.stale.store(true, Ordering::Release);
+            if let Some(next) = self.holder().filter(|h| h.info() != failed.info()) {
+                return Some(next);
             }
-            Err(_) => Err(CallErr::Timeout),
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
+                Ok(Err(RecvError::Closed)) | Err(_) => return None,
+            }
         }
     }
 
@@ -192,21 +288,88 @@ impl<A: TakeoverActor> GlobalClient<A> {
     }
 }
 
-/// Marks the cache stale on every registry change that may move `name`.
-async fn watch(
+/// Marks the cache stale on every registry change that may move `name`,
+/// and counts the nodes that go down, for the calls waiting on them.
+async fn watch_registry(
     mut events: tokio::sync::broadcast::Receiver<RegistryEvent>,
     name: String,
     stale: Arc<AtomicBool>,
+    downs: watch::Sender<HashMap<NodeId, u64>>,
 ) {
     loop {
         let concerns = match events.recv().await {
             Ok(RegistryEvent::Registered(info)) => info.name == name,
             Ok(RegistryEvent::Unregistered { info, .. }) => info.name == name,
+            Ok(RegistryEvent::NodeDown(node)) => {
+                stale.store(true, Ordering::Release);
+                downs.send_modify(|d| *d.entry(node).or_default() += 1);
+                true
+            }
             Ok(_) | Err(RecvError::Lagged(_)) => true,
             Err(RecvError::Closed) => return,
         };
         if concerns {
             stale.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Whether a call answered `e` was certainly not handled, so that it may go
+/// to the next holder.
+fn not_handled(e: &CallErr) -> bool {
+    matches!(e, CallErr::NotRegistered(_) | CallErr::InstanceStopped(_))
+}
+
+/// How one try of a remote call ended.
+enum Attempt<R> {
+    /// With this result, for the caller.
+    Done(Result<R, CallErr>),
+    /// Certainly not handled (not sent, or answered so): it may go to the
+    /// next holder; the error is for the caller if none comes.
+    NotHandled(CallErr),
+}
+
+/// How many times `node` went down so far; marks the channel read, so that
+/// only a later change wakes [`wait_answer`].
+fn down_count(downs: &mut watch::Receiver<HashMap<NodeId, u64>>, node: &NodeId) -> u64 {
+    downs.borrow_and_update().get(node).copied().unwrap_or(0)
+}
+
+/// How waiting for an answer ended.
+enum Waited<T> {
+    Answer(T),
+    /// The reply port was dropped unanswered.
+    Closed,
+    /// The holder's node was marked down.
+    Down,
+    Deadline,
+}
+
+/// Waits for `rx` until `deadline`, or until `node` goes down (its count
+/// passes `seen`).
+async fn wait_answer<T>(
+    mut rx: OneshotReceiver<T>,
+    downs: &mut watch::Receiver<HashMap<NodeId, u64>>,
+    node: &NodeId,
+    seen: u64,
+    deadline: Instant,
+) -> Waited<T> {
+    let mut watching = true;
+    loop {
+        tokio::select! {
+            answer = &mut rx => return match answer {
+                Ok(answer) => Waited::Answer(answer),
+                Err(_) => Waited::Closed,
+            },
+            changed = downs.changed(), if watching => {
+                if changed.is_err() {
+                    // The watcher is gone (the registry closed): the deadline still holds.
+                    watching = false;
+                } else if down_count(downs, node) > seen {
+                    return Waited::Down;
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => return Waited::Deadline,
         }
     }
 }

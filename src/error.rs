@@ -184,6 +184,21 @@ pub enum CallErr {
     /// The call was lost on its way or with its instance (a link failed, or
     /// the instance died before answering); it may not have been handled.
     NoReply,
+    /// The server's handler panicked on this call. The instance stops, as a
+    /// ractor actor does when it panics (its state may be half updated), and
+    /// a standby takes the name; the call may have been partly applied.
+    Panicked(String),
+    /// The holder's handler failed (returned an error or panicked) on an
+    /// earlier call while this one waited behind it; the instance stopped and
+    /// this call was not handled. Retry: a standby takes the name.
+    InstanceStopped(String),
+    /// This node's failure detector marked the holder's node down while the
+    /// call waited for its reply. The call may or may not have been applied:
+    /// retry only a request that is safe to apply twice (or deduplicated).
+    HolderDown {
+        /// The holder's node.
+        node: NodeId,
+    },
 }
 
 impl fmt::Display for CallErr {
@@ -200,6 +215,18 @@ impl fmt::Display for CallErr {
             Self::NoReply => write!(
                 f,
                 "the call was lost on its way or with its instance; it may not have been handled"
+            ),
+            Self::Panicked(e) => write!(
+                f,
+                "the server's handler panicked on this call ({e}); the instance stops and a standby takes over"
+            ),
+            Self::InstanceStopped(e) => write!(
+                f,
+                "the holder stopped before handling this call (its handler failed: {e}); the call was not applied, retry"
+            ),
+            Self::HolderDown { node } => write!(
+                f,
+                "the holder's node {node} was marked down while the call waited; it may or may not have been applied"
             ),
         }
     }

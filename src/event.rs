@@ -147,6 +147,26 @@ pub enum EventKind {
     },
     /// Quorum mode: a majority is live again; the held calls are served.
     QuorumRegained,
+    /// A takeover placement started failed (after its
+    /// [`EventKind::TakeoverAborted`]); the standby tries again after
+    /// `retry_in`, which grows with every failure in a row (see
+    /// [`crate::Placement::retry_delay`]).
+    TakeoverFailed {
+        /// Why this try failed.
+        error: TakeoverErr,
+        /// Failed tries in a row, this one included.
+        failures: u32,
+        /// How long the standby waits before the next try.
+        retry_in: Duration,
+    },
+    /// The handler failed on a call (it returned an error or panicked): the
+    /// caller got the error, the instance gave the name up, answers the calls
+    /// queued behind that one with [`crate::CallErr::InstanceStopped`], and
+    /// stops, as a ractor actor does.
+    HandlerFailed {
+        /// What the caller was told.
+        error: crate::CallErr,
+    },
 }
 
 /// Where instances publish their [`TakeoverEvent`]s. Cheap to clone; share one

@@ -66,6 +66,10 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     /// A retiring holder has waited a while for `HandoverDone` from its
     /// successor at this epoch.
     RetireTick(Epoch),
+    /// Sent by an instance to itself when its handler failed: it comes
+    /// after every call queued before the failure, which are answered
+    /// meanwhile, and then fails the instance with this reason.
+    HandlerFailed(String),
 }
 
 /// How a standby should start.

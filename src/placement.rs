@@ -31,8 +31,15 @@ pub struct Placement {
     pub failover_delay: Duration,
     /// How much longer each next standby in priority order waits.
     pub standby_grace: Duration,
-    /// How long a standby waits before it tries again after a failed takeover.
+    /// How long a standby waits before it tries again after a failed
+    /// takeover (default 1 s): the base of an exponential backoff, doubled
+    /// with every failure in a row, up to `retry_max` (see
+    /// [`Self::retry_delay`]). Why back off: a takeover that keeps failing
+    /// (a state that does not decode, a holder that refuses) pauses the
+    /// holder's callers on every try.
     pub retry_after: Duration,
+    /// The longest wait between two takeover tries (default 30 s).
+    pub retry_max: Duration,
 }
 
 impl Placement {
@@ -52,6 +59,7 @@ impl Placement {
             failover_delay: Duration::ZERO,
             standby_grace: Duration::from_secs(1),
             retry_after: Duration::from_secs(1),
+            retry_max: Duration::from_secs(30),
         }
     }
 
@@ -83,6 +91,35 @@ impl Placement {
     pub fn with_retry_after(mut self, retry: Duration) -> Self {
         self.retry_after = retry;
         self
+    }
+
+    /// Sets [`Self::retry_max`].
+    pub fn with_retry_max(mut self, max: Duration) -> Self {
+        self.retry_max = max;
+        self
+    }
+
+    /// How long `node` waits before its next takeover try after `failures`
+    /// failed tries in a row (at least 1): `retry_after` doubled per failure
+    /// after the first, capped at `retry_max`, then "equal jitter": a wait
+    /// drawn between half of that and all of it. Why jitter: standbys whose
+    /// tries fail together must not retry together. The draw is a hash of
+    /// the node and the failure count, so it differs between nodes and is
+    /// the same on every run (tests replay it).
+    pub fn retry_delay(&self, failures: u32, node: &NodeId) -> Duration {
+        let doublings = failures.saturating_sub(1).min(31);
+        let full = self
+            .retry_after
+            .saturating_mul(1u32 << doublings)
+            .min(self.retry_max.max(self.retry_after));
+        let half = full / 2;
+        let spread = (full - half).as_nanos() as u64;
+        let draw = if spread == 0 {
+            0
+        } else {
+            jitter_draw(node.as_str(), failures) % (spread + 1)
+        };
+        half + Duration::from_nanos(draw)
     }
 
     /// The groups, highest priority first.
@@ -123,6 +160,19 @@ impl Placement {
         let rank = self.order(live).iter().position(|n| n == me)?;
         Some(self.failover_delay + self.standby_grace * rank as u32)
     }
+}
+
+/// A number drawn from `node` and `failures` alone: FNV-1a over both, then
+/// splitmix64's finalizer to spread the bits.
+fn jitter_draw(node: &str, failures: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes().chain(failures.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 #[cfg(test)]

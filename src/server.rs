@@ -197,6 +197,9 @@ pub struct ServerState<A: TakeoverActor> {
     span_epoch: Option<Epoch>,
     /// What the instance remembers of past stages.
     memory: Memory,
+    /// The handler failed on a call, for this reason: the instance gave the
+    /// name up and stops once its mailbox is answered (see `calls::fail`).
+    failed: Option<String>,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -211,6 +214,9 @@ struct Memory {
     /// The last takeover we finished: the old holder and our epoch then, to
     /// answer its `HandoverQuery` if our `HandoverDone` was lost.
     took_over: Option<(RegistrationInfo, Epoch)>,
+    /// Takeovers of ours that failed in a row since we last held the name:
+    /// the next try backs off by this much (see `Placement::retry_delay`).
+    failed_takeovers: u32,
 }
 
 impl<A: TakeoverActor> ServerState<A> {
@@ -288,6 +294,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             span,
             span_epoch: None,
             memory: Memory::default(),
+            failed: None,
         })
     }
 
@@ -319,7 +326,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         message: TakeoverMessage<A>,
         state: &mut ServerState<A>,
     ) -> Result<(), ActorProcessingErr> {
+        if let Some(why) = state.failed.clone() {
+            return self.dispatch_failed(state, message, why);
+        }
         match message {
+            TakeoverMessage::HandlerFailed(why) => Err(why.into()),
             TakeoverMessage::Call { msg, reply } => {
                 self.on_call(state, Pending { msg, reply }).await
             }
@@ -358,6 +369,40 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             | TakeoverMessage::CheckpointTick(_)
             | TakeoverMessage::YieldTimeout(_)
             | TakeoverMessage::RetireTick(_) => Ok(()),
+        }
+    }
+
+    /// After the handler failed: answer what is queued, then fail the actor
+    /// when the instance's own [`TakeoverMessage::HandlerFailed`] comes.
+    fn dispatch_failed(
+        &self,
+        state: &mut ServerState<A>,
+        message: TakeoverMessage<A>,
+        why: String,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TakeoverMessage::HandlerFailed(why) => Err(why.into()),
+            TakeoverMessage::Call { msg, reply } => {
+                self.refuse_stopped(state, Pending { msg, reply }, &why);
+                Ok(())
+            }
+            TakeoverMessage::Go { reply, .. } => {
+                if let Some(reply) = reply {
+                    let _ = reply.send(Err(crate::TakeoverErr::InstanceGone));
+                }
+                Ok(())
+            }
+            TakeoverMessage::Status(reply) => {
+                let _ = reply.send(InstanceStatus {
+                    phase: state.stage.phase(),
+                    epoch: state.epoch(),
+                    node: self.registry.node().clone(),
+                });
+                Ok(())
+            }
+            // The protocol and the timers: the peers' own timeouts cover an
+            // instance that stopped.
+            _ => Ok(()),
         }
     }
 
@@ -537,6 +582,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if let Stage::Holder(holder) = &mut state.stage {
             holder.suspect = None;
         }
+        state.memory.failed_takeovers = 0;
         self.leave_standbys(warm);
         self.start_checkpoints(state);
         self.behaviour

@@ -252,6 +252,13 @@ impl crate::registry::Transport for FakeNode {
             return Err(Some(msg));
         }
         let node = to.node().clone();
+        // A crashed node's sockets are closed (the OS closes them when the
+        // process dies), so a send to it fails at once, as a send to a
+        // stopped proxy does on a real cluster: the sender learns the
+        // message was not sent. A partition still loses it silently.
+        if !w.nodes.get(&node).is_some_and(|n| n.up) {
+            return Err(Some(msg));
+        }
         self.cluster.enqueue(
             &mut w,
             &self.id,

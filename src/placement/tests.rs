@@ -60,3 +60,39 @@ fn vacancy_waits_follow_priority() {
     assert_eq!(p.vacancy_wait(&"a".into(), &up), None);
     assert_eq!(p.vacancy_wait(&"x".into(), &up), None);
 }
+
+/// Failed takeovers back off: each wait lies between half and all of
+/// `retry_after` doubled per failure, capped at `retry_max`; the draw is the
+/// same on every run for a node, and differs between nodes.
+#[test]
+fn retry_delay_doubles_with_jitter_up_to_the_cap() {
+    let p = Placement::parse("a > b")
+        .with_retry_after(Duration::from_millis(100))
+        .with_retry_max(Duration::from_millis(1000));
+    let a: NodeId = "a".into();
+    for failures in 1..40 {
+        let full = Duration::from_millis(100 * (1u64 << (failures - 1).min(10)))
+            .min(Duration::from_millis(1000));
+        let d = p.retry_delay(failures, &a);
+        assert!(
+            d >= full / 2 && d <= full,
+            "failure {failures}: {d:?} outside [{:?}, {full:?}]",
+            full / 2
+        );
+        assert_eq!(d, p.retry_delay(failures, &a), "the draw replays");
+    }
+    assert!(
+        p.retry_delay(30, &a) >= Duration::from_millis(500),
+        "capped, not wrapped"
+    );
+    let b: NodeId = "b".into();
+    assert!(
+        (1..10).any(|f| p.retry_delay(f, &a) != p.retry_delay(f, &b)),
+        "two nodes do not retry in lockstep"
+    );
+    // A cap below the base leaves the base.
+    let low = Placement::parse("a")
+        .with_retry_after(Duration::from_secs(2))
+        .with_retry_max(Duration::from_secs(1));
+    assert!(low.retry_delay(5, &a) >= Duration::from_secs(1));
+}

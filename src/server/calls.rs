@@ -1,12 +1,15 @@
 //! Calls: serving them, holding them in the bounded buffer, forwarding them,
 //! and the one decision of whether a holder may answer a call now.
 
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use ractor::ActorProcessingErr;
 
 use super::checkpoint::Clock;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::message::{deliver, Answer};
-use crate::{CallErr, EventKind, Registration, TakeoverActor, TakeoverMessage};
+use crate::{CallErr, EventKind, LeaveReason, Registration, TakeoverActor, TakeoverMessage};
 
 /// A call waiting to be served.
 pub(super) struct Pending<A: TakeoverActor> {
@@ -38,7 +41,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &state.stage else {
             return false;
         };
-        holder.suspect.is_none() && self.quorum_now(state)
+        holder.suspect.is_none() && state.failed.is_none() && self.quorum_now(state)
     }
 
     pub(super) async fn on_call(
@@ -73,28 +76,81 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// Runs the behaviour on one call and answers it.
+    ///
+    /// A handler that fails (returns an error or panics) answers its caller
+    /// with that error at once; then the instance fails (see
+    /// [`Self::fail`]). Why catch the panic here rather than let ractor do
+    /// it: ractor would stop the actor with its reply ports unanswered, and a
+    /// caller on another node, whose port is a promise on the wire, would
+    /// wait out its whole deadline.
     pub(super) async fn serve(
         &self,
         state: &mut ServerState<A>,
         call: Pending<A>,
     ) -> Result<(), ActorProcessingErr> {
-        match self
-            .behaviour
-            .handle(&state.ctx, call.msg, &mut state.user)
-            .await
-        {
-            Ok(answer) => {
+        if let Some(why) = &state.failed {
+            // Queued behind a call the handler failed on: not handled.
+            let why = why.clone();
+            self.refuse_stopped(state, call, &why);
+            return Ok(());
+        }
+        let handled =
+            AssertUnwindSafe(self.behaviour.handle(&state.ctx, call.msg, &mut state.user))
+                .catch_unwind()
+                .await;
+        let error = match handled {
+            Ok(Ok(answer)) => {
                 if let Some(reply) = call.reply {
                     reply.send(Ok(answer));
                 }
                 self.after_serve(state);
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
+            Ok(Err(e)) => CallErr::Handler(e.to_string()),
+            Err(panic) => CallErr::Panicked(panic_message(panic.as_ref())),
+        };
+        if let Some(reply) = call.reply {
+            reply.send(Err(error.clone()));
+        }
+        self.fail(state, error);
+        Ok(())
+    }
+
+    /// After the handler failed: its state may be half updated, so the
+    /// instance gives the name up at once (a standby fails over, clients
+    /// re-resolve), answers the calls it holds, and stops as a ractor actor
+    /// does, with the failure as its reason. The calls already in its mailbox
+    /// come before the [`TakeoverMessage::HandlerFailed`] it sends itself,
+    /// and each is answered on the way (see `dispatch_failed`).
+    fn fail(&self, state: &mut ServerState<A>, error: CallErr) {
+        let why = error.to_string();
+        tracing::error!(%why, "handler failed: giving the name up and stopping");
+        self.publish(state, EventKind::HandlerFailed { error });
+        state.failed = Some(why.clone());
+        if let Some(me) = self.set_registration(state, None) {
+            self.registry
+                .unregister(me.info(), LeaveReason::InstanceDied);
+        }
+        for call in std::mem::take(&mut state.buffer) {
+            self.refuse_stopped(state, call, &why);
+        }
+        let _ = state
+            .ctx
+            .myself
+            .send_message(TakeoverMessage::HandlerFailed(why));
+    }
+
+    /// A call that reached a failed instance: it goes on to a new holder if
+    /// one already holds in our view, or gets
+    /// [`CallErr::InstanceStopped`] (it was not handled).
+    pub(super) fn refuse_stopped(&self, state: &ServerState<A>, call: Pending<A>, why: &str) {
+        let me = state.ctx.myself.get_id();
+        match self.registry.lookup(&self.name) {
+            Some(holder) if holder.cell().get_id() != me => self.forward(state, &holder, call),
+            _ => {
                 if let Some(reply) = call.reply {
-                    reply.send(Err(CallErr::Handler(e.to_string())));
+                    reply.send(Err(CallErr::InstanceStopped(why.to_string())));
                 }
-                Err(e)
             }
         }
     }
@@ -144,5 +200,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }
             }
         }
+    }
+}
+
+/// The message a panic carried, as `std` prints it.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }

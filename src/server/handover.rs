@@ -290,6 +290,27 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         let next = self.registry.resolve(&r.successor);
         if left(event, &r.successor) && next.is_none() {
+            let successor = r.successor.clone();
+            let clean = matches!(
+                event,
+                RegistryEvent::Unregistered {
+                    reason: LeaveReason::Unregistered,
+                    ..
+                }
+            );
+            let top = self.registry.lookup(&self.name);
+            if phase::successor_rolled_back(
+                &successor,
+                clean,
+                top.as_ref().map(Registration::info),
+                state.memory.last_holder.as_ref(),
+            ) {
+                tracing::info!(
+                    ?successor,
+                    "successor left cleanly before its HandoverAborted came: it rolled back"
+                );
+                return self.on_handover_aborted(state, successor).await;
+            }
             return self.successor_gone(state).await;
         }
         if let (Some(next), false) = (next, r.waiting.is_empty()) {

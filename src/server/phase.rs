@@ -362,6 +362,25 @@ pub(super) fn after_successor_left(
     }
 }
 
+/// The successor left our view before its `HandoverDone` came, and before
+/// its `HandoverAborted` did: whether it rolled its steal back. On a real
+/// cluster the registry's change can overtake the successor's last message
+/// (pg events go first), and taking a rollback for a vanished successor made
+/// the old holder steal a new epoch and report a failover that never
+/// happened. A rollback is a clean departure (`clean`) with nothing newer
+/// than the successor in view now (`top`) or ever seen (`newest_seen`): a
+/// successor that took over and served, then handed on, leaves a newer
+/// registration behind, and we ask or resume as a failover then.
+pub(super) fn successor_rolled_back(
+    successor: &RegistrationInfo,
+    clean: bool,
+    top: Option<&RegistrationInfo>,
+    newest_seen: Option<&RegistrationInfo>,
+) -> bool {
+    let not_newer = |r: Option<&RegistrationInfo>| r.is_none_or(|r| r.rank() <= successor.rank());
+    clean && not_newer(top) && not_newer(newest_seen)
+}
+
 /// How an instance answers a `HandoverQuery` from `old` about `successor`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum QueryAnswer {

@@ -332,15 +332,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Rolls a pull back: unregister the stolen name, tell the old holder to
     /// serve again, and send it the buffered calls, in order.
     async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
-        let Stage::Pulling(p) = &mut state.stage else {
+        if !matches!(state.stage, Stage::Pulling(_)) {
             return;
-        };
-        let retry_at = self
+        }
+        // Back off: a takeover that keeps failing pauses the holder's
+        // callers on every try (see `Placement::retry_delay`).
+        state.memory.failed_takeovers = state.memory.failed_takeovers.saturating_add(1);
+        let failures = state.memory.failed_takeovers;
+        let retry_in = self
             .config
             .placement
             .as_ref()
-            .map(|placement| Instant::now() + placement.retry_after);
-        let standby = Standby::after_abort(std::mem::take(&mut p.warm), retry_at);
+            .map(|placement| placement.retry_delay(failures, self.registry.node()));
+        let Stage::Pulling(p) = &mut state.stage else {
+            return;
+        };
+        let standby = Standby::after_abort(
+            std::mem::take(&mut p.warm),
+            retry_in.map(|d| Instant::now() + d),
+        );
         tracing::warn!(%error, "takeover aborted and rolled back");
         let Stage::Pulling(p) = self.enter(state, Stage::Standby(standby), None) else {
             return;
@@ -366,6 +376,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 error: error.clone(),
             },
         );
+        if let Some(retry_in) = retry_in {
+            tracing::warn!(failures, ?retry_in, "takeover failed; backing off");
+            self.publish(
+                state,
+                EventKind::TakeoverFailed {
+                    error: error.clone(),
+                    failures,
+                    retry_in,
+                },
+            );
+        }
         if let Some(reply) = p.go_reply {
             let _ = reply.send(Err(error));
         }

@@ -31,6 +31,8 @@ pub enum PowerMsg {
         /// The filler's size.
         bytes: usize,
     },
+    /// Make the handler panic (to test what its callers see).
+    Panic,
 }
 
 /// What the monitor answers: the count after the request, and who answered.
@@ -102,6 +104,7 @@ impl TakeoverActor for PowerMonitor {
             }
             PowerMsg::Count => {}
             PowerMsg::Ballast { bytes } => state.ballast = vec![0xA5; bytes],
+            PowerMsg::Panic => panic!("power monitor asked to panic"),
         }
         Ok(PowerReply {
             total: state.total,

@@ -21,6 +21,7 @@ pub struct Stats {
     pub timed_out: usize,
     pub not_registered: usize,
     pub no_reply: usize,
+    pub holder_down: usize,
     pub lost_reported: usize,
     pub applied_unacked: usize,
     pub takeovers_ok: usize,
@@ -56,6 +57,7 @@ impl Stats {
             match &c.result {
                 Err(CallErr::Timeout) => stats.timed_out += 1,
                 Err(CallErr::NoReply) => stats.no_reply += 1,
+                Err(CallErr::HolderDown { .. }) => stats.holder_down += 1,
                 Err(CallErr::NotRegistered(_)) => stats.not_registered += 1,
                 _ => {}
             }
@@ -83,6 +85,7 @@ impl Stats {
         self.timed_out += o.timed_out;
         self.not_registered += o.not_registered;
         self.no_reply += o.no_reply;
+        self.holder_down += o.holder_down;
         self.lost_reported += o.lost_reported;
         self.applied_unacked += o.applied_unacked;
         self.takeovers_ok += o.takeovers_ok;
@@ -210,12 +213,20 @@ fn calls_answered_once(r: &Replay, v: &mut Violations) {
             );
         }
         match &c.result {
-            Ok(LedgerReply::Applied { .. }) | Err(CallErr::Timeout) | Err(CallErr::NoReply) => {}
+            // Each may or may not have been applied: the ledger decides.
+            Ok(LedgerReply::Applied { .. })
+            | Err(CallErr::Timeout)
+            | Err(CallErr::NoReply)
+            | Err(CallErr::HolderDown { .. }) => {}
             Ok(other) => v.fail(
                 "3 answered once",
                 format!("call {:?} got a foreign reply {other:?}", c.call),
             ),
-            Err(e @ (CallErr::NotRegistered(_) | CallErr::BufferFull { .. })) => {
+            Err(
+                e @ (CallErr::NotRegistered(_)
+                | CallErr::BufferFull { .. }
+                | CallErr::InstanceStopped(_)),
+            ) => {
                 if let Some(by) = r.applied.get(&c.call) {
                     v.fail(
                         "3 answered once",

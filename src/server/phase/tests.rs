@@ -378,6 +378,42 @@ fn regression_3373128272_a_newer_holder_is_asked_not_trusted() {
     );
 }
 
+/// Issue 10, item 6: the successor's clean departure overtook its
+/// `HandoverAborted` (a state that does not decode). With nothing newer in
+/// view or ever seen, it rolled back: the old holder serves on under its own
+/// epoch instead of resuming as a failover. A departure that is not clean,
+/// or a newer registration (now or seen before), still means it may have
+/// served.
+#[test]
+fn a_clean_departure_of_the_successor_is_a_rollback() {
+    let (me, successor, newer) = (reg(9, "b"), reg(10, "a"), reg(11, "c"));
+    assert!(successor_rolled_back(
+        &successor,
+        true,
+        Some(&me),
+        Some(&me)
+    ));
+    assert!(successor_rolled_back(&successor, true, None, None));
+    assert!(!successor_rolled_back(
+        &successor,
+        false,
+        Some(&me),
+        Some(&me)
+    ));
+    assert!(!successor_rolled_back(
+        &successor,
+        true,
+        Some(&newer),
+        Some(&me)
+    ));
+    assert!(!successor_rolled_back(
+        &successor,
+        true,
+        Some(&me),
+        Some(&newer)
+    ));
+}
+
 /// Seed 3373122513: `b` gave its pull from `c` up as a failover, then
 /// handed the name to `a`. Asked by `c` about `b`, `a` (which took over
 /// from `b`, not from `c`) must not confirm: only the successor itself can.
