@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::concurrency::oneshot;
-use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -14,8 +13,7 @@ use crate::message::routing::deliver;
 use crate::message::wire::{decode_answer, wire_call};
 use crate::ReplyPort;
 use crate::{
-    CallErr, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
-    TakeoverMessage,
+    CallErr, NameWatch, Registration, RegistrationInfo, Registry, TakeoverActor, TakeoverMessage,
 };
 
 /// A handle to call a global server by name from one node, like ractor's
@@ -63,7 +61,7 @@ impl<A: TakeoverActor> GlobalClient<A> {
     pub fn new(name: impl Into<String>, registry: Arc<dyn Registry>) -> Self {
         let name = name.into();
         let stale = Arc::new(AtomicBool::new(true));
-        let watcher = tokio::spawn(watch(registry.subscribe(), name.clone(), stale.clone()));
+        let watcher = tokio::spawn(watch(registry.watch(&name), stale.clone()));
         Self {
             inner: Arc::new(Inner {
                 name,
@@ -176,37 +174,24 @@ impl<A: TakeoverActor> GlobalClient<A> {
         if let Some(holder) = self.holder() {
             return Ok(holder);
         }
-        let mut changes = self.inner.registry.subscribe();
+        let mut changes = self.inner.registry.watch(&self.inner.name);
         loop {
             self.inner.stale.store(true, Ordering::Release);
             if let Some(holder) = self.holder() {
                 return Ok(holder);
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-                Ok(Err(RecvError::Closed)) | Err(_) => {
-                    return Err(CallErr::NotRegistered(self.inner.name.clone()))
-                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return Err(CallErr::NotRegistered(self.inner.name.clone())),
             }
         }
     }
 }
 
-/// Marks the cache stale on every registry change that may move `name`.
-async fn watch(
-    mut events: tokio::sync::broadcast::Receiver<RegistryEvent>,
-    name: String,
-    stale: Arc<AtomicBool>,
-) {
-    loop {
-        let concerns = match events.recv().await {
-            Ok(RegistryEvent::Registered(info)) => info.name == name,
-            Ok(RegistryEvent::Unregistered { info, .. }) => info.name == name,
-            Ok(_) | Err(RecvError::Lagged(_)) => true,
-            Err(RecvError::Closed) => return,
-        };
-        if concerns {
-            stale.store(true, Ordering::Release);
-        }
+/// Marks the cache stale on every registry change that may move our name:
+/// the watch brings only those (its own name's, and node up/down).
+async fn watch(mut changes: NameWatch, stale: Arc<AtomicBool>) {
+    while changes.recv().await.is_some() {
+        stale.store(true, Ordering::Release);
     }
 }
