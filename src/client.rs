@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::concurrency::{oneshot, OneshotReceiver};
-use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -16,8 +15,8 @@ use crate::message::routing::deliver;
 use crate::message::wire::{decode_answer, wire_call};
 use crate::ReplyPort;
 use crate::{
-    CallErr, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent, TakeoverActor,
-    TakeoverMessage,
+    CallErr, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent,
+    TakeoverActor, TakeoverMessage,
 };
 
 /// A handle to call a global server by name from one node, like ractor's
@@ -78,8 +77,7 @@ impl<A: TakeoverActor> GlobalClient<A> {
         let stale = Arc::new(AtomicBool::new(true));
         let (downs_tx, downs) = watch::channel(HashMap::new());
         let watcher = tokio::spawn(watch_registry(
-            registry.subscribe(),
-            name.clone(),
+            registry.watch(&name),
             stale.clone(),
             downs_tx,
         ));
@@ -255,15 +253,15 @@ impl<A: TakeoverActor> GlobalClient<A> {
     /// waiting for the view to change until `deadline`.
     async fn next_holder(&self, failed: &Registration, deadline: Instant) -> Option<Registration> {
         // Subscribe before reading the view: a change from here on wakes us.
-        let mut changes = self.inner.registry.subscribe();
+        let mut changes = self.inner.registry.watch(&self.inner.name);
         loop {
             self.inner.stale.store(true, Ordering::Release);
             if let Some(next) = self.holder().filter(|h| h.info() != failed.info()) {
                 return Some(next);
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-                Ok(Err(RecvError::Closed)) | Err(_) => return None,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return None,
             }
         }
     }
@@ -272,45 +270,33 @@ impl<A: TakeoverActor> GlobalClient<A> {
         if let Some(holder) = self.holder() {
             return Ok(holder);
         }
-        let mut changes = self.inner.registry.subscribe();
+        let mut changes = self.inner.registry.watch(&self.inner.name);
         loop {
             self.inner.stale.store(true, Ordering::Release);
             if let Some(holder) = self.holder() {
                 return Ok(holder);
             }
             match tokio::time::timeout_at(deadline, changes.recv()).await {
-                Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => {}
-                Ok(Err(RecvError::Closed)) | Err(_) => {
-                    return Err(CallErr::NotRegistered(self.inner.name.clone()))
-                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return Err(CallErr::NotRegistered(self.inner.name.clone())),
             }
         }
     }
 }
 
-/// Marks the cache stale on every registry change that may move `name`,
-/// and counts the nodes that go down, for the calls waiting on them.
+/// Marks the cache stale on every registry change that may move `name` (the
+/// watch brings only those: its own name's, and node up/down), and counts
+/// the nodes that go down, for the calls waiting on them.
 async fn watch_registry(
-    mut events: tokio::sync::broadcast::Receiver<RegistryEvent>,
-    name: String,
+    mut changes: NameWatch,
     stale: Arc<AtomicBool>,
     downs: watch::Sender<HashMap<NodeId, u64>>,
 ) {
-    loop {
-        let concerns = match events.recv().await {
-            Ok(RegistryEvent::Registered(info)) => info.name == name,
-            Ok(RegistryEvent::Unregistered { info, .. }) => info.name == name,
-            Ok(RegistryEvent::NodeDown(node)) => {
-                stale.store(true, Ordering::Release);
-                downs.send_modify(|d| *d.entry(node).or_default() += 1);
-                true
-            }
-            Ok(_) | Err(RecvError::Lagged(_)) => true,
-            Err(RecvError::Closed) => return,
-        };
-        if concerns {
-            stale.store(true, Ordering::Release);
+    while let Some(change) = changes.recv().await {
+        if let RegistryEvent::NodeDown(node) = change {
+            downs.send_modify(|d| *d.entry(node).or_default() += 1);
         }
+        stale.store(true, Ordering::Release);
     }
 }
 

@@ -58,9 +58,10 @@ use ractor_cluster::{IncomingEncryptionMode, NodeServer, NodeServerMessage};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
-use crate::registry::{takes_messages, BoxFuture};
+use crate::registry::{takes_messages, BoxFuture, Watchers};
 use crate::{
-    LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
+    LeaveReason, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    RegistryEvent,
 };
 
 use heartbeat::{Heartbeat, HeartbeatMsg};
@@ -95,6 +96,8 @@ pub(crate) struct Shared {
     pub(crate) started: Instant,
     pub(crate) state: Mutex<SharedState>,
     pub(crate) events: broadcast::Sender<RegistryEvent>,
+    /// The per-name watches of instances and clients ([`Registry::watch`]).
+    pub(crate) watchers: Watchers,
     /// Bumped on every liveness change, for waiters.
     pub(crate) changed: watch::Sender<u64>,
 }
@@ -161,6 +164,7 @@ impl Shared {
     }
 
     pub(crate) fn emit(&self, event: RegistryEvent) {
+        self.watchers.emit(&event);
         let _ = self.events.send(event);
     }
 
@@ -210,6 +214,7 @@ impl ClusterNode {
             started: Instant::now(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,
+            watchers: Watchers::default(),
             changed: watch::channel(0).0,
         });
         let (watcher, _) = Actor::spawn(None, Watcher, shared.clone()).await?;
@@ -501,6 +506,10 @@ impl Registry for ClusterNode {
 
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         self.shared().events.subscribe()
+    }
+
+    fn watch(&self, name: &str) -> NameWatch {
+        self.shared().watchers.watch(name)
     }
 
     fn lease_until(&self) -> Option<Instant> {

@@ -408,6 +408,16 @@ impl FakeCluster {
             .is_some_and(|n| n.up)
     }
 
+    /// How many registry changes `node`'s view has handed to the watches of
+    /// its instances and clients ([`Registry::watch`]) since the cluster
+    /// was made: the work a mass event costs a node, for scale tests.
+    pub fn deliveries(&self, node: &str) -> u64 {
+        self.world()
+            .nodes
+            .get(&NodeId::new(node))
+            .map_or(0, |n| n.watchers.delivered())
+    }
+
     /// The holder of `name` in each up node's view.
     pub fn holders(&self, name: &str) -> BTreeMap<NodeId, Option<RegistrationInfo>> {
         self.nodes()

@@ -142,6 +142,7 @@ pub use registry::next_epoch;
 pub use registry::BoxFuture;
 pub use registry::Epoch;
 pub use registry::LeaveReason;
+pub use registry::NameWatch;
 pub use registry::Registration;
 pub use registry::RegistrationInfo;
 pub use registry::Registry;

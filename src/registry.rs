@@ -23,8 +23,11 @@ use tokio::sync::broadcast;
 use crate::{NodeId, RegistryErr};
 
 mod transport;
+mod watch;
 
 pub(crate) use transport::Transport;
+pub use watch::NameWatch;
+pub(crate) use watch::Watchers;
 
 /// A monotonically increasing number per name: each registration or steal
 /// gets one higher than any the node has seen, and no two nodes ever take
@@ -226,8 +229,18 @@ pub trait Registry: transport::Transport {
     /// answering heartbeats on a real cluster. Placement decides from it.
     fn live_nodes(&self) -> BTreeSet<NodeId>;
 
-    /// Changes to this view, as they are applied.
+    /// Every change to this view, as it is applied: for diagnostics. A
+    /// receiver that falls more than the stream's capacity behind loses the
+    /// oldest changes (`RecvError::Lagged`); the crate's own instances and
+    /// clients use [`Registry::watch`] instead.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
+
+    /// The changes to `name` in this view, and every peer node going up or
+    /// down, as they are applied; nothing is dropped for a slow reader.
+    /// Why per name: an instance or a client wakes up only for what can
+    /// concern it, so a mass event costs work per name that moves, not per
+    /// name times every instance on the node.
+    fn watch(&self, name: &str) -> NameWatch;
 
     /// Until when this node's holders may answer calls: an instant before
     /// which no other node can have declared this node down (and so let a

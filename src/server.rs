@@ -46,7 +46,6 @@ use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
-use tokio::sync::broadcast::error::RecvError;
 use tracing::Instrument;
 
 use self::calls::{Holder, Pending};
@@ -283,7 +282,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             .instrument(span.clone())
             .await?;
         self.registry.attach(&myself.get_cell());
-        let pump = spawn_pump(self.registry.as_ref(), myself);
+        let pump = spawn_pump(self.registry.watch(&self.name), myself);
         Ok(ServerState {
             ctx,
             user,
@@ -650,28 +649,20 @@ fn left(event: &RegistryEvent, info: &RegistrationInfo) -> bool {
     }
 }
 
-/// Feeds this node's registry changes into the instance's mailbox, so that
-/// they are handled between messages like everything else.
+/// Feeds this node's changes of our name (and node up/down) into the
+/// instance's mailbox, so that they are handled between messages like
+/// everything else. The watch drops nothing, so no change is missed.
 fn spawn_pump<A: TakeoverActor>(
-    registry: &dyn Registry,
+    mut changes: crate::NameWatch,
     myself: ActorRef<TakeoverMessage<A>>,
 ) -> JoinHandle<()> {
-    let mut events = registry.subscribe();
     tokio::spawn(async move {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if myself
-                        .send_message(TakeoverMessage::Registry(event))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                // Lagging loses nothing the instance needs: every decision
-                // re-reads the view itself.
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => break,
+        while let Some(event) = changes.recv().await {
+            if myself
+                .send_message(TakeoverMessage::Registry(event))
+                .is_err()
+            {
+                break;
             }
         }
     })

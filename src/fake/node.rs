@@ -11,7 +11,8 @@ use tokio::time::Instant;
 use super::{FakeNode, ItemKind, NodeState, Op, World};
 use crate::registry::{takes_messages, BoxFuture};
 use crate::{
-    LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
+    LeaveReason, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    RegistryEvent,
 };
 
 impl FakeNode {
@@ -227,6 +228,14 @@ impl Registry for FakeNode {
         match w.nodes.get(&self.id) {
             Some(n) => n.events.subscribe(),
             None => broadcast::channel(1).1,
+        }
+    }
+
+    fn watch(&self, name: &str) -> NameWatch {
+        let w = self.cluster.world();
+        match w.nodes.get(&self.id) {
+            Some(n) => n.watchers.watch(name),
+            None => NameWatch::closed(),
         }
     }
 

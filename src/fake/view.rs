@@ -6,6 +6,7 @@ use ractor::ActorCell;
 use tokio::sync::{broadcast, watch};
 
 use super::Op;
+use crate::registry::Watchers;
 use crate::{Epoch, LeaveReason, NodeId, RegistrationInfo, RegistryEvent};
 
 pub(super) struct NodeState {
@@ -16,6 +17,9 @@ pub(super) struct NodeState {
     pub(super) in_flight: usize,
     pub(super) version: watch::Sender<u64>,
     pub(super) events: broadcast::Sender<RegistryEvent>,
+    /// The per-name watches ([`crate::Registry::watch`]): what instances
+    /// and clients wake up for.
+    pub(super) watchers: Watchers,
     pub(super) attached: Vec<ActorCell>,
     /// Peers this node has seen go down and not come back.
     pub(super) down: BTreeSet<NodeId>,
@@ -35,6 +39,7 @@ impl NodeState {
             in_flight: 0,
             version: watch::channel(0).0,
             events: broadcast::channel(4096).0,
+            watchers: Watchers::default(),
             attached: Vec::new(),
             down: BTreeSet::new(),
             newest: HashMap::new(),
@@ -46,6 +51,7 @@ impl NodeState {
     }
 
     pub(super) fn emit(&self, event: RegistryEvent) {
+        self.watchers.emit(&event);
         let _ = self.events.send(event);
     }
 
