@@ -21,10 +21,13 @@
 //!   heard from or declared down, then after a ping round trip to every live
 //!   peer: a session delivers in order, so the pong proves that every pg
 //!   change the peer made before it has reached us (what `global:sync` does).
-//! - **Big states.** Inbound frames are capped at 16 MiB by ractor_cluster's
-//!   default; this backend raises the cap to `max_frame_bytes` (256 MiB by
-//!   default) on every node it starts, so states up to that size travel in one
-//!   message. Every node of a cluster must use the same setting.
+//! - **Big states, small frames.** Inbound frames are capped at
+//!   `max_frame_bytes` (16 MiB by default, ractor_cluster's own) on every
+//!   connection, before the cookie handshake too: the cap is how much an
+//!   unauthenticated peer can make a node buffer per connection. States of
+//!   any size (up to `max_state_bytes`) travel in parts under it (see
+//!   [`crate::TakeoverConfig::state_part_bytes`]). Every node of a cluster
+//!   must use the same setting.
 
 mod heartbeat;
 mod store;
@@ -73,7 +76,12 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// How many intervals a peer may stay silent before it counts as down.
     pub heartbeat_misses: u32,
-    /// The largest inbound frame accepted: the largest state that can move.
+    /// The largest inbound frame accepted, on every connection (before
+    /// authentication too). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least
+    /// [`MIN_FRAME_BYTES`]. Why small: a peer that never authenticates can
+    /// make the node buffer this much per connection. Big states do not
+    /// need big frames: they travel in parts of `state_part_bytes`, which
+    /// must fit under it (an instance checks when it starts).
     pub max_frame_bytes: u64,
     /// How long a registration's token lives on after it left the group, so
     /// that replies to calls the old instance forwarded still reach remote
@@ -103,7 +111,7 @@ impl ClusterConfig {
             peers: Vec::new(),
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_misses: 5,
-            max_frame_bytes: 256 << 20,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             token_linger: Duration::from_secs(30),
             tls: None,
             state_dir: None,
@@ -154,6 +162,14 @@ impl ClusterConfig {
     }
 }
 
+/// The default inbound frame cap: ractor_cluster's own 16 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = 16 << 20;
+
+/// The smallest inbound frame cap a node starts with: below it, the
+/// cluster's own messages (a peer's group sync, a part with its envelope)
+/// may not fit.
+pub const MIN_FRAME_BYTES: u64 = 64 << 10;
+
 /// A peer's identity and address, written `name@host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerAddr {
@@ -187,6 +203,8 @@ pub enum ClusterErr {
     Spawn(ractor::SpawnErr),
     /// The state directory could not be opened, or its file did not decode.
     StateDir(std::io::Error),
+    /// `max_frame_bytes` is below [`MIN_FRAME_BYTES`].
+    FrameCapTooSmall(u64),
 }
 
 impl fmt::Display for ClusterErr {
@@ -195,6 +213,10 @@ impl fmt::Display for ClusterErr {
             Self::BadPeer(p) => write!(f, "peer {p:?} is not written name@host:port"),
             Self::Spawn(e) => write!(f, "could not start the node: {e}"),
             Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
+            Self::FrameCapTooSmall(max) => write!(
+                f,
+                "max_frame_bytes is {max}, below the minimum of {MIN_FRAME_BYTES}; raise it"
+            ),
         }
     }
 }
@@ -204,7 +226,7 @@ impl std::error::Error for ClusterErr {
         match self {
             Self::Spawn(e) => Some(e),
             Self::StateDir(e) => Some(e),
-            Self::BadPeer(_) => None,
+            Self::BadPeer(_) | Self::FrameCapTooSmall(_) => None,
         }
     }
 }
@@ -306,6 +328,9 @@ impl ClusterNode {
     /// Starts a node: the TCP node server (cookie auth, TLS if configured),
     /// the heartbeat, and (re)connection to the configured peers.
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterErr> {
+        if config.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ClusterErr::FrameCapTooSmall(config.max_frame_bytes));
+        }
         let encryption = config
             .tls
             .as_ref()
@@ -481,6 +506,10 @@ impl Registry for ClusterNode {
 
     fn newest_seen(&self, name: &str) -> Option<RegistrationInfo> {
         self.shared().lock().newest.get(name).cloned()
+    }
+
+    fn max_frame_bytes(&self) -> Option<usize> {
+        usize::try_from(self.inner.config.max_frame_bytes).ok()
     }
 
     fn members(&self, name: &str) -> Vec<Registration> {

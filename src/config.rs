@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::{ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+use crate::{ConfigErr, ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+
+/// The room a state part's envelope (the message's variant, the transfer's
+/// metadata with the name and node identities, ractor_cluster's framing)
+/// needs on a link on top of the part's bytes: a part of `state_part_bytes`
+/// must fit in the frame cap with this much to spare.
+pub const PART_ENVELOPE_BYTES: usize = 16 << 10;
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -21,11 +27,17 @@ pub struct TakeoverConfig {
     pub pull_timeout: Duration,
     /// How long the start-up safe lookup waits for the registry to settle.
     pub whereis_timeout: Duration,
-    /// The largest encoded state this instance sends or accepts.
+    /// The largest encoded state this instance sends or accepts (at least
+    /// `state_part_bytes`).
     pub max_state_bytes: usize,
-    /// A state larger than this travels in parts of this size, each
-    /// acknowledged, with at most two parts in flight (see
-    /// [`crate::HandoverMsg::StatePart`]); a smaller one in one message.
+    /// A state larger than this (a takeover reply, a merge offer, a
+    /// checkpoint) travels in parts of this size, each acknowledged, with at
+    /// most two parts in flight (see [`crate::HandoverMsg::StatePart`]); a
+    /// smaller one in one message. It must be at least 1 and, with
+    /// [`PART_ENVELOPE_BYTES`] on top, fit in the backend's frame cap
+    /// ([`crate::Registry::max_frame_bytes`]); the default (4 MiB) leaves
+    /// room under ractor_cluster's 16 MiB. Why not close to the cap: a part
+    /// holds its link while it is written, heartbeats wait behind it.
     pub state_part_bytes: usize,
     /// Where the instance publishes its events.
     pub events: EventHub,
@@ -98,6 +110,41 @@ impl Default for TakeoverConfig {
 }
 
 impl TakeoverConfig {
+    /// Checks that these settings can work on a backend whose frame cap is
+    /// `frame_cap` bytes (`None`: no cap). [`crate::TakeoverServer`] runs it
+    /// when the instance starts, so a setting that cannot work fails the
+    /// spawn with this error instead of a handover later.
+    pub fn validate(&self, frame_cap: Option<usize>) -> Result<(), ConfigErr> {
+        let part = self.state_part_bytes;
+        if part == 0 {
+            return Err(ConfigErr::ZeroPartSize);
+        }
+        if let Some(cap) = frame_cap {
+            if part.saturating_add(PART_ENVELOPE_BYTES) > cap {
+                return Err(ConfigErr::PartOverFrameCap {
+                    part,
+                    envelope: PART_ENVELOPE_BYTES,
+                    frame_cap: cap,
+                });
+            }
+        }
+        if self.max_state_bytes < part {
+            return Err(ConfigErr::MaxStateBelowPart {
+                max_state: self.max_state_bytes,
+                part,
+            });
+        }
+        if self.pull_timeout.is_zero() {
+            return Err(ConfigErr::ZeroDuration("pull_timeout"));
+        }
+        if let Some(CheckpointPolicy { every: Some(d), .. }) = &self.checkpoint {
+            if d.is_zero() {
+                return Err(ConfigErr::ZeroDuration("the checkpoint interval"));
+            }
+        }
+        Ok(())
+    }
+
     /// Sets [`Self::buffer_capacity`].
     pub fn with_buffer_capacity(mut self, capacity: usize) -> Self {
         self.buffer_capacity = capacity;
@@ -116,9 +163,9 @@ impl TakeoverConfig {
         self
     }
 
-    /// Sets [`Self::state_part_bytes`] (at least 1).
+    /// Sets [`Self::state_part_bytes`] (0 is refused when the instance starts).
     pub fn with_state_part_bytes(mut self, bytes: usize) -> Self {
-        self.state_part_bytes = bytes.max(1);
+        self.state_part_bytes = bytes;
         self
     }
 

@@ -206,3 +206,58 @@ impl fmt::Display for CallErr {
 }
 
 impl std::error::Error for CallErr {}
+
+/// A [`crate::TakeoverConfig`] that cannot work, refused when the instance
+/// starts (see [`crate::TakeoverServer::spawn`]) instead of failing later,
+/// in the middle of a handover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigErr {
+    /// `state_part_bytes` is 0: no state could be sent in parts.
+    ZeroPartSize,
+    /// A part (with its envelope) would not fit in one frame of the
+    /// backend: the frame would close the session, every time.
+    PartOverFrameCap {
+        /// `state_part_bytes`.
+        part: usize,
+        /// The room a part's envelope needs on top of its bytes.
+        envelope: usize,
+        /// The backend's frame cap (see [`crate::Registry::max_frame_bytes`]).
+        frame_cap: usize,
+    },
+    /// `max_state_bytes` is below `state_part_bytes`: every state that
+    /// would need parts is refused anyway.
+    MaxStateBelowPart {
+        /// `max_state_bytes`.
+        max_state: usize,
+        /// `state_part_bytes`.
+        part: usize,
+    },
+    /// A duration that must be positive is zero (`pull_timeout`, or the
+    /// checkpoint interval): every pull would time out at once, or the
+    /// checkpoint timer would spin.
+    ZeroDuration(&'static str),
+}
+
+impl fmt::Display for ConfigErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
+            Self::PartOverFrameCap {
+                part,
+                envelope,
+                frame_cap,
+            } => write!(
+                f,
+                "state_part_bytes is {part}, but a part and its envelope ({envelope} bytes) must fit in the backend's frame cap of {frame_cap} bytes; lower state_part_bytes or raise the cap"
+            ),
+            Self::MaxStateBelowPart { max_state, part } => write!(
+                f,
+                "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"
+            ),
+            Self::ZeroDuration(what) => write!(f, "{what} is zero; set a positive duration"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigErr {}
