@@ -64,7 +64,10 @@ pub struct TakeoverConfig {
 ///
 /// A failover then loses at most the calls handled since the last checkpoint
 /// the new holder received: fewer than `every_calls`, or those of the last
-/// `every` interval, plus any checkpoint still on its way.
+/// `every` interval, plus any checkpoint still on its way. A checkpoint
+/// bigger than `state_part_bytes` travels in parts; while one is on its way
+/// to a standby, the next ones skip that standby (so that one completes),
+/// and the calls handled meanwhile wait for the next checkpoint after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPolicy {
     /// After this many handled calls (at least 1).
