@@ -214,3 +214,6 @@ impl TakeoverConfig {
         self
     }
 }
+
+#[cfg(test)]
+mod tests;
