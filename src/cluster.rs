@@ -17,10 +17,21 @@
 //!   pings every peer every `heartbeat_interval`; a peer silent for
 //!   `heartbeat_misses` intervals is down: its registrations are ignored and
 //!   a [`RegistryEvent::NodeDown`] goes out, so placement can fail over.
+//!   The heartbeat actors live in a pg scope of their own, and a separate
+//!   watcher actor turns registration changes into events, so a storm of pg
+//!   changes never queues ahead of a ping. A node whose own heartbeat timer
+//!   fires far late (it stalled) suspects itself first: it gives every peer
+//!   a fresh detection window before it judges any of them.
+//! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
+//!   have declared this node down, from the send times of the pings its
+//!   peers answered (see `docs/lease.md`).
 //! - **Safe lookup.** It answers only after every configured peer is either
-//!   heard from or declared down, then after a ping round trip to every live
-//!   peer: a session delivers in order, so the pong proves that every pg
-//!   change the peer made before it has reached us (what `global:sync` does).
+//!   heard from or known down (declared down, or refusing connections; a
+//!   peer that accepts and stays silent is waited for up to
+//!   [`ClusterConfig::startup_timeout`]), then after a ping round trip to
+//!   every live peer: a session delivers in order, so the pong proves that
+//!   every pg change the peer made before it has reached us (what
+//!   `global:sync` does).
 //! - **Big states, small frames.** Inbound frames are capped at
 //!   `max_frame_bytes` (16 MiB by default, ractor_cluster's own) on every
 //!   connection, before the cookie handshake too: the cap is how much an
@@ -30,9 +41,12 @@
 //!   must use the same setting.
 
 mod heartbeat;
+mod lease;
+mod listener;
 mod store;
 mod tls;
 mod token;
+mod watcher;
 
 pub use tls::{ClusterTls, TlsErr};
 
@@ -48,11 +62,13 @@ use tokio::time::Instant;
 
 use crate::registry::{takes_messages, BoxFuture};
 use crate::{
-    LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr, RegistryEvent,
+    ConfigErr, LeaveReason, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    RegistryEvent,
 };
 
 use heartbeat::{Heartbeat, HeartbeatMsg};
 use token::Token;
+use watcher::{Watcher, WatcherMsg};
 
 /// The pg scope every registration and heartbeat lives in.
 pub const SCOPE: &str = "ractor_takeover";
@@ -97,6 +113,28 @@ pub struct ClusterConfig {
     /// node that cannot reach a peer that saw the name's last holder may take
     /// an epoch again, and report a start on a vacant name as `Normal`.
     pub state_dir: Option<std::path::PathBuf>,
+    /// How long, from the node's start, a configured peer whose session has
+    /// not completed counts as *unknown* rather than down (5 s by default).
+    /// Why: a safe lookup answers only once every configured peer is known,
+    /// and a restarting node that took a slow peer for a dead one would see
+    /// the name vacant and register beside the live holder there. A peer
+    /// that refuses the TCP connection (nothing listens) is known down at
+    /// once; one that accepts and stays silent (hung, or its accept loop
+    /// held) is waited for up to this long.
+    pub startup_timeout: Duration,
+    /// The longest one dial of a peer may take (TCP connect, and the TLS
+    /// handshake when TLS is on; 2 s by default). ractor_cluster gives
+    /// neither a timeout of its own: without one, a peer that accepts and
+    /// never answers would hold the dial forever.
+    pub handshake_timeout: Duration,
+    /// How much shorter a holder's lease is than the detection time
+    /// (`None`, the default: a quarter of it). The margin must cover what
+    /// can happen between a holder's lease check and its answer leaving
+    /// (the handler's run, scheduling) plus the drift between the nodes'
+    /// clock rates; a pause longer than the margin at that very moment can
+    /// still let an answer out after the lease ran out. See
+    /// [`Registry::lease_until`].
+    pub lease_margin: Option<Duration>,
 }
 
 impl ClusterConfig {
@@ -115,7 +153,69 @@ impl ClusterConfig {
             token_linger: Duration::from_secs(30),
             tls: None,
             state_dir: None,
+            startup_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(2),
+            lease_margin: None,
         }
+    }
+
+    /// Sets [`Self::startup_timeout`].
+    pub fn with_startup_timeout(mut self, timeout: Duration) -> Self {
+        self.startup_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::lease_margin`].
+    pub fn with_lease_margin(mut self, margin: Duration) -> Self {
+        self.lease_margin = Some(margin);
+        self
+    }
+
+    /// The lease margin in force: [`Self::lease_margin`], or a quarter of
+    /// the detection time.
+    pub fn effective_lease_margin(&self) -> Duration {
+        self.lease_margin.unwrap_or(self.detection_time() / 4)
+    }
+
+    /// How long one answered heartbeat lets a holder answer, counted from
+    /// when the heartbeat was sent: the detection time minus the margin.
+    /// `None` when the margin leaves nothing ([`Self::validate`] refuses that).
+    pub fn lease_duration(&self) -> Option<Duration> {
+        self.detection_time()
+            .checked_sub(self.effective_lease_margin())
+            .filter(|d| !d.is_zero())
+    }
+
+    /// Refuses settings that cannot work; [`ClusterNode::start`] calls it.
+    pub fn validate(&self) -> Result<(), ConfigErr> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("heartbeat_interval"));
+        }
+        if self.handshake_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("handshake_timeout"));
+        }
+        if self.lease_duration().is_none() {
+            return Err(ConfigErr::NoLease {
+                detection: self.detection_time(),
+                margin: self.effective_lease_margin(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses a server's settings that cannot work on a node with these
+    /// settings ([`crate::TakeoverConfig::validate`] with this node's frame
+    /// cap). A server spawned on this node's registry runs the same check
+    /// itself (the registry reports its cap, [`Registry::max_frame_bytes`]);
+    /// this is for checking settings before the node starts.
+    pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
+        takeover.validate(usize::try_from(self.max_frame_bytes).ok())
     }
 
     /// Sets [`Self::state_dir`].
@@ -203,6 +303,10 @@ pub enum ClusterErr {
     Spawn(ractor::SpawnErr),
     /// The state directory could not be opened, or its file did not decode.
     StateDir(std::io::Error),
+    /// The settings cannot work together (see [`ClusterConfig::validate`]).
+    Config(ConfigErr),
+    /// The node's TCP port could not be bound.
+    Listen(std::io::Error),
     /// `max_frame_bytes` is below [`MIN_FRAME_BYTES`].
     FrameCapTooSmall(u64),
 }
@@ -213,6 +317,8 @@ impl fmt::Display for ClusterErr {
             Self::BadPeer(p) => write!(f, "peer {p:?} is not written name@host:port"),
             Self::Spawn(e) => write!(f, "could not start the node: {e}"),
             Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
+            Self::Config(e) => write!(f, "the node's settings cannot work: {e}"),
+            Self::Listen(e) => write!(f, "could not listen on the node's port: {e}"),
             Self::FrameCapTooSmall(max) => write!(
                 f,
                 "max_frame_bytes is {max}, below the minimum of {MIN_FRAME_BYTES}; raise it"
@@ -226,6 +332,8 @@ impl std::error::Error for ClusterErr {
         match self {
             Self::Spawn(e) => Some(e),
             Self::StateDir(e) => Some(e),
+            Self::Config(e) => Some(e),
+            Self::Listen(e) => Some(e),
             Self::BadPeer(_) | Self::FrameCapTooSmall(_) => None,
         }
     }
@@ -251,6 +359,9 @@ struct Inner {
     config: ClusterConfig,
     node_server: ActorRef<NodeServerMessage>,
     heartbeat: ActorRef<HeartbeatMsg>,
+    watcher: ActorRef<WatcherMsg>,
+    /// The accept loop of the node's port (see `listener`).
+    accept: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
 }
 
@@ -267,6 +378,15 @@ pub(crate) struct Shared {
 pub(crate) struct SharedState {
     /// Peers heard from within the detection time.
     pub(crate) alive: BTreeSet<NodeId>,
+    /// Peers known not to be up: declared down after they were up, or
+    /// refusing connections (nothing listens). A configured peer in neither
+    /// set is *unknown* until `startup_timeout` has passed.
+    pub(crate) known_down: BTreeSet<NodeId>,
+    /// Per peer up, the send time of the latest ping it answered: the
+    /// evidence of this node's lease (see `lease`).
+    pub(crate) answered: HashMap<NodeId, Instant>,
+    /// Set when this node stalled: pongs to pings sent before it give no lease.
+    pub(crate) fence: Option<Instant>,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
     /// The newest registration seen per name, live or gone: its epoch is
@@ -331,18 +451,25 @@ impl ClusterNode {
         if config.max_frame_bytes < MIN_FRAME_BYTES {
             return Err(ClusterErr::FrameCapTooSmall(config.max_frame_bytes));
         }
+        config.validate().map_err(ClusterErr::Config)?;
         let encryption = config
             .tls
             .as_ref()
             .map(|tls| IncomingEncryptionMode::Tls(tls.acceptor().clone()));
+        let tcp = listener::bind(config.port)
+            .await
+            .map_err(ClusterErr::Listen)?;
+        // The node server's own listener cannot be turned off: loopback
+        // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
-            config.port,
+            0,
             config.cookie.clone(),
             config.node.to_string(),
             config.hostname.clone(),
             encryption,
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
+        .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into())
         .with_max_inbound_frame_size(config.max_frame_bytes);
         let mut state = SharedState::default();
         if let Some(dir) = &config.state_dir {
@@ -351,12 +478,19 @@ impl ClusterNode {
             state.store = Some(Arc::new(store));
         }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        let accept = tokio::spawn(listener::run(
+            tcp,
+            node_server.clone(),
+            config.tls.as_ref().map(|tls| tls.acceptor().clone()),
+            config.handshake_timeout,
+        ));
         let shared = Arc::new(Shared {
             started: Instant::now(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,
             changed: watch::channel(0).0,
         });
+        let (watcher, _) = Actor::spawn(None, Watcher, shared.clone()).await?;
         let (heartbeat, _) = Actor::spawn(
             Some(heartbeat::actor_name(&config.node)),
             Heartbeat,
@@ -372,6 +506,8 @@ impl ClusterNode {
                 config,
                 node_server,
                 heartbeat,
+                watcher,
+                accept,
                 shared,
             }),
         })
@@ -393,9 +529,11 @@ impl ClusterNode {
         Arc::new(self.clone())
     }
 
-    /// Stops the node's actors (node server and heartbeat); sessions close.
+    /// Stops the node's actors (node server, heartbeat, watcher); sessions close.
     pub fn shutdown(&self) {
         self.inner.heartbeat.stop(None);
+        self.inner.watcher.stop(None);
+        self.inner.accept.abort();
         self.inner.node_server.stop(None);
     }
 
@@ -403,11 +541,28 @@ impl ClusterNode {
         &self.inner.shared
     }
 
-    /// Waits until every configured peer is heard from or declared down.
+    /// Until when this node's holders may answer: the earliest, over the
+    /// peers this node considers up, of the send time of the latest
+    /// heartbeat the peer answered plus [`ClusterConfig::lease_duration`].
+    /// No other node can have declared this node down before then. `None`:
+    /// no lease (a peer up has not answered yet, the lease ran out, or this
+    /// node stalled and has not heard every peer since). Why send times: a
+    /// pong read late, because it queued in the socket while this process
+    /// was stopped, proves only that the peer heard us when we sent.
+    pub fn lease_until(&self) -> Option<Instant> {
+        let lease = self.inner.config.lease_duration()?;
+        let s = self.shared().lock();
+        lease::lease_until(&s.alive, &s.answered, s.fence, lease, Instant::now())
+    }
+
+    /// Waits until every configured peer is known: heard from, or known
+    /// down (declared down, or refusing connections). A peer whose session
+    /// has not completed is unknown until `startup_timeout` has passed since
+    /// the start: taking it for down would show its names as vacant.
     async fn peers_known(&self, deadline: Instant) -> bool {
         let shared = self.shared();
         let mut changed = shared.changed.subscribe();
-        let detection = self.inner.config.detection_time();
+        let give_up = shared.started + self.inner.config.startup_timeout;
         loop {
             let known = {
                 let s = shared.lock();
@@ -415,12 +570,12 @@ impl ClusterNode {
                     .config
                     .peers
                     .iter()
-                    .all(|p| s.alive.contains(&p.node))
-            } || shared.started.elapsed() >= detection;
+                    .all(|p| s.alive.contains(&p.node) || s.known_down.contains(&p.node))
+            } || Instant::now() >= give_up;
             if known {
                 return true;
             }
-            let wake = (shared.started + detection).min(deadline);
+            let wake = give_up.min(deadline);
             match tokio::time::timeout_at(wake, changed.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return false,
@@ -559,6 +714,13 @@ impl Registry for ClusterNode {
                 Ok(ractor::rpc::CallResult::Success(())) => {}
                 _ => return Err(not_settled()),
             }
+            // The watcher records the newest registrations (`newest_seen`)
+            // from pg changes; let it catch up with what the barrier let in.
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inner.watcher.call(WatcherMsg::Sync, Some(left)).await {
+                Ok(ractor::rpc::CallResult::Success(())) => {}
+                _ => return Err(not_settled()),
+            }
             self.purge_dead();
             Ok(self.lookup(name))
         })
@@ -609,11 +771,7 @@ impl Registry for ClusterNode {
             // Out of the group at once (no new lookup finds it), but alive a
             // while longer: remote callers' reply ports hang off their proxies
             // of this token (see `token::Token`).
-            let linger = self.inner.config.token_linger;
-            tokio::spawn(async move {
-                tokio::time::sleep(linger).await;
-                token.stop(None);
-            });
+            ractor::time::exit_after(self.inner.config.token_linger, token);
         }
     }
 
@@ -625,6 +783,10 @@ impl Registry for ClusterNode {
 
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         self.shared().events.subscribe()
+    }
+
+    fn lease_until(&self) -> Option<Instant> {
+        ClusterNode::lease_until(self)
     }
 }
 
@@ -660,3 +822,6 @@ impl ClusterNode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

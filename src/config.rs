@@ -124,10 +124,9 @@ impl TakeoverConfig {
         }
         if let Some(cap) = frame_cap {
             if part.saturating_add(PART_ENVELOPE_BYTES) > cap {
-                return Err(ConfigErr::PartOverFrameCap {
-                    part,
-                    envelope: PART_ENVELOPE_BYTES,
-                    frame_cap: cap,
+                return Err(ConfigErr::PartOverFrame {
+                    part_bytes: part,
+                    max_frame_bytes: cap as u64,
                 });
             }
         }
@@ -138,11 +137,11 @@ impl TakeoverConfig {
             });
         }
         if self.pull_timeout.is_zero() {
-            return Err(ConfigErr::ZeroDuration("pull_timeout"));
+            return Err(ConfigErr::ZeroTimeout("pull_timeout"));
         }
         if let Some(CheckpointPolicy { every: Some(d), .. }) = &self.checkpoint {
             if d.is_zero() {
-                return Err(ConfigErr::ZeroDuration("the checkpoint interval"));
+                return Err(ConfigErr::ZeroTimeout("the checkpoint interval"));
             }
         }
         Ok(())

@@ -207,24 +207,40 @@ impl fmt::Display for CallErr {
 
 impl std::error::Error for CallErr {}
 
-/// A [`crate::TakeoverConfig`] that cannot work, refused when the instance
-/// starts (see [`crate::TakeoverServer::spawn`]) instead of failing later,
-/// in the middle of a handover.
+/// Settings that cannot work, refused before anything starts: a
+/// [`crate::TakeoverConfig`] when its instance spawns (see
+/// [`crate::TakeoverServer::spawn`]), a [`crate::cluster::ClusterConfig`]
+/// when its node starts; instead of failing later, in the middle of a
+/// handover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigErr {
+    /// The lease margin leaves no lease: it is not shorter than the failure
+    /// detection time (`heartbeat_interval x heartbeat_misses`). Lower the
+    /// margin or raise the detection time.
+    NoLease {
+        /// The detection time.
+        detection: Duration,
+        /// The margin asked for.
+        margin: Duration,
+    },
+    /// A timeout or interval that must be above zero is zero
+    /// (`pull_timeout`, the checkpoint interval, the cluster's timeouts).
+    ZeroTimeout(&'static str),
+    /// A state part (`TakeoverConfig::state_part_bytes`, plus
+    /// [`crate::PART_ENVELOPE_BYTES`] for its message's envelope) does not
+    /// fit in one frame of the backend ([`crate::Registry::max_frame_bytes`],
+    /// `ClusterConfig::max_frame_bytes` on a real node): the first part
+    /// would close the session, every time. Lower the part size or raise
+    /// the frame cap.
+    PartOverFrame {
+        /// The part size asked for.
+        part_bytes: usize,
+        /// The frame cap.
+        max_frame_bytes: u64,
+    },
     /// `state_part_bytes` is 0: no state could be sent in parts.
     ZeroPartSize,
-    /// A part (with its envelope) would not fit in one frame of the
-    /// backend: the frame would close the session, every time.
-    PartOverFrameCap {
-        /// `state_part_bytes`.
-        part: usize,
-        /// The room a part's envelope needs on top of its bytes.
-        envelope: usize,
-        /// The backend's frame cap (see [`crate::Registry::max_frame_bytes`]).
-        frame_cap: usize,
-    },
     /// `max_state_bytes` is below `state_part_bytes`: every state that
     /// would need parts is refused anyway.
     MaxStateBelowPart {
@@ -233,29 +249,28 @@ pub enum ConfigErr {
         /// `state_part_bytes`.
         part: usize,
     },
-    /// A duration that must be positive is zero (`pull_timeout`, or the
-    /// checkpoint interval): every pull would time out at once, or the
-    /// checkpoint timer would spin.
-    ZeroDuration(&'static str),
 }
 
 impl fmt::Display for ConfigErr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
-            Self::PartOverFrameCap {
-                part,
-                envelope,
-                frame_cap,
+            Self::NoLease { detection, margin } => write!(
+                f,
+                "the lease margin {margin:?} is not below the detection time {detection:?}, so a holder never has a lease; lower the margin or raise the detection time"
+            ),
+            Self::ZeroTimeout(what) => write!(f, "{what} must be above zero"),
+            Self::PartOverFrame {
+                part_bytes,
+                max_frame_bytes,
             } => write!(
                 f,
-                "state_part_bytes is {part}, but a part and its envelope ({envelope} bytes) must fit in the backend's frame cap of {frame_cap} bytes; lower state_part_bytes or raise the cap"
+                "state parts of {part_bytes} bytes (plus their envelope) do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
             ),
+            Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
             Self::MaxStateBelowPart { max_state, part } => write!(
                 f,
                 "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"
             ),
-            Self::ZeroDuration(what) => write!(f, "{what} is zero; set a positive duration"),
         }
     }
 }

@@ -229,6 +229,16 @@ pub trait Registry: transport::Transport {
     /// Changes to this view, as they are applied.
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent>;
 
+    /// Until when this node's holders may answer calls: an instant before
+    /// which no other node can have declared this node down (and so let a
+    /// standby take one of its names). `None`: no such proof now; a holder
+    /// holds its calls until there is one again. A returned instant is in
+    /// the future when returned. The real backend counts it from the send
+    /// time of the latest heartbeat each peer it considers up answered, plus
+    /// the detection time minus a margin (`ClusterConfig::lease_margin`),
+    /// and voids it after this node stalled until every peer answered again.
+    fn lease_until(&self) -> Option<tokio::time::Instant>;
+
     /// The newest registration of `name` this node has seen, live or gone
     /// (its epoch is the highest this node knows). An instance that starts
     /// on a vacant name asks it to tell a first start (`StartType::Normal`)

@@ -95,29 +95,65 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// Spawns the instance, as [`Actor::spawn`] does (with no local name).
+    /// Spawns the instance, as [`Actor::spawn`] does (with no local name),
+    /// and returns once it has started: it holds the name or waits as a
+    /// standby. Why it waits: ractor returns from `spawn` after `pre_start`,
+    /// while the safe whereis and the registration run in `post_start`; a
+    /// caller that spawns on one node and then on another expects the first
+    /// to have registered (two spawns in a row raced for the name before).
+    /// An instance that stops during its start-up (a failed safe whereis, a
+    /// `go` that returned an error) gives `SpawnErr::StartupFailed`.
     ///
     /// # Errors
     ///
-    /// Besides ractor's own, `SpawnErr::StartupFailed` with a
-    /// [`crate::ConfigErr`] inside (`err.downcast_ref::<ConfigErr>()` on the
-    /// boxed error) when the settings cannot work on this registry (see
+    /// Besides those, `SpawnErr::StartupFailed` with a [`crate::ConfigErr`]
+    /// inside (`err.downcast_ref::<ConfigErr>()` on the boxed error) when
+    /// the settings cannot work on this registry (see
     /// [`TakeoverConfig::validate`]): checked first, before
     /// [`TakeoverActor::init`] runs, whichever way the actor is spawned.
     pub async fn spawn(
         self,
         args: A::Arguments,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        Actor::spawn(None, self, args).await
+        let (instance, handle) = Actor::spawn(None, self, args).await?;
+        started(instance, handle).await
     }
 
-    /// Spawns the instance linked to `supervisor`, as [`Actor::spawn_linked`] does.
+    /// Spawns the instance linked to `supervisor`, as [`Actor::spawn_linked`]
+    /// does. Unlike [`TakeoverServer::spawn`] it returns right after
+    /// `pre_start`, as ractor's does: a supervisor restarts its child from
+    /// its own handler, and must not wait there for the child's safe whereis
+    /// (which can wait for registry changes the supervisor's node has not
+    /// seen yet). Wait with [`status`](crate::status) if you need the child
+    /// started.
     pub async fn spawn_linked(
         self,
         args: A::Arguments,
         supervisor: ActorCell,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
         Actor::spawn_linked(None, self, args, supervisor).await
+    }
+}
+
+/// The span every log line of one instance carries.
+fn instance_span(name: &str, node: &crate::NodeId, epoch: Option<Epoch>) -> tracing::Span {
+    match epoch {
+        Some(epoch) => tracing::info_span!("takeover", %name, %node, epoch),
+        None => tracing::info_span!("takeover", %name, %node),
+    }
+}
+
+/// Waits for a freshly spawned instance's start-up: ractor handles messages
+/// only after `post_start`, so the answer to a status request comes after it.
+async fn started<A: TakeoverActor>(
+    instance: TakeoverRef<A>,
+    handle: JoinHandle<()>,
+) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
+    match instance.call(TakeoverMessage::Status, None).await {
+        Ok(ractor::rpc::CallResult::Success(_)) => Ok((instance, handle)),
+        _ => Err(SpawnErr::StartupFailed(
+            "the instance stopped during its start-up (see its log)".into(),
+        )),
     }
 }
 
@@ -167,6 +203,8 @@ pub struct ServerState<A: TakeoverActor> {
     /// One span per instance (name, node, epoch): every log line of the
     /// instance carries them.
     span: tracing::Span,
+    /// The epoch `span` was made with.
+    span_epoch: Option<Epoch>,
     /// What the instance remembers of past stages.
     memory: Memory,
     /// States in parts on their way out or in (see `transfer`).
@@ -241,12 +279,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
         // Before `init`: a setting that cannot work fails the spawn, not a
         // handover later (see `spawn`).
         self.config.validate(self.registry.max_frame_bytes())?;
-        let span = tracing::info_span!(
-            "takeover",
-            name = %self.name,
-            node = %self.registry.node(),
-            epoch = tracing::field::Empty,
-        );
+        let span = instance_span(&self.name, self.registry.node(), None);
         let ctx = TakeoverCtx {
             myself: myself.clone(),
             name: self.name.clone(),
@@ -268,6 +301,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             buffer: VecDeque::new(),
             pump,
             span,
+            span_epoch: None,
             memory: Memory::default(),
             transfers: Transfers::default(),
         })
@@ -389,9 +423,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             from.phase(),
             state.stage.phase()
         );
-        state
-            .span
-            .record("epoch", tracing::field::debug(state.epoch()));
+        self.respan(state);
         tracing::info!(from = ?from.phase(), to = ?state.stage.phase(), epoch = ?state.epoch(), "phase");
         if let Some(kind) = event {
             self.publish(state, kind);
@@ -407,10 +439,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         to: Option<Registration>,
     ) -> Option<Registration> {
         let old = std::mem::replace(&mut state.ctx.registration, to);
-        state
-            .span
-            .record("epoch", tracing::field::debug(state.epoch()));
+        self.respan(state);
         old
+    }
+
+    /// A fresh span when the epoch changed. Why not `Span::record`: the fmt
+    /// subscriber appends a field at every record, so a long-lived instance
+    /// would repeat `epoch=` once per change on every line. The new span
+    /// covers the next message on; the line that logs a change names the
+    /// epoch itself.
+    fn respan(&self, state: &mut ServerState<A>) {
+        let epoch = state.epoch();
+        if state.span_epoch != epoch {
+            state.span_epoch = epoch;
+            state.span = instance_span(&self.name, self.registry.node(), epoch);
+        }
     }
 
     /// Remembers `info` as the newest holder seen, if it ranks above the one

@@ -337,10 +337,9 @@ async fn settings_that_cannot_work_are_refused_at_spawn() {
         ),
         (
             TakeoverConfig::default().with_state_part_bytes(CAP),
-            ConfigErr::PartOverFrameCap {
-                part: CAP,
-                envelope: PART_ENVELOPE_BYTES,
-                frame_cap: CAP,
+            ConfigErr::PartOverFrame {
+                part_bytes: CAP,
+                max_frame_bytes: CAP as u64,
             },
         ),
         (
@@ -352,7 +351,7 @@ async fn settings_that_cannot_work_are_refused_at_spawn() {
         ),
         (
             config().with_pull_timeout(Duration::ZERO),
-            ConfigErr::ZeroDuration("pull_timeout"),
+            ConfigErr::ZeroTimeout("pull_timeout"),
         ),
     ];
     for (config, want) in refused {

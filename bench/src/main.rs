@@ -50,6 +50,13 @@
 //! `--failovers N` (5); `--rtt-calls N` (10000 per kind); `--heartbeat-ms`
 //! (200); `--misses` (5); `--verbose` (echo the nodes' output on stderr).
 //!
+//! The scale series is a subcommand of its own (`-- scale`, `-- scale
+//! --help`; `scale.rs`): N = 1, 100, 1000 names on 3 node processes (10 000
+//! with `--with-10k`, 1000 on 5 and 7 nodes with `--wide`), start-up, memory,
+//! idle CPU, mass failover and takeover back per name, calls lost and
+//! duplicated, names with two holders; its nodes are the test node's
+//! (`test-node --names N`, `test-node client`).
+//!
 //! Layout: here the command line and the run; `server.rs` the benchmark
 //! server, `actors.rs` Echo and Control, `node_process.rs` the node role,
 //! `cluster.rs` the node processes and the real figures' driver, `fake.rs`,
@@ -90,6 +97,7 @@ mod figures;
 mod load;
 mod node_process;
 mod pause;
+mod scale;
 mod server;
 
 use actors::{envelope_call, find_member, Control, Echo, Mem, Slot, TakeoverOutcome};
@@ -141,6 +149,9 @@ enum Role {
     Node(NodeArgs),
     /// The benchmark (the default).
     Bench(BenchArgs),
+    /// The scale series: many global names on real node processes
+    /// (issue 11; `scale --help`).
+    Scale(scale::ScaleArgs),
 }
 
 /// A node process's flags.
@@ -214,6 +225,10 @@ async fn main() -> Result<(), AnyErr> {
             role: Some(Role::Node(args)),
             ..
         } => run_node(args).await,
+        Cli {
+            role: Some(Role::Scale(args)),
+            ..
+        } => scale::run_scale(args).await,
         Cli {
             role: Some(Role::Bench(args)),
             ..

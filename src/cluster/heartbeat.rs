@@ -1,7 +1,11 @@
-//! The heartbeat actor: failure detection, the sync barrier of safe lookups,
-//! peer (re)connection, and pg changes turned into registry events.
+//! The heartbeat actor: failure detection, the holder lease's evidence, the
+//! stall rule, the sync barrier of safe lookups, and peer (re)connection.
+//!
+//! It does nothing else, in a pg scope of its own ([`HB_SCOPE`]): pg changes
+//! of the registrations (a storm in a mass move) go to the watcher actor, so
+//! they never queue ahead of a ping or a pong here.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
@@ -10,9 +14,11 @@ use ractor::{pg, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, S
 use ractor_cluster::NodeServerMessage;
 use tokio::time::Instant;
 
-use super::{member_info, ClusterConfig, Shared, SCOPE};
+use super::{lease, ClusterConfig, Shared};
 use crate::{NodeId, RegistryEvent};
 
+/// The pg scope of the heartbeat actors, apart from the registrations'.
+pub(crate) const HB_SCOPE: &str = "ractor_takeover|hb";
 const GROUP: &str = "ractor_takeover|heartbeat";
 const PREFIX: &str = "ractor_takeover|hb|";
 
@@ -37,8 +43,14 @@ pub(crate) enum HeartbeatMsg {
     Tick,
     /// Local: answer once every live peer answered a ping sent from now on.
     Barrier(RpcReplyPort<()>),
-    /// Local: a dial finished.
-    Dialed { node: NodeId, ok: bool },
+    /// Local: a dial finished; `refused`: nothing listens at the address.
+    Dialed {
+        node: NodeId,
+        ok: bool,
+        refused: bool,
+    },
+    /// Local: a TCP probe of a peer we wait to be dialed by, during start-up.
+    Probed { node: NodeId, refused: bool },
 }
 
 impl ractor::Message for HeartbeatMsg {
@@ -91,6 +103,13 @@ pub(crate) struct State {
     unconnected_ticks: HashMap<NodeId, u32>,
     /// Peers being dialed, and until when not to dial them again.
     dialing: HashMap<NodeId, Instant>,
+    /// Peers being probed (start-up only).
+    probing: BTreeSet<NodeId>,
+    /// When each recent ping round was sent, by its sequence number: a pong
+    /// proves liveness as of its ping's send time, never as of its arrival.
+    sent: VecDeque<(u64, Instant)>,
+    /// When the previous tick was handled, to tell a stall.
+    last_tick: Instant,
 }
 
 impl State {
@@ -100,7 +119,7 @@ impl State {
 
     /// Our peers' heartbeat actors, as pg shows them.
     fn peer_cells(&self) -> Vec<(NodeId, ActorCell)> {
-        pg::get_scoped_members(&SCOPE.to_string(), &GROUP.to_string())
+        pg::get_scoped_members(&HB_SCOPE.to_string(), &GROUP.to_string())
             .into_iter()
             .filter(|c| !c.get_id().is_local())
             .filter_map(|c| node_of(&c).map(|n| (n, c)))
@@ -110,6 +129,17 @@ impl State {
 
     fn ping_all(&mut self) -> BTreeSet<NodeId> {
         self.seq += 1;
+        let now = Instant::now();
+        self.sent.push_back((self.seq, now));
+        // A pong older than the detection time gives no lease anyway.
+        let keep = self.args.config.detection_time() * 2;
+        while self
+            .sent
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) > keep)
+        {
+            self.sent.pop_front();
+        }
         let mut pinged = BTreeSet::new();
         for (node, cell) in self.peer_cells() {
             let ping = HeartbeatMsg::Ping {
@@ -123,19 +153,45 @@ impl State {
         pinged
     }
 
+    /// `node` answered ping `seq`: its lease evidence is that ping's send time.
+    fn answered(&mut self, node: &NodeId, seq: u64) {
+        let Some(&(_, sent)) = self.sent.iter().find(|(s, _)| *s == seq) else {
+            return;
+        };
+        let mut s = self.args.shared.lock();
+        if s.alive.contains(node) {
+            let at = s.answered.entry(node.clone()).or_insert(sent);
+            *at = (*at).max(sent);
+        }
+    }
+
     fn heard(&mut self, node: NodeId) {
         self.last_heard.insert(node.clone(), Instant::now());
-        let new = self.args.shared.lock().alive.insert(node.clone());
+        let new = {
+            let mut s = self.args.shared.lock();
+            s.known_down.remove(&node);
+            s.alive.insert(node.clone())
+        };
         if new {
             tracing::info!(node = %self.me(), peer = %node, "peer up");
             self.args.shared.emit(RegistryEvent::NodeUp(node));
             self.args.shared.bump();
+            // A peer up that has not answered a ping voids the lease (it
+            // may hold a name of ours, seen or not): ask it now rather than
+            // at the next tick, so a node joining (a client's, too) pauses
+            // holders for one round trip, not up to an interval.
+            self.ping_all();
         }
     }
 
     fn down(&mut self, node: &NodeId, why: &str) {
         self.last_heard.remove(node);
-        let was = self.args.shared.lock().alive.remove(node);
+        let was = {
+            let mut s = self.args.shared.lock();
+            s.answered.remove(node);
+            s.known_down.insert(node.clone());
+            s.alive.remove(node)
+        };
         if was {
             tracing::warn!(node = %self.me(), peer = %node, why, "peer down");
             self.args.shared.emit(RegistryEvent::NodeDown(node.clone()));
@@ -169,7 +225,7 @@ impl State {
     fn dial_missing(&mut self, myself: &ActorRef<HeartbeatMsg>) {
         let connected: BTreeSet<NodeId> = self.peer_cells().into_iter().map(|(n, _)| n).collect();
         let me = self.args.config.node.clone();
-        for peer in &self.args.config.peers {
+        for peer in self.args.config.peers.clone() {
             if connected.contains(&peer.node) || peer.node == me {
                 self.unconnected_ticks.remove(&peer.node);
                 continue;
@@ -177,6 +233,7 @@ impl State {
             let waited = self.unconnected_ticks.entry(peer.node.clone()).or_default();
             *waited += 1;
             if peer.node < me && *waited < ORDERLESS_AFTER {
+                self.probe(myself, &peer.node, &peer.addr);
                 continue;
             }
             // One dial at a time per peer; after a connect, give the session
@@ -188,9 +245,9 @@ impl State {
             {
                 continue;
             }
-            let window = self.args.config.detection_time() * 10;
+            let window = self.args.config.handshake_timeout;
             self.dialing
-                .insert(peer.node.clone(), Instant::now() + window);
+                .insert(peer.node.clone(), Instant::now() + window * 2);
             let server = self.args.node_server.clone();
             let addr = peer.addr.clone();
             let node = peer.node.clone();
@@ -213,21 +270,84 @@ impl State {
                 };
                 // Neither the TCP connect nor the TLS handshake has a timeout
                 // of its own (a peer that never answers the handshake would
-                // hold the dial forever); give up when the window closes.
-                let ok = match tokio::time::timeout(window, dial).await {
-                    Ok(Ok(())) => true,
+                // hold the dial forever).
+                let (ok, refused) = match tokio::time::timeout(window, dial).await {
+                    Ok(Ok(())) => (true, false),
                     Ok(Err(e)) => {
                         tracing::debug!(%addr, error = %e, "peer not reachable yet");
-                        false
+                        let refused = matches!(
+                            &e,
+                            ractor_cluster::ClientConnectErr::Socket(io)
+                                if io.kind() == std::io::ErrorKind::ConnectionRefused
+                        );
+                        (false, refused)
                     }
                     Err(_) => {
                         tracing::debug!(%addr, "dial timed out");
-                        false
+                        (false, false)
                     }
                 };
-                let _ = myself.send_message(HeartbeatMsg::Dialed { node, ok });
+                let _ = myself.send_message(HeartbeatMsg::Dialed { node, ok, refused });
             });
         }
+    }
+}
+
+impl State {
+    /// During start-up, finds out whether a peer that we wait to be dialed
+    /// by listens at all: a refused connection means no process is there,
+    /// so nothing can be registered there and the peer is known down; an
+    /// accepted one (a live peer, or a hung one: the kernel accepts for it)
+    /// leaves it unknown until it dials us or `startup_timeout` passes. The
+    /// probe's connection closes at once without a byte sent.
+    fn probe(&mut self, myself: &ActorRef<HeartbeatMsg>, node: &NodeId, addr: &str) {
+        let shared = &self.args.shared;
+        if shared.started.elapsed() >= self.args.config.startup_timeout
+            || self.probing.contains(node)
+        {
+            return;
+        }
+        {
+            let s = shared.lock();
+            if s.alive.contains(node) || s.known_down.contains(node) {
+                return;
+            }
+        }
+        self.probing.insert(node.clone());
+        let (node, addr, myself) = (node.clone(), addr.to_string(), myself.clone());
+        let timeout = self.args.config.handshake_timeout;
+        tokio::spawn(async move {
+            let refused = matches!(
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr.as_str())).await,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+            );
+            let _ = myself.send_message(HeartbeatMsg::Probed { node, refused });
+        });
+    }
+
+    /// Nothing listens at `node`'s address: known down (not up, so no event).
+    fn refused(&mut self, node: &NodeId) {
+        let mut s = self.args.shared.lock();
+        if !s.alive.contains(node) && s.known_down.insert(node.clone()) {
+            tracing::info!(node = %self.args.config.node, peer = %node, "peer not listening: known down");
+            drop(s);
+            self.args.shared.bump();
+        }
+    }
+
+    /// This process's timers fired far late: it stalled. Its sockets may
+    /// hold fresh pongs (and pg changes) its timers have not seen, so it
+    /// suspects itself before anyone else: every peer gets a fresh
+    /// detection window from now, and the lease counts only pongs to pings
+    /// sent from now on.
+    fn stalled(&mut self, gap: std::time::Duration) {
+        let now = Instant::now();
+        tracing::warn!(node = %self.args.config.node, ?gap, "this node stalled: re-syncing before judging peers");
+        for at in self.last_heard.values_mut() {
+            *at = now;
+        }
+        self.args.shared.lock().fence = Some(now);
+        self.args.shared.bump();
     }
 }
 
@@ -241,9 +361,9 @@ impl Actor for Heartbeat {
         myself: ActorRef<HeartbeatMsg>,
         args: Args,
     ) -> Result<State, ActorProcessingErr> {
-        pg::monitor_scope(SCOPE.to_string(), myself.get_cell());
+        pg::monitor_scope(HB_SCOPE.to_string(), myself.get_cell());
         pg::join_scoped(
-            SCOPE.to_string(),
+            HB_SCOPE.to_string(),
             GROUP.to_string(),
             vec![myself.get_cell()],
         );
@@ -256,6 +376,9 @@ impl Actor for Heartbeat {
             ticks: 0,
             unconnected_ticks: HashMap::new(),
             dialing: HashMap::new(),
+            probing: BTreeSet::new(),
+            sent: VecDeque::new(),
+            last_tick: Instant::now(),
         })
     }
 
@@ -286,10 +409,18 @@ impl Actor for Heartbeat {
             }
             HeartbeatMsg::Pong { from, seq } => {
                 state.heard(from.clone());
+                state.answered(&from, seq);
                 state.settle_barriers(&from, seq);
             }
             HeartbeatMsg::Tick => {
                 state.ticks += 1;
+                let now = Instant::now();
+                let gap = now.duration_since(state.last_tick);
+                state.last_tick = now;
+                let config = &state.args.config;
+                if lease::is_stall(gap, config.heartbeat_interval, config.detection_time()) {
+                    state.stalled(gap);
+                }
                 state.ping_all();
                 let detection = state.args.config.detection_time();
                 let silent: Vec<NodeId> = state
@@ -303,7 +434,16 @@ impl Actor for Heartbeat {
                 }
                 state.dial_missing(&myself);
             }
-            HeartbeatMsg::Dialed { node, ok } => {
+            HeartbeatMsg::Probed { node, refused } => {
+                state.probing.remove(&node);
+                if refused {
+                    state.refused(&node);
+                }
+            }
+            HeartbeatMsg::Dialed { node, ok, refused } => {
+                if refused {
+                    state.refused(&node);
+                }
                 if ok {
                     let grace = Instant::now() + state.args.config.detection_time();
                     state.dialing.insert(node, grace);
@@ -334,45 +474,17 @@ impl Actor for Heartbeat {
         let SupervisionEvent::ProcessGroupChanged(change) = event else {
             return Ok(());
         };
-        match change {
-            GroupChangeMessage::Join(scope, group, cells) if scope == SCOPE => {
-                if group == GROUP {
-                    return Ok(());
-                }
-                for cell in cells {
-                    if let Some(info) = member_info(&cell, &group) {
-                        if let Err(e) = state.args.shared.saw(&info) {
-                            tracing::warn!(?info, error = %e, "could not keep the newest epoch on disk");
-                        }
-                        state.args.shared.emit(RegistryEvent::Registered(info));
-                    }
+        if let GroupChangeMessage::Leave(scope, group, cells) = change {
+            if scope != HB_SCOPE || group != GROUP {
+                return Ok(());
+            }
+            for cell in cells {
+                // The session closed (the OS closes a killed process's
+                // sockets at once): no need to wait for missed beats.
+                if let Some(node) = node_of(&cell).filter(|_| !cell.get_id().is_local()) {
+                    state.down(&node, "session closed");
                 }
             }
-            GroupChangeMessage::Leave(scope, group, cells) if scope == SCOPE => {
-                for cell in cells {
-                    if group == GROUP {
-                        // The session closed (the OS closes a killed process's
-                        // sockets at once): no need to wait for missed beats.
-                        if let Some(node) = node_of(&cell).filter(|_| !cell.get_id().is_local()) {
-                            state.down(&node, "session closed");
-                        }
-                    } else if let Some(info) = member_info(&cell, &group) {
-                        let (recorded, alive) = {
-                            let mut s = state.args.shared.lock();
-                            (
-                                s.leaving.remove(&cell.get_id()),
-                                s.alive.contains(&info.node),
-                            )
-                        };
-                        let reason = super::token::leave_reason(&cell, &group, recorded, alive);
-                        state
-                            .args
-                            .shared
-                            .emit(RegistryEvent::Unregistered { info, reason });
-                    }
-                }
-            }
-            _ => {}
         }
         Ok(())
     }

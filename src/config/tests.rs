@@ -12,10 +12,9 @@ fn validate_refuses_what_cannot_work_and_nothing_else() {
     assert_eq!(ok.validate(Some(part + PART_ENVELOPE_BYTES)), Ok(()));
     assert_eq!(
         ok.validate(Some(part + PART_ENVELOPE_BYTES - 1)),
-        Err(ConfigErr::PartOverFrameCap {
-            part,
-            envelope: PART_ENVELOPE_BYTES,
-            frame_cap: part + PART_ENVELOPE_BYTES - 1,
+        Err(ConfigErr::PartOverFrame {
+            part_bytes: part,
+            max_frame_bytes: (part + PART_ENVELOPE_BYTES - 1) as u64,
         })
     );
     assert_eq!(
@@ -31,13 +30,13 @@ fn validate_refuses_what_cannot_work_and_nothing_else() {
     );
     assert_eq!(
         ok.clone().with_pull_timeout(Duration::ZERO).validate(None),
-        Err(ConfigErr::ZeroDuration("pull_timeout"))
+        Err(ConfigErr::ZeroTimeout("pull_timeout"))
     );
     assert_eq!(
         ok.clone()
             .with_checkpoints(CheckpointPolicy::every(Duration::ZERO))
             .validate(None),
-        Err(ConfigErr::ZeroDuration("the checkpoint interval"))
+        Err(ConfigErr::ZeroTimeout("the checkpoint interval"))
     );
     // The defaults fit ractor_cluster's default cap.
     assert_eq!(TakeoverConfig::default().validate(Some(16 << 20)), Ok(()));

@@ -233,6 +233,16 @@ impl Registry for FakeNode {
             None => broadcast::channel(1).1,
         }
     }
+
+    fn lease_until(&self) -> Option<Instant> {
+        // An up node always holds a lease here, one longer than any test.
+        // Paused nodes are the one case where a peer can declare a live node
+        // down; the server does not check the lease yet, so the fake does
+        // not model its loss yet either.
+        self.cluster
+            .is_up(self.id.as_str())
+            .then(|| Instant::now() + Duration::from_secs(3600))
+    }
 }
 
 impl crate::registry::Transport for FakeNode {

@@ -10,9 +10,18 @@
 //!   demo's `node` role.
 //! - [`procs`]: starting node processes on loopback, reading their output,
 //!   free ports, temporary directories, and building the test node.
+//! - [`client`]: the test node's client role, calling many names without
+//!   pause and printing every answer.
+//! - [`answers`]: those answers, and what they add up to (calls lost or
+//!   duplicated, two holders, per-name failover and takeover times).
+//! - [`many`]: a many-names cluster of node processes and that client, as
+//!   the scale bench and `tests/real_many_names.rs` drive it.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod answers;
+pub mod client;
+pub mod many;
 pub mod node;
 pub mod power_monitor;
 pub mod procs;

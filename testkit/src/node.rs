@@ -6,13 +6,23 @@
 //! It prints `READY node=<name>` once its instance is spawned, and one line
 //! per takeover event, which the tests and the demo read:
 //! `EVENT t_ms=<unix ms> node=<node> epoch=<Option<u64>> <EventKind as Debug>`.
+//!
+//! With `--names N` it hosts `N` global names instead, `svc-0..svc-<N-1>`
+//! ([`svc_name`]), a power monitor each with the same placement, prints
+//! `READY node=<name> names=<N>`, and its `EVENT` lines carry `name=<name>`.
+//! Either way it answers a `holders` line on its stdin with one line saying
+//! which of its names it holds (see [`HOLDERS`]), which is how a test counts
+//! names with two holders without trusting anyone's view of the registry.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgAction, Args};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
-use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverServer};
+use ractor_takeover::{
+    status, CheckpointPolicy, Phase, Placement, TakeoverConfig, TakeoverRef, TakeoverServer,
+};
 
 use crate::power_monitor::{PowerMonitor, NAME};
 
@@ -104,7 +114,28 @@ pub struct NodeArgs {
     /// ends with its parent, even if the parent is killed.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub exit_on_stdin_eof: bool,
+    /// Host this many names, `svc-0..svc-<N-1>`, instead of the one power
+    /// monitor (0: the power monitor alone, as the demo runs it).
+    #[arg(long, default_value_t = 0)]
+    pub names: usize,
 }
+
+/// The global name of service `i` of a node started with `--names`.
+pub fn svc_name(i: usize) -> String {
+    format!("svc-{i}")
+}
+
+/// The reply to a `holders` line on a node's stdin:
+/// `HOLDERS node=<node> q=<k> holder=<count> other=<count> unknown=<count>
+/// names=<i,j,..>`, where `q` is the query's number on this node (from 1),
+/// `holder` counts its instances in [`Phase::Holder`], `other` those in
+/// another phase, `unknown` those that did not answer within a second, and
+/// `names` lists the indexes of the names it holds (with `--names`; `0` is
+/// the power monitor without it).
+pub const HOLDERS: &str = "HOLDERS";
+
+/// One instance per name, each replaced when it retires.
+type Slots = Vec<Arc<Mutex<Option<TakeoverRef<PowerMonitor>>>>>;
 
 /// Logs to stderr (`RUST_LOG`, default `warn`): stdout carries the lines the
 /// parent reads.
@@ -128,14 +159,21 @@ pub fn unix_ms() -> u128 {
 /// Ends this process when standard input closes (see
 /// [`NodeArgs::exit_on_stdin_eof`]).
 pub fn exit_on_stdin_eof() {
-    tokio::task::spawn_blocking(|| {
-        let mut sink = String::new();
+    on_stdin_lines(|_| {});
+}
+
+/// Hands every line of standard input to `on_line` (on a blocking thread),
+/// and ends this process when standard input closes.
+pub fn on_stdin_lines(mut on_line: impl FnMut(String) + Send + 'static) {
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
         while std::io::stdin()
-            .read_line(&mut sink)
+            .read_line(&mut line)
             .map(|n| n > 0)
             .unwrap_or(false)
         {
-            sink.clear();
+            on_line(line.trim().to_string());
+            line.clear();
         }
         std::process::exit(0);
     });
@@ -155,11 +193,17 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
         0 => config,
         n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
     };
+    let many = args.names > 0;
     let mut events = config.events.subscribe();
     tokio::spawn(async move {
         while let Ok(ev) = events.recv().await {
+            let name = if many {
+                format!(" name={}", ev.name)
+            } else {
+                String::new()
+            };
             println!(
-                "EVENT t_ms={} node={} epoch={:?} {:?}",
+                "EVENT t_ms={} node={}{name} epoch={:?} {:?}",
                 unix_ms(),
                 ev.node,
                 ev.epoch,
@@ -167,26 +211,121 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
             );
         }
     });
-    let (_server, mut handle) =
-        TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
-            .spawn(())
-            .await?;
-    println!("READY node={name}");
+    let names: Vec<String> = if many {
+        (0..args.names).map(svc_name).collect()
+    } else {
+        vec![NAME.to_string()]
+    };
+    let mut slots: Slots = Vec::with_capacity(names.len());
+    for global in names {
+        let slot = Arc::new(Mutex::new(None));
+        keep_instance(global, &node, &config, slot.clone()).await?;
+        slots.push(slot);
+    }
+    if many {
+        println!("READY node={name} names={}", args.names);
+    } else {
+        println!("READY node={name}");
+    }
+    let (queries, mut asked) = tokio::sync::mpsc::unbounded_channel();
     if args.exit_on_stdin_eof {
-        exit_on_stdin_eof();
+        on_stdin_lines(move |line| {
+            if line == "holders" {
+                let _ = queries.send(());
+            }
+        });
     }
-    // Like a supervisor: an instance that retired (it handed the name over)
-    // is replaced by a fresh standby, and the node keeps running. Why it
-    // matters: a retired instance's token relays the replies of the calls it
-    // forwarded for a while (`token_linger`); a node process that exited
-    // with its instance dropped those replies.
-    loop {
-        handle.await?;
-        handle = TakeoverServer::new(NAME, PowerMonitor, node.registry(), config.clone())
+    let mut q = 0u64;
+    while asked.recv().await.is_some() {
+        q += 1;
+        println!("{}", holders_line(&name, q, &slots).await);
+    }
+    // No stdin to read: run until killed.
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Spawns the first instance of `global` into `slot`, then, like a
+/// supervisor, replaces each instance that retires (it handed the name over)
+/// by a fresh standby, and the node keeps running. Why it matters: a retired
+/// instance's token relays the replies of the calls it forwarded for a while
+/// (`token_linger`); a node process that exited with its instance dropped
+/// those replies.
+async fn keep_instance(
+    global: String,
+    node: &ClusterNode,
+    config: &TakeoverConfig,
+    slot: Arc<Mutex<Option<TakeoverRef<PowerMonitor>>>>,
+) -> Result<(), AnyErr> {
+    let registry = node.registry();
+    let config = config.clone();
+    let (instance, mut handle) = TakeoverServer::new(
+        global.clone(),
+        PowerMonitor,
+        registry.clone(),
+        config.clone(),
+    )
+    .spawn(())
+    .await?;
+    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
+    tokio::spawn(async move {
+        loop {
+            if handle.await.is_err() {
+                eprintln!("instance of {global} panicked; starting a fresh one");
+            }
+            match TakeoverServer::new(
+                global.clone(),
+                PowerMonitor,
+                registry.clone(),
+                config.clone(),
+            )
             .spawn(())
-            .await?
-            .1;
+            .await
+            {
+                Ok((instance, next)) => {
+                    *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
+                    handle = next;
+                }
+                Err(e) => {
+                    eprintln!("spawn of {global} failed: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// The [`HOLDERS`] line: every instance asked for its phase at once.
+async fn holders_line(node: &str, q: u64, slots: &Slots) -> String {
+    let asks: Vec<_> = slots
+        .iter()
+        .map(|slot| {
+            let instance = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            tokio::spawn(async move {
+                match instance {
+                    Some(i) => status(&i, Duration::from_secs(1)).await.map(|s| s.phase),
+                    None => None,
+                }
+            })
+        })
+        .collect();
+    let (mut holder, mut other, mut unknown) = (0, 0, 0);
+    let mut held = Vec::new();
+    for (i, ask) in asks.into_iter().enumerate() {
+        match ask.await.ok().flatten() {
+            Some(Phase::Holder) => {
+                holder += 1;
+                held.push(i.to_string());
+            }
+            Some(_) => other += 1,
+            None => unknown += 1,
+        }
     }
+    format!(
+        "{HOLDERS} node={node} q={q} holder={holder} other={other} unknown={unknown} names={}",
+        held.join(",")
+    )
 }
 
 #[cfg(test)]

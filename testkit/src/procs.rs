@@ -107,6 +107,14 @@ impl Log {
         self.0.lock().unwrap().clone()
     }
 
+    /// Adds a line of `node`.
+    pub fn push(&self, node: &str, line: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((node.to_string(), line));
+    }
+
     /// Did `node` print a line containing every needle?
     pub fn any(&self, node: &str, needles: &[&str]) -> bool {
         self.lines()
@@ -193,6 +201,19 @@ impl NodeProc {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Writes `line` and a newline to the process's stdin (the commands a
+    /// test node takes there: `holders`, and the client's `pause`, `resume`).
+    pub fn send_line(&mut self, line: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let stdin = self
+            .child
+            .stdin
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+        writeln!(stdin, "{line}")?;
+        stdin.flush()
     }
 
     /// SIGKILL, and wait for the process to be gone.

@@ -1,0 +1,113 @@
+//! A node that stalls (every thread of its runtime blocked for 3 s, as a GC
+//! pause or a swap storm does; its sockets keep filling meanwhile) suspects
+//! itself before its peers: it declares none of them down on the strength
+//! of its own late timers, and it holds no lease until they answered pings
+//! sent after the stall. This test process is that node; its peers are
+//! real processes.
+//!
+//! One scenario per test binary: `ractor::pg` is a process static.
+
+mod support;
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
+use ractor_takeover::{Registry, RegistryEvent};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use tokio::time::Instant;
+
+const COOKIE: &str = "real-stall-test";
+/// The stall: three detection times.
+const STALL: Duration = Duration::from_secs(3);
+
+/// Node `x` (this process, two worker threads) with peers `b` and `c`
+/// (processes). Every thread of `x`'s runtime blocks for 3 s at once. After
+/// it: `x` publishes no `NodeDown` (its peers were alive all along), and
+/// any lease it holds counts from a ping sent after the stall, so it
+/// reaches at least a lease duration past the stall's end (a lease from
+/// the pongs that queued during the stall would have run out already).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_node_suspects_itself_first() {
+    support::init_tracing();
+    let ports = free_ports(3);
+    let names = ["x", "b", "c"];
+    let flags = |me: &str, i: usize| {
+        vec![
+            ("port", ports[i].to_string()),
+            ("peers", mesh_peers(&names, &ports, me)),
+            ("cookie", COOKIE.to_string()),
+            ("placement", "b > c".to_string()),
+        ]
+    };
+    let peers: Vec<PeerAddr> = mesh_peers(&names, &ports, "x")
+        .split(',')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let config = ClusterConfig::new("x", ports[0], COOKIE).with_peers(peers);
+    let lease = config.lease_duration().expect("the defaults leave a lease");
+    let x = ClusterNode::start(config).await.expect("node x");
+    let log = Log::default();
+    let _b = NodeProc::start("b", &flags("b", 1), &log);
+    let _c = NodeProc::start("c", &flags("c", 2), &log);
+    wait_for("x sees b and c up and holds a lease", || {
+        x.live_nodes().len() == 3 && x.lease_until().is_some()
+    })
+    .await;
+    let mut events = x.subscribe();
+
+    tracing::info!("--- stall every thread of x's runtime for {STALL:?}");
+    // The fault itself, not a wait: the two workers and this thread (which
+    // runs the test's future) block together, so no task of x runs, timers
+    // included, while its peers keep writing to its sockets.
+    let all = Arc::new(Barrier::new(3));
+    for _ in 0..2 {
+        let all = all.clone();
+        tokio::spawn(async move {
+            all.wait();
+            std::thread::sleep(STALL);
+        });
+    }
+    all.wait();
+    // No thread of x runs again before this plus the stall: a ping sent
+    // after the stall was sent after `released + STALL`, one from before it
+    // at or before `released`.
+    let released = Instant::now();
+    std::thread::sleep(STALL);
+    let resumed = Instant::now();
+
+    let mut samples = Vec::new();
+    while resumed.elapsed() < Duration::from_secs(2) {
+        samples.push((Instant::now(), x.lease_until(), x.live_nodes().len()));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    wait_for("x holds a lease again", || x.lease_until().is_some()).await;
+
+    let mut downs = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        if let RegistryEvent::NodeDown(node) = event {
+            downs.push(node);
+        }
+    }
+    assert!(downs.is_empty(), "x declared live peers down: {downs:?}");
+    assert!(
+        samples.iter().all(|(_, _, live)| *live == 3),
+        "x kept both peers up"
+    );
+    let first_lease = samples
+        .iter()
+        .find(|(_, l, _)| l.is_some())
+        .map(|(at, _, _)| at.duration_since(resumed));
+    println!("after a {STALL:?} stall, x held a lease again {first_lease:?} after resuming");
+    for (at, l, _) in &samples {
+        if let Some(until) = l {
+            assert!(
+                *until >= released + STALL + lease,
+                "a lease sampled {:?} after the resume ends {:?} after the stall began: it counts from before the stall",
+                at.duration_since(resumed),
+                until.duration_since(released)
+            );
+        }
+    }
+    x.shutdown();
+}
