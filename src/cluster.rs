@@ -32,10 +32,13 @@
 //!   every live peer: a session delivers in order, so the pong proves that
 //!   every pg change the peer made before it has reached us (what
 //!   `global:sync` does).
-//! - **Big states.** Inbound frames are capped at 16 MiB by ractor_cluster's
-//!   default; this backend raises the cap to `max_frame_bytes` (256 MiB by
-//!   default) on every node it starts, so states up to that size travel in one
-//!   message. Every node of a cluster must use the same setting.
+//! - **Big states, small frames.** Inbound frames are capped at
+//!   `max_frame_bytes` (16 MiB by default, ractor_cluster's own) on every
+//!   connection, before the cookie handshake too: the cap is how much an
+//!   unauthenticated peer can make a node buffer per connection. States of
+//!   any size (up to `max_state_bytes`) travel in parts under it (see
+//!   [`crate::TakeoverConfig::state_part_bytes`]). Every node of a cluster
+//!   must use the same setting.
 
 mod config;
 mod heartbeat;
@@ -46,7 +49,7 @@ mod tls;
 mod token;
 mod watcher;
 
-pub use config::{ClusterConfig, ClusterErr, PeerAddr};
+pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES};
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
@@ -177,6 +180,9 @@ impl ClusterNode {
     /// Starts a node: the TCP node server (cookie auth, TLS if configured),
     /// the heartbeat, and (re)connection to the configured peers.
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterErr> {
+        if config.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ClusterErr::FrameCapTooSmall(config.max_frame_bytes));
+        }
         config.validate().map_err(ClusterErr::Config)?;
         let encryption = config
             .tls
@@ -388,6 +394,10 @@ impl Registry for ClusterNode {
 
     fn newest_seen(&self, name: &str) -> Option<RegistrationInfo> {
         self.shared().lock().newest.get(name).cloned()
+    }
+
+    fn max_frame_bytes(&self) -> Option<usize> {
+        usize::try_from(self.inner.config.max_frame_bytes).ok()
     }
 
     fn members(&self, name: &str) -> Vec<Registration> {

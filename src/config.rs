@@ -4,7 +4,13 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::{ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+use crate::{ConfigErr, ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+
+/// The room a state part's envelope (the message's variant, the transfer's
+/// metadata with the name and node identities, ractor_cluster's framing)
+/// needs on a link on top of the part's bytes: a part of `state_part_bytes`
+/// must fit in the frame cap with this much to spare.
+pub const PART_ENVELOPE_BYTES: usize = 16 << 10;
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -21,11 +27,17 @@ pub struct TakeoverConfig {
     pub pull_timeout: Duration,
     /// How long the start-up safe lookup waits for the registry to settle.
     pub whereis_timeout: Duration,
-    /// The largest encoded state this instance sends or accepts.
+    /// The largest encoded state this instance sends or accepts (at least
+    /// `state_part_bytes`).
     pub max_state_bytes: usize,
-    /// A state larger than this travels in parts of this size, each
-    /// acknowledged, with at most two parts in flight (see
-    /// [`crate::HandoverMsg::StatePart`]); a smaller one in one message.
+    /// A state larger than this (a takeover reply, a merge offer, a
+    /// checkpoint) travels in parts of this size, each acknowledged, with at
+    /// most two parts in flight (see [`crate::HandoverMsg::StatePart`]); a
+    /// smaller one in one message. It must be at least 1 and, with
+    /// [`PART_ENVELOPE_BYTES`] on top, fit in the backend's frame cap
+    /// ([`crate::Registry::max_frame_bytes`]); the default (4 MiB) leaves
+    /// room under ractor_cluster's 16 MiB. Why not close to the cap: a part
+    /// holds its link while it is written, heartbeats wait behind it.
     pub state_part_bytes: usize,
     /// Where the instance publishes its events.
     pub events: EventHub,
@@ -52,7 +64,10 @@ pub struct TakeoverConfig {
 ///
 /// A failover then loses at most the calls handled since the last checkpoint
 /// the new holder received: fewer than `every_calls`, or those of the last
-/// `every` interval, plus any checkpoint still on its way.
+/// `every` interval, plus any checkpoint still on its way. A checkpoint
+/// bigger than `state_part_bytes` travels in parts; while one is on its way
+/// to a standby, the next ones skip that standby (so that one completes),
+/// and the calls handled meanwhile wait for the next checkpoint after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointPolicy {
     /// After this many handled calls (at least 1).
@@ -98,6 +113,40 @@ impl Default for TakeoverConfig {
 }
 
 impl TakeoverConfig {
+    /// Checks that these settings can work on a backend whose frame cap is
+    /// `frame_cap` bytes (`None`: no cap). [`crate::TakeoverServer`] runs it
+    /// when the instance starts, so a setting that cannot work fails the
+    /// spawn with this error instead of a handover later.
+    pub fn validate(&self, frame_cap: Option<usize>) -> Result<(), ConfigErr> {
+        let part = self.state_part_bytes;
+        if part == 0 {
+            return Err(ConfigErr::ZeroPartSize);
+        }
+        if let Some(cap) = frame_cap {
+            if part.saturating_add(PART_ENVELOPE_BYTES) > cap {
+                return Err(ConfigErr::PartOverFrame {
+                    part_bytes: part,
+                    max_frame_bytes: cap as u64,
+                });
+            }
+        }
+        if self.max_state_bytes < part {
+            return Err(ConfigErr::MaxStateBelowPart {
+                max_state: self.max_state_bytes,
+                part,
+            });
+        }
+        if self.pull_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("pull_timeout"));
+        }
+        if let Some(CheckpointPolicy { every: Some(d), .. }) = &self.checkpoint {
+            if d.is_zero() {
+                return Err(ConfigErr::ZeroTimeout("the checkpoint interval"));
+            }
+        }
+        Ok(())
+    }
+
     /// Sets [`Self::buffer_capacity`].
     pub fn with_buffer_capacity(mut self, capacity: usize) -> Self {
         self.buffer_capacity = capacity;
@@ -116,9 +165,9 @@ impl TakeoverConfig {
         self
     }
 
-    /// Sets [`Self::state_part_bytes`] (at least 1).
+    /// Sets [`Self::state_part_bytes`] (0 is refused when the instance starts).
     pub fn with_state_part_bytes(mut self, bytes: usize) -> Self {
-        self.state_part_bytes = bytes.max(1);
+        self.state_part_bytes = bytes;
         self
     }
 
@@ -164,3 +213,6 @@ impl TakeoverConfig {
         self
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -234,7 +234,11 @@ impl fmt::Display for CallErr {
 
 impl std::error::Error for CallErr {}
 
-/// Settings that cannot work together, refused before anything starts.
+/// Settings that cannot work, refused before anything starts: a
+/// [`crate::TakeoverConfig`] when its instance spawns (see
+/// [`crate::TakeoverServer::spawn`]), a [`crate::cluster::ClusterConfig`]
+/// when its node starts; instead of failing later, in the middle of a
+/// handover.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigErr {
@@ -247,17 +251,30 @@ pub enum ConfigErr {
         /// The margin asked for.
         margin: Duration,
     },
-    /// A timeout that must be above zero is zero.
+    /// A timeout or interval that must be above zero is zero
+    /// (`pull_timeout`, the checkpoint interval, the cluster's timeouts).
     ZeroTimeout(&'static str),
-    /// A state part (`TakeoverConfig::state_part_bytes`, plus its message's
-    /// envelope) does not fit in one inbound frame
-    /// (`ClusterConfig::max_frame_bytes`): the first part would close the
-    /// session. Lower the part size or raise the frame cap.
+    /// A state part (`TakeoverConfig::state_part_bytes`, plus
+    /// [`crate::PART_ENVELOPE_BYTES`] for its message's envelope) does not
+    /// fit in one frame of the backend ([`crate::Registry::max_frame_bytes`],
+    /// `ClusterConfig::max_frame_bytes` on a real node): the first part
+    /// would close the session, every time. Lower the part size or raise
+    /// the frame cap.
     PartOverFrame {
         /// The part size asked for.
         part_bytes: usize,
         /// The frame cap.
         max_frame_bytes: u64,
+    },
+    /// `state_part_bytes` is 0: no state could be sent in parts.
+    ZeroPartSize,
+    /// `max_state_bytes` is below `state_part_bytes`: every state that
+    /// would need parts is refused anyway.
+    MaxStateBelowPart {
+        /// `max_state_bytes`.
+        max_state: usize,
+        /// `state_part_bytes`.
+        part: usize,
     },
 }
 
@@ -274,7 +291,12 @@ impl fmt::Display for ConfigErr {
                 max_frame_bytes,
             } => write!(
                 f,
-                "state parts of {part_bytes} bytes do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
+                "state parts of {part_bytes} bytes (plus their envelope) do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
+            ),
+            Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
+            Self::MaxStateBelowPart { max_state, part } => write!(
+                f,
+                "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"
             ),
         }
     }

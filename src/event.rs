@@ -117,7 +117,8 @@ pub enum EventKind {
         seq: u64,
         /// Its size.
         bytes: usize,
-        /// How many standbys it went to.
+        /// How many standbys it went to (a standby still receiving an
+        /// earlier checkpoint in parts skips this one).
         standbys: usize,
     },
     /// A standby kept a checkpoint.

@@ -78,6 +78,8 @@ struct World {
     detection: Duration,
     /// The largest frame each link takes (see `faults`).
     frame_limit: HashMap<Link, usize>,
+    /// The frame cap every node is configured with (see `faults`).
+    frame_cap: Option<usize>,
     /// Each pair's session number: an item sent in an earlier session is
     /// lost (the session closed under it).
     session: HashMap<Link, u64>,
@@ -158,6 +160,7 @@ impl FakeCluster {
                 pauses: 0,
                 detection: Duration::from_secs(1),
                 frame_limit: HashMap::new(),
+                frame_cap: None,
                 session: HashMap::new(),
                 dialing: HashSet::new(),
                 dial_delay: HashMap::new(),

@@ -19,7 +19,7 @@ pub(crate) mod wire;
 
 pub use answer::{Answer, ReplyPort};
 // Where the server's files have always found it.
-pub use protocol::{HandoverMsg, ReplyErr};
+pub use protocol::{HandoverMsg, PartOf, ReplyErr};
 pub(crate) use routing::deliver;
 pub use status::{HandoverReport, InstanceStatus, Phase};
 
@@ -70,6 +70,9 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     /// after every call queued before the failure, which are answered
     /// meanwhile, and then fails the instance with this reason.
     HandlerFailed(String),
+    /// Time to drop states in parts, sent or received, that made no progress
+    /// for a `pull_timeout`.
+    TransferTick,
 }
 
 /// How a standby should start.

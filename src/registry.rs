@@ -263,6 +263,17 @@ pub trait Registry: transport::Transport {
     fn newest_seen(&self, _name: &str) -> Option<RegistrationInfo> {
         None
     }
+
+    /// The largest frame this node's messages may take on their way to a
+    /// peer (`None`: no cap): a bigger one closes the session. On a real
+    /// cluster it is [`crate::cluster::ClusterConfig::max_frame_bytes`]
+    /// (every node of a cluster should share it); on the fake cluster the cap
+    /// set with `FakeCluster::set_frame_cap`. An
+    /// instance checks its `state_part_bytes` against it when it starts.
+    /// The default knows none.
+    fn max_frame_bytes(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(test)]

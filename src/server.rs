@@ -22,7 +22,8 @@
 //! - `placement`: automatic failover and takeover, and quorum;
 //! - `conflict`: split-brain detection and merge;
 //! - `checkpoint`: warm standby;
-//! - `transfer`: the size limit on a state sent between instances;
+//! - `transfer`: a state sent between instances (takeover reply, merge
+//!   offer, checkpoint): its size limit, and the parts a big one travels in;
 //! - `control`: `go`, `takeover` and `status`, driving an instance from
 //!   outside.
 
@@ -55,6 +56,7 @@ use self::handover::Retiring;
 use self::phase::{Timer, TimerView};
 use self::placement::Standby;
 use self::takeover::Pulling;
+use self::transfer::Transfers;
 use crate::{
     Epoch, EventKind, HandoverMsg, InstanceStatus, LeaveReason, Phase, Registration,
     RegistrationInfo, Registry, RegistryEvent, StartType, TakeoverActor, TakeoverConfig,
@@ -100,6 +102,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// to have registered (two spawns in a row raced for the name before).
     /// An instance that stops during its start-up (a failed safe whereis, a
     /// `go` that returned an error) gives `SpawnErr::StartupFailed`.
+    ///
+    /// # Errors
+    ///
+    /// Besides those, `SpawnErr::StartupFailed` with a [`crate::ConfigErr`]
+    /// inside (`err.downcast_ref::<ConfigErr>()` on the boxed error) when
+    /// the settings cannot work on this registry (see
+    /// [`TakeoverConfig::validate`]): checked first, before
+    /// [`TakeoverActor::init`] runs, whichever way the actor is spawned.
     pub async fn spawn(
         self,
         args: A::Arguments,
@@ -199,6 +209,8 @@ pub struct ServerState<A: TakeoverActor> {
     /// The handler failed on a call, for this reason: the instance gave the
     /// name up and stops once its mailbox is answered (see `calls::fail`).
     failed: Option<String>,
+    /// States in parts on their way out or in (see `transfer`).
+    transfers: Transfers,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -269,6 +281,9 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
         myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
+        // Before `init`: a setting that cannot work fails the spawn, not a
+        // handover later (see `spawn`).
+        self.config.validate(self.registry.max_frame_bytes())?;
         let span = instance_span(&self.name, self.registry.node(), None);
         let ctx = TakeoverCtx {
             myself: myself.clone(),
@@ -294,6 +309,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             span_epoch: None,
             memory: Memory::default(),
             failed: None,
+            transfers: Transfers::default(),
         })
     }
 
@@ -362,6 +378,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             TakeoverMessage::RetireTick(epoch) if self.due(state, Timer::Retire, epoch) => {
                 self.on_retire_tick(state, epoch).await
+            }
+            TakeoverMessage::TransferTick => {
+                self.on_transfer_tick(state);
+                Ok(())
             }
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
@@ -505,19 +525,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 result,
             } => self.on_state_reply(state, requester_epoch, result).await,
             HandoverMsg::StatePart {
-                requester_epoch,
+                of,
                 offset,
                 total,
                 bytes,
-            } => {
-                self.on_state_part(state, requester_epoch, offset, total, bytes)
-                    .await
-            }
+            } => self.on_state_part(state, of, offset, total, bytes).await,
             HandoverMsg::StatePartAck {
-                requester,
+                of,
+                receiver,
                 received,
             } => {
-                self.on_part_ack(state, requester, received);
+                self.on_part_ack(state, of, receiver, received);
                 Ok(())
             }
             HandoverMsg::HandoverDone { successor } => {

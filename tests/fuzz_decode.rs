@@ -130,6 +130,23 @@ fn random_epoch(rng: &mut StdRng) -> u64 {
     }
 }
 
+fn random_part_of(rng: &mut StdRng) -> PartOf {
+    match rng.random_range(0..3) {
+        0 => PartOf::StateReply {
+            requester_epoch: random_epoch(rng),
+        },
+        1 => PartOf::MergeOffer {
+            loser: random_info(rng),
+            winner_epoch: random_epoch(rng),
+        },
+        _ => PartOf::Checkpoint {
+            holder: random_info(rng),
+            seq: random_epoch(rng),
+            handled: rng.random(),
+        },
+    }
+}
+
 fn random_info(rng: &mut StdRng) -> RegistrationInfo {
     RegistrationInfo {
         name: if rng.random_bool(0.6) {
@@ -208,13 +225,14 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
             successor: random_info(rng),
         },
         8 => HandoverMsg::StatePart {
-            requester_epoch: random_epoch(rng),
+            of: random_part_of(rng),
             offset: rng.random_range(0..64),
             total: rng.random_range(0..128),
             bytes: random_state_bytes(rng),
         },
         9 => HandoverMsg::StatePartAck {
-            requester: random_info(rng),
+            of: random_part_of(rng),
+            receiver: random_info(rng),
             received: rng.random_range(0..128),
         },
         _ => HandoverMsg::Checkpoint {
@@ -541,6 +559,7 @@ async fn fuzz_live_instances() {
         .with_placement(Placement::parse("a > b > c"))
         .with_checkpoints(CheckpointPolicy::every_calls(1))
         .with_max_state_bytes(48)
+        .with_state_part_bytes(48)
         .with_events(EventHub::new(1 << 16));
     let mut events = config.events.subscribe();
     let failures: Failures = Arc::default();
@@ -689,6 +708,7 @@ async fn fuzz_state_reply_during_a_pull() {
         let max = if rng.random_bool(0.3) { 4 } else { 1 << 20 };
         let config = TakeoverConfig::default()
             .with_max_state_bytes(max)
+            .with_state_part_bytes(max)
             .with_events(EventHub::new(1 << 12));
         let failures: Failures = Arc::default();
         let (watchdog, _) = Actor::spawn(None, Watchdog, failures.clone())

@@ -400,7 +400,9 @@ async fn a_state_part_out_of_order_aborts_the_takeover() {
             .and_then(|s| s.epoch)
             .expect("b's epoch");
         b.send_message(TakeoverMessage::Handover(HandoverMsg::StatePart {
-            requester_epoch: epoch,
+            of: PartOf::StateReply {
+                requester_epoch: epoch,
+            },
             offset,
             total,
             bytes,

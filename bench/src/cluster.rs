@@ -18,6 +18,12 @@ pub(crate) struct Cluster {
     pub(crate) verbose: bool,
 }
 
+/// The inbound frame cap of the bench's nodes. Why above the default
+/// (16 MiB): the baseline of the big takeovers is one plain call carrying
+/// the whole state (64 MiB), which must fit in one frame; the takeover
+/// itself moves its state in parts under any cap.
+const FRAME_CAP: u64 = 128 << 20;
+
 impl Cluster {
     pub(crate) async fn start(opts: &Opts) -> Result<Self, AnyErr> {
         let names = ["bench", "a", "b", "c"];
@@ -33,7 +39,8 @@ impl Cluster {
         let me = ClusterNode::start(
             ClusterConfig::new("bench", ports["bench"], COOKIE)
                 .with_peers(peers)
-                .with_heartbeat(Duration::from_millis(opts.heartbeat_ms), opts.misses),
+                .with_heartbeat(Duration::from_millis(opts.heartbeat_ms), opts.misses)
+                .with_max_frame_bytes(FRAME_CAP),
         )
         .await?;
         let (lines_tx, lines) = mpsc::unbounded_channel();
@@ -76,6 +83,7 @@ impl Cluster {
             .args(["--bench", bench, "--fo-placement", fo])
             .args(["--heartbeat-ms", &self.heartbeat.0.to_string()])
             .args(["--misses", &self.heartbeat.1.to_string()])
+            .args(["--max-frame-bytes", &FRAME_CAP.to_string()])
             .args(["--exit-on-stdin-eof", "true"]);
         let tx = self.lines_tx.clone();
         let node = NodeProc::spawn(name, cmd, move |node, line| {

@@ -26,7 +26,12 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// How many intervals a peer may stay silent before it counts as down.
     pub heartbeat_misses: u32,
-    /// The largest inbound frame accepted: the largest state that can move.
+    /// The largest inbound frame accepted, on every connection (before
+    /// authentication too). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least
+    /// [`MIN_FRAME_BYTES`]. Why small: a peer that never authenticates can
+    /// make the node buffer this much per connection. Big states do not
+    /// need big frames: they travel in parts of `state_part_bytes`, which
+    /// must fit under it (an instance checks when it starts).
     pub max_frame_bytes: u64,
     /// How long a registration's token lives on after it left the group, so
     /// that replies to calls the old instance forwarded still reach remote
@@ -62,7 +67,7 @@ pub struct ClusterConfig {
     /// (the handler's run, scheduling) plus the drift between the nodes'
     /// clock rates; a pause longer than the margin at that very moment can
     /// still let an answer out after the lease ran out. See
-    /// [`Registry::lease_until`](crate::Registry::lease_until).
+    /// [`Registry::lease_until`].
     pub lease_margin: Option<Duration>,
 }
 
@@ -78,7 +83,7 @@ impl ClusterConfig {
             peers: Vec::new(),
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_misses: 5,
-            max_frame_bytes: 256 << 20,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             token_linger: Duration::from_secs(30),
             tls: None,
             state_dir: None,
@@ -121,7 +126,7 @@ impl ClusterConfig {
             .filter(|d| !d.is_zero())
     }
 
-    /// Refuses settings that cannot work; [`ClusterNode::start`](super::ClusterNode::start) calls it.
+    /// Refuses settings that cannot work; [`ClusterNode::start`] calls it.
     pub fn validate(&self) -> Result<(), ConfigErr> {
         if self.heartbeat_interval.is_zero() {
             return Err(ConfigErr::ZeroTimeout("heartbeat_interval"));
@@ -139,22 +144,12 @@ impl ClusterConfig {
     }
 
     /// Refuses a server's settings that cannot work on a node with these
-    /// settings: a state part (plus the envelope of its message) larger than
-    /// an inbound frame would close the session on its first part.
-    ///
-    /// Where to call it: wherever a [`crate::TakeoverServer`] is spawned on
-    /// this node with `takeover` (the real backend's registry does not yet
-    /// report its frame cap through [`Registry`](crate::Registry), so the server cannot check
-    /// by itself).
+    /// settings ([`crate::TakeoverConfig::validate`] with this node's frame
+    /// cap). A server spawned on this node's registry runs the same check
+    /// itself (the registry reports its cap, [`Registry::max_frame_bytes`]);
+    /// this is for checking settings before the node starts.
     pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
-        let frame = takeover.state_part_bytes as u64 + PART_ENVELOPE_BYTES;
-        if frame > self.max_frame_bytes {
-            return Err(ConfigErr::PartOverFrame {
-                part_bytes: takeover.state_part_bytes,
-                max_frame_bytes: self.max_frame_bytes,
-            });
-        }
-        Ok(())
+        takeover.validate(usize::try_from(self.max_frame_bytes).ok())
     }
 
     /// Sets [`Self::state_dir`].
@@ -201,10 +196,13 @@ impl ClusterConfig {
     }
 }
 
-/// Room for what a state part's message carries besides its bytes (variant
-/// tag, registration, offsets, ractor_cluster's own framing): generous,
-/// since names are short and the rest is a few integers.
-const PART_ENVELOPE_BYTES: u64 = 64 << 10;
+/// The default inbound frame cap: ractor_cluster's own 16 MiB.
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = 16 << 20;
+
+/// The smallest inbound frame cap a node starts with: below it, the
+/// cluster's own messages (a peer's group sync, a part with its envelope)
+/// may not fit.
+pub const MIN_FRAME_BYTES: u64 = 64 << 10;
 
 /// A peer's identity and address, written `name@host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,6 +241,8 @@ pub enum ClusterErr {
     Config(ConfigErr),
     /// The node's TCP port could not be bound.
     Listen(std::io::Error),
+    /// `max_frame_bytes` is below [`MIN_FRAME_BYTES`].
+    FrameCapTooSmall(u64),
 }
 
 impl fmt::Display for ClusterErr {
@@ -253,6 +253,10 @@ impl fmt::Display for ClusterErr {
             Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
             Self::Config(e) => write!(f, "the node's settings cannot work: {e}"),
             Self::Listen(e) => write!(f, "could not listen on the node's port: {e}"),
+            Self::FrameCapTooSmall(max) => write!(
+                f,
+                "max_frame_bytes is {max}, below the minimum of {MIN_FRAME_BYTES}; raise it"
+            ),
         }
     }
 }
@@ -264,7 +268,7 @@ impl std::error::Error for ClusterErr {
             Self::StateDir(e) => Some(e),
             Self::Config(e) => Some(e),
             Self::Listen(e) => Some(e),
-            Self::BadPeer(_) => None,
+            Self::BadPeer(_) | Self::FrameCapTooSmall(_) => None,
         }
     }
 }

@@ -17,6 +17,14 @@
 //!   the session, both sides see each other down at once, everything in
 //!   flight on it both ways is lost (a call in flight gets no answer), and a
 //!   new session syncs both views again right after.
+//! - `set_frame_cap(max)`: every node is configured with this inbound frame
+//!   cap (as `ClusterConfig::max_frame_bytes`): every link takes no frame
+//!   above it, with the same effect, and every node's registry reports it
+//!   ([`crate::Registry::max_frame_bytes`]), so an instance whose part size
+//!   cannot fit refuses to start. A `set_frame_limit` is a fault on top that
+//!   no node knows of (a peer configured with a smaller cap): a real node
+//!   knows only its own configuration, and an instance restarted during
+//!   such a fault starts as it would on a real cluster.
 //! - `delay_dial(a, b, d)`: the next time `a` restarts, its session with `b`
 //!   comes up only `d` later; until then what would cross is dropped and
 //!   each side counts the other as down.
@@ -203,6 +211,17 @@ impl FakeCluster {
             Some(max) => w.frame_limit.insert(link, max),
             None => w.frame_limit.remove(&link),
         };
+    }
+
+    /// Sets the inbound frame cap every node is configured with (`None`: no
+    /// cap; see the module docs).
+    pub fn set_frame_cap(&self, max: Option<usize>) {
+        self.world().frame_cap = max;
+    }
+
+    /// The frame cap every node is configured with.
+    pub(super) fn frame_cap(&self) -> Option<usize> {
+        self.world().frame_cap
     }
 
     /// An oversized frame reached `to` from `from`: the session between them

@@ -68,7 +68,8 @@ impl FakeCluster {
         if cut {
             // Lost with its link: a held reply port closes at once.
         } else if let Some(size) = item.frame_size() {
-            if w.frame_limit.get(link).is_some_and(|max| size > *max) {
+            let limit = w.frame_limit.get(link).copied().into_iter();
+            if limit.chain(w.frame_cap).any(|max| size > max) {
                 self.close_session(&mut w, from, to, size);
                 return;
             }

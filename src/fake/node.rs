@@ -205,6 +205,10 @@ impl Registry for FakeNode {
             .and_then(|n| n.newest.get(name).cloned())
     }
 
+    fn max_frame_bytes(&self) -> Option<usize> {
+        self.cluster.frame_cap()
+    }
+
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
         let mut w = self.cluster.world();
         self.remove_and_tell(&mut w, info, reason);

@@ -33,9 +33,10 @@ use crate::{Epoch, RegistrationInfo, StateCodecErr};
 /// ```
 ///
 /// A state larger than `TakeoverConfig::state_part_bytes` travels as
-/// `StatePart`s instead of one `StateReply`, each acknowledged by a
-/// `StatePartAck`, at most two unacknowledged; a part that does not continue
-/// the ones received aborts the takeover as a state that does not decode does.
+/// `StatePart`s instead of one `StateReply` (or `MergeOffer`, or
+/// `Checkpoint`), each acknowledged by a `StatePartAck`, at most two
+/// unacknowledged; a part that does not continue the ones received aborts
+/// the takeover as a state that does not decode does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum HandoverMsg {
@@ -54,15 +55,18 @@ pub enum HandoverMsg {
         #[serde(with = "raw_bytes_result")]
         result: Result<Vec<u8>, ReplyErr>,
     },
-    /// Old to new: one part of a state larger than
-    /// [`crate::TakeoverConfig::state_part_bytes`], in order. Why parts: a
-    /// state sent whole sits in memory once more in each hop's buffer; in
-    /// parts, the old holder frees its encoded copy as it goes and each side
-    /// holds only a few parts in flight. The new instance acknowledges each
-    /// part with `StatePartAck`; the old one keeps at most two parts ahead.
+    /// One part of a state larger than
+    /// [`crate::TakeoverConfig::state_part_bytes`] (a takeover reply, a merge
+    /// offer or a checkpoint), in order. Why parts: a frame over the
+    /// receiver's inbound cap closes the whole session, and a state sent
+    /// whole sits in memory once more in each hop's buffer and holds the
+    /// link (heartbeats included) for as long as it takes. In parts, the
+    /// receiver acknowledges each with `StatePartAck`, the sender keeps at
+    /// most two ahead and frees its encoded copy once the last is out, and
+    /// the receiver hands the state on only when it is complete.
     StatePart {
-        /// The requester's epoch, to match the part with its pull.
-        requester_epoch: Epoch,
+        /// The transfer the part belongs to: what the state is, and for whom.
+        of: PartOf,
         /// Where the part starts in the encoded state.
         offset: u64,
         /// The encoded state's whole length.
@@ -71,10 +75,12 @@ pub enum HandoverMsg {
         #[serde(with = "crate::bytes")]
         bytes: Vec<u8>,
     },
-    /// New to old: the first `received` bytes of the state are in.
+    /// Receiver to sender: the first `received` bytes of the state are in.
     StatePartAck {
-        /// The requester (the new instance).
-        requester: RegistrationInfo,
+        /// The transfer acknowledged.
+        of: PartOf,
+        /// The receiving instance (the sender checks it is the one it sends to).
+        receiver: RegistrationInfo,
         /// How many bytes of the state it has.
         received: u64,
     },
@@ -132,6 +138,36 @@ pub enum HandoverMsg {
     HandoverUnknown {
         /// The registration the query named.
         successor: RegistrationInfo,
+    },
+}
+
+/// What a state sent in parts is, and who sends it: the message it stands
+/// for, without the bytes. It also names the transfer: the requester's epoch
+/// for a takeover, the loser and the winner's epoch for a merge, the holder
+/// and the number for a checkpoint (fenced as the whole message is).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum PartOf {
+    /// A takeover reply (`StateReply`) to the requester at this epoch.
+    StateReply {
+        /// The requester's epoch.
+        requester_epoch: Epoch,
+    },
+    /// A split-brain loser's `MergeOffer`.
+    MergeOffer {
+        /// The loser (the sender).
+        loser: RegistrationInfo,
+        /// The winner's epoch as the loser saw it.
+        winner_epoch: Epoch,
+    },
+    /// A holder's `Checkpoint`.
+    Checkpoint {
+        /// The holder (the sender).
+        holder: RegistrationInfo,
+        /// Its number within the holder's epoch.
+        seq: u64,
+        /// Calls the holder had handled when it took it.
+        handled: u64,
     },
 }
 

@@ -14,7 +14,7 @@ use ractor::RpcReplyPort;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::answer::AnswerTo;
-use super::{Answer, HandoverMsg, ReplyPort, TakeoverMessage};
+use super::{Answer, HandoverMsg, PartOf, ReplyPort, TakeoverMessage};
 use crate::{CallErr, Epoch, TakeoverActor};
 
 pub(crate) const VARIANT_CALL: &str = "ractor_takeover.call";
@@ -41,13 +41,13 @@ struct StateMeta {
 /// A state part's metadata.
 #[derive(Serialize, Deserialize)]
 struct PartMeta {
-    requester_epoch: Epoch,
+    of: PartOf,
     offset: u64,
     total: u64,
 }
 
 fn encode_meta<T: Serialize>(meta: &T) -> Option<Vec<u8>> {
-    // Plain integers always encode.
+    // Integers and registration names always encode.
     postcard::to_allocvec(meta).ok()
 }
 
@@ -196,18 +196,14 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 metadata: encode_meta(&StateMeta { requester_epoch }),
             }),
             TakeoverMessage::Handover(HandoverMsg::StatePart {
-                requester_epoch,
+                of,
                 offset,
                 total,
                 bytes,
             }) => Ok(SerializedMessage::Cast {
                 variant: VARIANT_STATE_PART.into(),
                 args: bytes,
-                metadata: encode_meta(&PartMeta {
-                    requester_epoch,
-                    offset,
-                    total,
-                }),
+                metadata: encode_meta(&PartMeta { of, offset, total }),
             }),
             TakeoverMessage::Handover(h) => Ok(SerializedMessage::Cast {
                 variant: VARIANT_HANDOVER.into(),
@@ -270,7 +266,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     BoxedDowncastErr
                 })?;
                 Ok(TakeoverMessage::Handover(HandoverMsg::StatePart {
-                    requester_epoch: meta.requester_epoch,
+                    of: meta.of,
                     offset: meta.offset,
                     total: meta.total,
                     bytes: args,

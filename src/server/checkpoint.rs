@@ -4,16 +4,19 @@
 //! Standbys make themselves known by registering under `"<name>#standby"`
 //! (any number may), so both backends carry them without anything new. A
 //! standby keeps only the newest checkpoint, ordered by `(holder epoch, seq)`:
-//! it never installs one older than the one it has (fencing).
+//! it never installs one older than the one it has (fencing). A checkpoint
+//! bigger than a part travels in parts (see `transfer`) and is installed
+//! only once complete: until then the standby keeps the one it has.
+
+use std::sync::Arc;
 
 use tokio::time::Instant;
 
 use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
-use crate::message::deliver;
 use crate::{
-    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, NodeId, Registration,
-    RegistrationInfo, StartType, TakeoverActor, TakeoverMessage,
+    CheckpointInfo, Epoch, EventKind, LeaveReason, NodeId, PartOf, Registration, RegistrationInfo,
+    StartType, TakeoverActor, TakeoverMessage,
 };
 
 /// A standby's side of warm standby: its entry in the standby group and the
@@ -86,6 +89,15 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// A standby's entry in the standby group: what a holder sends its
+    /// checkpoints to, and what the standby acknowledges their parts as.
+    pub(super) fn standby_registration(&self, state: &ServerState<A>) -> Option<RegistrationInfo> {
+        match &state.stage {
+            Stage::Standby(s) => s.warm().reg.as_ref().map(|r| r.info().clone()),
+            _ => None,
+        }
+    }
+
     /// A standby that becomes holder leaves the standby group.
     pub(super) fn leave_standbys(&self, warm: Warm<A>) {
         if let Some(reg) = warm.reg {
@@ -151,26 +163,31 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         holder.clock.seq += 1;
         let (seq, handled) = (holder.clock.seq, holder.clock.handled);
-        let standbys = self.registry.members(&standby_name(&self.name));
-        for standby in &standbys {
-            deliver(
-                &state.registry,
-                standby,
-                TakeoverMessage::<A>::Handover(HandoverMsg::Checkpoint {
-                    holder: me.clone(),
-                    seq,
-                    handled,
-                    bytes: bytes.clone(),
-                }),
-            );
+        let size = bytes.len();
+        let bytes = Arc::new(bytes);
+        let mut sent = 0;
+        for standby in &self.registry.members(&standby_name(&self.name)) {
+            // Still receiving an earlier one in parts: this one would
+            // replace it and, if they keep coming faster than they travel,
+            // no checkpoint would ever be complete. It gets the next.
+            if self.checkpoint_going_to(state, standby.info()) {
+                tracing::debug!(standby = ?standby.info(), "a checkpoint in parts still going to it; skipped");
+                continue;
+            }
+            let of = PartOf::Checkpoint {
+                holder: me.clone(),
+                seq,
+                handled,
+            };
+            self.send_state(state, standby, of, bytes.clone());
+            sent += 1;
         }
-        let (size, standbys) = (bytes.len(), standbys.len());
         self.publish(
             state,
             EventKind::CheckpointSent {
                 seq,
                 bytes: size,
-                standbys,
+                standbys: sent,
             },
         );
     }

@@ -19,6 +19,8 @@
 //!
 //! If the winner ranks above the loser already, it skips the steal.
 
+use std::sync::Arc;
+
 use ractor::{ActorProcessingErr, ActorRef};
 
 use super::calls::Pending;
@@ -26,8 +28,8 @@ use super::phase::{self, Verdict, YieldExit};
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo, RegistryEvent, ReplyErr,
-    StateCodecErr, TakeoverActor, TakeoverMessage,
+    EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo, RegistryEvent,
+    ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
 /// The stage of a holder that lost a split-brain conflict.
@@ -184,18 +186,24 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Loses a conflict: offer the state to the winner, forward from now on.
     fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
         tracing::warn!(winner = ?winner.info(), "split brain: this holder loses; offering its state");
-        let result = self
-            .encode_for_transfer(&state.user)
-            .map_err(ReplyErr::State);
-        deliver(
-            &state.registry,
-            &winner,
-            TakeoverMessage::<A>::Handover(HandoverMsg::MergeOffer {
-                loser: me.info().clone(),
-                winner_epoch: winner.epoch(),
-                result,
-            }),
-        );
+        match self.encode_for_transfer(&state.user) {
+            Ok(bytes) => {
+                let of = PartOf::MergeOffer {
+                    loser: me.info().clone(),
+                    winner_epoch: winner.epoch(),
+                };
+                self.send_state(state, &winner, of, Arc::new(bytes));
+            }
+            Err(e) => deliver(
+                &state.registry,
+                &winner,
+                TakeoverMessage::<A>::Handover(HandoverMsg::MergeOffer {
+                    loser: me.info().clone(),
+                    winner_epoch: winner.epoch(),
+                    result: Err(ReplyErr::State(e)),
+                }),
+            ),
+        }
         let Stage::Holder(holder) = &mut state.stage else {
             return;
         };

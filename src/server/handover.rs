@@ -1,5 +1,5 @@
-//! The old holder's side of a takeover: the state request, a big state sent
-//! in parts, retiring (forwarding until `HandoverDone`), and what to do when
+//! The old holder's side of a takeover: the state request, the state sent
+//! (in parts if it is big, see `transfer`), retiring (forwarding until `HandoverDone`), and what to do when
 //! `HandoverDone` does not come.
 //!
 //! Three things can go wrong once the state is sent (each found by the
@@ -28,6 +28,7 @@
 //!   learns exactly what a failover from a checkpoint would tell it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use ractor::{ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
@@ -38,12 +39,9 @@ use super::phase::{self, Ask, QueryAnswer, RetireExit};
 use super::{left, Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, Registration, RegistrationInfo,
-    RegistryEvent, ReplyErr, StartType, TakeoverActor, TakeoverMessage,
+    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, PartOf, Registration,
+    RegistrationInfo, RegistryEvent, ReplyErr, StartType, TakeoverActor, TakeoverMessage,
 };
-
-/// How many parts of a big state may be on their way, unacknowledged.
-const PARTS_IN_FLIGHT: usize = 2;
 
 /// The stage of an old holder that sent its state.
 pub(super) struct Retiring<A: TakeoverActor> {
@@ -58,19 +56,8 @@ pub(super) struct Retiring<A: TakeoverActor> {
     /// The successor left with no word, and a newer registration holds:
     /// we asked it whether its state came from the successor.
     asked: Option<RegistrationInfo>,
-    /// The state still going out in parts, if it is big.
-    outgoing: Option<Outgoing>,
     /// The holder we were, to resume as.
     holder: Holder,
-}
-
-/// A state the old holder sends in parts.
-struct Outgoing {
-    to: Registration,
-    requester_epoch: Epoch,
-    bytes: Vec<u8>,
-    /// How much of `bytes` went out.
-    sent: usize,
 }
 
 impl<A: TakeoverActor> Retiring<A> {
@@ -130,7 +117,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             sent: Instant::now(),
             bytes: bytes.len(),
             asked: None,
-            outgoing: None,
             holder: std::mem::take(h),
         };
         let sent = EventKind::StateSent {
@@ -146,71 +132,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Ok(bytes) = result else {
             return Ok(());
         };
-        if bytes.len() > self.config.state_part_bytes {
-            if let Stage::Retiring(r) = &mut state.stage {
-                r.outgoing = Some(Outgoing {
-                    to,
-                    requester_epoch: requester.epoch,
-                    bytes,
-                    sent: 0,
-                });
-            }
-            self.send_parts(state, 0);
-            return Ok(());
-        }
-        let reply = HandoverMsg::StateReply {
+        let of = PartOf::StateReply {
             requester_epoch: requester.epoch,
-            result: Ok(bytes),
         };
-        deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(reply));
+        self.send_state(state, &to, of, Arc::new(bytes));
         Ok(())
-    }
-
-    /// The new instance acknowledged `received` bytes of a big state.
-    pub(super) fn on_part_ack(
-        &self,
-        state: &mut ServerState<A>,
-        requester: RegistrationInfo,
-        received: u64,
-    ) {
-        if matches!(&state.stage, Stage::Retiring(r) if r.successor == requester) {
-            self.send_parts(state, received);
-        }
-    }
-
-    /// Sends the next parts of a big state, up to [`PARTS_IN_FLIGHT`] ahead
-    /// of the `received` bytes the new instance acknowledged. Frees the
-    /// encoded state once the last part is out.
-    fn send_parts(&self, state: &mut ServerState<A>, received: u64) {
-        let part = self.config.state_part_bytes;
-        let Stage::Retiring(r) = &mut state.stage else {
-            return;
-        };
-        let Some(out) = r.outgoing.as_mut() else {
-            return;
-        };
-        let total = out.bytes.len();
-        let limit = usize::try_from(received)
-            .unwrap_or(usize::MAX)
-            .saturating_add(PARTS_IN_FLIGHT.saturating_mul(part));
-        while out.sent < total && out.sent < limit {
-            let end = total.min(out.sent.saturating_add(part));
-            let msg = HandoverMsg::StatePart {
-                requester_epoch: out.requester_epoch,
-                offset: out.sent as u64,
-                total: total as u64,
-                bytes: out.bytes[out.sent..end].to_vec(),
-            };
-            out.sent = end;
-            deliver(
-                &state.registry,
-                &out.to,
-                TakeoverMessage::<A>::Handover(msg),
-            );
-        }
-        if out.sent >= total {
-            r.outgoing = None;
-        }
     }
 
     /// A call while retiring: to the successor once it shows in our view,

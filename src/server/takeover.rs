@@ -1,5 +1,5 @@
-//! The new holder's side of a takeover: `go`, the steal, the pull (whole or
-//! in parts), installing the state, and how a pull ends otherwise (rolled
+//! The new holder's side of a takeover: `go`, the steal, the pull (the
+//! state whole or in parts, see `transfer`), installing the state, and how a pull ends otherwise (rolled
 //! back, or run as a failover when the old holder is gone).
 
 use ractor::concurrency::JoinHandle;
@@ -13,8 +13,8 @@ use super::{left, Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
     Epoch, EventKind, GoRequest, HandoverMsg, HandoverReport, LeaveReason, Registration,
-    RegistrationInfo, RegistryEvent, ReplyErr, StartType, StateCodecErr, TakeoverActor,
-    TakeoverErr, TakeoverMessage,
+    RegistrationInfo, RegistryEvent, ReplyErr, StartType, TakeoverActor, TakeoverErr,
+    TakeoverMessage,
 };
 
 type GoReply = RpcReplyPort<Result<HandoverReport, TakeoverErr>>;
@@ -30,8 +30,6 @@ pub(super) struct Pulling<A: TakeoverActor> {
     started: Instant,
     go_reply: Option<GoReply>,
     timer: JoinHandle<Result<(), MessagingErr<TakeoverMessage<A>>>>,
-    /// A state coming in parts: its whole length and what came so far.
-    incoming: Option<(u64, Vec<u8>)>,
     /// The standby's checkpoint and group entry: a pull that ends as a
     /// failover starts from that checkpoint, one rolled back is a standby
     /// again.
@@ -42,6 +40,12 @@ impl<A: TakeoverActor> Pulling<A> {
     /// The registration we stole: the epoch we pull under.
     pub(super) fn registration(&self) -> &Registration {
         &self.me
+    }
+
+    /// The old holder we pull from, as we reach it (its state comes from
+    /// there, our acks for its parts go there).
+    pub(super) fn old_holder(&self) -> Registration {
+        Registration::new(self.from.clone(), self.old.clone())
     }
 }
 
@@ -111,7 +115,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     started: Instant::now(),
                     go_reply: reply,
                     timer,
-                    incoming: None,
                     warm,
                 };
                 let started = EventKind::TakeoverStarted {
@@ -146,12 +149,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    fn pulling_at(&self, state: &ServerState<A>, requester_epoch: Epoch) -> bool {
+    pub(super) fn pulling_at(&self, state: &ServerState<A>, requester_epoch: Epoch) -> bool {
         matches!(&state.stage, Stage::Pulling(p) if p.me.epoch() == requester_epoch)
     }
 
     /// A state for a pull that already ended (see [`phase::late_state_owner`]).
-    fn on_late_state(&self, state: &ServerState<A>, requester_epoch: Epoch, sent: bool) {
+    pub(super) fn on_late_state(&self, state: &ServerState<A>, requester_epoch: Epoch, sent: bool) {
         let me = state.registration().map(|m| m.info().clone());
         let owner = phase::late_state_owner(
             me.as_ref(),
@@ -177,63 +180,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             _ => tracing::warn!(requester_epoch, "state reply for no pull of ours; ignored"),
         }
-    }
-
-    /// One part of a big state. Parts come in order; a part that does not
-    /// continue what came so far aborts the takeover (the old holder serves
-    /// again), as a state that does not decode does.
-    pub(super) async fn on_state_part(
-        &self,
-        state: &mut ServerState<A>,
-        requester_epoch: Epoch,
-        offset: u64,
-        total: u64,
-        bytes: Vec<u8>,
-    ) -> Result<(), ActorProcessingErr> {
-        if !self.pulling_at(state, requester_epoch) {
-            // The first part stands for the whole state here.
-            if offset == 0 {
-                self.on_late_state(state, requester_epoch, true);
-            }
-            return Ok(());
-        }
-        let Stage::Pulling(p) = &mut state.stage else {
-            return Ok(());
-        };
-        let got = p.incoming.as_ref().map(|(t, got)| (*t, got.len() as u64));
-        let checked =
-            phase::check_part(got, offset, total, bytes.len(), self.config.max_state_bytes);
-        if let Err(e) = checked {
-            self.abort(state, TakeoverErr::State(e)).await;
-            return Ok(());
-        }
-        if p.incoming.is_none() {
-            let size = usize::try_from(total).unwrap_or(usize::MAX);
-            let mut buf = Vec::new();
-            if buf.try_reserve_exact(size).is_err() {
-                let e = StateCodecErr::Decode(format!("no memory for a state of {size} bytes"));
-                self.abort(state, TakeoverErr::State(e)).await;
-                return Ok(());
-            }
-            p.incoming = Some((total, buf));
-        }
-        let Some((_, got)) = &mut p.incoming else {
-            return Ok(());
-        };
-        got.extend_from_slice(&bytes);
-        drop(bytes);
-        if got.len() as u64 == total {
-            let whole = std::mem::take(got);
-            p.incoming = None;
-            return self.install(state, whole).await;
-        }
-        let ack = HandoverMsg::StatePartAck {
-            requester: p.me.info().clone(),
-            received: got.len() as u64,
-        };
-        let to = Registration::new(p.from.clone(), p.old.clone());
-        deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(ack));
-        Ok(())
     }
 
     async fn install(
@@ -331,7 +277,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     /// Rolls a pull back: unregister the stolen name, tell the old holder to
     /// serve again, and send it the buffered calls, in order.
-    async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
+    pub(super) async fn abort(&self, state: &mut ServerState<A>, error: TakeoverErr) {
         if !matches!(state.stage, Stage::Pulling(_)) {
             return;
         }

@@ -60,6 +60,9 @@ pub struct ClusterArgs {
     /// The name the TLS certificate carries.
     #[arg(long, default_value = "localhost")]
     pub tls_name: String,
+    /// The inbound frame cap (default: the crate's, 16 MiB).
+    #[arg(long)]
+    pub max_frame_bytes: Option<u64>,
 }
 
 impl ClusterArgs {
@@ -70,6 +73,10 @@ impl ClusterArgs {
             .with_heartbeat(Duration::from_millis(self.heartbeat_ms), self.misses);
         let config = match &self.state_dir {
             Some(dir) => config.with_state_dir(dir),
+            None => config,
+        };
+        let config = match self.max_frame_bytes {
+            Some(max) => config.with_max_frame_bytes(max),
             None => config,
         };
         let Some(dir) = &self.tls_dir else {
