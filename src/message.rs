@@ -66,6 +66,8 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     /// A retiring holder has waited a while for `HandoverDone` from its
     /// successor at this epoch.
     RetireTick(Epoch),
+    /// A holder without a lease looks again whether it has one.
+    LeaseTick,
 }
 
 /// How a standby should start.

@@ -159,6 +159,8 @@ pub struct ServerState<A: TakeoverActor> {
     span: tracing::Span,
     /// What the instance remembers of past stages.
     memory: Memory,
+    /// A lease re-check timer is on its way (one at a time).
+    lease_recheck: bool,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -254,6 +256,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             pump,
             span,
             memory: Memory::default(),
+            lease_recheck: false,
         })
     }
 
@@ -319,6 +322,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             TakeoverMessage::RetireTick(epoch) if self.due(state, Timer::Retire, epoch) => {
                 self.on_retire_tick(state, epoch).await
             }
+            TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
             | TakeoverMessage::CheckpointTick(_)

@@ -91,7 +91,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // they are ours to answer, and go into the state we send.
         if let Stage::Holder(h) = &mut state.stage {
             h.suspect = None;
-            self.serve_buffered(state).await?;
+            if !self.serve_buffered_before_handover(state).await? {
+                // No lease: our state may be stale (another node may have
+                // failed over from us). Ask again once the lease could be
+                // back; calls meanwhile wait in the buffer, in order.
+                self.timer(
+                    state,
+                    super::calls::LEASE_RECHECK,
+                    TakeoverMessage::Handover(HandoverMsg::StateRequest {
+                        holder_epoch,
+                        requester,
+                    }),
+                );
+                return Ok(());
+            }
         }
         let Some(to) = self.registry.resolve(&requester) else {
             // The steal always reaches a node before the request does (same
@@ -323,7 +336,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         for call in r.waiting {
-            self.serve(state, call).await?;
+            self.on_call(state, call).await?;
         }
         // A newer holder may have shown while we forwarded.
         self.check_conflict(state).await
