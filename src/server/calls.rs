@@ -200,7 +200,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .and_then(|r| r.deadline())
             .and_then(|d| Instant::now().checked_duration_since(d))
         {
-            tracing::debug!(?late, "a call past its caller's deadline; dropped, not applied");
+            tracing::debug!(
+                ?late,
+                "a call past its caller's deadline; dropped, not applied"
+            );
             return Ok(());
         }
         match self
