@@ -244,7 +244,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Serves the buffered calls a holder owes before it sends its state to
     /// a successor that stole the name from it: that successor ranks above
     /// us, and waits for our state before it serves, so only the lease is
-    /// asked. Returns whether the lease held for all of them.
+    /// asked. Returns whether the lease held for all of them (those left
+    /// stay in the buffer).
     pub(super) async fn serve_buffered_before_handover(
         &self,
         state: &mut ServerState<A>,

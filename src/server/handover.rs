@@ -91,20 +91,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // they are ours to answer, and go into the state we send.
         if let Stage::Holder(h) = &mut state.stage {
             h.suspect = None;
-            if !self.serve_buffered_before_handover(state).await? {
-                // No lease: our state may be stale (another node may have
-                // failed over from us). Ask again once the lease could be
-                // back; calls meanwhile wait in the buffer, in order.
-                self.timer(
-                    state,
-                    super::calls::LEASE_RECHECK,
-                    TakeoverMessage::Handover(HandoverMsg::StateRequest {
-                        holder_epoch,
-                        requester,
-                    }),
-                );
-                return Ok(());
-            }
+            // Without a lease the calls left wait in the buffer; they go to
+            // the successor with our state (below), which serves them after
+            // it: they are never answered here without a lease.
+            self.serve_buffered_before_handover(state).await?;
         }
         let Some(to) = self.registry.resolve(&requester) else {
             // The steal always reaches a node before the request does (same
@@ -138,7 +128,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         tracing::info!(to = %requester.node, bytes = bytes.len(), "state sent; forwarding from now on");
         let retiring = Retiring {
             successor: requester.clone(),
-            waiting: VecDeque::new(),
+            // Calls held for want of a lease: the successor serves them
+            // after our state, in order, before anything sent later.
+            waiting: std::mem::take(&mut state.buffer),
             forwarded: 0,
             sent: Instant::now(),
             bytes: bytes.len(),
