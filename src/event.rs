@@ -168,6 +168,14 @@ pub enum EventKind {
         /// What the caller was told.
         error: crate::CallErr,
     },
+    /// The holder has no lease (see `Registry::lease_until`): this node
+    /// stalled, or a peer has not answered since it came up, so another node
+    /// may have declared it down. It holds calls (in the handover buffer)
+    /// until the lease is back.
+    LeaseLost,
+    /// The lease is back; the held calls are served (unless a newer holder
+    /// showed meanwhile).
+    LeaseRegained,
 }
 
 /// Where instances publish their [`TakeoverEvent`]s. Cheap to clone; share one

@@ -308,6 +308,7 @@ impl FakeCluster {
                 n.newest.clear();
             }
             n.in_flight = 0;
+            n.fencing.clear();
             n.changed();
             std::mem::take(&mut n.attached)
         };

@@ -73,6 +73,8 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     /// Time to drop states in parts, sent or received, that made no progress
     /// for a `pull_timeout`.
     TransferTick,
+    /// A holder without a lease looks again whether it has one.
+    LeaseTick,
 }
 
 /// How a standby should start.

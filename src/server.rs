@@ -211,6 +211,8 @@ pub struct ServerState<A: TakeoverActor> {
     failed: Option<String>,
     /// States in parts on their way out or in (see `transfer`).
     transfers: Transfers,
+    /// A lease re-check timer is on its way (one at a time).
+    lease_recheck: bool,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -310,6 +312,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             memory: Memory::default(),
             failed: None,
             transfers: Transfers::default(),
+            lease_recheck: false,
         })
     }
 
@@ -383,6 +386,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_transfer_tick(state);
                 Ok(())
             }
+            TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
             | TakeoverMessage::CheckpointTick(_)

@@ -314,6 +314,13 @@ pub(crate) async fn real_benchmarks(
         );
         failover(opts, cluster, figs, t0).await?;
     }
+    if opts.runs("hang") {
+        progress(
+            "hang: SIGSTOP the holder of bench_fo (placement a > c), then SIGCONT",
+            t0,
+        );
+        hang_failover(opts, cluster, figs, t0).await?;
+    }
     Ok(())
 }
 

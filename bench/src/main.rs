@@ -38,11 +38,14 @@
 //!   second), `lost`, `duplicated`, `call_errors` under that load, from
 //!   per-client sequence numbers recorded in the state.
 //! - `failover_time`: SIGKILL of the holder's process to the first answer from
-//!   the new holder, with the heartbeat settings.
+//!   the new holder, with the heartbeat settings; `failover_time_hung`: the
+//!   same after SIGSTOP (a hung holder, declared down only after the
+//!   detection time), and `hung_holder_stale_oks`: OKs from an older epoch
+//!   after a newer one once it resumes (`hang.rs`).
 //! - `peak_rss_64m` (VmHWM of `a` and `b` through the 64 MiB takeovers) and
 //!   its ratio to the state size.
 //!
-//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover`
+//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover,hang`
 //! (default: all); `--sizes 1k,1m,64m` (default: all; `--skip-64m`);
 //! `--takeovers N` (100 per size for 1k and 1m); `--takeovers-64m N` (20);
 //! `--budget-64m-s S` (150: the 64 MiB series stops early after that long
@@ -94,6 +97,7 @@ mod cluster;
 mod failover;
 mod fake;
 mod figures;
+mod hang;
 mod load;
 mod node_process;
 mod pause;
@@ -105,6 +109,7 @@ use cluster::{ctl, real_benchmarks, takeover_other, wait_until, Cluster};
 use failover::failover;
 use fake::fake_rtt;
 use figures::{alternate, ms, pct, progress, Figures};
+use hang::hang_failover;
 use load::{check_clients, incr_loop, throughput, LoadTotals};
 use node_process::run_node;
 use pause::pause_series;
@@ -252,7 +257,7 @@ struct Opts {
     verbose: bool,
 }
 
-const PHASES: [&str; 5] = ["fake", "rtt", "throughput", "pause", "failover"];
+const PHASES: [&str; 6] = ["fake", "rtt", "throughput", "pause", "failover", "hang"];
 const SIZES: [(&str, u64); 3] = [("1k", KIB), ("1m", MIB), ("64m", 64 * MIB)];
 
 impl Opts {

@@ -28,6 +28,9 @@ pub(crate) enum BenchReply {
         handled: u64,
         /// Who answered.
         node: String,
+        /// Under which epoch (0: none), so that a stale holder's answer
+        /// shows (the hung-holder series).
+        epoch: u64,
     },
     Blob {
         len: u64,
@@ -94,6 +97,7 @@ impl TakeoverActor for Bench {
                     counter: state.counter,
                     handled: rec.handled,
                     node: ctx.node().to_string(),
+                    epoch: ctx.epoch().unwrap_or(0),
                 }
             }
             BenchMsg::SetBlob { bytes } => {

@@ -9,6 +9,9 @@
 //!   heartbeat does; on `resume` it gets everything that queued at once and
 //!   what it sent meanwhile goes out, then the peers hear from it again (its
 //!   registrations come back to their views, as pg never lost them). Its
+//!   lease ([`crate::Registry::lease_until`]) is void while it is paused,
+//!   and after the resume until every peer that saw it down re-synced with
+//!   it (that peer's answer comes after whatever it sent meanwhile). Its
 //!   instances are ordinary actors of this process: a timer of theirs can
 //!   still fire during the pause, but whatever it makes them send waits with
 //!   the rest, and whatever would reach them from another node too.
@@ -195,6 +198,26 @@ impl FakeCluster {
                 restarted: false,
             };
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(sync));
+            let reachable = w.nodes.get(&peer).is_some_and(|p| p.up)
+                && !w.cut.contains(&pair(&id, &peer))
+                && !w.dialing.contains(&pair(&id, &peer));
+            if !reachable {
+                continue;
+            }
+            // The peer's answer, after whatever it sent meanwhile (a newer
+            // registration of a name we held, say): until it arrives, the
+            // lease stays void, so the resumed node's holders see that
+            // registration before they may answer again.
+            if let Some(n) = w.nodes.get_mut(&id) {
+                n.fencing.insert(peer.clone());
+            }
+            let answer = Op::Sync {
+                from: peer.clone(),
+                entries: w.nodes[&peer].entries_of(&peer),
+                newest: w.nodes[&peer].newest(),
+                restarted: false,
+            };
+            self.enqueue(&mut w, &peer, &id, ItemKind::Op(answer));
         }
     }
 

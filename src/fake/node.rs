@@ -244,12 +244,14 @@ impl Registry for FakeNode {
     }
 
     fn lease_until(&self) -> Option<Instant> {
-        // An up node always holds a lease here, one longer than any test.
-        // Paused nodes are the one case where a peer can declare a live node
-        // down; the server does not check the lease yet, so the fake does
-        // not model its loss yet either.
-        self.cluster
-            .is_up(self.id.as_str())
+        // Void while paused (a peer may declare us down any moment) and
+        // after a resume until every peer that did so re-synced with us (see
+        // `faults`). Otherwise one longer than any test: the fake has no
+        // heartbeat, and a split both sides detected keeps both leases, as
+        // on the real backend (quorum mode is the answer there).
+        let w = self.cluster.world();
+        let me = w.nodes.get(&self.id)?;
+        (me.up && me.fencing.is_empty() && !w.paused.contains_key(&self.id))
             .then(|| Instant::now() + Duration::from_secs(3600))
     }
 }

@@ -28,6 +28,10 @@ pub(super) struct NodeState {
     /// after its registrations left; and its node is where the name was last
     /// held ([`Registry::newest_seen`]).
     pub(super) newest: HashMap<String, RegistrationInfo>,
+    /// After a pause: peers that declared this node down and have not
+    /// re-synced with it since. Its lease is void until none is left, as a
+    /// real node's after a stall until every peer answered again.
+    pub(super) fencing: BTreeSet<NodeId>,
 }
 
 impl NodeState {
@@ -43,6 +47,7 @@ impl NodeState {
             attached: Vec::new(),
             down: BTreeSet::new(),
             newest: HashMap::new(),
+            fencing: BTreeSet::new(),
         }
     }
 
@@ -127,6 +132,8 @@ impl NodeState {
                     self.remove(&info, LeaveReason::NodeDown);
                 }
                 self.down.insert(node.clone());
+                // A peer declared down no longer counts for the lease.
+                self.fencing.remove(&node);
                 self.emit(RegistryEvent::NodeDown(node));
             }
             Op::Sync {
@@ -154,6 +161,7 @@ impl NodeState {
                     self.insert(info, cell);
                 }
                 self.down.remove(&from);
+                self.fencing.remove(&from);
                 self.emit(RegistryEvent::NodeUp(from));
             }
         }

@@ -1,6 +1,7 @@
 //! Where a call's answer goes.
 
 use ractor::RpcReplyPort;
+use tokio::time::Instant;
 
 use super::wire::encode_answer;
 use crate::{CallErr, TakeoverActor};
@@ -12,7 +13,15 @@ pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr
 /// the byte port of a remote caller's session. Why both: answering a remote
 /// caller straight in bytes saves a bridging task per call, in each
 /// direction.
-pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>);
+pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+
+impl<A: TakeoverActor> Answer<A> {
+    /// A remote caller's byte port, with its deadline counted from now.
+    pub(super) fn bytes(port: RpcReplyPort<Vec<u8>>) -> Self {
+        let deadline = port.get_timeout().map(|t| Instant::now() + t);
+        Self(AnswerTo::Bytes(port), deadline)
+    }
+}
 
 pub(super) enum AnswerTo<A: TakeoverActor> {
     Typed(ReplyPort<A>),
@@ -35,6 +44,14 @@ impl<A: TakeoverActor> Answer<A> {
         }
     }
 
+    /// When the caller stops waiting, if it set a timeout: counted from when
+    /// the port reached this process (for a caller on this node, when it
+    /// sent the call; for a remote one, when its session handed the call
+    /// over), so it is never earlier than the caller's own deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.1
+    }
+
     /// The caller's deadline, if it sent one.
     pub fn timeout(&self) -> Option<std::time::Duration> {
         match &self.0 {
@@ -46,7 +63,8 @@ impl<A: TakeoverActor> Answer<A> {
 
 impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
     fn from(port: ReplyPort<A>) -> Self {
-        Self(AnswerTo::Typed(port))
+        let deadline = port.get_timeout().map(|t| Instant::now() + t);
+        Self(AnswerTo::Typed(port), deadline)
     }
 }
 
@@ -54,6 +72,6 @@ impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, 
     for Answer<A>
 {
     fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
-        Self(AnswerTo::Typed(tx.into()))
+        Self(AnswerTo::Typed(tx.into()), None)
     }
 }

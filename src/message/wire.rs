@@ -231,7 +231,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
             } if variant == VARIANT_CALL => match postcard::from_bytes(&args) {
                 Ok(msg) => Ok(TakeoverMessage::Call {
                     msg,
-                    reply: Some(Answer(AnswerTo::Bytes(reply))),
+                    reply: Some(Answer::bytes(reply)),
                 }),
                 Err(e) => {
                     // Tell the caller instead of letting ractor drop it silently.

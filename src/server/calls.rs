@@ -2,11 +2,14 @@
 //! and the one decision of whether a holder may answer a call now.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Duration;
 
 use futures::FutureExt;
 use ractor::ActorProcessingErr;
+use tokio::time::Instant;
 
 use super::checkpoint::Clock;
+use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::message::{deliver, Answer};
 use crate::{CallErr, EventKind, LeaveReason, Registration, TakeoverActor, TakeoverMessage};
@@ -29,19 +32,107 @@ pub(super) struct Holder {
     /// Quorum mode: it saw no majority at its last call, and holds calls
     /// until it does.
     pub(super) quorum_lost: bool,
+    /// It had no lease at its last check (see `docs/lease.md`), and holds
+    /// calls until it has one again.
+    pub(super) lease_lost: bool,
     /// Warm standby: calls handled, and when the last checkpoint was taken.
     pub(super) clock: Clock,
 }
 
+/// How often a holder without a lease looks again. Why this short: the
+/// lease comes back with a pong, which no message of ours announces, and a
+/// look is one lock and a few comparisons; a registry event looks at once.
+pub(super) const LEASE_RECHECK: Duration = Duration::from_millis(20);
+
 impl<A: TakeoverActor> TakeoverServer<A> {
     /// Whether this instance may answer a call now: it holds the name, no
-    /// rival is suspected, and (quorum mode) it sees a majority. The one
-    /// place this is decided; every path that serves asks it.
+    /// rival is suspected or in view above it, (quorum mode) it sees a
+    /// majority, and it holds a lease. The one place this is decided; every
+    /// path that serves asks it, before each call.
+    ///
+    /// Why the view is read here and not only through the registry pump:
+    /// after a hang, the calls queued in the mailbox come before the pump's
+    /// news of a newer holder.
     pub(super) fn may_answer(&self, state: &mut ServerState<A>) -> bool {
         let Stage::Holder(holder) = &state.stage else {
             return false;
         };
-        holder.suspect.is_none() && state.failed.is_none() && self.quorum_now(state)
+        holder.suspect.is_none()
+            && state.failed.is_none()
+            && !self.rival_in_view(state)
+            && self.quorum_now(state)
+            && self.lease_now(state)
+    }
+
+    /// Whether a registration of our name ranks above ours in the view.
+    fn rival_in_view(&self, state: &ServerState<A>) -> bool {
+        let Some(me) = state.ctx.registration.as_ref() else {
+            return false;
+        };
+        let top = self.registry.lookup(&self.name);
+        phase::ranks_above(top.as_ref().map(Registration::info), me.info())
+    }
+
+    /// On a holder: whether it holds a lease now (the proof that no other
+    /// node declared it down), noting the change. Without one it holds its
+    /// calls and looks again after [`LEASE_RECHECK`].
+    pub(super) fn lease_now(&self, state: &mut ServerState<A>) -> bool {
+        let lease = self
+            .registry
+            .lease_until()
+            .is_some_and(|t| t > Instant::now());
+        if !matches!(state.stage, Stage::Holder(_)) {
+            return lease;
+        }
+        if !lease {
+            self.arm_lease_recheck(state);
+        }
+        let Stage::Holder(holder) = &mut state.stage else {
+            return lease;
+        };
+        if lease != holder.lease_lost {
+            return lease;
+        }
+        holder.lease_lost = !lease;
+        if lease {
+            tracing::info!("lease regained; serving the held calls");
+            self.publish(state, EventKind::LeaseRegained);
+        } else {
+            tracing::warn!("no lease (a stall, or a peer not heard from); holding calls");
+            self.publish(state, EventKind::LeaseLost);
+        }
+        lease
+    }
+
+    /// Starts the lease re-check timer, unless one is on its way.
+    fn arm_lease_recheck(&self, state: &mut ServerState<A>) {
+        if state.lease_recheck {
+            return;
+        }
+        state.lease_recheck = true;
+        self.timer(state, LEASE_RECHECK, TakeoverMessage::LeaseTick);
+    }
+
+    /// The lease re-check timer fired: serve the held calls if this holder
+    /// may answer now; with a newer registration in view, let the conflict
+    /// path decide (a handover request, or the resolver) instead.
+    pub(super) async fn on_lease_tick(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        state.lease_recheck = false;
+        if !matches!(state.stage, Stage::Holder(_)) {
+            return Ok(());
+        }
+        if self.rival_in_view(state) {
+            if matches!(&state.stage, Stage::Holder(h) if h.suspect.is_none()) {
+                return self.check_conflict(state).await;
+            }
+            // Keep looking: the lease events must still be published.
+            self.lease_now(state);
+            return Ok(());
+        }
+        self.serve_held_if_answering(state).await
     }
 
     pub(super) async fn on_call(
@@ -50,11 +141,24 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         call: Pending<A>,
     ) -> Result<(), ActorProcessingErr> {
         if self.may_answer(state) {
-            return self.serve(state, call).await;
+            // Held calls first: the lease may be back before its timer says so.
+            self.serve_buffered(state).await?;
+            if state.buffer.is_empty() {
+                return self.serve(state, call).await;
+            }
         }
         match &mut state.stage {
             Stage::Yielding(_) => self.yielding_call(state, call),
-            Stage::Holder(_) | Stage::Pulling(_) => self.hold(state, call),
+            Stage::Holder(h) => {
+                let unsuspected = h.suspect.is_none();
+                self.hold(state, call);
+                // A newer holder in view that the pump has not told us of yet
+                // (its news queue behind this call): start the conflict path.
+                if unsuspected && self.rival_in_view(state) {
+                    return self.check_conflict(state).await;
+                }
+            }
+            Stage::Pulling(_) => self.hold(state, call),
             Stage::Retiring(_) => self.retiring_call(state, call),
             Stage::Standby(_) => self.forward_to_holder(state, call),
         }
@@ -63,6 +167,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     /// Keeps a call in the bounded buffer, or refuses it when full.
     fn hold(&self, state: &mut ServerState<A>, call: Pending<A>) {
+        if state.buffer.len() >= self.config.buffer_capacity {
+            // Calls whose callers gave up make no room claim: drop them first.
+            let now = Instant::now();
+            state.buffer.retain(|c| {
+                c.reply
+                    .as_ref()
+                    .and_then(|r| r.deadline())
+                    .is_none_or(|d| d > now)
+            });
+        }
         if state.buffer.len() < self.config.buffer_capacity {
             state.buffer.push_back(call);
             return;
@@ -83,6 +197,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// it: ractor would stop the actor with its reply ports unanswered, and a
     /// caller on another node, whose port is a promise on the wire, would
     /// wait out its whole deadline.
+    ///
+    /// A call whose caller stopped waiting is not applied (the caller got
+    /// `Timeout` already, and applying it late would change the state behind
+    /// its back).
     pub(super) async fn serve(
         &self,
         state: &mut ServerState<A>,
@@ -92,6 +210,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             // Queued behind a call the handler failed on: not handled.
             let why = why.clone();
             self.refuse_stopped(state, call, &why);
+            return Ok(());
+        }
+        if let Some(late) = call
+            .reply
+            .as_ref()
+            .and_then(|r| r.deadline())
+            .and_then(|d| Instant::now().checked_duration_since(d))
+        {
+            tracing::debug!(
+                ?late,
+                "a call past its caller's deadline; dropped, not applied"
+            );
             return Ok(());
         }
         let handled =
@@ -155,15 +285,38 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// Serves every buffered call, in order.
+    /// Serves the buffered calls, in order, while this holder may answer
+    /// (asked before each call: a long buffer can outlast a lease).
     pub(super) async fn serve_buffered(
         &self,
         state: &mut ServerState<A>,
     ) -> Result<(), ActorProcessingErr> {
-        while let Some(call) = state.buffer.pop_front() {
-            self.serve(state, call).await?;
+        while !state.buffer.is_empty() && self.may_answer(state) {
+            if let Some(call) = state.buffer.pop_front() {
+                self.serve(state, call).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Serves the buffered calls a holder owes before it sends its state to
+    /// a successor that stole the name from it: that successor ranks above
+    /// us, and waits for our state before it serves, so only the lease is
+    /// asked. Returns whether the lease held for all of them (those left
+    /// stay in the buffer).
+    pub(super) async fn serve_buffered_before_handover(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<bool, ActorProcessingErr> {
+        while !state.buffer.is_empty() {
+            if !self.lease_now(state) {
+                return Ok(false);
+            }
+            if let Some(call) = state.buffer.pop_front() {
+                self.serve(state, call).await?;
+            }
+        }
+        Ok(self.lease_now(state))
     }
 
     /// Serves the held calls if nothing holds them any more.

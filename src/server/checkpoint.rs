@@ -108,6 +108,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 
     /// A new holder starts its checkpoint clock.
     pub(super) fn start_checkpoints(&self, state: &mut ServerState<A>) {
+        // A holder without a lease may be stale: its checkpoint could
+        // overwrite a newer holder's at a standby. The next tick tries again.
+        if !self.lease_now(state) {
+            return;
+        }
         let Stage::Holder(holder) = &mut state.stage else {
             return;
         };
@@ -146,6 +151,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Some(me) = state.ctx.registration.as_ref().map(|m| m.info().clone()) else {
             return;
         };
+        // A holder without a lease may be stale: its checkpoint could
+        // overwrite a newer holder's at a standby. The next tick tries again.
+        if !self.lease_now(state) {
+            return;
+        }
         let Stage::Holder(holder) = &mut state.stage else {
             return;
         };

@@ -78,7 +78,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // they are ours to answer, and go into the state we send.
         if let Stage::Holder(h) = &mut state.stage {
             h.suspect = None;
-            self.serve_buffered(state).await?;
+            // Without a lease the calls left wait in the buffer; they go to
+            // the successor with our state (below), which serves them after
+            // it: they are never answered here without a lease.
+            self.serve_buffered_before_handover(state).await?;
         }
         let Some(to) = self.registry.resolve(&requester) else {
             // The steal always reaches a node before the request does (same
@@ -112,7 +115,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         tracing::info!(to = %requester.node, bytes = bytes.len(), "state sent; forwarding from now on");
         let retiring = Retiring {
             successor: requester.clone(),
-            waiting: VecDeque::new(),
+            // Calls held for want of a lease: the successor serves them
+            // after our state, in order, before anything sent later.
+            waiting: std::mem::take(&mut state.buffer),
             forwarded: 0,
             sent: Instant::now(),
             bytes: bytes.len(),
@@ -270,7 +275,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         for call in r.waiting {
-            self.serve(state, call).await?;
+            self.on_call(state, call).await?;
         }
         // A newer holder may have shown while we forwarded.
         self.check_conflict(state).await
