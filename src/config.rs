@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::{ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+use crate::{ConflictResolver, EventHub, NewerLineage, Placement};
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -32,7 +32,8 @@ pub struct TakeoverConfig {
     /// Automatic failover and takeover by node priority; `None` leaves moves
     /// to explicit [`crate::takeover`] and [`crate::go`] calls.
     pub placement: Option<Placement>,
-    /// Who wins when two holders of the name meet after a partition.
+    /// Who wins when two holders of the name meet after a partition or a
+    /// hang (default [`NewerLineage`]: the newer state wins).
     pub resolver: Arc<dyn ConflictResolver>,
     /// How long a holder that sees a newer registration of its name waits for
     /// that instance's handover request before it treats it as a conflict.
@@ -89,7 +90,7 @@ impl Default for TakeoverConfig {
             state_part_bytes: 4 << 20,
             events: EventHub::default(),
             placement: None,
-            resolver: Arc::new(PriorityThenEpoch),
+            resolver: Arc::new(NewerLineage),
             conflict_grace: Duration::from_secs(1),
             checkpoint: None,
             quorum: false,

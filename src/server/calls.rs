@@ -4,6 +4,7 @@
 use ractor::ActorProcessingErr;
 
 use super::checkpoint::Clock;
+use super::conflict::Conflict;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::message::{deliver, Answer};
 use crate::{CallErr, EventKind, Registration, TakeoverActor, TakeoverMessage};
@@ -19,10 +20,17 @@ pub(super) struct Pending<A: TakeoverActor> {
 /// along, so that it resumes where it was.
 #[derive(Default)]
 pub(super) struct Holder {
-    /// A newer registration of our name that has not (yet) asked for a
-    /// handover: calls wait in the buffer until it does, or the conflict is
-    /// resolved.
-    pub(super) suspect: Option<Registration>,
+    /// Another live registration of our name that is not our handover
+    /// partner: a takeover under way (it ranks above ours and its state
+    /// request is coming) or a rival holder. Calls wait in the buffer while
+    /// it [`Conflict::holds`].
+    pub(super) conflict: Option<Conflict>,
+    /// The epoch of the takeover or failover our state descends from (0:
+    /// started `Normal`), what our [`crate::Claim`]s carry.
+    pub(super) lineage: crate::Epoch,
+    /// The last loser whose state we merged: it stays registered until it
+    /// reads `MergeDone`, and is no rival meanwhile.
+    pub(super) merged: Option<crate::RegistrationInfo>,
     /// Quorum mode: it saw no majority at its last call, and holds calls
     /// until it does.
     pub(super) quorum_lost: bool,
@@ -32,13 +40,13 @@ pub(super) struct Holder {
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     /// Whether this instance may answer a call now: it holds the name, no
-    /// rival is suspected, and (quorum mode) it sees a majority. The one
+    /// conflict holds its calls, and (quorum mode) it sees a majority. The one
     /// place this is decided; every path that serves asks it.
     pub(super) fn may_answer(&self, state: &mut ServerState<A>) -> bool {
         let Stage::Holder(holder) = &state.stage else {
             return false;
         };
-        holder.suspect.is_none() && self.quorum_now(state)
+        holder.conflict.as_ref().is_none_or(|c| !c.holds()) && self.quorum_now(state)
     }
 
     pub(super) async fn on_call(

@@ -90,7 +90,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // Calls held since the steal showed up arrived before this request:
         // they are ours to answer, and go into the state we send.
         if let Stage::Holder(h) = &mut state.stage {
-            h.suspect = None;
+            h.conflict = None;
             self.serve_buffered(state).await?;
         }
         let Some(to) = self.registry.resolve(&requester) else {
