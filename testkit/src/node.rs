@@ -259,29 +259,14 @@ async fn keep_instance(
 ) -> Result<(), AnyErr> {
     let registry = node.registry();
     let config = config.clone();
-    let (instance, mut handle) = TakeoverServer::new(
-        global.clone(),
-        PowerMonitor,
-        registry.clone(),
-        config.clone(),
-    )
-    .spawn(())
-    .await?;
+    let (instance, mut handle) = start_instance(&global, &registry, &config).await?;
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
     tokio::spawn(async move {
         loop {
             if handle.await.is_err() {
                 eprintln!("instance of {global} panicked; starting a fresh one");
             }
-            match TakeoverServer::new(
-                global.clone(),
-                PowerMonitor,
-                registry.clone(),
-                config.clone(),
-            )
-            .spawn(())
-            .await
-            {
+            match start_instance(&global, &registry, &config).await {
                 Ok((instance, next)) => {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
                     handle = next;
@@ -294,6 +279,35 @@ async fn keep_instance(
         }
     });
     Ok(())
+}
+
+/// Spawns an instance of `global`, as a supervisor would: a start-up that
+/// failed (a safe whereis that could not settle while a peer was still
+/// unknown) is tried again, a bounded number of times.
+async fn start_instance(
+    global: &str,
+    registry: &std::sync::Arc<dyn ractor_takeover::Registry>,
+    config: &TakeoverConfig,
+) -> Result<
+    (
+        TakeoverRef<PowerMonitor>,
+        ractor::concurrency::JoinHandle<()>,
+    ),
+    ractor::SpawnErr,
+> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match TakeoverServer::new(global, PowerMonitor, registry.clone(), config.clone())
+            .spawn(())
+            .await
+        {
+            Err(ractor::SpawnErr::StartupFailed(e)) if tries < 10 => {
+                eprintln!("start-up of {global} failed ({e}); trying again");
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The [`HOLDERS`] line: every instance asked for its phase at once.
