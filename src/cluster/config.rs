@@ -67,7 +67,7 @@ pub struct ClusterConfig {
     /// (the handler's run, scheduling) plus the drift between the nodes'
     /// clock rates; a pause longer than the margin at that very moment can
     /// still let an answer out after the lease ran out. See
-    /// [`Registry::lease_until`].
+    /// [`Registry::lease_until`](crate::Registry::lease_until).
     pub lease_margin: Option<Duration>,
 }
 
@@ -126,7 +126,7 @@ impl ClusterConfig {
             .filter(|d| !d.is_zero())
     }
 
-    /// Refuses settings that cannot work; [`ClusterNode::start`] calls it.
+    /// Refuses settings that cannot work; [`ClusterNode::start`](super::ClusterNode::start) calls it.
     pub fn validate(&self) -> Result<(), ConfigErr> {
         if self.heartbeat_interval.is_zero() {
             return Err(ConfigErr::ZeroTimeout("heartbeat_interval"));
@@ -146,7 +146,7 @@ impl ClusterConfig {
     /// Refuses a server's settings that cannot work on a node with these
     /// settings ([`crate::TakeoverConfig::validate`] with this node's frame
     /// cap). A server spawned on this node's registry runs the same check
-    /// itself (the registry reports its cap, [`Registry::max_frame_bytes`]);
+    /// itself (the registry reports its cap, [`Registry::max_frame_bytes`](crate::Registry::max_frame_bytes));
     /// this is for checking settings before the node starts.
     pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
         takeover.validate(usize::try_from(self.max_frame_bytes).ok())
