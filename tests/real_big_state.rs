@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr, DEFAULT_MAX_FRAME_BYTES};
@@ -36,16 +35,6 @@ fn bytes_in(log: &Log, node: &str, needles: &[&str]) -> usize {
         .and_then(|s| s.split([',', ' ', '}']).next())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("bytes in {line}"))
-}
-
-/// Sends `signal` (`-STOP`, `-CONT`) to the process we started, by its PID.
-fn signal(node: &NodeProc, signal: &str) {
-    tracing::info!("--- kill {signal} node {}", node.name);
-    let status = Command::new("kill")
-        .args([signal, &node.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill {signal} {}", node.pid());
 }
 
 /// Placement `a > b > c`, all with the default 16 MiB frame cap:
@@ -114,7 +103,7 @@ async fn a_takeover_and_a_merge_of_a_state_above_the_frame_cap_complete() {
     assert_eq!(on_a.total, grown.total, "a serves the state it took over");
 
     tracing::info!("--- a hangs: b fails over and grows a big state of its own");
-    signal(&a, "-STOP");
+    a.signal("STOP");
     wait_for("the client sees b as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "b")
     })
@@ -128,7 +117,7 @@ async fn a_takeover_and_a_merge_of_a_state_above_the_frame_cap_complete() {
     tracing::info!("--- a resumes: two holders, the loser offers its state");
     let retired_before = |n: &str| log.count(n, &["Retired"]);
     let before = [("a", retired_before("a")), ("b", retired_before("b"))];
-    signal(&a, "-CONT");
+    a.signal("CONT");
     wait_for("a holder merged the loser's offer", || {
         log.lines()
             .iter()

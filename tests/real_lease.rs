@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,14 +22,6 @@ const COOKIE: &str = "real-lease-test";
 /// after the lease: `b` leaves the set before it leaves the live nodes'
 /// read, never the other way round).
 type Samples = Arc<Mutex<Vec<(Instant, Option<Instant>, bool)>>>;
-
-fn signal(pid: u32, sig: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{sig}"), pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {pid}");
-}
 
 /// The longest stretch without a lease among the samples taken after `from`.
 fn longest_gap(samples: &Samples, from: Instant) -> Duration {
@@ -114,14 +105,14 @@ async fn the_lease_outlives_a_crashed_peer_and_never_a_hung_one() {
     let crash_gap = longest_gap(&samples, killed);
 
     tracing::info!("--- SIGSTOP b");
-    signal(b.pid(), "STOP");
+    b.signal("STOP");
     let stopped = Instant::now();
     wait_for("x declares b down", || x.live_nodes().len() == 1).await;
     wait_for("x holds a lease again, alone", || x.lease_until().is_some()).await;
     let declared = Instant::now();
     stop.store(true, Ordering::Relaxed);
     sampler.await.unwrap();
-    signal(b.pid(), "CONT");
+    b.signal("CONT");
 
     let hang_gap = longest_gap(&samples, stopped);
     println!(

@@ -8,20 +8,10 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;
-
-fn signal(node: &NodeProc, sig: &str) {
-    tracing::info!("--- SIG{sig} node {}", node.name);
-    let status = Command::new("kill")
-        .args([format!("-{sig}"), node.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {}", node.pid());
-}
 
 /// Placement `a > b`: `a` holds, is SIGKILLed, `b` fails over. `b` is
 /// stopped, `a` restarts and stays unable to finish its session with `b`
@@ -49,7 +39,7 @@ async fn a_restarting_node_waits_for_a_peer_it_cannot_reach_yet() {
     log.wait("b", &["Registered", "Failover", "from: \"a\""])
         .await;
 
-    signal(&b, "STOP");
+    b.signal("STOP");
     let _a = NodeProc::start("a", &flags(0), &log);
     let restarted = Instant::now();
     wait_for("a ran 2 s without a session to b", || {
@@ -58,7 +48,7 @@ async fn a_restarting_node_waits_for_a_peer_it_cannot_reach_yet() {
     .await;
     let vacant_while_stopped = log.count("a", &["Registered", "Normal"]) > 1
         || log.count("a", &["Registered", "Failover"]) > 0;
-    signal(&b, "CONT");
+    b.signal("CONT");
     assert!(
         !vacant_while_stopped,
         "a registered the name as vacant while b was only unreachable"

@@ -14,12 +14,8 @@ fn signal(cluster: &Cluster, name: &str, sig: &str) -> Result<(), AnyErr> {
     if pid.is_empty() {
         return Err(format!("no process for node {name}").into());
     }
-    let status = Command::new("kill")
-        .args([format!("-{sig}"), pid.clone()])
-        .status()?;
-    if !status.success() {
-        return Err(format!("kill -{sig} {pid} failed").into());
-    }
+    let pid: u32 = pid.parse()?;
+    ractor_takeover_testkit::procs::signal_pid(pid, sig)?;
     Ok(())
 }
 

@@ -137,6 +137,21 @@ impl Log {
     }
 }
 
+/// Sends `sig` (`"STOP"`, `"CONT"`, ...) to process `pid`, which must be
+/// one the caller started.
+pub fn signal_pid(pid: u32, sig: &str) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "kill -{sig} {pid}: {status}"
+        )))
+    }
+}
+
 /// Polls `cond` until it holds; panics after [`DEADLINE`].
 pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -201,6 +216,13 @@ impl NodeProc {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends `sig` (`"STOP"`, `"CONT"`) to this process: a hang and a
+    /// resume, as a GC pause or a VM migration does.
+    pub fn signal(&self, sig: &str) {
+        tracing::info!("--- SIG{sig} node {}", self.name);
+        signal_pid(self.pid(), sig).unwrap_or_else(|e| panic!("kill -{sig} {}: {e}", self.pid()));
     }
 
     /// Writes `line` and a newline to the process's stdin (the commands a

@@ -10,7 +10,6 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,15 +39,6 @@ const HANG: Duration = Duration::from_secs(3);
 
 /// One answer, in the order the client received them.
 pub type Record = (Instant, Result<PowerReply, CallErr>);
-
-fn signal(node: &NodeProc, sig: &str) {
-    tracing::info!("--- SIG{sig} node {}", node.name);
-    let status = Command::new("kill")
-        .args([format!("-{sig}"), node.pid().to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success(), "kill -{sig} {}", node.pid());
-}
 
 /// What the client saw.
 pub struct Outcome {
@@ -133,7 +123,7 @@ pub async fn run() -> Outcome {
     };
     wait_for("200 reports answered by a", || answered_by("a") >= 200).await;
 
-    signal(&a, "STOP");
+    a.signal("STOP");
     let stopped = Instant::now();
     log.wait("b", &["Registered", "Failover", "from: \"a\""])
         .await;
@@ -143,7 +133,7 @@ pub async fn run() -> Outcome {
         answered_by("b") >= 50 && stopped.elapsed() >= HANG
     })
     .await;
-    signal(&a, "CONT");
+    a.signal("CONT");
     let resumed = Instant::now();
 
     tracing::info!("--- wait for one holder");
