@@ -26,7 +26,8 @@
 //! --help`, `demo --help`). The node role is the one the real-process tests
 //! start (`ractor_takeover_testkit::node`, the `test-node` binary).
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,8 +81,17 @@ struct DemoArgs {
 
 #[tokio::main]
 async fn main() -> Result<(), AnyErr> {
+    let cli = Cli::parse();
+    if matches!(cli.role, None | Some(Role::Demo(_))) && std::env::var_os("RUST_LOG").is_none() {
+        // The show kills a node: ractor_cluster and the heartbeat then warn
+        // of closed sessions and peers down, in this process and in the
+        // nodes (which inherit the setting). Those warnings are the
+        // expected effect of the kill, and the timeline already tells it;
+        // `RUST_LOG=warn` brings them back.
+        std::env::set_var("RUST_LOG", "error");
+    }
     node::init_tracing();
-    match Cli::parse() {
+    match cli {
         Cli {
             role: Some(Role::Node(args)),
             ..
@@ -146,6 +156,57 @@ fn start_node(
     })?)
 }
 
+/// The demo's timeline: one line per event worth telling, with the time
+/// since the start. Routine events (a checkpoint sent and stored: three
+/// lines every 100 reports) are counted instead, and summed up in one line
+/// before the next line told, so the story (start, kill, failover, restart,
+/// takeover back, result) reads at a glance.
+struct Timeline {
+    t0: Instant,
+    routine: RefCell<BTreeMap<String, u64>>,
+}
+
+impl Timeline {
+    /// Event kinds that are counted, not told one by one.
+    const ROUTINE: [&'static str; 2] = ["CheckpointSent", "CheckpointStored"];
+
+    fn new() -> Self {
+        Self {
+            t0: Instant::now(),
+            routine: RefCell::default(),
+        }
+    }
+
+    /// Tells `what`, after the sum of the routine events since the last line.
+    fn say(&self, what: String) {
+        let counted = std::mem::take(&mut *self.routine.borrow_mut());
+        let at = self.t0.elapsed().as_secs_f64();
+        if !counted.is_empty() {
+            let sums: Vec<String> = counted.iter().map(|(k, n)| format!("{k} x{n}")).collect();
+            println!("[{at:>7.3}s]   ({})", sums.join(", "));
+        }
+        println!("[{at:>7.3}s] {what}");
+    }
+
+    /// Tells or counts one line of a node's output, if it is an event.
+    fn event(&self, node: &str, line: &str) {
+        if !line.starts_with("EVENT") {
+            return;
+        }
+        let event = &line[line.find("node=").unwrap_or(0)..];
+        match Self::ROUTINE.iter().find(|kind| event.contains(*kind)) {
+            Some(kind) => {
+                *self
+                    .routine
+                    .borrow_mut()
+                    .entry(format!("{node} {kind}"))
+                    .or_default() += 1
+            }
+            None => self.say(format!("{node}: {event}")),
+        }
+    }
+}
+
 /// One call of the client loop, as the demo records it.
 struct Sent {
     at: Instant,
@@ -155,8 +216,8 @@ struct Sent {
 async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
     let base = args.base_port;
     let checkpoint_every = args.checkpoint_every;
-    let t0 = Instant::now();
-    let say = |what: String| println!("[{:>7.3}s] {what}", t0.elapsed().as_secs_f64());
+    let timeline = Timeline::new();
+    let say = |what: String| timeline.say(what);
     let (lines_tx, mut lines) = mpsc::unbounded_channel::<(String, String)>();
     let mut procs: HashMap<&str, NodeProc> = HashMap::new();
 
@@ -197,12 +258,7 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
                     .await
                     .map_err(|_| format!("timed out waiting for {}", $what))?
                     .ok_or("node output closed")?;
-                if line.starts_with("EVENT") {
-                    say(format!(
-                        "{node}: {}",
-                        &line[line.find("node=").unwrap_or(0)..]
-                    ));
-                }
+                timeline.event(&node, &line);
                 log.push((node.clone(), line.clone()));
                 let pred: &dyn Fn(&str, &str) -> bool = &$pred;
                 if pred(&node, &line) {
@@ -314,12 +370,7 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
     reporter.await?;
     collect_until(&mut calls, &|_| false);
     while let Ok((node, line)) = lines.try_recv() {
-        if line.starts_with("EVENT") {
-            say(format!(
-                "{node}: {}",
-                &line[line.find("node=").unwrap_or(0)..]
-            ));
-        }
+        timeline.event(&node, &line);
         log.push((node, line));
     }
     let final_count = client.call(PowerMsg::Count, CALL_TIMEOUT).await?;
