@@ -89,8 +89,13 @@ struct Inner {
     node_server: ActorRef<NodeServerMessage>,
     heartbeat: ActorRef<HeartbeatMsg>,
     watcher: ActorRef<WatcherMsg>,
-    /// The accept loop of the node's port (see `listener`).
-    accept: tokio::task::JoinHandle<()>,
+    /// The accept loop of the node's port (see `listener`); `None` when
+    /// the node is attached to the application's own node server, which
+    /// then listens itself.
+    accept: Option<tokio::task::JoinHandle<()>>,
+    /// Whether this crate started the node server (and so stops it in
+    /// [`ClusterNode::shutdown`]), or the application did.
+    owns_server: bool,
     shared: Arc<Shared>,
 }
 
@@ -180,10 +185,7 @@ impl ClusterNode {
     /// Starts a node: the TCP node server (cookie auth, TLS if configured),
     /// the heartbeat, and (re)connection to the configured peers.
     pub async fn start(config: ClusterConfig) -> Result<Self, ClusterErr> {
-        if config.max_frame_bytes < MIN_FRAME_BYTES {
-            return Err(ClusterErr::FrameCapTooSmall(config.max_frame_bytes));
-        }
-        config.validate().map_err(ClusterErr::Config)?;
+        let state = Self::prepare(&config)?;
         let encryption = config
             .tls
             .as_ref()
@@ -203,12 +205,6 @@ impl ClusterNode {
         )
         .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into())
         .with_max_inbound_frame_size(config.max_frame_bytes);
-        let mut state = SharedState::default();
-        if let Some(dir) = &config.state_dir {
-            let (store, newest) = store::EpochStore::open(dir).map_err(ClusterErr::StateDir)?;
-            state.newest = newest;
-            state.store = Some(Arc::new(store));
-        }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
         let accept = tokio::spawn(listener::run(
             tcp,
@@ -216,6 +212,61 @@ impl ClusterNode {
             config.tls.as_ref().map(|tls| tls.acceptor().clone()),
             config.handshake_timeout,
         ));
+        Self::run_on(config, state, node_server, Some(accept), true).await
+    }
+
+    /// Attaches the crate's registry and heartbeat to a
+    /// `ractor_cluster::NodeServer` the application already runs (with its
+    /// own sessions, cookie and remote actors), instead of starting a
+    /// second node server: [`start`](Self::start) is for a process that
+    /// has none.
+    ///
+    /// What the application's node server must agree with in `config`:
+    /// its name is `config.node` and its hostname `config.hostname` (peers
+    /// know each other by the name in the session handshake); it listens
+    /// on `config.port`, as advertised in the other nodes' `peers`; its
+    /// cookie is the cluster's; its inbound frame cap is
+    /// `config.max_frame_bytes` (states travel in parts under it); and it
+    /// takes TLS exactly when `config.tls` is set (the heartbeat dials
+    /// peers with it). The crate's own listener does not run: the
+    /// application's node server accepts, under its own rules, so
+    /// `handshake_timeout` bounds only the dials. Every node of the
+    /// cluster, attached or started, must run this crate (the heartbeat
+    /// and the registry live in the pg scope [`SCOPE`]).
+    ///
+    /// [`shutdown`](Self::shutdown) then stops only what this crate
+    /// started; the node server stays the application's.
+    pub async fn attach(
+        node_server: ActorRef<NodeServerMessage>,
+        config: ClusterConfig,
+    ) -> Result<Self, ClusterErr> {
+        let state = Self::prepare(&config)?;
+        Self::run_on(config, state, node_server, None, false).await
+    }
+
+    /// Refuses settings that cannot work, and reads the state directory.
+    fn prepare(config: &ClusterConfig) -> Result<SharedState, ClusterErr> {
+        if config.max_frame_bytes < MIN_FRAME_BYTES {
+            return Err(ClusterErr::FrameCapTooSmall(config.max_frame_bytes));
+        }
+        config.validate().map_err(ClusterErr::Config)?;
+        let mut state = SharedState::default();
+        if let Some(dir) = &config.state_dir {
+            let (store, newest) = store::EpochStore::open(dir).map_err(ClusterErr::StateDir)?;
+            state.newest = newest;
+            state.store = Some(Arc::new(store));
+        }
+        Ok(state)
+    }
+
+    /// Starts the watcher and the heartbeat on `node_server`.
+    async fn run_on(
+        config: ClusterConfig,
+        state: SharedState,
+        node_server: ActorRef<NodeServerMessage>,
+        accept: Option<tokio::task::JoinHandle<()>>,
+        owns_server: bool,
+    ) -> Result<Self, ClusterErr> {
         let shared = Arc::new(Shared {
             started: Instant::now(),
             state: Mutex::new(state),
@@ -241,6 +292,7 @@ impl ClusterNode {
                 heartbeat,
                 watcher,
                 accept,
+                owns_server,
                 shared,
             }),
         })
@@ -262,12 +314,19 @@ impl ClusterNode {
         Arc::new(self.clone())
     }
 
-    /// Stops the node's actors (node server, heartbeat, watcher); sessions close.
+    /// Stops the node's actors (node server, heartbeat, watcher); sessions
+    /// close. A node [attached](Self::attach) to the application's node
+    /// server leaves that server running: only the heartbeat and the
+    /// watcher stop.
     pub fn shutdown(&self) {
         self.inner.heartbeat.stop(None);
         self.inner.watcher.stop(None);
-        self.inner.accept.abort();
-        self.inner.node_server.stop(None);
+        if let Some(accept) = &self.inner.accept {
+            accept.abort();
+        }
+        if self.inner.owns_server {
+            self.inner.node_server.stop(None);
+        }
     }
 
     fn shared(&self) -> &Shared {

@@ -63,6 +63,11 @@ pub struct ClusterArgs {
     /// The inbound frame cap (default: the crate's, 16 MiB).
     #[arg(long)]
     pub max_frame_bytes: Option<u64>,
+    /// Start a `ractor_cluster::NodeServer` here, as an application that
+    /// already runs one does, and attach the crate to it
+    /// (`ClusterNode::attach`) instead of letting the crate start its own.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub attach: bool,
 }
 
 impl ClusterArgs {
@@ -87,6 +92,28 @@ impl ClusterArgs {
         let tls = ClusterTls::from_pem_files(&cert, &key, &cert, &self.tls_name)?;
         Ok(config.with_tls(tls))
     }
+}
+
+/// A node server of the application's own, on the node's port, as a
+/// ractor_cluster user starts it (plain TCP: `--attach` does not combine
+/// with `--tls-dir` here).
+async fn own_node_server(
+    config: &ClusterConfig,
+) -> Result<ractor::ActorRef<ractor_cluster::NodeServerMessage>, AnyErr> {
+    if config.tls.is_some() {
+        return Err("--attach runs a plain TCP node server; drop --tls-dir".into());
+    }
+    let server = ractor_cluster::NodeServer::new(
+        config.port,
+        config.cookie.clone(),
+        config.node.to_string(),
+        config.hostname.clone(),
+        None,
+        None,
+    )
+    .with_max_inbound_frame_size(config.max_frame_bytes);
+    let (server, _) = ractor::Actor::spawn(None, server, ()).await?;
+    Ok(server)
 }
 
 /// The flags of one node running the power monitor.
@@ -183,7 +210,12 @@ pub fn on_stdin_lines(mut on_line: impl FnMut(String) + Send + 'static) {
 /// `--exit-on-stdin-eof`).
 pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     let name = args.name.clone();
-    let node = ClusterNode::start(args.cluster.config(&name)?).await?;
+    let config = args.cluster.config(&name)?;
+    let node = if args.cluster.attach {
+        ClusterNode::attach(own_node_server(&config).await?, config).await?
+    } else {
+        ClusterNode::start(config).await?
+    };
     let placement = Placement::parse(&args.placement)
         .with_failover_delay(Duration::from_millis(args.failover_delay_ms));
     let config = TakeoverConfig::default()
