@@ -84,8 +84,12 @@ struct World {
     /// lost (the session closed under it).
     session: HashMap<Link, u64>,
     /// Pairs whose session is not up yet after a restart, smaller node
-    /// first: what would cross is dropped, as a cut does.
-    dialing: HashSet<Link>,
+    /// first, each with its dial's number: what would cross is dropped, as a
+    /// cut does. Why numbered: a dial that a crash made moot must not end a
+    /// later dial on the same pair (see `faults::dial_done`).
+    dialing: HashMap<Link, u64>,
+    /// Dials started so far: the next dial's number.
+    dials: u64,
     /// Dial delays for the next restart of a node, per peer.
     dial_delay: HashMap<Link, Duration>,
     links: HashMap<Link, mpsc::UnboundedSender<Item>>,
@@ -162,7 +166,8 @@ impl FakeCluster {
                 frame_limit: HashMap::new(),
                 frame_cap: None,
                 session: HashMap::new(),
-                dialing: HashSet::new(),
+                dialing: HashMap::new(),
+                dials: 0,
                 dial_delay: HashMap::new(),
                 links: HashMap::new(),
                 queued: HashMap::new(),
@@ -314,7 +319,7 @@ impl FakeCluster {
         };
         // A crashed process is no longer hung: its links carry the news.
         w.unpause(&id);
-        w.dialing.retain(|(x, y)| *x != id && *y != id);
+        w.dialing.retain(|(x, y), _| *x != id && *y != id);
         let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != id).cloned().collect();
         for peer in peers {
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(Op::NodeDown(id.clone())));

@@ -552,9 +552,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_handover_query(state, old, successor);
                 Ok(())
             }
-            HandoverMsg::HandoverUnknown { successor } => {
-                self.on_handover_unknown(state, successor).await
-            }
+            HandoverMsg::HandoverUnknown {
+                successor,
+                answerer,
+            } => self.on_handover_unknown(state, successor, answerer).await,
             HandoverMsg::MergeOffer {
                 loser,
                 winner_epoch,

@@ -223,6 +223,11 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
         },
         7 => HandoverMsg::HandoverUnknown {
             successor: random_info(rng),
+            answerer: if rng.random_bool(0.5) {
+                Some(random_info(rng))
+            } else {
+                None
+            },
         },
         8 => HandoverMsg::StatePart {
             of: random_part_of(rng),

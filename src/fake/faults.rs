@@ -200,7 +200,7 @@ impl FakeCluster {
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(sync));
             let reachable = w.nodes.get(&peer).is_some_and(|p| p.up)
                 && !w.cut.contains(&pair(&id, &peer))
-                && !w.dialing.contains(&pair(&id, &peer));
+                && !w.dialing.contains_key(&pair(&id, &peer));
             if !reachable {
                 continue;
             }
@@ -292,36 +292,39 @@ impl FakeCluster {
             .filter(|((n, _), _)| n == node)
             .map(|((_, p), d)| (p.clone(), *d))
             .collect();
-        let incarnation = w.nodes.get(node).map_or(0, |n| n.incarnation);
         let mut out = HashSet::new();
         for (peer, delay) in slow {
             w.dial_delay.remove(&(node.clone(), peer.clone()));
-            w.dialing.insert(pair(node, &peer));
+            w.dials += 1;
+            let dial = w.dials;
+            w.dialing.insert(pair(node, &peer), dial);
             out.insert(peer.clone());
             let cluster = self.clone();
             let node = node.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                cluster.dial_done(&node, &peer, incarnation);
+                cluster.dial_done(&node, &peer, dial);
             });
         }
         out
     }
 
     /// A slow dial completed: the session syncs both views, as at a restart.
-    fn dial_done(&self, node: &NodeId, peer: &NodeId, incarnation: u64) {
+    fn dial_done(&self, node: &NodeId, peer: &NodeId, dial: u64) {
         let mut w = self.world();
-        if !w.dialing.remove(&pair(node, peer)) {
+        // Only the dial still pending on this pair ends here. One that a
+        // crash of either side made moot must leave alone the slow dial a
+        // later restart started on the same pair: ending that one would
+        // open the link without the sync, and the views would never meet
+        // (fault seed 2324582863).
+        if w.dialing.get(&pair(node, peer)) != Some(&dial) {
             return;
         }
+        w.dialing.remove(&pair(node, peer));
         let both_up = [node, peer]
             .iter()
             .all(|n| w.nodes.get(*n).is_some_and(|s| s.up));
-        let same = w
-            .nodes
-            .get(node)
-            .is_some_and(|n| n.incarnation == incarnation);
-        if !both_up || !same || w.cut.contains(&pair(node, peer)) {
+        if !both_up || w.cut.contains(&pair(node, peer)) {
             return;
         }
         tracing::info!("--- {node} completes its session with {peer}");

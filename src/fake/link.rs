@@ -63,7 +63,7 @@ impl FakeCluster {
             *n -= 1;
         }
         let cut = w.cut.contains(&pair(from, to))
-            || w.dialing.contains(&pair(from, to))
+            || w.dialing.contains_key(&pair(from, to))
             || w.session.get(&pair(from, to)).copied().unwrap_or(0) != item.session;
         if cut {
             // Lost with its link: a held reply port closes at once.

@@ -138,6 +138,11 @@ pub enum HandoverMsg {
     HandoverUnknown {
         /// The registration the query named.
         successor: RegistrationInfo,
+        /// The answering instance's registration (`None`: it holds none).
+        /// Why: the successor's own answer is final (it will never confirm
+        /// a handover it has no state from), a newer holder's is not while
+        /// the successor is still there to confirm.
+        answerer: Option<RegistrationInfo>,
     },
 }
 

@@ -336,7 +336,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let answer =
             match phase::answer_query(state.memory.took_over.as_ref(), &old, &successor, pulling) {
                 QueryAnswer::Done => HandoverMsg::HandoverDone { successor },
-                QueryAnswer::Unknown => HandoverMsg::HandoverUnknown { successor },
+                QueryAnswer::Unknown => HandoverMsg::HandoverUnknown {
+                    successor,
+                    answerer: state.ctx.registration.as_ref().map(|r| r.info().clone()),
+                },
                 QueryAnswer::Silent => {
                     tracing::debug!(
                         ?old,
@@ -352,17 +355,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// On the old holder: the instance we asked holds no state from our
-    /// handover. If the successor is gone too, resume.
+    /// handover. If that is the successor itself, or the successor is gone
+    /// too, resume.
     pub(super) async fn on_handover_unknown(
         &self,
         state: &mut ServerState<A>,
         successor: RegistrationInfo,
+        answerer: Option<RegistrationInfo>,
     ) -> Result<(), ActorProcessingErr> {
         let Stage::Retiring(r) = &state.stage else {
             return Ok(());
         };
         let resolves = self.registry.resolve(&successor).is_some();
-        if !phase::unknown_ends_retiring(&r.successor, &successor, resolves) {
+        if !phase::unknown_ends_retiring(&r.successor, &successor, answerer.as_ref(), resolves) {
             return Ok(());
         }
         self.resume_after_loss(state, successor).await

@@ -411,14 +411,22 @@ pub(super) fn answer_query(
     }
 }
 
-/// A `HandoverUnknown` about `answered` ends the retirement only if it is
-/// about our successor and the successor is gone.
+/// A `HandoverUnknown` about `answered`, from the instance registered as
+/// `answerer`, ends the retirement only if it is about our successor and
+/// either the successor is gone or it answered itself: it has no state from
+/// our handover, so it never confirms it. (Seed 2324595638: a node that
+/// forgot its epochs restarted and registered its crashed puller's very
+/// registration again; the old holder, seeing "its successor" alive, asked
+/// it forever and never resumed, and its state never came back.) A newer
+/// holder's answer while the successor is still in view does not count:
+/// the successor may yet confirm.
 pub(super) fn unknown_ends_retiring(
     successor: &RegistrationInfo,
     answered: &RegistrationInfo,
+    answerer: Option<&RegistrationInfo>,
     successor_resolves: bool,
 ) -> bool {
-    successor == answered && !successor_resolves
+    successor == answered && (!successor_resolves || answerer == Some(successor))
 }
 
 // ---- Yielding -------------------------------------------------------------

@@ -38,79 +38,83 @@ pub enum KnownGap {
     /// reports a failover from it.
     /// Replayed by `known_bug_b2_split_brain_holder_crash_is_unreported`.
     B2SplitBrainCrash,
-    /// Known bug B3: the `from` of a failover (a standby's `last_holder`) is
-    /// stale: `server.rs` `place()` records the holder only when it runs to the
-    /// end, not while a retry (`retry_at`, after a refused takeover) is pending,
-    /// and a view that still shows an older holder (its departure slow on a
-    /// link) records that one. The failover after the real holder's crash then
-    /// reports the loss as `Failover { from }` naming another node. Since B4's
-    /// fix, a fresh instance names the newest registration its node has seen
+    /// Known bug B3: the `from` of a failover (a standby's `last_holder`) is stale:
+    /// `place()` (`server/placement.rs`) records the holder only when it runs to
+    /// the end, not while a retry (`retry_at`, after a refused takeover) is
+    /// pending, and a view that still shows an older holder (its departure slow on
+    /// a link) records that one. The failover after the real holder's crash then
+    /// reports the loss as `Failover { from }` naming another node. Since B4's fix,
+    /// a fresh instance names the newest registration its node has seen
     /// (`Registry::newest_seen`), which can be a steal that was rolled back (it
     /// never held). Replayed by `known_bug_b3_failover_names_a_stale_holder`.
     B3StaleFrom,
-    /// Known bug B4: the holder crashes, no standby fails over (the node comes
-    /// back within the failover delay, or quorum mode forbids the survivors), and
-    /// a fresh instance (`server.rs` `post_start`) then finds the name vacant and
-    /// registers it as `Normal` with an empty state. The holder's whole state is
-    /// lost and no event says so (no `Failover`, no `StateLost`), although the
-    /// registry knows the name had holders (its new epoch is above 1). Replayed
-    /// by `known_bug_b4_vacant_name_after_a_crash_starts_normal`. Mostly fixed:
-    /// a vacant name is taken as `Failover { from }` when the node has seen a
-    /// holder (`Registry::newest_seen`, learned from peers). Left: a node that
-    /// restarts cut off from every node that had seen a holder knows nothing
-    /// (views are not durable; the same cause as B1's forgotten epochs).
+    /// Known bug B4: the holder crashes, no standby fails over (the node comes back
+    /// within the failover delay, or quorum mode forbids the survivors), and a
+    /// fresh instance (`start`, `server/placement.rs`) then finds the name vacant
+    /// and registers it as `Normal` with an empty state. The holder's whole state
+    /// is lost and no event says so (no `Failover`, no `StateLost`), although the
+    /// registry knows the name had holders (its new epoch is above 1). Replayed by
+    /// `known_bug_b4_vacant_name_after_a_crash_starts_normal`. Mostly fixed: a
+    /// vacant name is taken as `Failover { from }` when the node has seen a holder
+    /// (`Registry::newest_seen`, learned from peers). Left: a node that restarts
+    /// cut off from every node that had seen a holder knows nothing (views are not
+    /// durable; the same cause as B1's forgotten epochs).
     B4RestartedAsNormal,
     /// Known bug B5: a takeover whose state request is lost (an undetected
     /// partition drops it) leaves the old holder suspecting a conflict; after
-    /// `conflict_grace` it wins, re-registers under a new epoch and unregisters
-    /// the old one (or, a yielding loser, it merges into a third holder and
-    /// retires). The puller takes that unregistration for the old holder's
-    /// death: it publishes `StateLost` (wrongly: the state is alive), starts as a
-    /// `Failover` holder with an empty state and serves its buffered calls. No
-    /// registry event reaches it after that, so it never checks for the conflict
-    /// (the winner's wait for its `MergeOffer` never ends either): it stays a
-    /// second holder, below the real one, forever, and the calls it acknowledged
-    /// are lost. In `server.rs`: `on_registry` (`Stage::Pulling` ends the pull as
-    /// lost on any `Unregistered` of `from`, whatever the `LeaveReason`) and
-    /// `finish_pull`/`start_holder` (no `check_conflict` after becoming holder).
-    /// Replayed by `known_bug_b5_puller_stranded_as_a_second_holder`.
+    /// `conflict_grace` it wins, re-registers under a new epoch and unregisters the
+    /// old one (or, a yielding loser, it merges into a third holder and retires).
+    /// The puller takes that unregistration for the old holder's death: it
+    /// publishes `StateLost` (wrongly: the state is alive), starts as a `Failover`
+    /// holder with an empty state and serves its buffered calls. No registry event
+    /// reaches it after that, so it never checks for the conflict (the winner's
+    /// wait for its `MergeOffer` never ends either): it stays a second holder,
+    /// below the real one, forever, and the calls it acknowledged are lost. Found
+    /// in what are now `server.rs` and `server/takeover.rs`: `on_registry`
+    /// (`Stage::Pulling` ends the pull as lost on any `Unregistered` of `from`,
+    /// whatever the `LeaveReason`) and `finish_pull`/`start_holder` (no
+    /// `check_conflict` after becoming holder). Replayed by
+    /// `known_bug_b5_puller_stranded_as_a_second_holder`.
     B5StrandedPuller,
     /// Known bug B6: an old holder in `Retiring` waits for `HandoverDone` with no
     /// timeout; if it is lost (an undetected partition), the instance stays
     /// `Retiring` forever after the heal: it keeps its registration and never
-    /// becomes a standby again. Worse, when that successor later leaves (it
-    /// yields or hands over), the old holder takes it for a failed takeover and
-    /// resumes (`HandoverResumed`) as a holder of the state it had already handed
-    /// over, a fork, and never checks for the higher registration. In
-    /// `server.rs`: `Stage::Retiring` (no timer; `on_registry` does not notice
-    /// that its successor holds the name) and `resume` (no `check_conflict`).
-    /// Replayed by `known_bug_b6_lost_handover_done_never_retires`. Fixed
-    /// (`server/retire.rs`): a retiring holder asks its successor again every
+    /// becomes a standby again. Worse, when that successor later leaves (it yields
+    /// or hands over), the old holder takes it for a failed takeover and resumes
+    /// (`HandoverResumed`) as a holder of the state it had already handed over, a
+    /// fork, and never checks for the higher registration. In what is now
+    /// `server/handover.rs`: `Stage::Retiring` (no timer; `on_registry` does not
+    /// notice that its successor holds the name) and `resume` (no
+    /// `check_conflict`). Replayed by
+    /// `known_bug_b6_lost_handover_done_never_retires`. Fixed
+    /// (`server/handover.rs`): a retiring holder asks its successor again every
     /// `pull_timeout` (`HandoverQuery`), and checks for a newer holder when it
     /// resumes.
     B6NeverRetires,
-    /// Known bug B7: the new holder installs the state, serves calls, and its
-    /// node crashes before its `HandoverDone` reaches the old holder (in flight
-    /// on a slow link). The old holder, still `Retiring`, sees its successor
-    /// vanish and resumes (`HandoverResumed`) with the state it had sent: the
-    /// calls the successor acknowledged are lost, and the events say the
-    /// takeover failed instead of reporting a loss. In `server.rs`: `on_registry`
-    /// (`Stage::Retiring` resumes on any departure of the successor) and
-    /// `resume`. Replayed by `known_bug_b7_resume_over_a_successor_that_served`.
-    /// Fixed (`server/retire.rs`): the old holder resumes under a new epoch as
-    /// `Failover { from: successor's node }`, which reports the loss.
+    /// Known bug B7: the new holder installs the state, serves calls, and its node
+    /// crashes before its `HandoverDone` reaches the old holder (in flight on a
+    /// slow link). The old holder, still `Retiring`, sees its successor vanish and
+    /// resumes (`HandoverResumed`) with the state it had sent: the calls the
+    /// successor acknowledged are lost, and the events say the takeover failed
+    /// instead of reporting a loss. In what is now `server/handover.rs`:
+    /// `on_registry` (`Stage::Retiring` resumes on any departure of the successor)
+    /// and `resume`. Replayed by
+    /// `known_bug_b7_resume_over_a_successor_that_served`. Fixed
+    /// (`server/handover.rs`, `resume_after_loss`): the old holder resumes under a
+    /// new epoch as `Failover { from: successor's node }`, which reports the loss.
     B7ResumedOverASuccessor,
     /// Known bug B8: a takeover's pull ends as a failover (`StateLost`: the old
-    /// holder's node looked down, a detected split), and the state request,
-    /// delayed on a slow link, reaches the old holder after the heal. The old
-    /// holder answers it as a normal handover: it sends its state and retires
+    /// holder's node looked down, a detected split), and the state request, delayed
+    /// on a slow link, reaches the old holder after the heal. The old holder
+    /// answers it as a normal handover: it sends its state and retires
     /// (`Retiring`), but the requester is no longer pulling and drops the reply
     /// ("state reply for no pull of ours"). The old holder's state is lost,
     /// unreported, and it stays `Retiring` forever (or, when that requester later
-    /// leaves, resumes as a holder below it, for good). In `server.rs`:
-    /// `on_state_request` (no check that the requester still pulls) and the
-    /// `StateReply` branch of `on_handover` (drops an unexpected state instead of
-    /// merging it or sending `HandoverAborted`). Replayed by
+    /// leaves, resumes as a holder below it, for good). In what are now
+    /// `server/handover.rs` and `server/takeover.rs`: `on_state_request` (no check
+    /// that the requester still pulls) and the `StateReply` branch of `on_handover`
+    /// (drops an unexpected state instead of merging it or sending
+    /// `HandoverAborted`). Replayed by
     /// `known_bug_b8_state_sent_to_a_puller_that_gave_up`.
     B8StateSentToNobody,
 }

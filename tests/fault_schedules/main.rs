@@ -59,7 +59,7 @@
 //! it; `ledger.rs` is the server under test and its log), `replay.rs` (the
 //! recorded history, replayed once), `invariants.rs` (one function per
 //! invariant over it), `known_gaps.rs` (the gaps and their signatures),
-//! `regressions.rs` (seeds that found bugs), `driver.rs` (one seed, many
+//! `regressions.rs` and `machine_seeds.rs` (seeds that found bugs), `driver.rs` (one seed, many
 //! seeds, the reports), and here the suite itself.
 //!
 //! A failing schedule prints its seed, its schedule, the violations and how
@@ -93,6 +93,7 @@ mod harness;
 mod invariants;
 mod known_gaps;
 mod ledger;
+mod machine_seeds;
 mod regressions;
 mod replay;
 

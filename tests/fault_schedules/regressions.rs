@@ -209,7 +209,7 @@ fn known_gap_machine_faults_strand_a_puller() {
 /// winner's state) every round drops what `c`'s side did. Not a checker
 /// violation (a split brain may hold two holders); this test asserts that
 /// the name moves at most three times while the split lasts. Fixed
-/// (`server.rs` `place()`): a standby takes over only when every
+/// (`place()`, `server/placement.rs`): a standby takes over only when every
 /// registration it sees is on a node below its own, so `b`, seeing `a` and
 /// `c` both hold, leaves the split brain to heal.
 #[test]

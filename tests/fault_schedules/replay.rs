@@ -136,7 +136,7 @@ impl<'o> Replay<'o> {
                     let before = self.go_epoch.insert(*inst, *epoch);
                     // A second go is allowed only as a failover under a new
                     // epoch: an old holder whose successor vanished before
-                    // confirming the handover resumes that way (`server/retire.rs`).
+                    // confirming the handover resumes that way (`server/handover.rs`).
                     let again_as_failover = matches!(start, StartType::Failover { .. })
                         && before.is_some_and(|b| b.is_some() && b != *epoch);
                     if self.go_at.insert(*inst, at).is_some() && !again_as_failover {

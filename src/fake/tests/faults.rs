@@ -319,3 +319,49 @@ async fn a_paused_holder_holds_its_calls_until_its_lease_is_back() {
         }
     }
 }
+
+/// A slow dial of an earlier life of a node (it crashed before the dial
+/// completed) neither completes nor cancels the slow dial of its next life:
+/// that session comes up after its own delay and syncs both views. Seed
+/// 2324582863 of the fault suite: the old dial's timer took the new dial's
+/// place, so the link carried frames but the views never synced; the
+/// restarted node never saw the peer's registration, and a split-brain
+/// winner there could never confirm the loser's merge.
+#[tokio::test(start_paused = true)]
+async fn a_dial_of_an_earlier_restart_does_not_cancel_the_next_one() {
+    let cluster = FakeCluster::new(["a", "b"]);
+    let b = cluster.node("b");
+    b.register("on_b", idle().await)
+        .await
+        .expect("register on b");
+    wait_until("a sees on_b", || holder_in(&cluster, "a", "on_b").is_some()).await;
+
+    tracing::info!("--- a restarts with a 2 s dial to b, and crashes within it");
+    cluster.crash("a");
+    cluster.delay_dial("a", "b", Duration::from_secs(2));
+    cluster.restart("a");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.crash("a");
+
+    tracing::info!("--- a restarts again, with a 3 s dial to b");
+    cluster.delay_dial("a", "b", Duration::from_secs(3));
+    cluster.restart("a");
+    let log: Arc<Mutex<Vec<String>>> = Arc::default();
+    let on_a = recorder("a", log.clone()).await;
+    // Past the first dial's end (2 s after the first restart).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(holder_in(&cluster, "a", "on_b"), None);
+    b.send_wire(&on_a, wire("early".into())).expect("sent");
+    wait_until("the link is empty", || cluster.queued("b", "a") == 0).await;
+    assert!(
+        log.lock().unwrap().is_empty(),
+        "crossed a session not yet up: the first dial's end completed the second"
+    );
+
+    tracing::info!("--- the second dial completes");
+    wait_until("a sees b's registration", || {
+        holder_in(&cluster, "a", "on_b").is_some()
+    })
+    .await;
+    assert!(cluster.node("a").live_nodes().contains(&NodeId::new("b")));
+}

@@ -433,9 +433,47 @@ fn regression_3373122513_only_the_successor_confirms() {
 #[test]
 fn handover_unknown_ends_retiring_only_for_our_successor_once_gone() {
     let successor = reg(4, "b");
-    assert!(unknown_ends_retiring(&successor, &successor, false));
-    assert!(!unknown_ends_retiring(&successor, &successor, true));
-    assert!(!unknown_ends_retiring(&successor, &reg(5, "b"), false));
+    let newer = reg(6, "c");
+    assert!(unknown_ends_retiring(
+        &successor,
+        &successor,
+        Some(&newer),
+        false
+    ));
+    assert!(unknown_ends_retiring(&successor, &successor, None, false));
+    assert!(!unknown_ends_retiring(
+        &successor,
+        &successor,
+        Some(&newer),
+        true
+    ));
+    assert!(!unknown_ends_retiring(&successor, &successor, None, true));
+    assert!(!unknown_ends_retiring(
+        &successor,
+        &reg(5, "b"),
+        Some(&newer),
+        false
+    ));
+}
+
+/// Seed 2324595638: the successor itself says it has no state from our
+/// handover (a fresh instance under the crashed puller's registration, on a
+/// node that forgot its epochs): final, even though it is in view.
+#[test]
+fn regression_2324595638_the_successors_own_unknown_ends_retiring() {
+    let successor = reg(12, "c");
+    assert!(unknown_ends_retiring(
+        &successor,
+        &successor,
+        Some(&successor),
+        true
+    ));
+    assert!(!unknown_ends_retiring(
+        &successor,
+        &reg(9, "c"),
+        Some(&successor),
+        true
+    ));
 }
 
 // ---- Yielding exits -------------------------------------------------------
