@@ -1,4 +1,7 @@
-//! Calling the server by its global name.
+//! Calling the server by its global name; `client/ports` the calls whose
+//! message carries a [`crate::Reply`], and the `call_t!`/`cast!` macros.
+
+mod ports;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -12,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::message::routing::deliver;
-use crate::message::wire::{decode_answer, wire_call};
+use crate::message::wire::{answer_error, decode_answer, encode_args, wire_call};
 use crate::ReplyPort;
 use crate::{
     CallErr, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent,
@@ -156,16 +159,13 @@ impl<A: TakeoverActor> GlobalClient<A> {
         if holder.node() == self.inner.registry.node() {
             return self.call_local(&holder, msg, timeout, deadline).await;
         }
+        let args = encode_args(&msg)?;
         loop {
-            let error = match self.call_remote(&holder, &msg, timeout, deadline).await {
-                Attempt::Done(done) => return done,
+            let error = match self.call_remote(&holder, &args, timeout, deadline).await {
+                Attempt::Done(done) => return done.and_then(|bytes| decode_answer(&bytes)),
                 Attempt::NotHandled(e) => e,
             };
-            self.inner.stale.store(true, Ordering::Release);
-            holder = match self.next_holder(&holder, deadline).await {
-                Some(next) => next,
-                None => return Err(error),
-            };
+            holder = self.next_holder_after(&holder, error, deadline).await?;
             if holder.node() == self.inner.registry.node() {
                 return self.call_local(&holder, msg, timeout, deadline).await;
             }
@@ -203,33 +203,30 @@ impl<A: TakeoverActor> GlobalClient<A> {
         }
     }
 
-    /// A call to a holder on another node, in its wire form straight away:
-    /// the answer comes back in bytes and is decoded here, with no bridging
-    /// task in between.
+    /// A call to a holder on another node, in its wire form straight away
+    /// (`args` encoded once for every try): the answer comes back in bytes
+    /// and is decoded by the caller, with no bridging task in between.
     async fn call_remote(
         &self,
         holder: &Registration,
-        msg: &A::Msg,
+        args: &[u8],
         timeout: Duration,
         deadline: Instant,
-    ) -> Attempt<A::Reply> {
+    ) -> Attempt<Vec<u8>> {
         // Read before sending: a node that goes down from here on ends the call.
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot::<Vec<u8>>();
-        let call = match wire_call::<A>(msg, (tx, timeout).into()) {
-            Ok(call) => call,
-            Err(e) => return Attempt::Done(Err(e)),
-        };
+        let call = wire_call(args.to_vec(), (tx, timeout).into());
         if self.inner.registry.send_wire(holder, call).is_err() {
             // The session to the holder's node is gone: the call was not sent.
             return Attempt::NotHandled(CallErr::NoReply);
         }
         Attempt::Done(
             match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
-                Waited::Answer(bytes) => match decode_answer::<A>(&bytes) {
-                    Err(e) if not_handled(&e) => return Attempt::NotHandled(e),
-                    answer => answer,
+                Waited::Answer(bytes) => match answer_error(&bytes) {
+                    Some(e) if not_handled(&e) => return Attempt::NotHandled(e),
+                    _ => Ok(bytes),
                 },
                 Waited::Closed => {
                     self.inner.stale.store(true, Ordering::Release);
@@ -241,7 +238,19 @@ impl<A: TakeoverActor> GlobalClient<A> {
         )
     }
 
-    fn holder_down(&self, holder: &Registration) -> Result<A::Reply, CallErr> {
+    /// After a try on `failed` that was certainly not handled (answered
+    /// `error`): the next holder, or `error` if none comes by `deadline`.
+    async fn next_holder_after(
+        &self,
+        failed: &Registration,
+        error: CallErr,
+        deadline: Instant,
+    ) -> Result<Registration, CallErr> {
+        self.inner.stale.store(true, Ordering::Release);
+        self.next_holder(failed, deadline).await.ok_or(error)
+    }
+
+    fn holder_down<R>(&self, holder: &Registration) -> Result<R, CallErr> {
         self.inner.stale.store(true, Ordering::Release);
         tracing::debug!(name = %self.inner.name, node = %holder.node(), "holder's node marked down while a call waited");
         Err(CallErr::HolderDown {

@@ -99,10 +99,12 @@ mod event;
 #[cfg(feature = "test-util")]
 pub mod fake;
 mod fence;
+mod macros;
 mod message;
 mod node;
 mod placement;
 mod registry;
+pub mod reply;
 mod resolver;
 mod server;
 
@@ -149,6 +151,7 @@ pub use registry::Registration;
 pub use registry::RegistrationInfo;
 pub use registry::Registry;
 pub use registry::RegistryEvent;
+pub use reply::Reply;
 pub use resolver::ConflictResolver;
 pub use resolver::PriorityThenEpoch;
 pub use server::go;

@@ -213,6 +213,9 @@ pub struct ServerState<A: TakeoverActor> {
     transfers: Transfers,
     /// A lease re-check timer is on its way (one at a time).
     lease_recheck: bool,
+    /// Reply ports the handler kept to answer later: a handover or a merge
+    /// answers them `CallErr::Moved` (see `crate::reply`).
+    held: crate::reply::HeldPorts,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -313,6 +316,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             failed: None,
             transfers: Transfers::default(),
             lease_recheck: false,
+            held: Default::default(),
         })
     }
 
