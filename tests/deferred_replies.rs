@@ -1,0 +1,220 @@
+//! Deferred replies: a lock manager whose `Acquire` is answered when the
+//! lock frees, through the `Reply` its message carries, across a takeover
+//! and a crash failover with callers waiting. Every waiting caller ends
+//! with its grant or a typed error it can retry on, none hangs, none is
+//! dropped silently; no two callers hold the lock at once.
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::*;
+use ractor_takeover_testkit::lock_manager::{Grant, LockManager, LockMessage, NAME};
+use support::{init_tracing, wait_until, TIMEOUT};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const KEY: &str = "k";
+
+async fn spawn_on(cluster: &FakeCluster, node: &str) -> TakeoverRef<LockManager> {
+    TakeoverServer::new(
+        NAME,
+        LockManager,
+        cluster.registry(node),
+        Default::default(),
+    )
+    .spawn(())
+    .await
+    .expect("spawns")
+    .0
+}
+
+fn client(cluster: &FakeCluster, node: &str) -> GlobalClient<LockManager> {
+    GlobalClient::new(NAME, cluster.registry(node))
+}
+
+/// Errors a waiter may get and retry on: its state moved, its holder's node
+/// went down, the holder dropped its port, or there was no holder for a
+/// moment. A `Timeout` is not among them: that would be a hang.
+fn retryable(e: &CallErr) -> bool {
+    matches!(
+        e,
+        CallErr::Moved
+            | CallErr::HolderDown { .. }
+            | CallErr::ReplyDropped
+            | CallErr::NoReply
+            | CallErr::NotRegistered(_)
+    )
+}
+
+/// A caller that acquires `KEY`, retrying on a retryable error within
+/// [`TIMEOUT`], holds it for a moment (checking that nobody else does) and
+/// releases it. Returns every answer it got, the last one its grant.
+fn waiter(
+    client: GlobalClient<LockManager>,
+    busy: Arc<AtomicBool>,
+) -> JoinHandle<Vec<Result<Grant, CallErr>>> {
+    tokio::spawn(async move {
+        let deadline = Instant::now() + TIMEOUT;
+        let mut answers = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let answer = call_t!(
+                client,
+                LockMessage::Acquire,
+                left.as_millis() as u64,
+                KEY.to_string()
+            );
+            answers.push(answer.clone());
+            match answer {
+                Ok(grant) => {
+                    assert!(
+                        !busy.swap(true, Ordering::SeqCst),
+                        "two holders of the lock"
+                    );
+                    busy.store(false, Ordering::SeqCst);
+                    cast!(client, LockMessage::Release(KEY.into(), grant.id)).expect("releases");
+                    return answers;
+                }
+                Err(e) if retryable(&e) && Instant::now() < deadline => continue,
+                Err(_) => return answers,
+            }
+        }
+    })
+}
+
+async fn waiting(client: &GlobalClient<LockManager>) -> usize {
+    call_t!(client, LockMessage::Waiting, 5_000, KEY.to_string()).unwrap_or(0)
+}
+
+/// Waits for every waiter; each must end with a grant, after only
+/// retryable errors, the first of which is one of `first`. Returns the
+/// grants' ids.
+async fn ends_granted(
+    waiters: Vec<JoinHandle<Vec<Result<Grant, CallErr>>>>,
+    first: impl Fn(&CallErr) -> bool,
+) -> Vec<u64> {
+    let mut ids = Vec::new();
+    for w in waiters {
+        let answers = w.await.expect("the waiter ran");
+        tracing::info!(?answers, "a waiter's answers");
+        let (last, before) = answers.split_last().expect("at least one answer");
+        let grant = last
+            .clone()
+            .unwrap_or_else(|e| panic!("a waiter ended without its grant: {e} ({answers:?})"));
+        assert_eq!(grant.key, KEY);
+        let first_err = before.first().and_then(|a| a.as_ref().err());
+        assert!(
+            first_err.is_some_and(&first),
+            "the waiter first got another answer: {answers:?}"
+        );
+        assert!(
+            before.iter().all(|a| a.as_ref().is_err_and(retryable)),
+            "only retryable errors before the grant: {answers:?}"
+        );
+        ids.push(grant.id);
+    }
+    ids
+}
+
+/// A takeover while eight callers (on the old holder's node, the new
+/// one's, and two others) wait in `Acquire`: each is answered `Moved` when
+/// the state goes, sends again, waits on the new holder and gets the lock
+/// in turn once its holder releases it there. Then a crash of that holder
+/// with six callers waiting: each ends with a typed error at once (its
+/// holder's node is down, or its port went with the instance), and gets
+/// the lock from the standby that fails over.
+#[tokio::test]
+async fn waiting_acquires_survive_a_takeover_and_a_crash() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c", "d"]);
+    let _on_a = spawn_on(&cluster, "a").await;
+    let on_b = spawn_on(&cluster, "b").await;
+    let main = client(&cluster, "d");
+    let busy = Arc::new(AtomicBool::new(false));
+
+    tracing::info!("--- d takes the lock; eight callers wait for it");
+    let first = call_t!(main, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free lock");
+    let mut waiters = Vec::new();
+    for node in ["a", "b", "c", "d"] {
+        for _ in 0..2 {
+            waiters.push(waiter(client(&cluster, node), busy.clone()));
+        }
+    }
+    wait_until("eight callers wait on a", || async {
+        waiting(&main).await == 8
+    })
+    .await;
+
+    tracing::info!("--- take over to b while they wait");
+    let report = takeover(&on_b, TIMEOUT).await.expect("takeover");
+    assert_eq!(report.start, StartType::Takeover { from: "a".into() });
+    wait_until("the eight wait again, on b", || async {
+        waiting(&main).await == 8
+    })
+    .await;
+
+    tracing::info!("--- d releases on b: each waiter gets the lock in turn");
+    cast!(main, LockMessage::Release(KEY.into(), first.id)).expect("releases");
+    let mut ids = ends_granted(waiters, |e| *e == CallErr::Moved).await;
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "one grant each");
+
+    tracing::info!("--- a standby on c; d takes the lock on b; six callers wait");
+    let on_c = spawn_on(&cluster, "c").await;
+    let held = call_t!(main, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free lock");
+    assert!(held.id > first.id, "ids moved on with the state");
+    let mut waiters = Vec::new();
+    for node in ["a", "c", "d"] {
+        for _ in 0..2 {
+            waiters.push(waiter(client(&cluster, node), busy.clone()));
+        }
+    }
+    wait_until("six callers wait on b", || async {
+        waiting(&main).await == 6
+    })
+    .await;
+
+    tracing::info!("--- crash b; c fails over");
+    cluster.crash("b");
+    go(&on_c, GoRequest::Failover { from: "b".into() }, TIMEOUT)
+        .await
+        .expect("failover");
+    // The lock d held went with b's state (no checkpoint): each waiter gets
+    // it from c's fresh state.
+    let ids = ends_granted(waiters, |e| {
+        matches!(
+            e,
+            CallErr::HolderDown { .. } | CallErr::NoReply | CallErr::ReplyDropped
+        )
+    })
+    .await;
+    assert_eq!(ids.len(), 6);
+}
+
+/// A port answered at once reaches its caller, on the holder's node and on
+/// another; a call with a port to a name nobody holds ends with a typed
+/// error at its deadline, as any call does.
+#[tokio::test]
+async fn a_port_answers_its_own_caller() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b"]);
+    let nobody = client(&cluster, "b");
+    assert_eq!(
+        call_t!(nobody, LockMessage::Waiting, 50, KEY.to_string()),
+        Err(CallErr::NotRegistered(NAME.into()))
+    );
+    let _on_a = spawn_on(&cluster, "a").await;
+    for node in ["a", "b"] {
+        let c = client(&cluster, node);
+        assert_eq!(waiting(&c).await, 0, "answered at once from {node}");
+        let grant = call_t!(c, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free");
+        cast!(c, LockMessage::Release(KEY.into(), grant.id)).expect("sent");
+        let again = call_t!(c, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free");
+        assert!(again.id > grant.id, "released, then granted again");
+        cast!(c, LockMessage::Release(KEY.into(), again.id)).expect("sent");
+    }
+}
