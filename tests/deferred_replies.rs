@@ -6,17 +6,15 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
-use ractor_takeover_testkit::lock_manager::{Grant, LockManager, LockMessage, NAME};
+use ractor_takeover_testkit::lock_manager::{
+    ends_granted, waiter, waiting, LockManager, LockMessage, KEY, NAME,
+};
 use support::{init_tracing, wait_until, TIMEOUT};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-
-const KEY: &str = "k";
 
 async fn spawn_on(cluster: &FakeCluster, node: &str) -> TakeoverRef<LockManager> {
     TakeoverServer::new(
@@ -33,90 +31,6 @@ async fn spawn_on(cluster: &FakeCluster, node: &str) -> TakeoverRef<LockManager>
 
 fn client(cluster: &FakeCluster, node: &str) -> GlobalClient<LockManager> {
     GlobalClient::new(NAME, cluster.registry(node))
-}
-
-/// Errors a waiter may get and retry on: its state moved, its holder's node
-/// went down, the holder dropped its port, or there was no holder for a
-/// moment. A `Timeout` is not among them: that would be a hang.
-fn retryable(e: &CallErr) -> bool {
-    matches!(
-        e,
-        CallErr::Moved
-            | CallErr::HolderDown { .. }
-            | CallErr::ReplyDropped
-            | CallErr::NoReply
-            | CallErr::NotRegistered(_)
-    )
-}
-
-/// A caller that acquires `KEY`, retrying on a retryable error within
-/// [`TIMEOUT`], holds it for a moment (checking that nobody else does) and
-/// releases it. Returns every answer it got, the last one its grant.
-fn waiter(
-    client: GlobalClient<LockManager>,
-    busy: Arc<AtomicBool>,
-) -> JoinHandle<Vec<Result<Grant, CallErr>>> {
-    tokio::spawn(async move {
-        let deadline = Instant::now() + TIMEOUT;
-        let mut answers = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let answer = call_t!(
-                client,
-                LockMessage::Acquire,
-                left.as_millis() as u64,
-                KEY.to_string()
-            );
-            answers.push(answer.clone());
-            match answer {
-                Ok(grant) => {
-                    assert!(
-                        !busy.swap(true, Ordering::SeqCst),
-                        "two holders of the lock"
-                    );
-                    busy.store(false, Ordering::SeqCst);
-                    cast!(client, LockMessage::Release(KEY.into(), grant.id)).expect("releases");
-                    return answers;
-                }
-                Err(e) if retryable(&e) && Instant::now() < deadline => continue,
-                Err(_) => return answers,
-            }
-        }
-    })
-}
-
-async fn waiting(client: &GlobalClient<LockManager>) -> usize {
-    call_t!(client, LockMessage::Waiting, 5_000, KEY.to_string()).unwrap_or(0)
-}
-
-/// Waits for every waiter; each must end with a grant, after only
-/// retryable errors, the first of which is one of `first`. Returns the
-/// grants' ids.
-async fn ends_granted(
-    waiters: Vec<JoinHandle<Vec<Result<Grant, CallErr>>>>,
-    first: impl Fn(&CallErr) -> bool,
-) -> Vec<u64> {
-    let mut ids = Vec::new();
-    for w in waiters {
-        let answers = w.await.expect("the waiter ran");
-        tracing::info!(?answers, "a waiter's answers");
-        let (last, before) = answers.split_last().expect("at least one answer");
-        let grant = last
-            .clone()
-            .unwrap_or_else(|e| panic!("a waiter ended without its grant: {e} ({answers:?})"));
-        assert_eq!(grant.key, KEY);
-        let first_err = before.first().and_then(|a| a.as_ref().err());
-        assert!(
-            first_err.is_some_and(&first),
-            "the waiter first got another answer: {answers:?}"
-        );
-        assert!(
-            before.iter().all(|a| a.as_ref().is_err_and(retryable)),
-            "only retryable errors before the grant: {answers:?}"
-        );
-        ids.push(grant.id);
-    }
-    ids
 }
 
 /// A takeover while eight callers (on the old holder's node, the new
@@ -140,7 +54,7 @@ async fn waiting_acquires_survive_a_takeover_and_a_crash() {
     let mut waiters = Vec::new();
     for node in ["a", "b", "c", "d"] {
         for _ in 0..2 {
-            waiters.push(waiter(client(&cluster, node), busy.clone()));
+            waiters.push(waiter(client(&cluster, node), busy.clone(), TIMEOUT));
         }
     }
     wait_until("eight callers wait on a", || async {
@@ -170,7 +84,7 @@ async fn waiting_acquires_survive_a_takeover_and_a_crash() {
     let mut waiters = Vec::new();
     for node in ["a", "c", "d"] {
         for _ in 0..2 {
-            waiters.push(waiter(client(&cluster, node), busy.clone()));
+            waiters.push(waiter(client(&cluster, node), busy.clone(), TIMEOUT));
         }
     }
     wait_until("six callers wait on b", || async {
