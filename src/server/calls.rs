@@ -230,7 +230,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .reply
             .as_ref()
             .and_then(|r| r.port_slot())
-            .map(|s| std::sync::Arc::downgrade(s));
+            .map(std::sync::Arc::downgrade);
         let handled =
             AssertUnwindSafe(self.behaviour.handle(&state.ctx, call.msg, &mut state.user))
                 .catch_unwind()
