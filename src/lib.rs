@@ -74,7 +74,12 @@
 //! - `fake`: an in-process cluster with fault injection (feature
 //!   `test-util`), the transport of the wire path in tests; `fake/faults`
 //!   the faults of real machines (a paused node, a frame limit, a slow dial).
-//! - `client`: [`GlobalClient`], calling the server by name.
+//! - `client`: [`GlobalClient`], calling the server by name; `client/ports`
+//!   calls whose message carries a [`Reply`]; `macros` [`call_t!`] and
+//!   [`cast!`] of ractor's shape.
+//! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
+//!   or later, and what happens to a held one across a takeover, a failover
+//!   and a merge.
 //! - `placement`: [`Placement`], priority lists for automatic failover and
 //!   takeover, like Erlang's `distributed` parameter.
 //! - `event`: [`TakeoverEvent`]s for subscribers.
