@@ -132,3 +132,54 @@ async fn a_port_answers_its_own_caller() {
         cast!(c, LockMessage::Release(KEY.into(), again.id)).expect("sent");
     }
 }
+
+/// A split brain healed while a caller waits on the loser: the loser
+/// answers the port it holds `Moved` when it offers its state, the caller
+/// sends again and the winner answers it. (The default merge keeps the
+/// winner's locks: the one taken on the loser's side is gone, so the
+/// waiter gets the lock at once.)
+#[tokio::test]
+async fn a_merge_answers_the_losers_waiters_moved() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default()
+        .with_placement(
+            Placement::parse("a > b > c").with_standby_grace(std::time::Duration::from_millis(50)),
+        )
+        .with_conflict_grace(std::time::Duration::from_millis(50));
+    let mut events = support::Watcher::new(&config.events);
+    let spawn = |node: &str| {
+        TakeoverServer::new(NAME, LockManager, cluster.registry(node), config.clone()).spawn(())
+    };
+    let _on_a = spawn("a").await.expect("spawns");
+    events.registered("a").await;
+    let _on_b = spawn("b").await.expect("spawns");
+    events.standby("b").await;
+
+    tracing::info!("--- split a | b, c: b fails over");
+    cluster.split("a", "b");
+    cluster.split("a", "c");
+    events
+        .wait_for("b fails over", |e| {
+            support::on(e, "b") && matches!(e.kind, EventKind::Registered { .. })
+        })
+        .await;
+    let on_c = client(&cluster, "c");
+    wait_until("c sees b as holder", || {
+        let holder = on_c.whereis();
+        async move { holder.is_some_and(|h| h.node.as_str() == "b") }
+    })
+    .await;
+    let _taken = call_t!(on_c, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free on b");
+    let busy = Arc::new(AtomicBool::new(false));
+    let waiters = vec![waiter(client(&cluster, "c"), busy, TIMEOUT)];
+    wait_until("a caller waits on b", || async {
+        waiting(&on_c).await == 1
+    })
+    .await;
+
+    tracing::info!("--- heal: a wins, b offers its state");
+    cluster.heal_all();
+    let ids = ends_granted(waiters, |e| *e == CallErr::Moved).await;
+    assert_eq!(ids.len(), 1);
+}
