@@ -183,3 +183,79 @@ async fn a_merge_answers_the_losers_waiters_moved() {
     let ids = ends_granted(waiters, |e| *e == CallErr::Moved).await;
     assert_eq!(ids.len(), 1);
 }
+
+/// Warm standby: a checkpoint taken while callers wait holds their ports
+/// detached. After a crash the standby fails over from it: it still knows
+/// the lock is taken, grants nothing to the detached ports, and the callers
+/// (told their holder's node is down) ask again and get the lock in turn
+/// once it is released on the new holder.
+#[tokio::test]
+async fn a_checkpoint_holds_detached_ports() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default().with_checkpoints(CheckpointPolicy::every_calls(1));
+    let mut events = support::Watcher::new(&config.events);
+    let spawn = |node: &str| {
+        TakeoverServer::new(NAME, LockManager, cluster.registry(node), config.clone()).spawn(())
+    };
+    let _on_a = spawn("a").await.expect("spawns");
+    let (on_b, _) = spawn("b").await.expect("spawns");
+    let main = client(&cluster, "c");
+    let held = call_t!(main, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free lock");
+    let busy = Arc::new(AtomicBool::new(false));
+    let waiters: Vec<_> = (0..3)
+        .map(|_| waiter(client(&cluster, "c"), busy.clone(), TIMEOUT))
+        .collect();
+    wait_until("three callers wait on a", || async {
+        waiting(&main).await == 3
+    })
+    .await;
+    // Every checkpoint sent from here on holds the three ports.
+    events.drain();
+    let _ = waiting(&main).await;
+    let sent = events
+        .wait_for("a checkpoint with the waiters", |e| {
+            support::on(e, "a") && matches!(e.kind, EventKind::CheckpointSent { .. })
+        })
+        .await;
+    let EventKind::CheckpointSent { seq, .. } = sent.kind else {
+        unreachable!("matched above");
+    };
+    events
+        .wait_for("b stores it", |e| {
+            support::on(e, "b")
+                && matches!(e.kind, EventKind::CheckpointStored { seq: s, .. } if s >= seq)
+        })
+        .await;
+
+    tracing::info!("--- crash a; b fails over from the checkpoint");
+    cluster.crash("a");
+    let report = go(&on_b, GoRequest::Failover { from: "a".into() }, TIMEOUT)
+        .await
+        .expect("failover");
+    assert!(
+        matches!(
+            report.start,
+            StartType::Failover {
+                checkpoint: Some(_),
+                ..
+            }
+        ),
+        "from the checkpoint: {:?}",
+        report.start
+    );
+    wait_until("the callers wait again, on b", || async {
+        waiting(&main).await == 3
+    })
+    .await;
+    cast!(main, LockMessage::Release(KEY.into(), held.id)).expect("releases");
+    let ids = ends_granted(waiters, |e| {
+        matches!(
+            e,
+            CallErr::HolderDown { .. } | CallErr::NoReply | CallErr::ReplyDropped
+        )
+    })
+    .await;
+    assert_eq!(ids.len(), 3);
+    assert!(ids.iter().all(|id| *id > held.id), "the grant ids went on");
+}
