@@ -40,24 +40,28 @@ async fn wait_waiting(client: &GlobalClient<LockManager>, n: usize, on: &str) {
     }
 }
 
-/// Placement `b > a`: `a` holds the lock manager; this node's callers
+/// Placement `b > a > c`: `a` holds the lock manager; this node's callers
 /// acquire a lock that is held, so their ports wait in `a`'s state, across
 /// the network. Then `b` starts and takes over automatically: each waiting
 /// caller is answered `Moved` at once (not at its deadline), sends again,
 /// waits on `b`, and gets the lock in turn when it is released there; no
-/// two callers hold it at once.
+/// two callers hold it at once. Then, with a standby on `c`, callers wait on
+/// `b` and `b` is killed (SIGKILL): each ends with a typed error as soon as
+/// this node sees `b` go (its session closes, or its heartbeat marks it
+/// down), not at its deadline, sends again and gets the lock from the node
+/// that fails over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn waiting_acquires_are_answered_moved_and_granted_after_a_takeover() {
+async fn waiting_acquires_through_a_takeover_and_a_kill() {
     support::init_tracing();
-    let ports = free_ports(3);
-    let names = ["client", "a", "b"];
+    let ports = free_ports(4);
+    let names = ["client", "a", "b", "c"];
     let peers_of = |me: &str| mesh_peers(&names, &ports, me);
     let flags = |me: &str, i: usize| {
         vec![
             ("port", ports[i].to_string()),
             ("peers", peers_of(me)),
             ("cookie", COOKIE.to_string()),
-            ("placement", "b > a".to_string()),
+            ("placement", "b > a > c".to_string()),
             ("pull-timeout-ms", "10000".to_string()),
             ("locks", "true".to_string()),
         ]
@@ -89,7 +93,7 @@ async fn waiting_acquires_are_answered_moved_and_granted_after_a_takeover() {
     wait_waiting(&client, WAITERS, "a").await;
 
     tracing::info!("--- b starts and takes over while they wait");
-    let _b = NodeProc::start("b", &flags("b", 2), &log);
+    let b = NodeProc::start("b", &flags("b", 2), &log);
     log.wait("b", &["Registered", "Takeover"]).await;
     wait_for("the client sees b as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "b")
@@ -107,4 +111,26 @@ async fn waiting_acquires_are_answered_moved_and_granted_after_a_takeover() {
         ids.iter().all(|id| *id > first.id),
         "ids moved on with the state"
     );
+
+    tracing::info!("--- a standby on c; the client takes the lock on b; callers wait");
+    let _c = NodeProc::start("c", &flags("c", 3), &log);
+    log.wait("c", &["Standby"]).await;
+    let _held = call_t!(client, LockMessage::Acquire, 10_000, KEY.to_string()).expect("free lock");
+    let waiters: Vec<_> = (0..WAITERS)
+        .map(|_| waiter(client.clone(), busy.clone(), TIMEOUT))
+        .collect();
+    wait_waiting(&client, WAITERS, "b").await;
+
+    tracing::info!("--- SIGKILL b while they wait");
+    b.kill();
+    // The lock went with b's state (no checkpoint): the node that fails
+    // over grants it to each caller in turn.
+    let ids = ends_granted(waiters, |e| {
+        matches!(
+            e,
+            CallErr::HolderDown { .. } | CallErr::NoReply | CallErr::ReplyDropped
+        )
+    })
+    .await;
+    assert_eq!(ids.len(), WAITERS);
 }
