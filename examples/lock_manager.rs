@@ -5,7 +5,8 @@
 //! released, through the `Reply` the message carries. Node `b` takes the
 //! server over while a caller waits: the waiting caller is told `Moved`,
 //! asks again, and gets the lock from `b` once it is released there. You
-//! will see one line per step.
+//! will see one line per step; it fails if the waiter was not told `Moved`
+//! once, or got no lock.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -20,6 +21,8 @@ enum LockMessage {
     /// Answered with a grant id once `key` is free.
     Acquire(String, Reply<u64>),
     Release(String, u64),
+    /// How many callers wait for `key`.
+    Waiting(String, Reply<usize>),
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -81,6 +84,11 @@ impl TakeoverActor for LockManager {
                 locks.grant_next(&key);
             }
             LockMessage::Release(..) => {} // not the current grant
+            LockMessage::Waiting(key, reply) => {
+                let queue = locks.waiting.get(&key);
+                let _ =
+                    reply.send(queue.map_or(0, |q| q.iter().filter(|w| !w.is_closed()).count()));
+            }
         }
         Ok(())
     }
@@ -91,6 +99,10 @@ impl TakeoverActor for LockManager {
     fn decode_state(&self, b: &[u8]) -> Result<Locks, StateCodecErr> {
         decode_postcard(b)
     }
+}
+
+async fn waiting(client: &GlobalClient<LockManager>) -> Result<usize, CallErr> {
+    call_t!(client, LockMessage::Waiting, 5_000, "door".to_string())
 }
 
 #[tokio::main]
@@ -111,25 +123,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let first = call_t!(client, LockMessage::Acquire, 5_000, "door".to_string())?;
     println!("got the lock at once: grant {first}");
 
-    let waiting = tokio::spawn({
+    let waiter = tokio::spawn({
         let client = client.clone();
         async move {
+            let mut moved = 0;
             loop {
                 match call_t!(client, LockMessage::Acquire, 5_000, "door".to_string()) {
-                    Err(CallErr::Moved) => println!("the waiter was told Moved; asks again"),
-                    other => return other,
+                    Err(CallErr::Moved) => moved += 1,
+                    other => return other.map(|grant| (moved, grant)),
                 }
             }
         }
     });
-    // Let it queue up on a; had it come later, it would simply wait on b.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    while waiting(&client).await? == 0 {
+        tokio::task::yield_now().await; // until the waiter waits on a
+    }
     let report = takeover(&on_b, Duration::from_secs(5)).await?;
     println!("b took over ({:?}) while the waiter waited", report.start);
+    while waiting(&client).await? == 0 {
+        tokio::task::yield_now().await; // until it waits again, on b
+    }
 
     cast!(client, LockMessage::Release("door".into(), first))?;
     println!("released grant {first} on b");
-    let second = waiting.await??;
-    println!("the waiter got the lock from b: grant {second}");
+    let (moved, second) = waiter.await??;
+    println!("the waiter, told Moved {moved} time(s) and asking again, got grant {second} from b");
+    assert_eq!(moved, 1, "the takeover answered the waiting acquire once");
+    assert!(second > first, "the grant ids went on with the state");
     Ok(())
 }
