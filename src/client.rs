@@ -14,12 +14,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::message::routing::deliver;
 use crate::message::wire::{answer_error, decode_answer, encode_args, wire_call};
-use crate::ReplyPort;
+use crate::protocol::sealed;
 use crate::{
-    CallErr, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent,
-    TakeoverActor, TakeoverMessage,
+    CallErr, GlobalName, NameWatch, NodeId, Protocol, Registration, RegistrationInfo, Registry,
+    RegistryEvent,
 };
 
 /// A handle to call a global server by name from one node, like ractor's
@@ -37,7 +36,7 @@ use crate::{
 /// node down, every call waiting on a holder there ends at once with
 /// [`CallErr::HolderDown`], instead of waiting out its deadline on a node
 /// that will not answer.
-pub struct GlobalClient<A: TakeoverActor> {
+pub struct GlobalClient<A: Protocol> {
     inner: Arc<Inner>,
     _behaviour: PhantomData<fn() -> A>,
 }
@@ -63,7 +62,7 @@ impl Drop for Inner {
     }
 }
 
-impl<A: TakeoverActor> Clone for GlobalClient<A> {
+impl<A: Protocol> Clone for GlobalClient<A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -72,7 +71,7 @@ impl<A: TakeoverActor> Clone for GlobalClient<A> {
     }
 }
 
-impl<A: TakeoverActor> GlobalClient<A> {
+impl<A: Protocol> GlobalClient<A> {
     /// A handle for `name`, calling from the node whose view `registry` is.
     /// Must be created inside a tokio runtime (it starts the cache watcher).
     pub fn new(name: impl Into<String>, registry: Arc<dyn Registry>) -> Self {
@@ -95,6 +94,15 @@ impl<A: TakeoverActor> GlobalClient<A> {
             }),
             _behaviour: PhantomData,
         }
+    }
+
+    /// A handle for the typed `name`: a name declared for a protocol with
+    /// other message or reply types does not compile here.
+    pub fn named<N>(name: &GlobalName<N>, registry: Arc<dyn Registry>) -> Self
+    where
+        N: Protocol<Msg = A::Msg, Reply = A::Reply>,
+    {
+        Self::new(name.as_str(), registry)
     }
 
     /// The global name.
@@ -126,11 +134,7 @@ impl<A: TakeoverActor> GlobalClient<A> {
         let holder = self
             .holder()
             .ok_or_else(|| CallErr::NotRegistered(self.inner.name.clone()))?;
-        deliver(
-            &self.inner.registry,
-            &holder,
-            TakeoverMessage::<A>::Call { msg, reply: None },
-        );
+        A::deliver(&self.inner.registry, &holder, msg, None);
         Ok(())
     }
 
@@ -183,13 +187,11 @@ impl<A: TakeoverActor> GlobalClient<A> {
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot();
-        deliver(
+        A::deliver(
             &self.inner.registry,
             holder,
-            TakeoverMessage::<A>::Call {
-                msg,
-                reply: Some(ReplyPort::<A>::from((tx, timeout)).into()),
-            },
+            msg,
+            Some(sealed::Answer::Typed((tx, timeout).into())),
         );
         match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
             Waited::Answer(answer) => answer,

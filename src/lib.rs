@@ -77,6 +77,9 @@
 //! - `client`: [`GlobalClient`], calling the server by name; `client/ports`
 //!   calls whose message carries a [`Reply`]; `macros` [`call_t!`] and
 //!   [`cast!`] of ractor's shape.
+//! - `protocol`: [`Protocol`], the message and reply types a server and
+//!   its clients share (a client need not link the behaviour), and
+//!   [`GlobalName`], a name typed by its protocol.
 //! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
 //!   or later, and what happens to a held one across a takeover, a failover
 //!   and a merge.
@@ -108,6 +111,7 @@ mod macros;
 mod message;
 mod node;
 mod placement;
+mod protocol;
 mod registry;
 pub mod reply;
 mod resolver;
@@ -147,6 +151,8 @@ pub use message::ReplyPort;
 pub use message::TakeoverMessage;
 pub use node::NodeId;
 pub use placement::Placement;
+pub use protocol::GlobalName;
+pub use protocol::Protocol;
 pub use registry::next_epoch;
 pub use registry::BoxFuture;
 pub use registry::Epoch;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use ractor_takeover_testkit::lock_manager::{
-    ends_granted, waiter, waiting, LockManager, LockMessage, KEY, NAME,
+    ends_granted, waiter, waiting, LockManager, LockMessage, LockProtocol, KEY, LOCKS, NAME,
 };
 use support::{init_tracing, wait_until, TIMEOUT};
 
@@ -258,4 +258,54 @@ async fn a_checkpoint_holds_detached_ports() {
     .await;
     assert_eq!(ids.len(), 3);
     assert!(ids.iter().all(|id| *id > held.id), "the grant ids went on");
+}
+
+/// A client typed by the protocol alone (`GlobalClient<LockProtocol>`, no
+/// behaviour linked), through the typed name `LOCKS`: its calls go in their
+/// wire form, to a holder on its own node too, and behave as the
+/// behaviour-typed client's do, across a takeover with a caller waiting.
+#[tokio::test]
+async fn a_client_typed_by_the_protocol() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let spawn = |node: &str| {
+        TakeoverServer::named(
+            &LOCKS,
+            LockManager,
+            cluster.registry(node),
+            Default::default(),
+        )
+        .spawn(())
+    };
+    let _on_a = spawn("a").await.expect("spawns");
+    let (on_b, _) = spawn("b").await.expect("spawns");
+    let here = LOCKS.client(cluster.registry("a"));
+    let there: GlobalClient<LockProtocol> = GlobalClient::named(&LOCKS, cluster.registry("c"));
+
+    tracing::info!("--- calls to a holder on the client's node and on another");
+    let first = call_t!(here, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free");
+    assert_eq!(waiting(&there).await, 0);
+    // The simple style too: `Release` answers with the handler's `()`.
+    assert_eq!(
+        here.call(LockMessage::Release(KEY.into(), first.id), TIMEOUT)
+            .await,
+        Ok(())
+    );
+    let held = call_t!(there, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free");
+
+    tracing::info!("--- a caller waits on a; b takes over");
+    let busy = Arc::new(AtomicBool::new(false));
+    let waiters = vec![waiter(here.clone(), busy, TIMEOUT)];
+    wait_until("a caller waits on a", || async {
+        waiting(&there).await == 1
+    })
+    .await;
+    takeover(&on_b, TIMEOUT).await.expect("takeover");
+    wait_until("it waits again, on b", || async {
+        waiting(&there).await == 1
+    })
+    .await;
+    cast!(there, LockMessage::Release(KEY.into(), held.id)).expect("releases");
+    let ids = ends_granted(waiters, |e| *e == CallErr::Moved).await;
+    assert!(ids[0] > held.id);
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{call_t, cast, CallErr, GlobalClient};
 use ractor_takeover_testkit::lock_manager::{
-    ends_granted, waiter, waiting, LockManager, LockMessage, KEY, NAME,
+    ends_granted, waiter, waiting, LockMessage, LockProtocol, KEY, LOCKS,
 };
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const WAITERS: usize = 6;
 
 /// Polls `waiting` until `n` callers wait; panics after [`TIMEOUT`].
-async fn wait_waiting(client: &GlobalClient<LockManager>, n: usize, on: &str) {
+async fn wait_waiting(client: &GlobalClient<LockProtocol>, n: usize, on: &str) {
     let deadline = Instant::now() + TIMEOUT;
     loop {
         let now = waiting(client).await;
@@ -74,7 +74,8 @@ async fn waiting_acquires_through_a_takeover_and_a_kill() {
         ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
             .await
             .expect("client node");
-    let client = GlobalClient::<LockManager>::new(NAME, me.registry());
+    // Typed by the protocol: this node links no lock manager behaviour.
+    let client = LOCKS.client(me.registry());
     let log = Log::default();
 
     let _a = NodeProc::start("a", &flags("a", 1), &log);

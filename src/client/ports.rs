@@ -10,13 +10,12 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::{down_count, wait_answer, Attempt, GlobalClient, Waited};
-use crate::message::routing::deliver;
 use crate::message::wire::{decode_answer, encode_args};
-use crate::message::Answer;
+use crate::protocol::sealed;
 use crate::reply::{decode_bound, Slot};
-use crate::{CallErr, Registration, Reply, TakeoverActor, TakeoverMessage};
+use crate::{CallErr, Protocol, Registration, Reply};
 
-impl<A: TakeoverActor> GlobalClient<A> {
+impl<A: Protocol> GlobalClient<A> {
     /// Sends the request that `make` builds around a fresh [`Reply`] and
     /// waits until `timeout` for what the handler sends on it, now or later:
     /// the call of ractor's `ActorRef::call`, which [`crate::call_t!`]
@@ -80,13 +79,11 @@ impl<A: TakeoverActor> GlobalClient<A> {
     ) -> Result<Vec<u8>, CallErr> {
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
-        deliver(
+        A::deliver(
             &self.inner.registry,
             holder,
-            TakeoverMessage::<A>::Call {
-                msg,
-                reply: Some(Answer::slot(slot)),
-            },
+            msg,
+            Some(sealed::Answer::Slot(sealed::SlotRef(slot))),
         );
         match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
             Waited::Answer(bytes) => Ok(bytes),

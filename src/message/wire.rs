@@ -14,7 +14,7 @@ use ractor::RpcReplyPort;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::answer::AnswerTo;
-use super::{Answer, HandoverMsg, PartOf, ReplyPort, TakeoverMessage};
+use super::{Answer, HandoverMsg, PartOf, TakeoverMessage};
 use crate::reply::{decode_bound, Slot};
 use crate::{CallErr, Epoch, TakeoverActor};
 
@@ -156,6 +156,15 @@ pub(crate) fn wire_call(args: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) -> Serializ
     }
 }
 
+/// A cast in its wire form, its arguments encoded already.
+pub(crate) fn wire_cast(args: Vec<u8>) -> SerializedMessage {
+    SerializedMessage::Cast {
+        variant: VARIANT_CALL.into(),
+        args,
+        metadata: None,
+    }
+}
+
 /// Calls and handover messages serialize; the rest (`Go`, `Status`,
 /// registry events, timers) is local to a node and refuses to.
 impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
@@ -180,7 +189,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                         variant: VARIANT_CALL.into(),
                         args,
                         reply: match answer.0 {
-                            AnswerTo::Typed(port) => bytes_port::<A>(port),
+                            AnswerTo::Typed(port) => bridge(port),
                             // Forwarded from a remote caller (or one whose
                             // message carries a `Reply`): its byte port goes
                             // on as it is, no bridge, and the answer comes
@@ -302,14 +311,17 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
 /// The byte port a call from a typed caller on this node travels with when
 /// it goes to another node: its answer is decoded and passed to the typed
 /// port. Why a task: ractor's reply port has no map. Only calls forwarded or
-/// re-routed from a local caller need it; a [`crate::GlobalClient`] sends
-/// remote calls in bytes from the start.
-fn bytes_port<A: TakeoverActor>(port: ReplyPort<A>) -> RpcReplyPort<Vec<u8>> {
+/// re-routed from a local caller need it (and those of a client typed by a
+/// protocol, see `crate::protocol`); a [`crate::GlobalClient`] sends remote
+/// calls in bytes from the start.
+pub(crate) fn bridge<R: DeserializeOwned + Send + 'static>(
+    port: RpcReplyPort<Result<R, CallErr>>,
+) -> RpcReplyPort<Vec<u8>> {
     let (tx, rx) = oneshot::<Vec<u8>>();
     let timeout = port.get_timeout();
     tokio::spawn(async move {
         if let Ok(bytes) = rx.await {
-            let _ = port.send(decode_answer::<A::Reply>(&bytes));
+            let _ = port.send(decode_answer::<R>(&bytes));
         }
     });
     match timeout {

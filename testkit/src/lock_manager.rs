@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use ractor_takeover::{
-    decode_postcard, encode_postcard, CallErr, GlobalClient, Reply, StateCodecErr, TakeoverActor,
-    TakeoverCtx,
+    decode_postcard, encode_postcard, CallErr, GlobalClient, GlobalName, Protocol, Reply,
+    StateCodecErr, TakeoverActor, TakeoverCtx,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -21,6 +21,18 @@ use tokio::time::Instant;
 
 /// The global name the test node's `--locks` role runs it under.
 pub const NAME: &str = "locks";
+
+/// The lock manager as its clients see it: its messages and replies,
+/// without the behaviour.
+pub struct LockProtocol;
+
+impl Protocol for LockProtocol {
+    type Msg = LockMessage;
+    type Reply = ();
+}
+
+/// [`NAME`], typed by [`LockProtocol`].
+pub const LOCKS: GlobalName<LockProtocol> = GlobalName::new(NAME);
 
 /// A lock granted: release it with its id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,8 +202,8 @@ pub fn retryable(e: &CallErr) -> bool {
 /// `timeout`, holds it for a moment (checking through `busy` that nobody
 /// else does) and releases it. Returns every answer it got, the last one
 /// its grant (or why it has none).
-pub fn waiter(
-    client: GlobalClient<LockManager>,
+pub fn waiter<P: Protocol<Msg = LockMessage>>(
+    client: GlobalClient<P>,
     busy: Arc<AtomicBool>,
     timeout: Duration,
 ) -> JoinHandle<Vec<Result<Grant, CallErr>>> {
@@ -226,7 +238,7 @@ pub fn waiter(
 }
 
 /// How many callers wait on [`KEY`] (0 if the call failed).
-pub async fn waiting(client: &GlobalClient<LockManager>) -> usize {
+pub async fn waiting<P: Protocol<Msg = LockMessage>>(client: &GlobalClient<P>) -> usize {
     ractor_takeover::call_t!(client, LockMessage::Waiting, 5_000, KEY.to_string()).unwrap_or(0)
 }
 
