@@ -138,6 +138,11 @@ impl<A: TakeoverActor> Protocol for A {
     }
 }
 
+// Why `pub` items in a private module: `Protocol::deliver`, a method of a
+// public trait, names them, so they must be `pub`; kept out of users'
+// reach, they cannot be built or matched outside the crate (tower's
+// sealed pattern).
+#[allow(unreachable_pub)]
 pub(crate) mod sealed {
     //! Types a [`super::Protocol`] method names that users cannot.
 
