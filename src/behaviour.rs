@@ -120,7 +120,10 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
 pub trait TakeoverActor: Sized + Send + Sync + 'static {
     /// The requests clients send.
     type Msg: Serialize + DeserializeOwned + Send + 'static;
-    /// The replies to them.
+    /// The replies to them, for [`crate::GlobalClient::call`]. A server
+    /// whose messages carry their own [`crate::Reply`] ports (answered with
+    /// [`crate::call_t!`]) writes `()`: the port answers, not the return
+    /// value of [`TakeoverActor::handle`].
     type Reply: Serialize + DeserializeOwned + Send + 'static;
     /// The state that moves on takeover.
     type State: Send + 'static;
@@ -148,6 +151,10 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     }
 
     /// Handles one request on the holder.
+    ///
+    /// A message's [`crate::Reply`] may be answered here or kept in the
+    /// state and answered later; see [`crate::reply`] for what happens to a
+    /// kept one when the state moves.
     ///
     /// An error or a panic fails the instance, as in ractor, but first its
     /// caller is answered at once: [`crate::CallErr::Handler`] with the

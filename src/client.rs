@@ -1,4 +1,7 @@
-//! Calling the server by its global name.
+//! Calling the server by its global name; `client/ports` the calls whose
+//! message carries a [`crate::Reply`], and the `call_t!`/`cast!` macros.
+
+mod ports;
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -11,12 +14,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::message::routing::deliver;
-use crate::message::wire::{decode_answer, wire_call};
-use crate::ReplyPort;
+use crate::message::wire::{answer_error, decode_answer, encode_args, wire_call};
+use crate::protocol::sealed;
 use crate::{
-    CallErr, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent,
-    TakeoverActor, TakeoverMessage,
+    CallErr, GlobalName, NameWatch, NodeId, Protocol, Registration, RegistrationInfo, Registry,
+    RegistryEvent,
 };
 
 /// A handle to call a global server by name from one node, like ractor's
@@ -34,7 +36,7 @@ use crate::{
 /// node down, every call waiting on a holder there ends at once with
 /// [`CallErr::HolderDown`], instead of waiting out its deadline on a node
 /// that will not answer.
-pub struct GlobalClient<A: TakeoverActor> {
+pub struct GlobalClient<A: Protocol> {
     inner: Arc<Inner>,
     _behaviour: PhantomData<fn() -> A>,
 }
@@ -60,7 +62,7 @@ impl Drop for Inner {
     }
 }
 
-impl<A: TakeoverActor> Clone for GlobalClient<A> {
+impl<A: Protocol> Clone for GlobalClient<A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -69,7 +71,7 @@ impl<A: TakeoverActor> Clone for GlobalClient<A> {
     }
 }
 
-impl<A: TakeoverActor> GlobalClient<A> {
+impl<A: Protocol> GlobalClient<A> {
     /// A handle for `name`, calling from the node whose view `registry` is.
     /// Must be created inside a tokio runtime (it starts the cache watcher).
     pub fn new(name: impl Into<String>, registry: Arc<dyn Registry>) -> Self {
@@ -92,6 +94,15 @@ impl<A: TakeoverActor> GlobalClient<A> {
             }),
             _behaviour: PhantomData,
         }
+    }
+
+    /// A handle for the typed `name`: a name declared for a protocol with
+    /// other message or reply types does not compile here.
+    pub fn named<N>(name: &GlobalName<N>, registry: Arc<dyn Registry>) -> Self
+    where
+        N: Protocol<Msg = A::Msg, Reply = A::Reply>,
+    {
+        Self::new(name.as_str(), registry)
     }
 
     /// The global name.
@@ -123,11 +134,7 @@ impl<A: TakeoverActor> GlobalClient<A> {
         let holder = self
             .holder()
             .ok_or_else(|| CallErr::NotRegistered(self.inner.name.clone()))?;
-        deliver(
-            &self.inner.registry,
-            &holder,
-            TakeoverMessage::<A>::Call { msg, reply: None },
-        );
+        A::deliver(&self.inner.registry, &holder, msg, None);
         Ok(())
     }
 
@@ -156,16 +163,13 @@ impl<A: TakeoverActor> GlobalClient<A> {
         if holder.node() == self.inner.registry.node() {
             return self.call_local(&holder, msg, timeout, deadline).await;
         }
+        let args = encode_args(&msg)?;
         loop {
-            let error = match self.call_remote(&holder, &msg, timeout, deadline).await {
-                Attempt::Done(done) => return done,
+            let error = match self.call_remote(&holder, &args, timeout, deadline).await {
+                Attempt::Done(done) => return done.and_then(|bytes| decode_answer(&bytes)),
                 Attempt::NotHandled(e) => e,
             };
-            self.inner.stale.store(true, Ordering::Release);
-            holder = match self.next_holder(&holder, deadline).await {
-                Some(next) => next,
-                None => return Err(error),
-            };
+            holder = self.next_holder_after(&holder, error, deadline).await?;
             if holder.node() == self.inner.registry.node() {
                 return self.call_local(&holder, msg, timeout, deadline).await;
             }
@@ -183,13 +187,11 @@ impl<A: TakeoverActor> GlobalClient<A> {
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot();
-        deliver(
+        A::deliver(
             &self.inner.registry,
             holder,
-            TakeoverMessage::<A>::Call {
-                msg,
-                reply: Some(ReplyPort::<A>::from((tx, timeout)).into()),
-            },
+            msg,
+            Some(sealed::Answer::Typed((tx, timeout).into())),
         );
         match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
             Waited::Answer(answer) => answer,
@@ -203,33 +205,30 @@ impl<A: TakeoverActor> GlobalClient<A> {
         }
     }
 
-    /// A call to a holder on another node, in its wire form straight away:
-    /// the answer comes back in bytes and is decoded here, with no bridging
-    /// task in between.
+    /// A call to a holder on another node, in its wire form straight away
+    /// (`args` encoded once for every try): the answer comes back in bytes
+    /// and is decoded by the caller, with no bridging task in between.
     async fn call_remote(
         &self,
         holder: &Registration,
-        msg: &A::Msg,
+        args: &[u8],
         timeout: Duration,
         deadline: Instant,
-    ) -> Attempt<A::Reply> {
+    ) -> Attempt<Vec<u8>> {
         // Read before sending: a node that goes down from here on ends the call.
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot::<Vec<u8>>();
-        let call = match wire_call::<A>(msg, (tx, timeout).into()) {
-            Ok(call) => call,
-            Err(e) => return Attempt::Done(Err(e)),
-        };
+        let call = wire_call(args.to_vec(), (tx, timeout).into());
         if self.inner.registry.send_wire(holder, call).is_err() {
             // The session to the holder's node is gone: the call was not sent.
             return Attempt::NotHandled(CallErr::NoReply);
         }
         Attempt::Done(
             match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
-                Waited::Answer(bytes) => match decode_answer::<A>(&bytes) {
-                    Err(e) if not_handled(&e) => return Attempt::NotHandled(e),
-                    answer => answer,
+                Waited::Answer(bytes) => match answer_error(&bytes) {
+                    Some(e) if not_handled(&e) => return Attempt::NotHandled(e),
+                    _ => Ok(bytes),
                 },
                 Waited::Closed => {
                     self.inner.stale.store(true, Ordering::Release);
@@ -241,7 +240,19 @@ impl<A: TakeoverActor> GlobalClient<A> {
         )
     }
 
-    fn holder_down(&self, holder: &Registration) -> Result<A::Reply, CallErr> {
+    /// After a try on `failed` that was certainly not handled (answered
+    /// `error`): the next holder, or `error` if none comes by `deadline`.
+    async fn next_holder_after(
+        &self,
+        failed: &Registration,
+        error: CallErr,
+        deadline: Instant,
+    ) -> Result<Registration, CallErr> {
+        self.inner.stale.store(true, Ordering::Release);
+        self.next_holder(failed, deadline).await.ok_or(error)
+    }
+
+    fn holder_down<R>(&self, holder: &Registration) -> Result<R, CallErr> {
         self.inner.stale.store(true, Ordering::Release);
         tracing::debug!(name = %self.inner.name, node = %holder.node(), "holder's node marked down while a call waited");
         Err(CallErr::HolderDown {

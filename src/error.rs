@@ -199,6 +199,16 @@ pub enum CallErr {
         /// The holder's node.
         node: NodeId,
     },
+    /// The call's [`crate::Reply`] was held by the handler (a deferred
+    /// answer) when the server's state moved to another instance, by a
+    /// takeover or a split-brain merge: the request was handled, its answer
+    /// cannot come. Send it again: it reaches the new holder, in whose state
+    /// the old port is detached.
+    Moved,
+    /// The server dropped the call's [`crate::Reply`] without answering it
+    /// (its handler did, or its instance stopped with the port in its
+    /// state). The request was handled, perhaps only in part.
+    ReplyDropped,
 }
 
 impl fmt::Display for CallErr {
@@ -227,6 +237,14 @@ impl fmt::Display for CallErr {
             Self::HolderDown { node } => write!(
                 f,
                 "the holder's node {node} was marked down while the call waited; it may or may not have been applied"
+            ),
+            Self::Moved => write!(
+                f,
+                "the server's state moved to another instance while this call waited for its deferred answer; send it again"
+            ),
+            Self::ReplyDropped => write!(
+                f,
+                "the server dropped this call's reply port without answering"
             ),
         }
     }

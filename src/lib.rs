@@ -74,7 +74,15 @@
 //! - `fake`: an in-process cluster with fault injection (feature
 //!   `test-util`), the transport of the wire path in tests; `fake/faults`
 //!   the faults of real machines (a paused node, a frame limit, a slow dial).
-//! - `client`: [`GlobalClient`], calling the server by name.
+//! - `client`: [`GlobalClient`], calling the server by name; `client/ports`
+//!   calls whose message carries a [`Reply`]; `macros` [`call_t!`] and
+//!   [`cast!`] of ractor's shape.
+//! - `protocol`: [`Protocol`], the message and reply types a server and
+//!   its clients share (a client need not link the behaviour), and
+//!   [`GlobalName`], a name typed by its protocol.
+//! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
+//!   or later, and what happens to a held one across a takeover, a failover
+//!   and a merge.
 //! - `placement`: [`Placement`], priority lists for automatic failover and
 //!   takeover, like Erlang's `distributed` parameter.
 //! - `event`: [`TakeoverEvent`]s for subscribers.
@@ -99,10 +107,13 @@ mod event;
 #[cfg(feature = "test-util")]
 pub mod fake;
 mod fence;
+mod macros;
 mod message;
 mod node;
 mod placement;
+mod protocol;
 mod registry;
+pub mod reply;
 mod resolver;
 mod server;
 
@@ -140,6 +151,8 @@ pub use message::ReplyPort;
 pub use message::TakeoverMessage;
 pub use node::NodeId;
 pub use placement::Placement;
+pub use protocol::GlobalName;
+pub use protocol::Protocol;
 pub use registry::next_epoch;
 pub use registry::BoxFuture;
 pub use registry::Epoch;
@@ -149,6 +162,7 @@ pub use registry::Registration;
 pub use registry::RegistrationInfo;
 pub use registry::Registry;
 pub use registry::RegistryEvent;
+pub use reply::Reply;
 pub use resolver::ConflictResolver;
 pub use resolver::PriorityThenEpoch;
 pub use server::go;

@@ -94,6 +94,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// An instance under the typed `name` (see [`crate::GlobalName`]): a
+    /// name declared for a protocol with other message or reply types than
+    /// the behaviour's does not compile here.
+    pub fn named<P>(
+        name: &crate::GlobalName<P>,
+        behaviour: A,
+        registry: Arc<dyn Registry>,
+        config: TakeoverConfig,
+    ) -> Self
+    where
+        P: crate::Protocol<Msg = A::Msg, Reply = A::Reply>,
+    {
+        Self::new(name.as_str(), behaviour, registry, config)
+    }
+
     /// Spawns the instance, as [`Actor::spawn`] does (with no local name),
     /// and returns once it has started: it holds the name or waits as a
     /// standby. Why it waits: ractor returns from `spawn` after `pre_start`,
@@ -213,6 +228,9 @@ pub struct ServerState<A: TakeoverActor> {
     transfers: Transfers,
     /// A lease re-check timer is on its way (one at a time).
     lease_recheck: bool,
+    /// Reply ports the handler kept to answer later: a handover or a merge
+    /// answers them `CallErr::Moved` (see `crate::reply`).
+    held: crate::reply::HeldPorts,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -313,6 +331,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             failed: None,
             transfers: Transfers::default(),
             lease_recheck: false,
+            held: Default::default(),
         })
     }
 

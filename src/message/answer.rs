@@ -1,44 +1,59 @@
 //! Where a call's answer goes.
 
+use std::sync::Arc;
+
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
-use super::wire::encode_answer;
+use crate::reply::Slot;
 use crate::{CallErr, TakeoverActor};
 
 /// The reply port of a call: the handler's reply, or why there is none.
 pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
 
 /// Where a call's answer goes: the typed port of a caller on this node, or
-/// the byte port of a remote caller's session. Why both: answering a remote
-/// caller straight in bytes saves a bridging task per call, in each
+/// a byte port: a remote caller's session's, or that of a caller (on any
+/// node) whose message carries a [`crate::Reply`]. Why both: answering a
+/// remote caller straight in bytes saves a bridging task per call, in each
 /// direction.
 pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
 
 impl<A: TakeoverActor> Answer<A> {
-    /// A remote caller's byte port, with its deadline counted from now.
-    pub(super) fn bytes(port: RpcReplyPort<Vec<u8>>) -> Self {
-        let deadline = port.get_timeout().map(|t| Instant::now() + t);
-        Self(AnswerTo::Bytes(port), deadline)
+    /// A byte port, shared with the [`crate::Reply`] in the message if it
+    /// has one, with its deadline counted from when the port was made.
+    pub(crate) fn slot(slot: Arc<Slot>) -> Self {
+        let deadline = slot.deadline();
+        Self(AnswerTo::Bytes(slot), deadline)
+    }
+
+    /// The byte port, if the message carries a [`crate::Reply`] bound to it:
+    /// the runtime keeps an eye on it while the handler holds the port.
+    pub(crate) fn port_slot(&self) -> Option<&Arc<Slot>> {
+        match &self.0 {
+            AnswerTo::Bytes(slot) if slot.is_bound() => Some(slot),
+            _ => None,
+        }
     }
 }
 
 pub(super) enum AnswerTo<A: TakeoverActor> {
     Typed(ReplyPort<A>),
-    Bytes(RpcReplyPort<Vec<u8>>),
+    Bytes(Arc<Slot>),
 }
 
 impl<A: TakeoverActor> Answer<A> {
-    /// Sends the answer (encoded for a remote caller). A caller that gave up
-    /// is not an error.
+    /// Sends the answer (encoded for a byte port). A caller that gave up
+    /// is not an error. When the message carries a [`crate::Reply`], the
+    /// handler's own return value is not sent (the port answers), only
+    /// errors are, if the port has not answered yet.
     pub fn send(self, answer: Result<A::Reply, CallErr>) {
         match self.0 {
             AnswerTo::Typed(port) => {
                 let _ = port.send(answer);
             }
-            AnswerTo::Bytes(port) => {
-                if let Ok(bytes) = encode_answer::<A>(&answer) {
-                    let _ = port.send(bytes);
+            AnswerTo::Bytes(slot) => {
+                if !(slot.is_bound() && answer.is_ok()) {
+                    let _ = slot.answer(&answer);
                 }
             }
         }
@@ -56,7 +71,7 @@ impl<A: TakeoverActor> Answer<A> {
     pub fn timeout(&self) -> Option<std::time::Duration> {
         match &self.0 {
             AnswerTo::Typed(port) => port.get_timeout(),
-            AnswerTo::Bytes(port) => port.get_timeout(),
+            AnswerTo::Bytes(slot) => slot.timeout(),
         }
     }
 }

@@ -14,7 +14,8 @@ use ractor::RpcReplyPort;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::answer::AnswerTo;
-use super::{Answer, HandoverMsg, PartOf, ReplyPort, TakeoverMessage};
+use super::{Answer, HandoverMsg, PartOf, TakeoverMessage};
+use crate::reply::{decode_bound, Slot};
 use crate::{CallErr, Epoch, TakeoverActor};
 
 pub(crate) const VARIANT_CALL: &str = "ractor_takeover.call";
@@ -123,35 +124,45 @@ pub(crate) fn answer_err(wire: SerializedMessage, err: CallErr) {
     }
 }
 
-/// Encodes a call's answer for a remote caller; an answer that does not
-/// encode becomes a `CallErr::Codec`.
-pub(super) fn encode_answer<A: TakeoverActor>(
-    answer: &Result<A::Reply, CallErr>,
-) -> Result<Vec<u8>, ()> {
-    postcard::to_allocvec(answer)
-        .or_else(|e| {
-            postcard::to_allocvec(&Err::<A::Reply, CallErr>(CallErr::Codec(e.to_string())))
-        })
-        .map_err(|_| ())
-}
-
-/// Decodes a remote call's answer.
-pub(crate) fn decode_answer<A: TakeoverActor>(bytes: &[u8]) -> Result<A::Reply, CallErr> {
-    postcard::from_bytes::<Result<A::Reply, CallErr>>(bytes)
+/// Decodes a call's answer, sent in bytes (by a remote holder, or through a
+/// [`crate::Reply`]).
+pub(crate) fn decode_answer<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, CallErr> {
+    postcard::from_bytes::<Result<R, CallErr>>(bytes)
         .unwrap_or_else(|e| Err(CallErr::Codec(e.to_string())))
 }
 
-/// A call in its wire form, answered through `reply` in bytes.
-pub(crate) fn wire_call<A: TakeoverActor>(
-    msg: &A::Msg,
-    reply: RpcReplyPort<Vec<u8>>,
-) -> Result<SerializedMessage, CallErr> {
-    Ok(SerializedMessage::Call {
+/// The error an answer in bytes carries, if it is one, without knowing the
+/// answer's type: postcard encodes `Err(e)` of every `Result<_, CallErr>`
+/// the same (see [`answer_err`]).
+pub(crate) fn answer_error(bytes: &[u8]) -> Option<CallErr> {
+    postcard::from_bytes::<Result<(), CallErr>>(bytes)
+        .ok()
+        .and_then(Result::err)
+}
+
+/// Encodes a call's arguments.
+pub(crate) fn encode_args<M: Serialize>(msg: &M) -> Result<Vec<u8>, CallErr> {
+    postcard::to_allocvec(msg).map_err(|e| CallErr::Codec(e.to_string()))
+}
+
+/// A call in its wire form, its arguments encoded already, answered
+/// through `reply` in bytes.
+pub(crate) fn wire_call(args: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) -> SerializedMessage {
+    SerializedMessage::Call {
         variant: VARIANT_CALL.into(),
-        args: postcard::to_allocvec(msg).map_err(|e| CallErr::Codec(e.to_string()))?,
+        args,
         reply,
         metadata: None,
-    })
+    }
+}
+
+/// A cast in its wire form, its arguments encoded already.
+pub(crate) fn wire_cast(args: Vec<u8>) -> SerializedMessage {
+    SerializedMessage::Cast {
+        variant: VARIANT_CALL.into(),
+        args,
+        metadata: None,
+    }
 }
 
 /// Calls and handover messages serialize; the rest (`Go`, `Status`,
@@ -178,10 +189,18 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                         variant: VARIANT_CALL.into(),
                         args,
                         reply: match answer.0 {
-                            AnswerTo::Typed(port) => bytes_port::<A>(port),
-                            // Forwarded from a remote caller: its byte port
-                            // goes on as it is, no bridge.
-                            AnswerTo::Bytes(port) => port,
+                            AnswerTo::Typed(port) => bridge(port),
+                            // Forwarded from a remote caller (or one whose
+                            // message carries a `Reply`): its byte port goes
+                            // on as it is, no bridge, and the answer comes
+                            // from where the call goes.
+                            AnswerTo::Bytes(slot) => match slot.take_port() {
+                                Some(port) => port,
+                                None => {
+                                    tracing::debug!("call answered already; not forwarded");
+                                    return Err(BoxedDowncastErr);
+                                }
+                            },
                         },
                         metadata: None,
                     }),
@@ -228,20 +247,21 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 args,
                 reply,
                 ..
-            } if variant == VARIANT_CALL => match postcard::from_bytes(&args) {
-                Ok(msg) => Ok(TakeoverMessage::Call {
-                    msg,
-                    reply: Some(Answer::bytes(reply)),
-                }),
-                Err(e) => {
-                    // Tell the caller instead of letting ractor drop it silently.
-                    let answer: Result<A::Reply, CallErr> = Err(CallErr::Codec(e.to_string()));
-                    if let Ok(bytes) = postcard::to_allocvec(&answer) {
-                        let _ = reply.send(bytes);
+            } if variant == VARIANT_CALL => {
+                // A `Reply` among the arguments binds to the call's port.
+                let slot = Slot::new(reply);
+                match decode_bound(&slot, &args) {
+                    Ok(msg) => Ok(TakeoverMessage::Call {
+                        msg,
+                        reply: Some(Answer::slot(slot)),
+                    }),
+                    Err(e) => {
+                        // Tell the caller instead of letting ractor drop it silently.
+                        let _ = slot.answer(&Err::<(), CallErr>(CallErr::Codec(e.to_string())));
+                        Err(BoxedDowncastErr)
                     }
-                    Err(BoxedDowncastErr)
                 }
-            },
+            }
             SerializedMessage::Cast {
                 variant,
                 args,
@@ -291,14 +311,17 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
 /// The byte port a call from a typed caller on this node travels with when
 /// it goes to another node: its answer is decoded and passed to the typed
 /// port. Why a task: ractor's reply port has no map. Only calls forwarded or
-/// re-routed from a local caller need it; a [`crate::GlobalClient`] sends
-/// remote calls in bytes from the start.
-fn bytes_port<A: TakeoverActor>(port: ReplyPort<A>) -> RpcReplyPort<Vec<u8>> {
+/// re-routed from a local caller need it (and those of a client typed by a
+/// protocol, see `crate::protocol`); a [`crate::GlobalClient`] sends remote
+/// calls in bytes from the start.
+pub(crate) fn bridge<R: DeserializeOwned + Send + 'static>(
+    port: RpcReplyPort<Result<R, CallErr>>,
+) -> RpcReplyPort<Vec<u8>> {
     let (tx, rx) = oneshot::<Vec<u8>>();
     let timeout = port.get_timeout();
     tokio::spawn(async move {
         if let Ok(bytes) = rx.await {
-            let _ = port.send(decode_answer::<A>(&bytes));
+            let _ = port.send(decode_answer::<R>(&bytes));
         }
     });
     match timeout {

@@ -224,6 +224,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             );
             return Ok(());
         }
+        // The call's own `Reply`, if its message has one: if the handler
+        // keeps it, a handover must find it (see `crate::reply`).
+        let port = call
+            .reply
+            .as_ref()
+            .and_then(|r| r.port_slot())
+            .map(std::sync::Arc::downgrade);
         let handled =
             AssertUnwindSafe(self.behaviour.handle(&state.ctx, call.msg, &mut state.user))
                 .catch_unwind()
@@ -232,6 +239,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(Ok(answer)) => {
                 if let Some(reply) = call.reply {
                     reply.send(Ok(answer));
+                }
+                if let Some(kept) = port.and_then(|w| w.upgrade()) {
+                    state.held.keep(&kept);
                 }
                 self.after_serve(state);
                 return Ok(());
@@ -268,6 +278,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .ctx
             .myself
             .send_message(TakeoverMessage::HandlerFailed(why));
+    }
+
+    /// Our state went to another instance (a takeover, a merge offer):
+    /// every reply port the handler kept in it is answered
+    /// [`CallErr::Moved`], so that its caller sends the request again,
+    /// to the new holder, where the port is detached.
+    pub(super) fn answer_held_moved(&self, state: &mut ServerState<A>) {
+        let moved = state.held.answer_moved();
+        if moved > 0 {
+            tracing::info!(moved, "held reply ports answered Moved");
+        }
     }
 
     /// A call that reached a failed instance: it goes on to a new holder if

@@ -204,6 +204,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }),
             ),
         }
+        self.answer_held_moved(state);
         let Stage::Holder(holder) = &mut state.stage else {
             return;
         };

@@ -129,6 +129,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             bytes: bytes.len(),
         };
         self.enter(state, Stage::Retiring(retiring), Some(sent));
+        self.answer_held_moved(state);
         self.timer(
             state,
             self.config.pull_timeout,

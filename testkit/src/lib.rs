@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //!
+//! - [`lock_manager`]: a lock manager with a blocking acquire, answered
+//!   later through a `Reply`: the server of the deferred-reply tests.
 //! - [`power_monitor`]: the seed's power monitor, the server every real node
 //!   here runs.
 //! - [`node`]: one real node (a `ractor_cluster` node running the power
@@ -21,6 +23,7 @@
 
 pub mod answers;
 pub mod client;
+pub mod lock_manager;
 pub mod many;
 pub mod node;
 pub mod power_monitor;

@@ -145,6 +145,10 @@ pub struct NodeArgs {
     /// monitor (0: the power monitor alone, as the demo runs it).
     #[arg(long, default_value_t = 0)]
     pub names: usize,
+    /// Run the lock manager (`lock_manager::NAME`, deferred replies)
+    /// instead of the power monitor.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub locks: bool,
 }
 
 /// The global name of service `i` of a node started with `--names`.
@@ -209,6 +213,9 @@ pub fn on_stdin_lines(mut on_line: impl FnMut(String) + Send + 'static) {
 /// Runs the node until it is killed (or its stdin closes, with
 /// `--exit-on-stdin-eof`).
 pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
+    if args.locks {
+        return crate::lock_manager::run(args).await;
+    }
     let name = args.name.clone();
     let config = args.cluster.config(&name)?;
     let node = if args.cluster.attach {

@@ -1,7 +1,7 @@
 //! The node process of the real-process tests: one `ractor_cluster` node
 //! running the power monitor (or, with `--names N`, `N` of them under the
-//! names `svc-0..`), printing `READY` and one `EVENT` line per takeover
-//! event; or, as `test-node client`, a client node calling every name
+//! names `svc-0..`, or with `--locks` the lock manager), printing `READY`
+//! and one `EVENT` line per takeover event; or, as `test-node client`, a client node calling every name
 //! without pause and printing each answer. Flags: `test-node --help`,
 //! `test-node client --help`.
 
