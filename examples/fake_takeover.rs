@@ -48,6 +48,7 @@ impl TakeoverActor for PowerMonitor {
     type Reply = u64;
     type State = PowerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<PowerState, ActorProcessingErr> {
         Ok(PowerState::default())

@@ -22,6 +22,7 @@
 //!     type Reply = u64; // the new total
 //!     type State = u64;
 //!     type Arguments = ();
+//!     type Info = ();
 //!
 //!     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
 //!         Ok(0)
@@ -119,6 +120,7 @@ pub use config::TakeoverConfig;
 pub use config::PART_ENVELOPE_BYTES;
 pub use error::CallErr;
 pub use error::ConfigErr;
+pub use error::InfoErr;
 pub use error::RegistryErr;
 pub use error::StateCodecErr;
 pub use error::TakeoverErr;

@@ -84,6 +84,7 @@ impl TakeoverActor for Ledger {
     type Reply = LedgerReply;
     type State = LedgerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<LedgerState, ActorProcessingErr> {
         Ok(LedgerState::default())

@@ -52,6 +52,7 @@ impl TakeoverActor for Counter {
     type Reply = CounterState;
     type State = CounterState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<CounterState, ActorProcessingErr> {
         Ok(CounterState::default())
