@@ -244,7 +244,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         }
         self.become_standby(state, Some(to)).await;
-        self.place(myself, state).await
+        // Placement looks after what is queued (forwarded, as by any
+        // standby), not before: a takeover back waits its turn.
+        let _ = myself.send_message(TakeoverMessage::PlacementTick);
+        Ok(())
     }
 
     /// A registry change while retiring: the successor left, or showed up
