@@ -21,6 +21,9 @@ use support::{client, init_tracing, phase, spawn, wait_until, Counter, CounterMs
 
 const SWEEPER: &str = "sweeper";
 
+/// What one node's `init` got from `send_info` or `send_after`.
+type InitResult = (String, Result<(), InfoErr>);
+
 /// What the sweepers of every node did, as a test reads it.
 #[derive(Clone, Default)]
 struct Seen {
@@ -33,7 +36,7 @@ struct Seen {
     /// Supervision events of linked children: (node, "failed"/"terminated").
     children: Arc<Mutex<Vec<(String, &'static str)>>>,
     /// What `send_info` and `send_after` said in `init` (no tenure there).
-    in_init: Arc<Mutex<Vec<(String, Result<(), InfoErr>)>>>,
+    in_init: Arc<Mutex<Vec<InitResult>>>,
 }
 
 impl Seen {

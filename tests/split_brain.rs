@@ -160,7 +160,7 @@ async fn healed_split_brain_keeps_one_holder_and_merges_the_state() {
     );
     assert_eq!(phase(a).await, Some(Phase::Holder));
     // The loser handed its state over: a standby again, not stopped.
-    wait_phase(&b, Phase::Standby).await;
+    wait_phase(b, Phase::Standby).await;
 }
 
 /// With the default merge hook the winner keeps its own state and reports
