@@ -240,8 +240,9 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     ///   one that finds it full is dropped with a warning), and is handled
     ///   once the holder serves again, after the held calls;
     /// - while it retires or yields (its state is on its way to another
-    ///   instance), an info is dropped with a debug log; if the handover is
-    ///   aborted the tenure goes on, and so do its timers;
+    ///   instance), an info that comes is dropped with a debug log (it would
+    ///   change a state already sent); those held from before stay held. If
+    ///   the handover is aborted the tenure goes on, and so do its timers;
     /// - once the tenure ended (handed over, yielded, failed, or a new `go`),
     ///   its timers are cancelled and any of its infos still on the way is
     ///   dropped with a debug log, on whatever stage the instance is in.

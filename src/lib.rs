@@ -61,7 +61,8 @@
 //!   new holder: go, pull, install, abort), `handover` (the old holder:
 //!   state request, parts, retiring, a lost `HandoverDone`), `placement`
 //!   (start, automatic failover and takeover, quorum), `conflict`
-//!   (split-brain healing), `checkpoint` (warm standbys).
+//!   (split-brain healing), `checkpoint` (warm standbys), `info` (the
+//!   instance's own messages and timers, children linked to it).
 //! - `message`: its message type; `message/answer` where a call's answer
 //!   goes, `message/protocol` the handover protocol (drawn on
 //!   [`HandoverMsg`]), `message/status` what an instance reports,

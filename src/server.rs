@@ -73,6 +73,22 @@ pub type TakeoverRef<A> = ActorRef<TakeoverMessage<A>>;
 ///
 /// Spawn one per node that may run the server; the first registers, the
 /// others wait as standbys. It links and supervises like any ractor actor.
+///
+/// # How an instance ends
+///
+/// It does not end by itself when it hands the name over: a retired
+/// instance (its successor confirmed, or a split-brain winner merged its
+/// state) runs [`TakeoverActor::on_handed_over`] and is a standby again, so
+/// a supervisor that linked it keeps it, and a takeover back needs no new
+/// spawn. It ends only
+/// - when it fails: a handler, hook or `handle_info` returned an error or
+///   panicked (its supervisor sees `ActorFailed` with that error, after the
+///   queued calls were answered), or its start-up failed;
+/// - when you stop or kill it (your reason; the fake cluster kills the
+///   instances of a node it crashes).
+///
+/// A child that user code links to it does not stop it (see
+/// [`TakeoverActor::handle_supervisor_evt`]).
 pub struct TakeoverServer<A: TakeoverActor> {
     behaviour: A,
     name: String,
