@@ -13,7 +13,7 @@ use ractor_takeover::*;
 use tokio::time::Instant;
 
 use crate::generator::{ClientPlan, Fault, Schedule};
-use crate::ledger::{CallId, Entry, Ledger, LedgerMsg, LedgerReply, LedgerState, Lives, Log};
+use crate::ledger::{CallId, Entry, Ledger, LedgerMsg, LedgerReply, LedgerState, Log};
 use crate::support::{Failures, Watchdog};
 use crate::{NAME, NODES};
 
@@ -89,8 +89,6 @@ struct Run {
     cluster: FakeCluster,
     config: TakeoverConfig,
     log: Log,
-    /// The checker's lives of each instance (see `Lives`).
-    lives: Lives,
     watchdog: ActorRef<()>,
     failures: Failures,
     insts: Vec<Inst>,
@@ -139,7 +137,6 @@ impl Run {
             cluster,
             config,
             log: Log::default(),
-            lives: Lives::default(),
             watchdog,
             failures,
             insts: Vec::new(),
@@ -164,7 +161,6 @@ impl Run {
             NAME,
             Ledger {
                 log: self.log.clone(),
-                lives: self.lives.clone(),
             },
             self.cluster.registry(NODES[node]),
             self.config.clone(),
@@ -184,9 +180,8 @@ impl Run {
         self.current[node] = Some(self.insts.len() - 1);
     }
 
-    /// Like a supervisor: every up node runs an instance; one that stopped
-    /// (its node crashed and restarted) is replaced by a fresh standby. A
-    /// retired instance does not stop: it is a standby again by itself.
+    /// Like a supervisor: every up node runs an instance; a retired (stopped)
+    /// one is replaced by a fresh standby.
     async fn respawn(&mut self) {
         for n in 0..3 {
             let gone = self.current[n]
@@ -195,7 +190,7 @@ impl Run {
             if self.up(n) && gone && !self.paused.contains(&n) {
                 if let Some(i) = self.current[n] {
                     self.log.push(Entry::Stopped {
-                        inst: self.lives.current(self.insts[i].id),
+                        inst: self.insts[i].id,
                     });
                 }
                 self.spawn_on(n).await;
@@ -239,7 +234,7 @@ impl Run {
                     .insts
                     .iter()
                     .filter(|i| i.node == n && i.actor.get_status() < ActorStatus::Stopped)
-                    .map(|i| self.lives.current(i.id))
+                    .map(|i| i.id)
                     .collect();
                 self.log.push(Entry::Crash { node: n, killed });
                 c.crash(NODES[n]);
@@ -551,25 +546,13 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
             .failures
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, why)| (run.lives.current(*id), why.clone()))
-            .collect(),
+            .clone(),
         panics: PANICS.with(Cell::get) - panics_before,
-        insts: {
-            let mut insts: HashMap<ActorId, (usize, u32)> = run
-                .insts
-                .iter()
-                .map(|i| (i.id, (i.node, i.crashes_at_spawn)))
-                .collect();
-            // A later life runs on its actor's node, which has not crashed
-            // since (a crash ends every instance on it).
-            for (life, actor) in run.lives.later() {
-                if let Some(at) = insts.get(&actor).copied() {
-                    insts.insert(life, at);
-                }
-            }
-            insts
-        },
+        insts: run
+            .insts
+            .iter()
+            .map(|i| (i.id, (i.node, i.crashes_at_spawn)))
+            .collect(),
         crashes: run.crashes,
     };
     outcome

@@ -2,7 +2,7 @@
 //! whose hooks (`go`, `handle`, `merge`) write to a log, with the instance
 //! and its epoch, so the checker knows which instance held which state when.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use ractor::{ActorId, ActorProcessingErr};
@@ -10,7 +10,6 @@ use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 
 use crate::generator::Fault;
-use crate::NODES;
 
 pub type CallId = (u32, u64);
 
@@ -74,8 +73,7 @@ pub enum Entry {
         node: usize,
         killed: Vec<ActorId>,
     },
-    /// The instance's life ended: the harness found it stopped, or it
-    /// handed the name over (and lives on as a fresh standby, see [`Lives`]).
+    /// The harness found the instance stopped (retired, or lost a conflict).
     Stopped {
         inst: ActorId,
     },
@@ -97,61 +95,9 @@ impl Log {
     }
 }
 
-/// The lives of the instances, as the checker counts them: an instance that
-/// handed the name over is a standby again (it does not stop), and the
-/// checker sees it as a fresh instance from then on, as it saw the fresh
-/// standby a supervisor spawned when retired instances stopped. Why: the
-/// replay models an instance as one holding from its `go` to its end (a
-/// second `go` only as a failover of an old holder whose successor
-/// vanished), with one state; a standby that holds again starts another.
-#[derive(Clone, Default)]
-pub struct Lives(Arc<Mutex<Lived>>);
-
-#[derive(Default)]
-struct Lived {
-    /// Actor -> the id of its current life, once it has more than one.
-    current: HashMap<ActorId, ActorId>,
-    /// Every later life -> its actor.
-    actor_of: HashMap<ActorId, ActorId>,
-}
-
-/// Ids of later lives, far above any actor id of a run.
-const LIFE_BASE: u64 = 1 << 48;
-
-impl Lives {
-    /// The id the log knows `actor` by now.
-    pub fn current(&self, actor: ActorId) -> ActorId {
-        let lived = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lived.current.get(&actor).copied().unwrap_or(actor)
-    }
-
-    /// Ends `actor`'s current life and starts a new one: (old id, new id).
-    fn renew(&self, actor: ActorId) -> (ActorId, ActorId) {
-        let mut lived = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let old = lived.current.get(&actor).copied().unwrap_or(actor);
-        let new = ActorId::Local(LIFE_BASE + lived.actor_of.len() as u64);
-        lived.current.insert(actor, new);
-        lived.actor_of.insert(new, actor);
-        (old, new)
-    }
-
-    /// Every later life, with its actor.
-    pub fn later(&self) -> Vec<(ActorId, ActorId)> {
-        let lived = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        lived.actor_of.iter().map(|(l, a)| (*l, *a)).collect()
-    }
-}
-
 #[derive(Clone)]
 pub struct Ledger {
     pub log: Log,
-    pub lives: Lives,
-}
-
-impl Ledger {
-    fn inst(&self, ctx: &TakeoverCtx<Self>) -> ActorId {
-        self.lives.current(ctx.myself().get_id())
-    }
 }
 
 impl TakeoverActor for Ledger {
@@ -172,7 +118,7 @@ impl TakeoverActor for Ledger {
         state: &mut LedgerState,
     ) -> Result<(), ActorProcessingErr> {
         self.log.push(Entry::Go {
-            inst: self.inst(ctx),
+            inst: ctx.myself().get_id(),
             epoch: ctx.epoch(),
             start: start.clone(),
             content: state.content(),
@@ -186,7 +132,7 @@ impl TakeoverActor for Ledger {
         msg: LedgerMsg,
         state: &mut LedgerState,
     ) -> Result<LedgerReply, ActorProcessingErr> {
-        let inst = self.inst(ctx);
+        let inst = ctx.myself().get_id();
         match msg {
             LedgerMsg::Apply { client, seq } => {
                 state.applied.entry(client).or_default().push(seq);
@@ -211,21 +157,21 @@ impl TakeoverActor for Ledger {
         }
     }
 
-    /// Handed over: this life ends (`Stopped`), and the standby it is now
-    /// is a new one to the checker (`Spawn`), see [`Lives`].
+    /// An instance that handed the name over is a standby again by itself;
+    /// here it ends instead (it drains: what is queued is still forwarded),
+    /// and the harness starts a fresh standby, as it always did. Why: the
+    /// replay models an instance as one holding from its `go` to its end
+    /// (a second `go` only as a failover of an old holder whose successor
+    /// vanished); a standby that holds again would be a second life under
+    /// the same id. The standby-again path has its own tests
+    /// (`tests/lifecycle.rs`, `tests/real_standby_again.rs`).
     async fn on_handed_over(
         &self,
         ctx: &TakeoverCtx<Self>,
         _: &NodeId,
         _: &mut LedgerState,
     ) -> Result<(), ActorProcessingErr> {
-        let (old, new) = self.lives.renew(ctx.myself().get_id());
-        let node = NODES
-            .iter()
-            .position(|n| *n == ctx.node().as_str())
-            .unwrap_or(usize::MAX);
-        self.log.push(Entry::Stopped { inst: old });
-        self.log.push(Entry::Spawn { inst: new, node });
+        ctx.myself().drain()?;
         Ok(())
     }
 
@@ -244,7 +190,7 @@ impl TakeoverActor for Ledger {
             list.sort_unstable();
         }
         self.log.push(Entry::Merged {
-            inst: self.inst(ctx),
+            inst: ctx.myself().get_id(),
             epoch: ctx.epoch(),
             loser: from.clone(),
             content: mine.content(),
