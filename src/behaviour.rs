@@ -20,8 +20,10 @@ pub enum StartType {
     Normal,
     /// The holder on `from` went away; this instance took the name. Without
     /// warm standby (`TakeoverConfig::checkpoint`) the state is this instance's
-    /// own, from `init`; with it, the state is the last checkpoint received
-    /// from the holder, described in `checkpoint`.
+    /// own: from `init`, or, on an instance that held before and handed
+    /// over, the state it handed over (as `on_handed_over` left it); with
+    /// warm standby, the state is the last checkpoint received from the
+    /// holder, described in `checkpoint`.
     ///
     /// An old holder also gets this, a second `go` under a new epoch, when
     /// the successor it sent its state to vanished (node down, died) before

@@ -16,3 +16,12 @@ pub struct OwnInfo<A: TakeoverActor> {
     pub(crate) tenure: Epoch,
     pub(crate) info: A::Info,
 }
+
+impl<A: TakeoverActor> std::fmt::Debug for OwnInfo<A> {
+    /// The tenure only: `A::Info` need not be `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnInfo")
+            .field("tenure", &self.tenure)
+            .finish_non_exhaustive()
+    }
+}
