@@ -25,6 +25,8 @@ impl TakeoverActor for Counter {
     type State = u64;
     /// What `spawn` passes to `init`.
     type Arguments = u64;
+    /// The instance's own messages (timers): none here.
+    type Info = ();
 
     /// Runs when an instance starts, on the holder and on standbys alike.
     async fn init(&self, _: &TakeoverCtx<Self>, start: u64) -> Result<u64, ActorProcessingErr> {

@@ -2,8 +2,8 @@
 //!
 //! The power monitor from the seed thread, on a fake three-node cluster in one
 //! process: "power_monitor" starts on a, a client on c reports power failures
-//! without pause, and the server is taken over to b and then back to a fresh
-//! instance on a. You will see a timeline of the instances' events (who holds
+//! without pause, and the server is taken over to b and then back to the
+//! same instance on a, which waited as a standby meanwhile. You will see a timeline of the instances' events (who holds
 //! the name, epoch, start type, state bytes, pause, buffered calls), then a
 //! summary. The exit status is non-zero if a call was lost or miscounted.
 
@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::error::Error;
 use std::time::{Duration, Instant};
 
-use ractor::concurrency::JoinHandle;
 use ractor::ActorProcessingErr;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
@@ -48,6 +47,7 @@ impl TakeoverActor for PowerMonitor {
     type Reply = u64;
     type State = PowerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<PowerState, ActorProcessingErr> {
         Ok(PowerState::default())
@@ -107,12 +107,25 @@ fn describe(e: &TakeoverEvent) -> String {
 async fn spawn_as(
     server: TakeoverServer<PowerMonitor>,
     expected: Phase,
-) -> Result<(TakeoverRef<PowerMonitor>, JoinHandle<()>), Box<dyn Error>> {
-    let (instance, done) = server.spawn(()).await?;
+) -> Result<TakeoverRef<PowerMonitor>, Box<dyn Error>> {
+    let (instance, _) = server.spawn(()).await?;
     match status(&instance, TIMEOUT).await.map(|s| s.phase) {
-        Some(phase) if phase == expected => Ok((instance, done)),
+        Some(phase) if phase == expected => Ok(instance),
         other => Err(format!("expected {expected:?}, found {other:?}").into()),
     }
+}
+
+/// Waits (with a deadline) until `instance` is a standby again: a retired
+/// instance does not stop, it waits for a takeover back.
+async fn standby_again(instance: &TakeoverRef<PowerMonitor>) -> Result<(), Box<dyn Error>> {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while status(instance, TIMEOUT).await.map(|s| s.phase) != Some(Phase::Standby) {
+        if tokio::time::Instant::now() >= deadline {
+            return Err("the old instance did not become a standby".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 #[tokio::main]
@@ -162,8 +175,8 @@ async fn main() -> Result<(), Box<dyn Error>> {
     };
 
     step("start an instance on a, then one on b").await?;
-    let (_on_a, a_done) = spawn_as(server("a"), Phase::Holder).await?;
-    let (on_b, b_done) = spawn_as(server("b"), Phase::Standby).await?;
+    let on_a = spawn_as(server("a"), Phase::Holder).await?;
+    let on_b = spawn_as(server("b"), Phase::Standby).await?;
 
     step("a client on c reports power failures without pause").await?;
     let client = GlobalClient::<PowerMonitor>::new(NAME, cluster.registry("c"));
@@ -195,18 +208,17 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
     step("takeover: b takes the name and the state from a").await?;
     takeover(&on_b, TIMEOUT).await?;
-    // The old instance retires and drains: it stops by itself.
-    tokio::time::timeout(TIMEOUT, a_done).await??;
-    step("the old instance on a stopped; start a fresh one on a").await?;
-    let (on_a2, _a2_done) = spawn_as(server("a"), Phase::Standby).await?;
+    // The old instance retires: a standby again, by itself.
+    standby_again(&on_a).await?;
+    step("the old instance on a is a standby again").await?;
     // Let b serve some calls of its own before it hands over again.
     let seen = *progress.borrow();
     progress.wait_for(|n| *n >= seen + 50).await?;
 
-    step("takeover: the fresh instance on a takes it back from b").await?;
-    takeover(&on_a2, TIMEOUT).await?;
-    tokio::time::timeout(TIMEOUT, b_done).await??;
-    step("the old instance on b stopped; the client makes its last calls").await?;
+    step("takeover: the same instance on a takes it back from b").await?;
+    takeover(&on_a, TIMEOUT).await?;
+    standby_again(&on_b).await?;
+    step("b is a standby again; the client makes its last calls").await?;
     let _ = finish_tx.send(());
     let (sent, answered, errors) = reporter.await?;
     let count = client.call(PowerMsg::Count, TIMEOUT).await?;

@@ -44,6 +44,7 @@ impl TakeoverActor for Writer {
     type Reply = FencingToken;
     type State = ();
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<(), ActorProcessingErr> {
         Ok(())

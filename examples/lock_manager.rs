@@ -54,6 +54,7 @@ impl TakeoverActor for LockManager {
     type Reply = (); // every answer goes through a `Reply`
     type State = Locks;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<Locks, ActorProcessingErr> {
         Ok(Locks::default())

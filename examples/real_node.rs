@@ -47,6 +47,7 @@ impl TakeoverActor for Counter {
     type Reply = u64;
     type State = u64;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
         Ok(0)

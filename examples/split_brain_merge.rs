@@ -21,6 +21,7 @@ impl TakeoverActor for GuestBook {
     type Reply = usize;
     type State = BTreeSet<String>;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<Self::State, ActorProcessingErr> {
         Ok(BTreeSet::new())

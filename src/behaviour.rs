@@ -1,12 +1,16 @@
 //! The behaviour users implement: [`TakeoverActor`].
 
 use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
 
-use ractor::{ActorProcessingErr, ActorRef};
+use ractor::{ActorProcessingErr, ActorRef, SupervisionEvent};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::task::AbortHandle;
 
-use crate::{Epoch, NodeId, Registration, StateCodecErr, TakeoverMessage};
+use crate::message::OwnInfo;
+use crate::{Epoch, InfoErr, NodeId, Registration, StateCodecErr, TakeoverMessage};
 
 /// How an instance came to hold the name, as `go` receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,8 +20,10 @@ pub enum StartType {
     Normal,
     /// The holder on `from` went away; this instance took the name. Without
     /// warm standby (`TakeoverConfig::checkpoint`) the state is this instance's
-    /// own, from `init`; with it, the state is the last checkpoint received
-    /// from the holder, described in `checkpoint`.
+    /// own: from `init`, or, on an instance that held before and handed
+    /// over, the state it handed over (as `on_handed_over` left it); with
+    /// warm standby, the state is the last checkpoint received from the
+    /// holder, described in `checkpoint`.
     ///
     /// An old holder also gets this, a second `go` under a new epoch, when
     /// the successor it sent its state to vanished (node down, died) before
@@ -74,6 +80,16 @@ pub struct TakeoverCtx<A: TakeoverActor> {
     /// what user code sees as its fencing token cannot drift from the
     /// registration the runtime serves under.
     pub(crate) registration: Option<Registration>,
+    /// The tenure this instance holds the name in: the epoch it held when
+    /// `go` last ran, `None` outside a tenure. Why not the epoch itself: a
+    /// holder that wins a conflict re-registers at a new epoch but keeps
+    /// serving the same state, and its timers must go on; a tenure ends only
+    /// when the instance stops holding (it handed over, yielded, failed or
+    /// stopped) or starts a new one (`go` again, as after a lost successor).
+    pub(crate) tenure: Option<Epoch>,
+    /// The timers of the current tenure, aborted when it ends. Why a mutex:
+    /// hooks get the context by shared reference, as ractor's get `myself`.
+    pub(crate) timers: Mutex<Vec<AbortHandle>>,
 }
 
 impl<A: TakeoverActor> TakeoverCtx<A> {
@@ -108,6 +124,89 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
             node: self.node.clone(),
         })
     }
+
+    /// Sends `info` to this instance now, for
+    /// [`TakeoverActor::handle_info`]. It is handled only in the current
+    /// tenure (see [`TakeoverActor::Info`]).
+    ///
+    /// # Errors
+    ///
+    /// [`InfoErr::NotHolding`] outside a tenure (on a standby, while
+    /// pulling, in `init`); [`InfoErr::Stopped`] if the instance no longer
+    /// takes messages.
+    pub fn send_info(&self, info: A::Info) -> Result<(), InfoErr> {
+        let tenure = self.tenure.ok_or(InfoErr::NotHolding)?;
+        self.myself
+            .send_message(TakeoverMessage::Info(OwnInfo { tenure, info }))
+            .map_err(|_| InfoErr::Stopped)
+    }
+
+    /// Sends `info` to this instance once, after `delay`, as
+    /// [`ractor::time::send_after`] does. The timer belongs to the current
+    /// tenure: it is cancelled when the instance stops holding (it handed
+    /// over, yielded to a split-brain winner, failed or stopped), and a tick
+    /// that was already on its way then is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`InfoErr::NotHolding`] outside a tenure: start timers in
+    /// [`TakeoverActor::go`], which runs on the holder alone.
+    pub fn send_after(&self, delay: Duration, info: A::Info) -> Result<(), InfoErr> {
+        let tenure = self.tenure.ok_or(InfoErr::NotHolding)?;
+        let timer = self.myself.send_after(delay, move || {
+            TakeoverMessage::Info(OwnInfo { tenure, info })
+        });
+        self.keep_timer(timer.abort_handle());
+        Ok(())
+    }
+
+    /// Sends `info()` to this instance every `period`, the first after one
+    /// `period`, as [`ractor::time::send_interval`] does. The timer belongs
+    /// to the current tenure, as with [`TakeoverCtx::send_after`].
+    ///
+    /// # Errors
+    ///
+    /// [`InfoErr::NotHolding`] outside a tenure; [`InfoErr::ZeroPeriod`] for
+    /// a zero `period` (tokio's interval panics on it).
+    pub fn send_interval<F>(&self, period: Duration, info: F) -> Result<(), InfoErr>
+    where
+        F: Fn() -> A::Info + Send + 'static,
+    {
+        let tenure = self.tenure.ok_or(InfoErr::NotHolding)?;
+        if period.is_zero() {
+            return Err(InfoErr::ZeroPeriod);
+        }
+        let timer = self.myself.send_interval(period, move || {
+            TakeoverMessage::Info(OwnInfo {
+                tenure,
+                info: info(),
+            })
+        });
+        self.keep_timer(timer.abort_handle());
+        Ok(())
+    }
+
+    /// Remembers a timer of this tenure, forgetting those that finished (so
+    /// many one-shot timers do not pile up).
+    fn keep_timer(&self, timer: AbortHandle) {
+        let mut timers = self.timers.lock().unwrap_or_else(|e| e.into_inner());
+        timers.retain(|t| !t.is_finished());
+        timers.push(timer);
+    }
+
+    /// Ends the current tenure: its timers are aborted, and its infos still
+    /// on their way are dropped when they come (their tenure is not current).
+    pub(crate) fn end_tenure(&mut self) {
+        self.tenure = None;
+        for timer in self
+            .timers
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            timer.abort();
+        }
+    }
 }
 
 /// A cluster-global server that can move between nodes with its state.
@@ -129,17 +228,51 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     type State: Send + 'static;
     /// What `init` gets.
     type Arguments: Send + 'static;
+    /// The instance's own messages, for [`TakeoverActor::handle_info`]:
+    /// timer ticks and the like, as Erlang's `handle_info`. Write
+    /// `type Info = ();` if the server has none.
+    ///
+    /// Infos are not calls: only [`TakeoverCtx`] makes them
+    /// ([`TakeoverCtx::send_info`], [`TakeoverCtx::send_after`],
+    /// [`TakeoverCtx::send_interval`]), clients cannot send them, they never
+    /// cross nodes and are never forwarded. Each carries the tenure it was
+    /// sent in (the holding that began with the last `go`), and is handled
+    /// only in that tenure:
+    ///
+    /// - while the holder holds its calls (a newer registration not yet
+    ///   settled, no lease, no quorum), an info waits with them, in a queue
+    ///   as bounded as the call buffer (`TakeoverConfig::buffer_capacity`;
+    ///   one that finds it full is dropped with a warning), and is handled
+    ///   once the holder serves again, after the held calls;
+    /// - while it retires or yields (its state is on its way to another
+    ///   instance), an info that comes is dropped with a debug log (it would
+    ///   change a state already sent); those held from before stay held. If
+    ///   the handover is aborted the tenure goes on, and so do its timers;
+    /// - once the tenure ended (handed over, yielded, failed, or a new `go`),
+    ///   its timers are cancelled and any of its infos still on the way is
+    ///   dropped with a debug log, on whatever stage the instance is in.
+    type Info: Send + 'static;
 
     /// Builds the instance's initial state. Every instance runs it, holder or
-    /// standby; a takeover replaces the state with the old holder's.
+    /// standby; a takeover replaces the state with the old holder's. Keep in
+    /// the state what [`TakeoverActor::go`] needs from the arguments (a
+    /// timer's period, say): `go` runs on the holder alone and does not get
+    /// them. Timers cannot start here (there is no tenure yet).
     fn init(
         &self,
         ctx: &TakeoverCtx<Self>,
         args: Self::Arguments,
     ) -> impl Future<Output = Result<Self::State, ActorProcessingErr>> + Send;
 
-    /// The start phase, called once the instance holds the name and (on a
-    /// takeover) has the old state, before any buffered call is served.
+    /// The start hook of the holder: called once the instance holds the
+    /// name and (on a takeover) has the old state, before any buffered call
+    /// is served, and on the holder alone: on the first registration
+    /// (`Normal`), a takeover, a failover, and when an old holder holds
+    /// again after its successor vanished (`Failover`). Each call begins a
+    /// tenure: start the holder's timers here, with
+    /// [`TakeoverCtx::send_after`] and [`TakeoverCtx::send_interval`]; they
+    /// stop by themselves when the tenure ends. A standby never runs it, and
+    /// a handover that was aborted resumes the tenure without it.
     fn go(
         &self,
         ctx: &TakeoverCtx<Self>,
@@ -173,6 +306,64 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
         msg: Self::Msg,
         state: &mut Self::State,
     ) -> impl Future<Output = Result<Self::Reply, ActorProcessingErr>> + Send;
+
+    /// Handles one of the instance's own messages (see
+    /// [`TakeoverActor::Info`]) on the holder. The default ignores it. An
+    /// error or a panic fails the instance as in [`TakeoverActor::handle`].
+    fn handle_info(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        info: Self::Info,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let _ = (ctx, info, state);
+        async { Ok(()) }
+    }
+
+    /// Called on the old holder once its handover is done: the instance
+    /// that took over from it (`to`, a successor or a split-brain winner
+    /// that merged its state) confirmed, and this instance gave the name
+    /// up. Close files, flush what belongs to the holder; its timers are
+    /// cancelled already. `state` is what it handed over: the instance goes
+    /// on as a standby with it (reset it here if a failover to this standby
+    /// should not start from it; a takeover back replaces it). The default
+    /// does nothing. An error fails the instance.
+    fn on_handed_over(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        to: &NodeId,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let _ = (ctx, to, state);
+        async { Ok(()) }
+    }
+
+    /// A supervision event of the instance: a child that user code linked
+    /// to it (`Actor::spawn_linked(.., ctx.myself().get_cell())`) stopped,
+    /// failed or started. Unlike ractor's default, which stops an actor whose
+    /// child ended, the default here logs and keeps the server running (a
+    /// global server that stopped would hand nothing over). Return an error
+    /// to fail the instance. Runs on any stage, holder or standby.
+    fn handle_supervisor_evt(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
+        let _ = (ctx, state);
+        async move {
+            match &event {
+                SupervisionEvent::ActorFailed(child, why) => {
+                    tracing::warn!(child = %child.get_id(), %why, "a linked child failed; the server goes on");
+                }
+                SupervisionEvent::ActorTerminated(child, _, why) => {
+                    tracing::info!(child = %child.get_id(), ?why, "a linked child stopped; the server goes on");
+                }
+                _ => tracing::debug!(?event, "supervision event"),
+            }
+            Ok(())
+        }
+    }
 
     /// Split-brain healing: after a partition healed, two instances held the
     /// name; this one won (see [`crate::ConflictResolver`]) and `theirs` is the

@@ -321,3 +321,33 @@ impl fmt::Display for ConfigErr {
 }
 
 impl std::error::Error for ConfigErr {}
+
+/// Why an instance could not send itself an info or start a timer (see
+/// [`crate::TakeoverCtx::send_after`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum InfoErr {
+    /// The instance does not hold the name (a standby, a pull, `init`):
+    /// infos and timers belong to a holder. Start them in
+    /// [`crate::TakeoverActor::go`].
+    NotHolding,
+    /// An interval of zero: give it a period above zero.
+    ZeroPeriod,
+    /// The instance no longer takes messages (it is stopping).
+    Stopped,
+}
+
+impl fmt::Display for InfoErr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotHolding => write!(
+                f,
+                "the instance does not hold the name; start infos and timers in `go`"
+            ),
+            Self::ZeroPeriod => write!(f, "an interval needs a period above zero"),
+            Self::Stopped => write!(f, "the instance no longer takes messages"),
+        }
+    }
+}
+
+impl std::error::Error for InfoErr {}

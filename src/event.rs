@@ -79,7 +79,8 @@ pub enum EventKind {
         /// The instance whose takeover failed.
         successor: RegistrationInfo,
     },
-    /// The old holder retired: it unregistered and drains, forwarding.
+    /// The old holder retired: its state is safe with `to`, it unregistered,
+    /// and it waits as a standby again (a `Standby` event follows).
     Retired {
         /// The new holder.
         to: RegistrationInfo,

@@ -22,6 +22,7 @@
 //!     type Reply = u64; // the new total
 //!     type State = u64;
 //!     type Arguments = ();
+//!     type Info = ();
 //!
 //!     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
 //!         Ok(0)
@@ -60,7 +61,8 @@
 //!   new holder: go, pull, install, abort), `handover` (the old holder:
 //!   state request, parts, retiring, a lost `HandoverDone`), `placement`
 //!   (start, automatic failover and takeover, quorum), `conflict`
-//!   (split-brain healing), `checkpoint` (warm standbys).
+//!   (split-brain healing), `checkpoint` (warm standbys), `info` (the
+//!   instance's own messages and timers, children linked to it).
 //! - `message`: its message type; `message/answer` where a call's answer
 //!   goes, `message/protocol` the handover protocol (drawn on
 //!   [`HandoverMsg`]), `message/status` what an instance reports,
@@ -130,6 +132,7 @@ pub use config::TakeoverConfig;
 pub use config::PART_ENVELOPE_BYTES;
 pub use error::CallErr;
 pub use error::ConfigErr;
+pub use error::InfoErr;
 pub use error::RegistryErr;
 pub use error::StateCodecErr;
 pub use error::TakeoverErr;

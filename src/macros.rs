@@ -33,6 +33,7 @@
 ///     type Reply = (); // every answer goes through a `Reply`
 ///     type State = HashMap<String, u64>;
 ///     type Arguments = ();
+///     type Info = ();
 ///
 ///     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<Self::State, ActorProcessingErr> {
 ///         Ok(HashMap::new())

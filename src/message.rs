@@ -12,12 +12,14 @@
 //!   and where a refused call goes next.
 
 mod answer;
+mod info;
 mod protocol;
 pub(crate) mod routing;
 mod status;
 pub(crate) mod wire;
 
 pub use answer::{Answer, ReplyPort};
+pub use info::OwnInfo;
 // Where the server's files have always found it.
 pub use protocol::{HandoverMsg, PartOf, ReplyErr};
 pub(crate) use routing::deliver;
@@ -75,6 +77,10 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     TransferTick,
     /// A holder without a lease looks again whether it has one.
     LeaseTick,
+    /// One of the instance's own messages, for
+    /// [`crate::TakeoverActor::handle_info`]. Only
+    /// [`crate::TakeoverCtx`] makes one; it has no wire form.
+    Info(OwnInfo<A>),
 }
 
 /// How a standby should start.

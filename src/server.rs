@@ -22,6 +22,8 @@
 //! - `placement`: automatic failover and takeover, and quorum;
 //! - `conflict`: split-brain detection and merge;
 //! - `checkpoint`: warm standby;
+//! - `info`: the instance's own messages and timers, and the tenure they
+//!   belong to; supervision events of linked children;
 //! - `transfer`: a state sent between instances (takeover reply, merge
 //!   offer, checkpoint): its size limit, and the parts a big one travels in;
 //! - `control`: `go`, `takeover` and `status`, driving an instance from
@@ -32,6 +34,7 @@ mod checkpoint;
 mod conflict;
 mod control;
 mod handover;
+mod info;
 mod phase;
 mod placement;
 mod takeover;
@@ -46,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use tracing::Instrument;
 
 use self::calls::{Holder, Pending};
@@ -70,6 +73,22 @@ pub type TakeoverRef<A> = ActorRef<TakeoverMessage<A>>;
 ///
 /// Spawn one per node that may run the server; the first registers, the
 /// others wait as standbys. It links and supervises like any ractor actor.
+///
+/// # How an instance ends
+///
+/// It does not end by itself when it hands the name over: a retired
+/// instance (its successor confirmed, or a split-brain winner merged its
+/// state) runs [`TakeoverActor::on_handed_over`] and is a standby again, so
+/// a supervisor that linked it keeps it, and a takeover back needs no new
+/// spawn. It ends only
+/// - when it fails: a handler, hook or `handle_info` returned an error or
+///   panicked (its supervisor sees `ActorFailed` with that error, after the
+///   queued calls were answered), or its start-up failed;
+/// - when you stop or kill it (your reason; the fake cluster kills the
+///   instances of a node it crashes).
+///
+/// A child that user code links to it does not stop it (see
+/// [`TakeoverActor::handle_supervisor_evt`]).
 pub struct TakeoverServer<A: TakeoverActor> {
     behaviour: A,
     name: String,
@@ -231,6 +250,10 @@ pub struct ServerState<A: TakeoverActor> {
     /// Reply ports the handler kept to answer later: a handover or a merge
     /// answers them `CallErr::Moved` (see `crate::reply`).
     held: crate::reply::HeldPorts,
+    /// Infos of the current tenure that came while the holder held its
+    /// calls: handled after the held calls, once it serves (see
+    /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
+    infos: VecDeque<A::Info>,
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -280,6 +303,8 @@ impl<A: TakeoverActor> ServerState<A> {
 impl<A: TakeoverActor> Drop for ServerState<A> {
     fn drop(&mut self) {
         self.pump.abort();
+        // A stopped instance's timers stop with it.
+        self.ctx.end_tenure();
         if let Stage::Pulling(p) = &self.stage {
             self.registry
                 .unregister(p.registration().info(), LeaveReason::InstanceDied);
@@ -310,6 +335,8 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             name: self.name.clone(),
             node: self.registry.node().clone(),
             registration: None,
+            tenure: None,
+            timers: Default::default(),
         };
         let user = self
             .behaviour
@@ -332,6 +359,7 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
             transfers: Transfers::default(),
             lease_recheck: false,
             held: Default::default(),
+            infos: VecDeque::new(),
         })
     }
 
@@ -352,6 +380,20 @@ impl<A: TakeoverActor> Actor for TakeoverServer<A> {
     ) -> Result<(), ActorProcessingErr> {
         let span = state.span.clone();
         self.dispatch(myself, message, state).instrument(span).await
+    }
+
+    /// Why not ractor's default (which stops an actor whose linked child
+    /// ended): a child that user code links to the instance must not take
+    /// the global server down; the behaviour decides (see
+    /// [`TakeoverActor::handle_supervisor_evt`]).
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        let span = state.span.clone();
+        self.on_supervisor_evt(state, event).instrument(span).await
     }
 }
 
@@ -406,6 +448,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
+            TakeoverMessage::Info(own) => self.on_info(state, own).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
             | TakeoverMessage::CheckpointTick(_)
@@ -562,7 +605,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             HandoverMsg::HandoverDone { successor } => {
-                self.on_handover_done(myself, state, successor)
+                self.on_handover_done(myself, state, successor).await
             }
             HandoverMsg::HandoverAborted { successor } => {
                 self.on_handover_aborted(state, successor).await
@@ -583,7 +626,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_merge_offer(state, loser, winner_epoch, result)
                     .await
             }
-            HandoverMsg::MergeDone { loser } => self.on_merge_done(myself, state, loser),
+            HandoverMsg::MergeDone { loser } => self.on_merge_done(myself, state, loser).await,
             HandoverMsg::Checkpoint {
                 holder,
                 seq,
@@ -626,6 +669,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state.memory.failed_takeovers = 0;
         self.leave_standbys(warm);
         self.start_checkpoints(state);
+        self.begin_tenure(state);
         self.behaviour
             .go(&state.ctx, &start, &mut state.user)
             .await?;

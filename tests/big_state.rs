@@ -74,6 +74,7 @@ impl TakeoverActor for Blob {
     type Reply = BlobReply;
     type State = BlobState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<BlobState, ActorProcessingErr> {
         Ok(BlobState::default())

@@ -159,6 +159,7 @@ impl TakeoverActor for Fragile {
     type Reply = u64;
     type State = u64;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
         Ok(0)

@@ -84,6 +84,7 @@ impl TakeoverActor for Ledger {
     type Reply = LedgerReply;
     type State = LedgerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<LedgerState, ActorProcessingErr> {
         Ok(LedgerState::default())
@@ -251,8 +252,6 @@ async fn caller(
 
 /// Takeovers back and forth between `a` and `b`; returns a log line per takeover.
 async fn drive(
-    cluster: &FakeCluster,
-    config: &TakeoverConfig,
     mut holder: Instance,
     mut standby: Instance,
     rng: &mut StdRng,
@@ -303,30 +302,26 @@ async fn drive(
             Some(Phase::Holder) => {}
             other => return Err(format!("after takeover #{k}: the new holder is {other:?}")),
         }
-        // The retired instance drains and stops once it has HandoverDone.
-        let (old, old_handle) = holder;
-        if tokio::time::timeout(TIMEOUT, old_handle).await.is_err() {
-            return Err(format!(
-                "after takeover #{k}: the old instance on {holder_node} never stopped ({:?})",
-                phase_of(&old).await
-            ));
+        // The retired instance is a standby again once it has HandoverDone:
+        // the next takeover goes back to it, no respawn.
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            match phase_of(&holder.0).await {
+                Some(Phase::Standby) => break,
+                other if tokio::time::Instant::now() >= deadline => {
+                    return Err(format!(
+                        "after takeover #{k}: the old instance on {holder_node} is {other:?}, not a standby"
+                    ))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
         }
         log.push(format!(
             "#{k:2} {holder_node} -> {standby_node}: pause {pause} (acked {calls_before}), \
              epoch {}, state {} B, buffered {}, handover pause {:?}",
             report.holder.epoch, report.state_bytes, report.buffered, report.pause
         ));
-        // A fresh standby where the old one retired.
-        holder = standby;
-        standby = spawn_ledger(cluster, holder_node, config).await;
-        match phase_of(&standby.0).await {
-            Some(Phase::Standby) => {}
-            other => {
-                return Err(format!(
-                    "after takeover #{k}: the fresh instance on {holder_node} is {other:?}"
-                ))
-            }
-        }
+        std::mem::swap(&mut holder, &mut standby);
         std::mem::swap(&mut holder_node, &mut standby_node);
     }
     Ok(log)
@@ -422,7 +417,7 @@ async fn concurrent_callers_across_repeated_takeovers() {
         })
         .collect();
 
-    let driven = drive(&cluster, &config, holder, standby, &mut rng, &shared).await;
+    let driven = drive(holder, standby, &mut rng, &shared).await;
     shared.stop.store(true, Ordering::Relaxed);
     let mut outcomes = Vec::new();
     for c in callers {

@@ -109,7 +109,7 @@ impl Actor for Echo {
     }
 }
 
-/// The node's current `bench` instance (it respawns after it retires).
+/// The node's `bench` instance (a standby again after it retires).
 pub(crate) type Slot = Arc<Mutex<Option<TakeoverRef<Bench>>>>;
 
 /// What a `takeover` through Control did.

@@ -129,8 +129,9 @@ const MIB: u64 = 1 << 20;
 const SMALL: usize = 32;
 /// Deadline of one benchmark call (64 MiB states included).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-/// How often a node process may respawn its instance (bounds its loop).
-const MAX_RESPAWNS: usize = 100_000;
+/// How often a node process tries to start its instance (a start-up can
+/// fail while its peers are still unknown).
+const MAX_START_TRIES: usize = 10;
 /// How long a node process lives at most (it normally ends with the parent).
 const NODE_LIFETIME: Duration = Duration::from_secs(3600);
 

@@ -67,8 +67,10 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<(), AnyErr> {
     Ok(())
 }
 
-/// Keeps one instance of `name` on this node: a retired instance stops, and
-/// a fresh one takes its place as a standby (so takeovers can go back).
+/// Runs one instance of `name` on this node, for the node's lifetime: an
+/// instance that handed the name over is a standby again by itself, so
+/// takeovers can go back to it. A start-up that failed is tried again
+/// (`MAX_START_TRIES`).
 pub(crate) fn keep_instance(
     name: &'static str,
     node: &ClusterNode,
@@ -87,7 +89,7 @@ pub(crate) fn keep_instance(
         }
     });
     tokio::spawn(async move {
-        for _ in 0..MAX_RESPAWNS {
+        for _ in 0..MAX_START_TRIES {
             match TakeoverServer::new(name, Bench, registry.clone(), config.clone())
                 .spawn(())
                 .await
@@ -95,6 +97,8 @@ pub(crate) fn keep_instance(
                 Ok((instance, handle)) => {
                     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(instance);
                     let _ = handle.await;
+                    eprintln!("instance of {name} ended (it failed or was stopped)");
+                    return;
                 }
                 Err(e) => {
                     eprintln!("spawn of {name} failed: {e}");

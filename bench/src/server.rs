@@ -73,6 +73,7 @@ impl TakeoverActor for Bench {
     type Reply = BenchReply;
     type State = BenchState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<BenchState, ActorProcessingErr> {
         Ok(BenchState::default())

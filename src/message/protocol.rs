@@ -15,7 +15,8 @@ use crate::{Epoch, RegistrationInfo, StateCodecErr};
 ///       |<------------------------------- StateReply{bytes} -----| then forwards every call
 ///       | decode, install, go(Takeover{from}),                    | that still reaches it
 ///       | serve buffered calls in order                           |
-///       |-- HandoverDone ---------------------------------------->| unregisters, drains, stops
+///       |-- HandoverDone ---------------------------------------->| unregisters, on_handed_over,
+///       |                                                         | a standby again
 ///       |                                                         |
 ///   on decode error / timeout while old is alive:                 |
 ///       |-- HandoverAborted ------------------------------------->| serves again, with its state

@@ -262,11 +262,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// does, with the failure as its reason. The calls already in its mailbox
     /// come before the [`TakeoverMessage::HandlerFailed`] it sends itself,
     /// and each is answered on the way (see `dispatch_failed`).
-    fn fail(&self, state: &mut ServerState<A>, error: CallErr) {
+    pub(super) fn fail(&self, state: &mut ServerState<A>, error: CallErr) {
         let why = error.to_string();
         tracing::error!(%why, "handler failed: giving the name up and stopping");
         self.publish(state, EventKind::HandlerFailed { error });
         state.failed = Some(why.clone());
+        self.end_tenure(state);
         if let Some(me) = self.set_registration(state, None) {
             self.registry
                 .unregister(me.info(), LeaveReason::InstanceDied);
@@ -307,7 +308,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// Serves the buffered calls, in order, while this holder may answer
-    /// (asked before each call: a long buffer can outlast a lease).
+    /// (asked before each call: a long buffer can outlast a lease), then
+    /// the infos held with them.
     pub(super) async fn serve_buffered(
         &self,
         state: &mut ServerState<A>,
@@ -316,6 +318,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             if let Some(call) = state.buffer.pop_front() {
                 self.serve(state, call).await?;
             }
+        }
+        if state.buffer.is_empty() {
+            self.serve_held_infos(state).await;
         }
         Ok(())
     }
@@ -378,7 +383,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 }
 
 /// The message a panic carried, as `std` prints it.
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(super) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = panic.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = panic.downcast_ref::<String>() {

@@ -14,7 +14,7 @@
 //!     |                                         | no request: resolver says it lost
 //!     |<---------- MergeOffer{state} -----------| forwards every call to the winner
 //!     | merge hook (default: keep own state)    |
-//!     |----------- MergeDone ------------------>| unregisters, drains, stops
+//!     |----------- MergeDone ------------------>| unregisters, a standby again
 //! ```
 //!
 //! If the winner ranks above the loser already, it skips the steal.
@@ -287,8 +287,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         Ok(())
     }
 
-    /// On the loser: the winner has our state; retire.
-    pub(super) fn on_merge_done(
+    /// On the loser: the winner has our state; retire, and wait as a
+    /// standby (see `handover::handed_over`).
+    pub(super) async fn on_merge_done(
         &self,
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
@@ -306,9 +307,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             self.registry
                 .unregister(me.info(), LeaveReason::Unregistered);
         }
-        self.publish(state, EventKind::Retired { to, forwarded: 0 });
-        myself.drain()?;
-        Ok(())
+        self.publish(
+            state,
+            EventKind::Retired {
+                to: to.clone(),
+                forwarded: 0,
+            },
+        );
+        self.handed_over(myself, state, to).await
     }
 
     /// The winner never confirmed the merge (the guard in `dispatch` checked

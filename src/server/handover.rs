@@ -1,5 +1,6 @@
 //! The old holder's side of a takeover: the state request, the state sent
-//! (in parts if it is big, see `transfer`), retiring (forwarding until `HandoverDone`), and what to do when
+//! (in parts if it is big, see `transfer`), retiring (forwarding until
+//! `HandoverDone`, then a standby again), and what to do when
 //! `HandoverDone` does not come.
 //!
 //! Three things can go wrong once the state is sent (each found by the
@@ -30,16 +31,18 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use ractor::{ActorProcessingErr, ActorRef};
 use tokio::time::Instant;
 
-use super::calls::Pending;
+use super::calls::{panic_message, Pending};
 use super::checkpoint::Warm;
 use super::phase::{self, Ask, QueryAnswer, RetireExit};
+use super::placement::Standby;
 use super::{left, Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, PartOf, Registration,
+    CallErr, CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, PartOf, Registration,
     RegistrationInfo, RegistryEvent, ReplyErr, StartType, TakeoverActor, TakeoverMessage,
 };
 
@@ -160,8 +163,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// The successor confirmed: forward what waits, unregister, drain.
-    pub(super) fn on_handover_done(
+    /// The successor confirmed: forward what waits, unregister, and become a
+    /// standby again (see [`Self::handed_over`]).
+    pub(super) async fn on_handover_done(
         &self,
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
@@ -200,13 +204,50 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.publish(
             state,
             EventKind::Retired {
-                to: successor,
+                to: successor.clone(),
                 forwarded,
             },
         );
-        // Drain: whatever is queued is still forwarded; later sends are
-        // refused, and a refused call is re-routed to the new holder.
-        myself.drain()?;
+        self.handed_over(myself, state, successor).await
+    }
+
+    /// An old holder whose state is safe with `to` (a successor that
+    /// confirmed, or a split-brain winner that merged it), with its
+    /// registration given up: its tenure ends (timers, held infos), the
+    /// behaviour's `on_handed_over` runs, and the instance is a standby
+    /// again, with a fresh entry in the standby group, ready for a takeover
+    /// back. Why not stop, as it did: a plain ractor supervisor that linked
+    /// it would stop too, and the node would have no standby left. Calls
+    /// still queued are forwarded to the holder, as a standby does.
+    pub(super) async fn handed_over(
+        &self,
+        myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        to: RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        self.end_tenure(state);
+        let hook = std::panic::AssertUnwindSafe(self.behaviour.on_handed_over(
+            &state.ctx,
+            &to.node,
+            &mut state.user,
+        ))
+        .catch_unwind()
+        .await;
+        let error = match hook {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(CallErr::Handler(e.to_string())),
+            Err(panic) => Some(CallErr::Panicked(panic_message(panic.as_ref()))),
+        };
+        self.enter(state, Stage::Standby(Standby::default()), None);
+        if let Some(error) = error {
+            // As a failing handler: the queue is answered, then it fails.
+            self.fail(state, error);
+            return Ok(());
+        }
+        self.become_standby(state, Some(to)).await;
+        // Placement looks after what is queued (forwarded, as by any
+        // standby), not before: a takeover back waits its turn.
+        let _ = myself.send_message(TakeoverMessage::PlacementTick);
         Ok(())
     }
 

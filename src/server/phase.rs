@@ -10,16 +10,16 @@
 //! ```text
 //!             go / placement                       state installed
 //!   Standby ------------------> Pulling -----------------------------> Holder
-//!      ^                          |  | old holder gone: failover          | ^  |
-//!      |      abort (timeout,     |  +----------------------------------->+ |  |
-//!      +--- refused, bad state) --+                                       | |  |
-//!                                         state request granted           | |  |
-//!                           Retiring <------------------------------------+ |  |
-//!   HandoverDone: drain <---+  |  aborted / successor lost: serve again ----+  |
-//!                              +--------------------------------------------+  |
-//!                                 lost a conflict                             |
-//!                           Yielding <-----------------------------------------+
-//!   MergeDone: drain <------+  |  winner gone / no answer: serve again --> Holder
+//!    ^  ^ ^                       |  | old holder gone: failover          | ^  |
+//!    |  | |   abort (timeout,     |  +----------------------------------->+ |  |
+//!    |  | +-- refused, bad state) +                                       | |  |
+//!    |  |                                   state request granted           | |  |
+//!    |  |                     Retiring <------------------------------------+ |  |
+//!    |  +--- HandoverDone ----+  |  aborted / successor lost: serve again ----+  |
+//!    |                           +--------------------------------------------+  |
+//!    |                              lost a conflict                             |
+//!    |                        Yielding <-----------------------------------------+
+//!    +------ MergeDone -------+  |  winner gone / no answer: serve again --> Holder
 //! ```
 
 use std::cmp::Ordering;
@@ -35,9 +35,10 @@ mod tests;
 /// Every change of stage the runtime makes, `(from, to)`: the diagram
 /// above as data. The actor checks each transition against it (in debug
 /// builds, so every test and fault schedule does), which keeps the diagram,
-/// this table and the code from drifting apart. Retiring and yielding end
-/// in a drain, not in another stage.
-pub(super) const TRANSITIONS: [(Phase, Phase); 8] = [
+/// this table and the code from drifting apart. An instance that handed
+/// its state over (retired, or yielded to a split-brain winner) is a
+/// standby again, ready for a takeover back; no stage ends the actor.
+pub(super) const TRANSITIONS: [(Phase, Phase); 10] = [
     (Phase::Standby, Phase::Pulling),
     (Phase::Standby, Phase::Holder),
     (Phase::Pulling, Phase::Holder),
@@ -46,6 +47,8 @@ pub(super) const TRANSITIONS: [(Phase, Phase); 8] = [
     (Phase::Holder, Phase::Yielding),
     (Phase::Retiring, Phase::Holder),
     (Phase::Yielding, Phase::Holder),
+    (Phase::Retiring, Phase::Standby),
+    (Phase::Yielding, Phase::Standby),
 ];
 
 /// Whether the phase machine has a transition from `from` to `to`.
@@ -93,6 +96,42 @@ pub(super) fn timer_current(timer: Timer, now: TimerView, fired: Epoch) -> bool 
         _ => None,
     };
     current == Some(fired)
+}
+
+/// What becomes of one of the instance's own messages (see
+/// [`crate::TakeoverActor::Info`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum InfoFate {
+    /// The holder serves, in the info's tenure: handle it.
+    Handle,
+    /// The holder holds its calls, in the info's tenure: keep it with them.
+    Hold,
+    /// Sent in a tenure that ended (or on an instance that never held).
+    DropStale,
+    /// Its tenure goes on, but the state is on its way to another instance
+    /// (retiring, yielding).
+    DropNotServing,
+}
+
+/// The one decision on an info: `tenure` is the instance's current one,
+/// `sent_in` the info's, `serving` whether the holder may answer now.
+pub(super) fn info_fate(
+    tenure: Option<Epoch>,
+    sent_in: Epoch,
+    phase: Phase,
+    serving: bool,
+) -> InfoFate {
+    if tenure != Some(sent_in) {
+        return InfoFate::DropStale;
+    }
+    match (phase, serving) {
+        (Phase::Holder, true) => InfoFate::Handle,
+        (Phase::Holder, false) => InfoFate::Hold,
+        // A tenure is only current on a holder or on one whose state is
+        // leaving; anything else is stale.
+        (Phase::Retiring | Phase::Yielding, _) => InfoFate::DropNotServing,
+        _ => InfoFate::DropStale,
+    }
 }
 
 /// Remembers the newest holder seen, by rank: a lower-ranked registration

@@ -94,6 +94,7 @@ impl TakeoverActor for LockManager {
     type Reply = ();
     type State = Locks;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<Locks, ActorProcessingErr> {
         Ok(Locks::default())

@@ -165,7 +165,25 @@ pub fn svc_name(i: usize) -> String {
 /// the power monitor without it).
 pub const HOLDERS: &str = "HOLDERS";
 
-/// One instance per name, each replaced when it retires.
+/// A `takeover` line on a node's stdin makes its first name's instance
+/// take the name over (a manual takeover, [`ractor_takeover::takeover`]);
+/// the node answers `TAKEOVER node=<node> result=<Ok(HandoverReport) or
+/// Err(TakeoverErr) as Debug>`.
+pub const TAKEOVER: &str = "takeover";
+
+/// What a line on stdin asks for.
+enum Ask {
+    Holders,
+    Takeover,
+}
+
+/// Printed once per instance a node spawns:
+/// `INSTANCE node=<node> name=<name> id=<actor id>`. A test counts them to
+/// tell a node that kept its instance across takeovers from one that had to
+/// start a new one.
+pub const INSTANCE: &str = "INSTANCE";
+
+/// One instance per name, each replaced if it fails.
 type Slots = Vec<Arc<Mutex<Option<TakeoverRef<PowerMonitor>>>>>;
 
 /// Logs to stderr (`RUST_LOG`, default `warn`): stdout carries the lines the
@@ -269,15 +287,23 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     let (queries, mut asked) = tokio::sync::mpsc::unbounded_channel();
     if args.exit_on_stdin_eof {
         on_stdin_lines(move |line| {
-            if line == "holders" {
-                let _ = queries.send(());
-            }
+            let ask = match line.as_str() {
+                "holders" => Ask::Holders,
+                TAKEOVER => Ask::Takeover,
+                _ => return,
+            };
+            let _ = queries.send(ask);
         });
     }
     let mut q = 0u64;
-    while asked.recv().await.is_some() {
-        q += 1;
-        println!("{}", holders_line(&name, q, &slots).await);
+    while let Some(ask) = asked.recv().await {
+        match ask {
+            Ask::Holders => {
+                q += 1;
+                println!("{}", holders_line(&name, q, &slots).await);
+            }
+            Ask::Takeover => println!("{}", takeover_line(&name, &slots).await),
+        }
     }
     // No stdin to read: run until killed.
     std::future::pending::<()>().await;
@@ -285,11 +311,9 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
 }
 
 /// Spawns the first instance of `global` into `slot`, then, like a
-/// supervisor, replaces each instance that retires (it handed the name over)
-/// by a fresh standby, and the node keeps running. Why it matters: a retired
-/// instance's token relays the replies of the calls it forwarded for a while
-/// (`token_linger`); a node process that exited with its instance dropped
-/// those replies.
+/// supervisor, replaces an instance that failed (a handler that panicked,
+/// as `real_panic` makes it), and the node keeps running. An instance that
+/// handed the name over does not stop: it is a standby again by itself.
 async fn keep_instance(
     global: String,
     node: &ClusterNode,
@@ -344,9 +368,32 @@ async fn start_instance(
             Err(ractor::SpawnErr::StartupFailed(e)) if tries < 10 => {
                 eprintln!("start-up of {global} failed ({e}); trying again");
             }
+            Ok((instance, handle)) => {
+                println!(
+                    "{INSTANCE} node={} name={global} id={}",
+                    registry.node(),
+                    instance.get_id()
+                );
+                return Ok((instance, handle));
+            }
             other => return other,
         }
     }
+}
+
+/// The [`TAKEOVER`] line: a manual takeover by the first name's instance.
+async fn takeover_line(node: &str, slots: &Slots) -> String {
+    let instance = slots
+        .first()
+        .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone());
+    let result = match instance {
+        Some(i) => format!(
+            "{:?}",
+            ractor_takeover::takeover(&i, Duration::from_secs(30)).await
+        ),
+        None => "no instance".to_string(),
+    };
+    format!("TAKEOVER node={node} result={result}")
 }
 
 /// The [`HOLDERS`] line: every instance asked for its phase at once.

@@ -72,6 +72,7 @@ impl TakeoverActor for PowerMonitor {
     type Reply = PowerReply;
     type State = PowerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<PowerState, ActorProcessingErr> {
         Ok(PowerState::default())

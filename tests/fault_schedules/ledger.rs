@@ -105,6 +105,7 @@ impl TakeoverActor for Ledger {
     type Reply = LedgerReply;
     type State = LedgerState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<LedgerState, ActorProcessingErr> {
         Ok(LedgerState::default())
@@ -154,6 +155,24 @@ impl TakeoverActor for Ledger {
                 Ok(LedgerReply::State(state.clone()))
             }
         }
+    }
+
+    /// An instance that handed the name over is a standby again by itself;
+    /// here it ends instead (it drains: what is queued is still forwarded),
+    /// and the harness starts a fresh standby, as it always did. Why: the
+    /// replay models an instance as one holding from its `go` to its end
+    /// (a second `go` only as a failover of an old holder whose successor
+    /// vanished); a standby that holds again would be a second life under
+    /// the same id. The standby-again path has its own tests
+    /// (`tests/lifecycle.rs`, `tests/real_standby_again.rs`).
+    async fn on_handed_over(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        _: &NodeId,
+        _: &mut LedgerState,
+    ) -> Result<(), ActorProcessingErr> {
+        ctx.myself().drain()?;
+        Ok(())
     }
 
     /// Split brain: the winner keeps both sides' calls (a union, sorted).

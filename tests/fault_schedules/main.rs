@@ -12,7 +12,10 @@
 //! up), splits links (detected partitions), cuts links silently (undetected
 //! partitions), heals them, delays links, and holds links (each hold is
 //! released later). Like a supervisor, the harness replaces an instance that
-//! stopped (retired) with a fresh standby. At the end every link is healed
+//! stopped with a fresh standby: one whose node crashed, and one that
+//! retired (the ledger drains itself once it handed over, see
+//! `Ledger::on_handed_over`, although an instance is a standby again by
+//! itself). At the end every link is healed
 //! and released, every crashed node restarted, and the run waits (with a
 //! deadline) until the cluster is quiet and stays so. Time is paused
 //! (`start_paused`; ractor's timers are tokio's too): a schedule is timer

@@ -52,6 +52,7 @@ impl TakeoverActor for Counter {
     type Reply = CounterState;
     type State = CounterState;
     type Arguments = ();
+    type Info = ();
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<CounterState, ActorProcessingErr> {
         Ok(CounterState::default())
@@ -344,8 +345,9 @@ pub async fn wait_phase(instance: &TakeoverRef<Counter>, want: Phase) {
 }
 
 /// An instance on one node kept running by a [`Restarter`], as an
-/// application's supervisor would: a retired instance is replaced by a fresh
-/// one, which waits as a standby.
+/// application's supervisor would: an instance that crashed or failed is
+/// replaced by a fresh one, which waits as a standby (a retired instance
+/// is a standby again by itself).
 pub struct Supervised {
     pub node: String,
     pub supervisor: ActorRef<()>,

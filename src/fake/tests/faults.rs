@@ -181,6 +181,7 @@ impl crate::TakeoverActor for Stamped {
     type Reply = (Option<crate::Epoch>, u64);
     type State = u64;
     type Arguments = ();
+    type Info = ();
 
     async fn init(
         &self,

@@ -40,8 +40,52 @@ fn every_stage_has_its_exits_in_the_table_and_no_other() {
     assert_eq!(exits(Standby), [Pulling, Holder]);
     assert_eq!(exits(Pulling), [Standby, Holder]);
     assert_eq!(exits(Holder), [Retiring, Yielding]);
-    assert_eq!(exits(Retiring), [Holder]);
-    assert_eq!(exits(Yielding), [Holder]);
+    assert_eq!(exits(Retiring), [Standby, Holder]);
+    assert_eq!(exits(Yielding), [Standby, Holder]);
+}
+
+/// An instance that handed its state over is a standby again (issue 12):
+/// no stage of the machine ends in a stop, so a plain ractor supervisor
+/// keeps its child across a takeover, and the old holder can take back.
+#[test]
+fn a_handed_over_instance_is_a_standby_again() {
+    assert!(may_enter(Phase::Retiring, Phase::Standby));
+    assert!(may_enter(Phase::Yielding, Phase::Standby));
+    // Only through a pull or a vacant name does it hold again.
+    assert!(!may_enter(Phase::Standby, Phase::Retiring));
+    assert!(!may_enter(Phase::Standby, Phase::Yielding));
+}
+
+// ---- the instance's own messages ------------------------------------------
+
+#[test]
+fn an_info_is_handled_only_by_a_serving_holder_in_its_own_tenure() {
+    assert_eq!(info_fate(Some(3), 3, Phase::Holder, true), InfoFate::Handle);
+    // The holder holds its calls: the info waits with them.
+    assert_eq!(info_fate(Some(3), 3, Phase::Holder, false), InfoFate::Hold);
+    // A tick of an earlier tenure (the instance held before, handed over,
+    // and holds again) or of a tenure that ended.
+    assert_eq!(
+        info_fate(Some(5), 3, Phase::Holder, true),
+        InfoFate::DropStale
+    );
+    assert_eq!(
+        info_fate(None, 3, Phase::Standby, false),
+        InfoFate::DropStale
+    );
+    assert_eq!(
+        info_fate(None, 3, Phase::Pulling, false),
+        InfoFate::DropStale
+    );
+    // The state is on its way out: not applied to a state already sent.
+    assert_eq!(
+        info_fate(Some(3), 3, Phase::Retiring, false),
+        InfoFate::DropNotServing
+    );
+    assert_eq!(
+        info_fate(Some(3), 3, Phase::Yielding, false),
+        InfoFate::DropNotServing
+    );
 }
 
 // ---- timers ---------------------------------------------------------------
