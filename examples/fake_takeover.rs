@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use ractor::concurrency::JoinHandle;
 use ractor::ActorProcessingErr;
+use ractor_takeover::event::{EventKind, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -65,14 +67,6 @@ impl TakeoverActor for PowerMonitor {
         }
         Ok(state.total)
     }
-
-    fn encode_state(&self, state: &PowerState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<PowerState, StateCodecErr> {
-        decode_postcard(bytes)
-    }
 }
 
 fn describe(e: &TakeoverEvent) -> String {
@@ -109,7 +103,7 @@ async fn spawn_as(
     expected: Phase,
 ) -> Result<(TakeoverRef<PowerMonitor>, JoinHandle<()>), Box<dyn Error>> {
     let (instance, done) = server.spawn(()).await?;
-    match status(&instance, TIMEOUT).await.map(|s| s.phase) {
+    match instance.status(TIMEOUT).await.ok().map(|s| s.phase) {
         Some(phase) if phase == expected => Ok((instance, done)),
         other => Err(format!("expected {expected:?}, found {other:?}").into()),
     }
@@ -194,7 +188,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     progress.wait_for(|n| *n >= 50).await?;
 
     step("takeover: b takes the name and the state from a").await?;
-    takeover(&on_b, TIMEOUT).await?;
+    on_b.takeover(TIMEOUT).await?;
     // The old instance retires and drains: it stops by itself.
     tokio::time::timeout(TIMEOUT, a_done).await??;
     step("the old instance on a stopped; start a fresh one on a").await?;
@@ -204,7 +198,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     progress.wait_for(|n| *n >= seen + 50).await?;
 
     step("takeover: the fresh instance on a takes it back from b").await?;
-    takeover(&on_a2, TIMEOUT).await?;
+    on_a2.takeover(TIMEOUT).await?;
     tokio::time::timeout(TIMEOUT, b_done).await??;
     step("the old instance on b stopped; the client makes its last calls").await?;
     let _ = finish_tx.send(());

@@ -13,9 +13,9 @@ use tokio::time::Instant;
 
 use crate::message::routing::deliver;
 use crate::message::wire::{decode_answer, wire_call};
-use crate::ReplyPort;
+use crate::message::ReplyPort;
 use crate::{
-    CallErr, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryEvent,
+    CallErr, NameWatch, NodeName, Registration, RegistrationInfo, Registry, RegistryEvent,
     TakeoverActor, TakeoverMessage,
 };
 
@@ -50,13 +50,22 @@ struct Inner {
     /// one it read before it sent, so a node that went down and came back
     /// up meanwhile still ends the call. Why a watch channel: one task (the
     /// watcher) tells every waiting call, with no task per call.
-    downs: watch::Receiver<HashMap<NodeId, u64>>,
+    downs: watch::Receiver<HashMap<NodeName, u64>>,
     watcher: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.watcher.abort();
+    }
+}
+
+impl<A: TakeoverActor> std::fmt::Debug for GlobalClient<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalClient")
+            .field("name", &self.inner.name)
+            .field("node", self.inner.registry.node())
+            .finish_non_exhaustive()
     }
 }
 
@@ -290,7 +299,7 @@ impl<A: TakeoverActor> GlobalClient<A> {
 async fn watch_registry(
     mut changes: NameWatch,
     stale: Arc<AtomicBool>,
-    downs: watch::Sender<HashMap<NodeId, u64>>,
+    downs: watch::Sender<HashMap<NodeName, u64>>,
 ) {
     while let Some(change) = changes.recv().await {
         if let RegistryEvent::NodeDown(node) = change {
@@ -317,7 +326,7 @@ enum Attempt<R> {
 
 /// How many times `node` went down so far; marks the channel read, so that
 /// only a later change wakes [`wait_answer`].
-fn down_count(downs: &mut watch::Receiver<HashMap<NodeId, u64>>, node: &NodeId) -> u64 {
+fn down_count(downs: &mut watch::Receiver<HashMap<NodeName, u64>>, node: &NodeName) -> u64 {
     downs.borrow_and_update().get(node).copied().unwrap_or(0)
 }
 
@@ -335,8 +344,8 @@ enum Waited<T> {
 /// passes `seen`).
 async fn wait_answer<T>(
     mut rx: OneshotReceiver<T>,
-    downs: &mut watch::Receiver<HashMap<NodeId, u64>>,
-    node: &NodeId,
+    downs: &mut watch::Receiver<HashMap<NodeName, u64>>,
+    node: &NodeName,
     seen: u64,
     deadline: Instant,
 ) -> Waited<T> {

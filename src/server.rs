@@ -37,9 +37,7 @@ mod placement;
 mod takeover;
 mod transfer;
 
-pub use self::control::go;
-pub use self::control::status;
-pub use self::control::takeover;
+pub use self::control::TakeoverRef;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -63,9 +61,6 @@ use crate::{
     TakeoverCtx, TakeoverEvent, TakeoverMessage,
 };
 
-/// A running instance, as a ractor actor reference.
-pub type TakeoverRef<A> = ActorRef<TakeoverMessage<A>>;
-
 /// The ractor actor that runs a [`TakeoverActor`] under a global name.
 ///
 /// Spawn one per node that may run the server; the first registers, the
@@ -75,6 +70,16 @@ pub struct TakeoverServer<A: TakeoverActor> {
     name: String,
     registry: Arc<dyn Registry>,
     config: TakeoverConfig,
+}
+
+impl<A: TakeoverActor> std::fmt::Debug for TakeoverServer<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TakeoverServer")
+            .field("name", &self.name)
+            .field("node", self.registry.node())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
@@ -123,19 +128,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// `pre_start`, as ractor's does: a supervisor restarts its child from
     /// its own handler, and must not wait there for the child's safe whereis
     /// (which can wait for registry changes the supervisor's node has not
-    /// seen yet). Wait with [`status`](crate::status) if you need the child
+    /// seen yet). Wait with [`TakeoverRef::status`] if you need the child
     /// started.
     pub async fn spawn_linked(
         self,
         args: A::Arguments,
         supervisor: ActorCell,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        Actor::spawn_linked(None, self, args, supervisor).await
+        let (instance, handle) = Actor::spawn_linked(None, self, args, supervisor).await?;
+        Ok((TakeoverRef::new(instance), handle))
     }
 }
 
 /// The span every log line of one instance carries.
-fn instance_span(name: &str, node: &crate::NodeId, epoch: Option<Epoch>) -> tracing::Span {
+fn instance_span(name: &str, node: &crate::NodeName, epoch: Option<Epoch>) -> tracing::Span {
     match epoch {
         Some(epoch) => tracing::info_span!("takeover", %name, %node, epoch),
         None => tracing::info_span!("takeover", %name, %node),
@@ -145,11 +151,11 @@ fn instance_span(name: &str, node: &crate::NodeId, epoch: Option<Epoch>) -> trac
 /// Waits for a freshly spawned instance's start-up: ractor handles messages
 /// only after `post_start`, so the answer to a status request comes after it.
 async fn started<A: TakeoverActor>(
-    instance: TakeoverRef<A>,
+    instance: ActorRef<TakeoverMessage<A>>,
     handle: JoinHandle<()>,
 ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
     match instance.call(TakeoverMessage::Status, None).await {
-        Ok(ractor::rpc::CallResult::Success(_)) => Ok((instance, handle)),
+        Ok(ractor::rpc::CallResult::Success(_)) => Ok((TakeoverRef::new(instance), handle)),
         _ => Err(SpawnErr::StartupFailed(
             "the instance stopped during its start-up (see its log)".into(),
         )),
@@ -183,7 +189,8 @@ impl<A: TakeoverActor> Stage<A> {
     }
 }
 
-/// The runtime's state of one instance.
+/// The runtime's state of one instance. `pub` only because it is the
+/// `State` of the public `Actor` impl; nobody outside can name it.
 pub struct ServerState<A: TakeoverActor> {
     /// What user hooks see, with our registration (the one place the epoch
     /// lives, see [`TakeoverCtx`]) while we hold the name, retire or yield.
@@ -213,6 +220,16 @@ pub struct ServerState<A: TakeoverActor> {
     transfers: Transfers,
     /// A lease re-check timer is on its way (one at a time).
     lease_recheck: bool,
+}
+
+impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("ctx", &self.ctx)
+            .field("phase", &self.stage.phase())
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Memories of past transitions: they outlive the stage that made them,

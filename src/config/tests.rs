@@ -9,12 +9,15 @@ fn validate_refuses_what_cannot_work_and_nothing_else() {
         .with_state_part_bytes(part)
         .with_max_state_bytes(part);
     assert_eq!(ok.validate(None), Ok(()));
-    assert_eq!(ok.validate(Some(part + PART_ENVELOPE_BYTES)), Ok(()));
     assert_eq!(
-        ok.validate(Some(part + PART_ENVELOPE_BYTES - 1)),
+        ok.validate(Some(part + TakeoverConfig::PART_ENVELOPE_BYTES)),
+        Ok(())
+    );
+    assert_eq!(
+        ok.validate(Some(part + TakeoverConfig::PART_ENVELOPE_BYTES - 1)),
         Err(ConfigErr::PartOverFrame {
             part_bytes: part,
-            max_frame_bytes: (part + PART_ENVELOPE_BYTES - 1) as u64,
+            max_frame_bytes: (part + TakeoverConfig::PART_ENVELOPE_BYTES - 1) as u64,
         })
     );
     assert_eq!(

@@ -7,13 +7,26 @@ use super::wire::encode_answer;
 use crate::{CallErr, TakeoverActor};
 
 /// The reply port of a call: the handler's reply, or why there is none.
-pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
+pub(crate) type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
 
 /// Where a call's answer goes: the typed port of a caller on this node, or
 /// the byte port of a remote caller's session. Why both: answering a remote
 /// caller straight in bytes saves a bridging task per call, in each
 /// direction.
 pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+
+impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = match &self.0 {
+            AnswerTo::Typed(_) => "typed",
+            AnswerTo::Bytes(_) => "bytes",
+        };
+        f.debug_struct("Answer")
+            .field("to", &to)
+            .field("deadline", &self.1)
+            .finish()
+    }
+}
 
 impl<A: TakeoverActor> Answer<A> {
     /// A remote caller's byte port, with its deadline counted from now.

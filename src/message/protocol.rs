@@ -72,7 +72,7 @@ pub enum HandoverMsg {
         /// The encoded state's whole length.
         total: u64,
         /// The part's bytes.
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
     /// Receiver to sender: the first `received` bytes of the state are in.
@@ -119,7 +119,7 @@ pub enum HandoverMsg {
         /// Calls the holder had handled when it took it.
         handled: u64,
         /// The encoded state.
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
     /// Old to new, when no `HandoverDone` came for a while (it may have been
@@ -180,13 +180,13 @@ mod raw_bytes_result {
 
     #[derive(Serialize)]
     enum Out<'a> {
-        Ok(#[serde(serialize_with = "crate::bytes::serialize")] &'a [u8]),
+        Ok(#[serde(serialize_with = "crate::codec::bytes::serialize")] &'a [u8]),
         Err(&'a ReplyErr),
     }
 
     #[derive(Deserialize)]
     enum In {
-        Ok(#[serde(deserialize_with = "crate::bytes::deserialize")] Vec<u8>),
+        Ok(#[serde(deserialize_with = "crate::codec::bytes::deserialize")] Vec<u8>),
         Err(ReplyErr),
     }
 
