@@ -56,16 +56,16 @@
 //! [`CheckpointPolicy`], [`Placement`]), the [`HandoverReport`] and the
 //! errors. The rest is in modules named for what they are:
 //!
-//! - [`event`]: [`TakeoverEvent`](event::TakeoverEvent)s for subscribers;
-//! - [`fence`]: [`FencingToken`](fence::FencingToken) and
+//! - [`event`]: [`TakeoverEvent`]s for subscribers;
+//! - [`fence`]: [`FencingToken`] and
 //!   [`EpochGate`](fence::EpochGate), epochs on side effects;
-//! - [`resolver`]: [`ConflictResolver`](resolver::ConflictResolver), who
+//! - [`resolver`]: [`ConflictResolver`], who
 //!   keeps the name when a healed partition leaves two holders;
-//! - [`registry`]: the [`Registry`](registry::Registry) trait, one node's
+//! - [`registry`]: the [`Registry`] trait, one node's
 //!   view of the global names, its events, epochs and node names;
 //! - [`status`]: what an instance reports about itself;
 //! - [`codec`]: how a state travels (postcard by default, or a
-//!   [`StateCodec`](codec::StateCodec) of your own), and
+//!   [`StateCodec`] of your own), and
 //!   `#[serde(with = "ractor_takeover::codec::bytes")]` for big blobs;
 //! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
 //!   with heartbeats and the token actors that carry registrations;
@@ -123,14 +123,31 @@ pub use server::TakeoverServer;
 // runtime's files name them from the root, as they always have.
 pub(crate) use behaviour::CheckpointInfo;
 pub(crate) use codec::StateCodec;
-pub(crate) use event::{EventHub, EventKind, TakeoverEvent};
-pub(crate) use fence::FencingToken;
-pub(crate) use message::{InstanceStatus, Phase, TakeoverMessage};
-pub(crate) use node::NodeName;
-pub(crate) use registry::{
-    Epoch, LeaveReason, NameWatch, Registration, RegistrationInfo, Registry, RegistryEvent,
-};
-pub(crate) use resolver::{ConflictResolver, PriorityThenEpoch};
-
 pub(crate) use error::RegistryErr;
-pub(crate) use message::{GoRequest, HandoverMsg, PartOf, ReplyErr};
+pub(crate) use event::EventHub;
+pub(crate) use event::EventKind;
+pub(crate) use event::TakeoverEvent;
+pub(crate) use fence::FencingToken;
+pub(crate) use message::GoRequest;
+pub(crate) use message::HandoverMsg;
+pub(crate) use message::InstanceStatus;
+pub(crate) use message::PartOf;
+pub(crate) use message::Phase;
+pub(crate) use message::ReplyErr;
+pub(crate) use message::TakeoverMessage;
+pub(crate) use node::NodeName;
+pub(crate) use registry::Epoch;
+pub(crate) use registry::LeaveReason;
+pub(crate) use registry::NameWatch;
+pub(crate) use registry::Registration;
+pub(crate) use registry::RegistrationInfo;
+pub(crate) use registry::Registry;
+pub(crate) use registry::RegistryEvent;
+pub(crate) use resolver::ConflictResolver;
+pub(crate) use resolver::PriorityThenEpoch;
+
+// Every Rust block of the README compiles (and runs, unless marked
+// `no_run`) with the doctests, so the quick start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

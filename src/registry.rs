@@ -33,7 +33,7 @@ pub use crate::node::NodeName;
 
 /// A monotonically increasing number per name: each registration or steal
 /// gets one higher than any the node has seen, and no two nodes ever take
-/// the same one ([`next_epoch`]). It orders holders and is the fencing token
+/// the same one (each node takes epochs from a class of its own). It orders holders and is the fencing token
 /// handed to user code.
 pub type Epoch = u64;
 

@@ -533,16 +533,11 @@ async fn spawn_watched(
     config: &TakeoverConfig,
     watchdog: &ActorRef<()>,
 ) -> TakeoverRef<Counter> {
-    TakeoverServer::new(
-        NAME,
-        Counter,
-        cluster.registry(node),
-        config.clone(),
-    )
-    .spawn_linked((), watchdog.get_cell())
-    .await
-    .expect("spawn")
-    .0
+    TakeoverServer::new(NAME, Counter, cluster.registry(node), config.clone())
+        .spawn_linked((), watchdog.get_cell())
+        .await
+        .expect("spawn")
+        .0
 }
 
 async fn phase_of(i: &TakeoverRef<Counter>) -> Option<InstanceStatus> {
