@@ -81,3 +81,6 @@ pub fn encode_postcard<S: Serialize>(state: &S) -> Result<Vec<u8>, StateCodecErr
 pub fn decode_postcard<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, StateCodecErr> {
     postcard::from_bytes(bytes).map_err(|e| StateCodecErr::Decode(e.to_string()))
 }
+
+#[cfg(all(test, feature = "test-util"))]
+mod tests;
