@@ -32,16 +32,15 @@ use crate::{Epoch, RegistryEvent, TakeoverActor, TakeoverErr};
 
 /// A message of a [`crate::TakeoverServer`].
 ///
-/// `pub` only because it is the `Msg` of the server's public `Actor` impl:
-/// this module is private and does not re-export it, so outside the crate
-/// nobody can name it, and so nobody can build a variant (a forged
-/// `HandoverDone`, a timer) and send it to an instance they hold. Users
-/// send calls through [`crate::GlobalClient`] or
-/// [`crate::TakeoverRef::send_call`]. (Its wire form is another matter: a
+/// Crate-private, and the `Msg` of a crate-private actor (see
+/// `server::Runtime`), so no path outside the crate names it: nobody can
+/// build a variant (a forged `HandoverDone`, a timer) and send it to an
+/// instance they hold. Users send calls through [`crate::GlobalClient`] or
+/// [`crate::TakeoverRef::send_call`]. (The wire form is another matter: a
 /// peer that passed the cluster's cookie can send any bytes, which the
-/// instance decodes strictly, see `wire`.)
+/// instance decodes strictly, see `wire`; the timers have no wire form.)
 #[non_exhaustive]
-pub enum TakeoverMessage<A: TakeoverActor> {
+pub(crate) enum TakeoverMessage<A: TakeoverActor> {
     /// A request; `reply` is `None` for a cast.
     Call {
         /// The request.
@@ -114,7 +113,7 @@ impl<A: TakeoverActor> std::fmt::Debug for TakeoverMessage<A> {
 /// How a standby should start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum GoRequest {
+pub(crate) enum GoRequest {
     /// Steal the name from the current holder, then pull its state.
     Takeover,
     /// Take the name without state: the holder on `from` is gone.

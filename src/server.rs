@@ -24,8 +24,8 @@
 //! - `checkpoint`: warm standby;
 //! - `transfer`: a state sent between instances (takeover reply, merge
 //!   offer, checkpoint): its size limit, and the parts a big one travels in;
-//! - `control`: `go`, `takeover` and `status`, driving an instance from
-//!   outside.
+//! - `control`: [`TakeoverRef`], the instance's handle, which drives it
+//!   from outside (`takeover`, `failover`, `status`, `send_call`).
 
 mod calls;
 mod checkpoint;
@@ -64,7 +64,30 @@ use crate::{
 /// The ractor actor that runs a [`TakeoverActor`] under a global name.
 ///
 /// Spawn one per node that may run the server; the first registers, the
-/// others wait as standbys. It links and supervises like any ractor actor.
+/// others wait as standbys. It links and supervises like any ractor actor
+/// ([`TakeoverServer::spawn_linked`]). It is not itself an
+/// [`Actor`](ractor::Actor): the actor inside is private, so that its
+/// message type (the handover protocol, the timers) has no public path.
+/// This, for one, does not compile:
+///
+/// ```compile_fail
+/// # use ractor::ActorProcessingErr;
+/// # use ractor_takeover::{TakeoverActor, TakeoverCtx, TakeoverServer};
+/// # struct Counter;
+/// # impl TakeoverActor for Counter {
+/// #     type Msg = u64;
+/// #     type Reply = u64;
+/// #     type State = u64;
+/// #     type Arguments = ();
+/// #     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
+/// #         Ok(0)
+/// #     }
+/// #     async fn handle(&self, _: &TakeoverCtx<Self>, n: u64, t: &mut u64)
+/// #         -> Result<u64, ActorProcessingErr> { *t += n; Ok(*t) }
+/// # }
+/// // A path to the instance's messages, to build a forged timer with:
+/// let forged: Option<<TakeoverServer<Counter> as ractor::Actor>::Msg> = None;
+/// ```
 pub struct TakeoverServer<A: TakeoverActor> {
     behaviour: A,
     name: String,
@@ -114,12 +137,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// inside (`err.downcast_ref::<ConfigErr>()` on the boxed error) when
     /// the settings cannot work on this registry (see
     /// [`TakeoverConfig::validate`]): checked first, before
-    /// [`TakeoverActor::init`] runs, whichever way the actor is spawned.
+    /// [`TakeoverActor::init`] runs ([`TakeoverServer::spawn_linked`]
+    /// checks the same).
     pub async fn spawn(
         self,
         args: A::Arguments,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        let (instance, handle) = Actor::spawn(None, self, args).await?;
+        let (instance, handle) = Actor::spawn(None, Runtime(self), args).await?;
         started(instance, handle).await
     }
 
@@ -135,7 +159,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         args: A::Arguments,
         supervisor: ActorCell,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        let (instance, handle) = Actor::spawn_linked(None, self, args, supervisor).await?;
+        let (instance, handle) = Actor::spawn_linked(None, Runtime(self), args, supervisor).await?;
         Ok((TakeoverRef::new(instance), handle))
     }
 }
@@ -189,9 +213,8 @@ impl<A: TakeoverActor> Stage<A> {
     }
 }
 
-/// The runtime's state of one instance. `pub` only because it is the
-/// `State` of the public `Actor` impl; nobody outside can name it.
-pub struct ServerState<A: TakeoverActor> {
+/// The runtime's state of one instance.
+pub(crate) struct ServerState<A: TakeoverActor> {
     /// What user hooks see, with our registration (the one place the epoch
     /// lives, see [`TakeoverCtx`]) while we hold the name, retire or yield.
     /// Why the registration lives in this state: when the actor dies, for
@@ -290,7 +313,26 @@ impl<A: TakeoverActor> Drop for ServerState<A> {
     }
 }
 
-impl<A: TakeoverActor> Actor for TakeoverServer<A> {
+/// The ractor actor itself: a [`TakeoverServer`] under a name nobody
+/// outside the crate can write.
+///
+/// Why not `impl Actor for TakeoverServer`: an actor's message type is
+/// public through its `Actor` impl (`<TakeoverServer<A> as Actor>::Msg`
+/// names it, and a type alias of that builds its variants), so anyone could
+/// have forged a protocol message or a timer. Behind this private newtype
+/// the message type has no public path at all. It derefs to the server, so
+/// the hooks below read as methods of the server.
+struct Runtime<A: TakeoverActor>(TakeoverServer<A>);
+
+impl<A: TakeoverActor> std::ops::Deref for Runtime<A> {
+    type Target = TakeoverServer<A>;
+
+    fn deref(&self) -> &TakeoverServer<A> {
+        &self.0
+    }
+}
+
+impl<A: TakeoverActor> Actor for Runtime<A> {
     type Msg = TakeoverMessage<A>;
     type State = ServerState<A>;
     type Arguments = A::Arguments;

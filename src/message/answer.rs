@@ -13,7 +13,7 @@ pub(crate) type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, 
 /// the byte port of a remote caller's session. Why both: answering a remote
 /// caller straight in bytes saves a bridging task per call, in each
 /// direction.
-pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+pub(crate) struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
 
 impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -44,7 +44,7 @@ pub(super) enum AnswerTo<A: TakeoverActor> {
 impl<A: TakeoverActor> Answer<A> {
     /// Sends the answer (encoded for a remote caller). A caller that gave up
     /// is not an error.
-    pub fn send(self, answer: Result<A::Reply, CallErr>) {
+    pub(crate) fn send(self, answer: Result<A::Reply, CallErr>) {
         match self.0 {
             AnswerTo::Typed(port) => {
                 let _ = port.send(answer);
@@ -61,16 +61,8 @@ impl<A: TakeoverActor> Answer<A> {
     /// the port reached this process (for a caller on this node, when it
     /// sent the call; for a remote one, when its session handed the call
     /// over), so it is never earlier than the caller's own deadline.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.1
-    }
-
-    /// The caller's deadline, if it sent one.
-    pub fn timeout(&self) -> Option<std::time::Duration> {
-        match &self.0 {
-            AnswerTo::Typed(port) => port.get_timeout(),
-            AnswerTo::Bytes(port) => port.get_timeout(),
-        }
     }
 }
 

@@ -39,7 +39,7 @@ use crate::{Epoch, RegistrationInfo, StateCodecErr};
 /// the takeover as a state that does not decode does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum HandoverMsg {
+pub(crate) enum HandoverMsg {
     /// New to old: send me your state (you hold at `holder_epoch`).
     StateRequest {
         /// The epoch the requester saw the old holder at.
@@ -147,7 +147,7 @@ pub enum HandoverMsg {
 /// and the number for a checkpoint (fenced as the whole message is).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum PartOf {
+pub(crate) enum PartOf {
     /// A takeover reply (`StateReply`) to the requester at this epoch.
     StateReply {
         /// The requester's epoch.
@@ -214,7 +214,7 @@ mod raw_bytes_result {
 /// Why an old holder sent no state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum ReplyErr {
+pub(crate) enum ReplyErr {
     /// Its state could not be encoded or was too large.
     State(StateCodecErr),
     /// It does not hold the name at the epoch the request named.
