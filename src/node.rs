@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 /// Why not ractor's `node_id`: ractor numbers remote nodes with a counter local
 /// to each observer, which differs between nodes and changes on reconnect. Epoch
 /// ties must be broken the same way on every node, so this crate always orders
-/// and compares nodes by this name.
+/// and compares nodes by this name. (Named `NodeName`, not `NodeId`, so that
+/// it does not read as ractor_cluster's `NodeId`, that per-observer number.)
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct NodeName(Arc<str>);
 
