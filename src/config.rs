@@ -75,7 +75,8 @@ pub struct CheckpointPolicy {
     /// After this many handled calls (at least 1). No default: set by the
     /// constructor.
     pub every_calls: Option<u64>,
-    /// And/or at this interval (only when calls were handled since the last one).
+    /// And/or at this interval (only when calls were handled since the last
+    /// one). No default: set by the constructor.
     pub every: Option<Duration>,
 }
 

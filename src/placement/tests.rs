@@ -99,3 +99,13 @@ fn retry_delay_doubles_with_jitter_up_to_the_cap() {
         .with_retry_max(Duration::from_secs(1));
     assert!(low.retry_delay(5, &a) >= Duration::from_secs(1));
 }
+
+/// The defaults are the ones each field's rustdoc states (keep them in step).
+#[test]
+fn defaults_are_the_documented_ones() {
+    let p = Placement::parse("a > b");
+    assert_eq!(p.failover_delay, Duration::ZERO);
+    assert_eq!(p.standby_grace, Duration::from_secs(1));
+    assert_eq!(p.retry_after, Duration::from_secs(1));
+    assert_eq!(p.retry_max, Duration::from_secs(30));
+}
