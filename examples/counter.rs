@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::*;
+use ractor_takeover::{GlobalClient, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverServer};
 
 /// The behaviour: what the server does with each call, and what its state
 /// is. The runtime around it (registration, standby, takeover) is the
@@ -43,14 +43,6 @@ impl TakeoverActor for Counter {
         *total += add;
         Ok(*total)
     }
-
-    // How the state travels in a takeover: postcard for a serde state.
-    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> {
-        decode_postcard(b)
-    }
 }
 
 #[tokio::main]
@@ -80,7 +72,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // A takeover: b steals the name, pulls the state from a, and serves.
     // Calls sent meanwhile wait in b's buffer; none is lost.
-    let report = takeover(&on_b, t).await?;
+    let report = on_b.takeover(t).await?;
     println!(
         "taken over by b: {:?} after a pause of {:?}",
         report.start, report.pause

@@ -12,7 +12,9 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use ractor::ActorProcessingErr;
+use ractor_takeover::event::{EventKind, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -65,14 +67,6 @@ impl TakeoverActor for PowerMonitor {
         }
         Ok(state.total)
     }
-
-    fn encode_state(&self, state: &PowerState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<PowerState, StateCodecErr> {
-        decode_postcard(bytes)
-    }
 }
 
 fn describe(e: &TakeoverEvent) -> String {
@@ -109,7 +103,7 @@ async fn spawn_as(
     expected: Phase,
 ) -> Result<TakeoverRef<PowerMonitor>, Box<dyn Error>> {
     let (instance, _) = server.spawn(()).await?;
-    match status(&instance, TIMEOUT).await.map(|s| s.phase) {
+    match instance.status(TIMEOUT).await.ok().map(|s| s.phase) {
         Some(phase) if phase == expected => Ok(instance),
         other => Err(format!("expected {expected:?}, found {other:?}").into()),
     }
@@ -119,7 +113,7 @@ async fn spawn_as(
 /// instance does not stop, it waits for a takeover back.
 async fn standby_again(instance: &TakeoverRef<PowerMonitor>) -> Result<(), Box<dyn Error>> {
     let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while status(instance, TIMEOUT).await.map(|s| s.phase) != Some(Phase::Standby) {
+    while instance.status(TIMEOUT).await.ok().map(|s| s.phase) != Some(Phase::Standby) {
         if tokio::time::Instant::now() >= deadline {
             return Err("the old instance did not become a standby".into());
         }
@@ -207,7 +201,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     progress.wait_for(|n| *n >= 50).await?;
 
     step("takeover: b takes the name and the state from a").await?;
-    takeover(&on_b, TIMEOUT).await?;
+    on_b.takeover(TIMEOUT).await?;
     // The old instance retires: a standby again, by itself.
     standby_again(&on_a).await?;
     step("the old instance on a is a standby again").await?;
@@ -216,7 +210,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     progress.wait_for(|n| *n >= seen + 50).await?;
 
     step("takeover: the same instance on a takes it back from b").await?;
-    takeover(&on_a, TIMEOUT).await?;
+    on_a.takeover(TIMEOUT).await?;
     standby_again(&on_b).await?;
     step("b is a standby again; the client makes its last calls").await?;
     let _ = finish_tx.send(());

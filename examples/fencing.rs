@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::*;
+use ractor_takeover::fence::{EpochGate, FencingToken, StaleEpochErr};
+use ractor_takeover::{GlobalClient, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverServer};
 
 /// The store outside the cluster: it keeps an `EpochGate` of its own.
 #[derive(Default)]
@@ -61,13 +62,6 @@ impl TakeoverActor for Writer {
         self.store.write(&token, &line)?;
         Ok(token)
     }
-
-    fn encode_state(&self, s: &()) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<(), StateCodecErr> {
-        decode_postcard(b)
-    }
 }
 
 #[tokio::main]
@@ -94,7 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("a wrote under {old_token:?}");
 
     // b takes the name over; its writes carry a newer epoch.
-    takeover(&on_b, t).await?;
+    on_b.takeover(t).await?;
     let new_token = client.call("second line".into(), t).await?;
     println!("b wrote under {new_token:?}");
 

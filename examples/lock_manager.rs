@@ -1,46 +1,57 @@
 //! Run with: cargo run --example lock_manager --features test-util
 //!
-//! A global lock manager with a blocking acquire, on a fake two-node
-//! cluster: `Acquire` of a held lock is answered only when the lock is
-//! released, through the `Reply` the message carries. Node `b` takes the
-//! server over while a caller waits: the waiting caller is told `Moved`,
-//! asks again, and gets the lock from `b` once it is released there. You
-//! will see one line per step; it fails if the waiter was not told `Moved`
-//! once, or got no lock.
+//! The "after" of the migration guide (docs/migration.md): the lock manager
+//! of `examples/lock_manager_ractor.rs` as a global server, on a fake
+//! two-node cluster. `Acquire` of a held lock is answered only when the lock
+//! is released (or its grant expires), through the `Reply` the message
+//! carries; a sweep timer, which runs on the holder alone, expires grants
+//! that were not released in time. Node `b` takes the server over while a
+//! caller waits: the waiting caller is told `CallErr::Moved`, asks again,
+//! and gets the lock from `b`.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::*;
+use ractor_takeover::{call_t, cast, CallErr, GlobalClient, Reply, StartType};
+use ractor_takeover::{TakeoverActor, TakeoverCtx, TakeoverServer};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Serialize, Deserialize)]
-enum LockMessage {
+/// How often the sweep runs, and how many sweeps a grant lives.
+const SWEEP: Duration = Duration::from_millis(100);
+const TTL_SWEEPS: u64 = 20;
+
+#[derive(Serialize, Deserialize)]
+enum LockMsg {
     /// Answered with a grant id once `key` is free.
     Acquire(String, Reply<u64>),
     Release(String, u64),
-    /// How many callers wait for `key`.
-    Waiting(String, Reply<usize>),
+}
+
+/// The instance's own messages: the timer. Not a client call.
+enum LockInfo {
+    /// Expire old grants.
+    Sweep,
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct Locks {
     next_id: u64,
-    held: HashMap<String, u64>,
-    /// Waiting callers. Their ports move with the state *detached*: the old
-    /// holder answered them `CallErr::Moved`, and `send` on one fails.
+    sweeps: u64,
+    /// key -> (grant id, the sweep it was granted at)
+    held: HashMap<String, (u64, u64)>,
     waiting: HashMap<String, VecDeque<Reply<u64>>>,
 }
 
 impl Locks {
     /// The lock goes to the first waiter that still waits.
     fn grant_next(&mut self, key: &str) {
-        while let Some(waiter) = self.waiting.get_mut(key).and_then(VecDeque::pop_front) {
-            if waiter.send(self.next_id + 1).is_ok() {
+        while let Some(port) = self.waiting.get_mut(key).and_then(VecDeque::pop_front) {
+            if port.send(self.next_id + 1).is_ok() {
                 self.next_id += 1;
-                self.held.insert(key.to_string(), self.next_id);
+                self.held
+                    .insert(key.to_string(), (self.next_id, self.sweeps));
                 return;
             }
         }
@@ -50,60 +61,90 @@ impl Locks {
 struct LockManager;
 
 impl TakeoverActor for LockManager {
-    type Msg = LockMessage;
-    type Reply = (); // every answer goes through a `Reply`
+    type Msg = LockMsg;
+    type Reply = (); // every answer goes through a `Reply` in the message
     type State = Locks;
     type Arguments = ();
-    type Info = ();
+    type Info = LockInfo;
 
     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<Locks, ActorProcessingErr> {
         Ok(Locks::default())
     }
 
-    // A sweep of expired grants would start here, on the holder alone,
-    // once the instance has timers of its own.
+    /// Runs on the holder alone, each time it starts holding.
+    async fn go(
+        &self,
+        ctx: &TakeoverCtx<Self>,
+        _: &StartType,
+        _: &mut Locks,
+    ) -> Result<(), ActorProcessingErr> {
+        ctx.send_interval(SWEEP, || LockInfo::Sweep)?;
+        Ok(())
+    }
 
     async fn handle(
         &self,
         _: &TakeoverCtx<Self>,
-        msg: LockMessage,
+        msg: LockMsg,
         locks: &mut Locks,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            LockMessage::Acquire(key, reply) => {
+            LockMsg::Acquire(key, port) => {
                 locks
                     .waiting
                     .entry(key.clone())
                     .or_default()
-                    .push_back(reply);
+                    .push_back(port);
                 if !locks.held.contains_key(&key) {
                     locks.grant_next(&key);
                 }
             }
-            LockMessage::Release(key, id) if locks.held.get(&key) == Some(&id) => {
-                locks.held.remove(&key);
-                locks.grant_next(&key);
-            }
-            LockMessage::Release(..) => {} // not the current grant
-            LockMessage::Waiting(key, reply) => {
-                let queue = locks.waiting.get(&key);
-                let _ =
-                    reply.send(queue.map_or(0, |q| q.iter().filter(|w| !w.is_closed()).count()));
+            LockMsg::Release(key, id) => {
+                if locks.held.get(&key).is_some_and(|(held, _)| *held == id) {
+                    locks.held.remove(&key);
+                    locks.grant_next(&key);
+                }
             }
         }
         Ok(())
     }
 
-    fn encode_state(&self, s: &Locks) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<Locks, StateCodecErr> {
-        decode_postcard(b)
+    async fn handle_info(
+        &self,
+        _: &TakeoverCtx<Self>,
+        info: LockInfo,
+        locks: &mut Locks,
+    ) -> Result<(), ActorProcessingErr> {
+        match info {
+            LockInfo::Sweep => {
+                locks.sweeps += 1;
+                let now = locks.sweeps;
+                let expired: Vec<String> = locks
+                    .held
+                    .iter()
+                    .filter(|(_, (_, at))| now - at > TTL_SWEEPS)
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in expired {
+                    locks.held.remove(&key);
+                    locks.grant_next(&key);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-async fn waiting(client: &GlobalClient<LockManager>) -> Result<usize, CallErr> {
-    call_t!(client, LockMessage::Waiting, 5_000, "door".to_string())
+/// Acquires `key`, asking again when a takeover moved the server while
+/// the call waited.
+async fn acquire(locks: &GlobalClient<LockManager>, key: &str) -> Result<(u64, u32), CallErr> {
+    let mut moved = 0;
+    loop {
+        match call_t!(locks, LockMsg::Acquire, 5_000, key.to_string()) {
+            Err(CallErr::Moved) => moved += 1,
+            other => return other.map(|grant| (grant, moved)),
+        }
+    }
 }
 
 #[tokio::main]
@@ -119,37 +160,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let (_on_a, _) = server("a").spawn(()).await?;
     let (on_b, _) = server("b").spawn(()).await?;
-    let client = GlobalClient::<LockManager>::new("locks", cluster.registry("b"));
+    let locks = GlobalClient::<LockManager>::new("locks", cluster.registry("b"));
 
-    let first = call_t!(client, LockMessage::Acquire, 5_000, "door".to_string())?;
+    let (first, _) = acquire(&locks, "door").await?;
     println!("got the lock at once: grant {first}");
-
     let waiter = tokio::spawn({
-        let client = client.clone();
-        async move {
-            let mut moved = 0;
-            loop {
-                match call_t!(client, LockMessage::Acquire, 5_000, "door".to_string()) {
-                    Err(CallErr::Moved) => moved += 1,
-                    other => return other.map(|grant| (moved, grant)),
-                }
-            }
-        }
+        let locks = locks.clone();
+        async move { acquire(&locks, "door").await }
     });
-    while waiting(&client).await? == 0 {
-        tokio::task::yield_now().await; // until the waiter waits on a
-    }
-    let report = takeover(&on_b, Duration::from_secs(5)).await?;
-    println!("b took over ({:?}) while the waiter waited", report.start);
-    while waiting(&client).await? == 0 {
-        tokio::task::yield_now().await; // until it waits again, on b
-    }
-
-    cast!(client, LockMessage::Release("door".into(), first))?;
-    println!("released grant {first} on b");
-    let (moved, second) = waiter.await??;
-    println!("the waiter, told Moved {moved} time(s) and asking again, got grant {second} from b");
-    assert_eq!(moved, 1, "the takeover answered the waiting acquire once");
-    assert!(second > first, "the grant ids went on with the state");
+    tokio::task::yield_now().await;
+    let report = on_b.takeover(Duration::from_secs(5)).await?;
+    println!(
+        "b took over ({:?}) with the locks held and waited for",
+        report.start
+    );
+    cast!(locks, LockMsg::Release("door".into(), first))?;
+    let (second, moved) = waiter.await??;
+    println!(
+        "the waiter got grant {second} from b when it was released (told Moved {moved} time(s))"
+    );
+    // Never released: the sweep on b expires it, and the next caller gets the lock.
+    let (third, _) = acquire(&locks, "door").await?;
+    println!("grant {second} expired; the next caller got grant {third}");
+    assert!(
+        first < second && second < third,
+        "grant ids go on with the state"
+    );
     Ok(())
 }

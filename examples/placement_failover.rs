@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
+use ractor_takeover::event::{EventHub, EventKind, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::NodeName;
 use ractor_takeover::*;
 
 /// A counter: each call adds to the total and gets the new total back.
@@ -35,20 +37,13 @@ impl TakeoverActor for Counter {
         *total += add;
         Ok(*total)
     }
-
-    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> {
-        decode_postcard(b)
-    }
 }
 
 /// Waits for the next `Registered` event of any instance and returns how
 /// that instance started (normal, failover or takeover) and on which node.
 async fn next_holder(
     events: &mut tokio::sync::broadcast::Receiver<TakeoverEvent>,
-) -> (NodeId, StartType) {
+) -> (NodeName, StartType) {
     loop {
         let event = events.recv().await.expect("the hub outlives the example");
         if let EventKind::Registered { start } = event.kind {

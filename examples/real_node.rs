@@ -62,13 +62,6 @@ impl TakeoverActor for Counter {
         *total += add;
         Ok(*total)
     }
-
-    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> {
-        decode_postcard(b)
-    }
 }
 
 #[tokio::main]

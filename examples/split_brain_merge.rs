@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
+use ractor_takeover::event::{EventHub, EventKind};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::RegistrationInfo;
 use ractor_takeover::*;
 
 /// A guest book: each call signs it and gets the number of signatures back.
@@ -55,13 +57,6 @@ impl TakeoverActor for GuestBook {
         );
         mine.extend(theirs);
         Ok(MergeOutcome::Merged)
-    }
-
-    fn encode_state(&self, s: &Self::State) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-    fn decode_state(&self, b: &[u8]) -> Result<Self::State, StateCodecErr> {
-        decode_postcard(b)
     }
 }
 

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use tokio::task::AbortHandle;
 
 use crate::message::OwnInfo;
-use crate::{Epoch, InfoErr, NodeId, Registration, StateCodecErr, TakeoverMessage};
+use crate::{
+    Epoch, InfoErr, NodeName, Registration, StateCodec, StateCodecErr, TakeoverMessage, TakeoverRef,
+};
 
 /// How an instance came to hold the name, as `go` receives it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,20 +34,21 @@ pub enum StartType {
     /// handled, `seq` 0). What the successor served in between may be lost.
     Failover {
         /// The node of the previous holder.
-        from: NodeId,
+        from: NodeName,
         /// The checkpoint the state came from, if any.
         checkpoint: Option<CheckpointInfo>,
     },
     /// The holder on `from` handed its name and state to this instance.
     Takeover {
         /// The node of the previous holder.
-        from: NodeId,
+        from: NodeName,
     },
 }
 
 /// Which checkpoint a failover started from, so user code can decide whether
 /// it is recent enough.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct CheckpointInfo {
     /// The epoch of the holder that sent it.
     pub holder_epoch: Epoch,
@@ -73,7 +76,7 @@ pub enum MergeOutcome {
 pub struct TakeoverCtx<A: TakeoverActor> {
     pub(crate) myself: ActorRef<TakeoverMessage<A>>,
     pub(crate) name: String,
-    pub(crate) node: NodeId,
+    pub(crate) node: NodeName,
     /// The registration this instance holds the name under (or held it
     /// under while it retires or yields), `None` on a standby or while it
     /// pulls. Why here: it is the one place the instance's epoch lives, so
@@ -92,10 +95,22 @@ pub struct TakeoverCtx<A: TakeoverActor> {
     pub(crate) timers: Mutex<Vec<AbortHandle>>,
 }
 
+impl<A: TakeoverActor> std::fmt::Debug for TakeoverCtx<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TakeoverCtx")
+            .field("myself", &self.myself.get_id())
+            .field("name", &self.name)
+            .field("node", &self.node)
+            .field("registration", &self.registration)
+            .finish()
+    }
+}
+
 impl<A: TakeoverActor> TakeoverCtx<A> {
-    /// The instance's own actor.
-    pub fn myself(&self) -> &ActorRef<TakeoverMessage<A>> {
-        &self.myself
+    /// The instance's own handle, as ractor's `myself` (link children to
+    /// it, stop it, ask its status).
+    pub fn myself(&self) -> TakeoverRef<A> {
+        TakeoverRef::new(self.myself.clone())
     }
 
     /// The global name.
@@ -104,7 +119,7 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
     }
 
     /// This node.
-    pub fn node(&self) -> &NodeId {
+    pub fn node(&self) -> &NodeName {
         &self.node
     }
 
@@ -115,9 +130,9 @@ impl<A: TakeoverActor> TakeoverCtx<A> {
         self.registration.as_ref().map(Registration::epoch)
     }
 
-    /// The fencing token for side effects (see [`crate::EpochGate`]), `None`
+    /// The fencing token for side effects (see [`crate::fence::EpochGate`]), `None`
     /// while this instance does not hold the name.
-    pub fn fence(&self) -> Option<crate::FencingToken> {
+    pub fn fence(&self) -> Option<crate::fence::FencingToken> {
         self.epoch().map(|epoch| crate::FencingToken {
             name: self.name.clone(),
             epoch,
@@ -224,8 +239,10 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     /// [`crate::call_t!`]) writes `()`: the port answers, not the return
     /// value of [`TakeoverActor::handle`].
     type Reply: Serialize + DeserializeOwned + Send + 'static;
-    /// The state that moves on takeover.
-    type State: Send + 'static;
+    /// The state that moves on takeover. A serde state travels with postcard
+    /// and needs no codec of its own; any other implements [`StateCodec`]
+    /// (see [`crate::codec`]).
+    type State: StateCodec + Send + 'static;
     /// What `init` gets.
     type Arguments: Send + 'static;
     /// The instance's own messages, for [`TakeoverActor::handle_info`]:
@@ -331,7 +348,7 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     fn on_handed_over(
         &self,
         ctx: &TakeoverCtx<Self>,
-        to: &NodeId,
+        to: &NodeName,
         state: &mut Self::State,
     ) -> impl Future<Output = Result<(), ActorProcessingErr>> + Send {
         let _ = (ctx, to, state);
@@ -366,7 +383,7 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     }
 
     /// Split-brain healing: after a partition healed, two instances held the
-    /// name; this one won (see [`crate::ConflictResolver`]) and `theirs` is the
+    /// name; this one won (see [`crate::resolver::ConflictResolver`]) and `theirs` is the
     /// loser's state. The default keeps the winner's state (the loser's is
     /// reported in an event and dropped); override to merge.
     fn merge(
@@ -374,31 +391,23 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
         ctx: &TakeoverCtx<Self>,
         mine: &mut Self::State,
         theirs: Self::State,
-        from: &crate::RegistrationInfo,
+        from: &crate::registry::RegistrationInfo,
     ) -> impl Future<Output = Result<MergeOutcome, ActorProcessingErr>> + Send {
         let _ = (ctx, mine, theirs, from);
         async { Ok(MergeOutcome::KeptWinner) }
     }
 
-    /// Encodes the state for a takeover. Override to use another format or to
-    /// send only part of it.
-    fn encode_state(&self, state: &Self::State) -> Result<Vec<u8>, StateCodecErr>;
+    /// Encodes the state for a takeover, a merge offer or a checkpoint. The
+    /// default is the state's [`StateCodec`] (postcard for a serde state);
+    /// override to use another format or to send only part of it.
+    fn encode_state(&self, state: &Self::State) -> Result<Vec<u8>, StateCodecErr> {
+        state.encode()
+    }
 
     /// Decodes a transferred state. An error aborts the takeover; the old
-    /// holder keeps the name and its state.
-    fn decode_state(&self, bytes: &[u8]) -> Result<Self::State, StateCodecErr>;
-}
-
-/// Encodes a serde state with postcard: the default codec, for
-/// [`TakeoverActor::encode_state`].
-///
-/// Why postcard: it is maintained, compact and made for serde; bincode 3.0.0
-/// on the registry is a non-functional release.
-pub fn encode_postcard<S: Serialize>(state: &S) -> Result<Vec<u8>, StateCodecErr> {
-    postcard::to_allocvec(state).map_err(|e| StateCodecErr::Encode(e.to_string()))
-}
-
-/// Decodes a postcard state, for [`TakeoverActor::decode_state`].
-pub fn decode_postcard<S: DeserializeOwned>(bytes: &[u8]) -> Result<S, StateCodecErr> {
-    postcard::from_bytes(bytes).map_err(|e| StateCodecErr::Decode(e.to_string()))
+    /// holder keeps the name and its state. The default is the state's
+    /// [`StateCodec`]; override it together with [`Self::encode_state`].
+    fn decode_state(&self, bytes: &[u8]) -> Result<Self::State, StateCodecErr> {
+        Self::State::decode(bytes)
+    }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::message::wire::{answer_error, decode_answer, encode_args, wire_call};
 use crate::protocol::sealed;
 use crate::{
-    CallErr, GlobalName, NameWatch, NodeId, Protocol, Registration, RegistrationInfo, Registry,
+    CallErr, GlobalName, NameWatch, NodeName, Protocol, Registration, RegistrationInfo, Registry,
     RegistryEvent,
 };
 
@@ -52,13 +52,22 @@ struct Inner {
     /// one it read before it sent, so a node that went down and came back
     /// up meanwhile still ends the call. Why a watch channel: one task (the
     /// watcher) tells every waiting call, with no task per call.
-    downs: watch::Receiver<HashMap<NodeId, u64>>,
+    downs: watch::Receiver<HashMap<NodeName, u64>>,
     watcher: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.watcher.abort();
+    }
+}
+
+impl<A: Protocol> std::fmt::Debug for GlobalClient<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GlobalClient")
+            .field("name", &self.inner.name)
+            .field("node", self.inner.registry.node())
+            .finish_non_exhaustive()
     }
 }
 
@@ -301,7 +310,7 @@ impl<A: Protocol> GlobalClient<A> {
 async fn watch_registry(
     mut changes: NameWatch,
     stale: Arc<AtomicBool>,
-    downs: watch::Sender<HashMap<NodeId, u64>>,
+    downs: watch::Sender<HashMap<NodeName, u64>>,
 ) {
     while let Some(change) = changes.recv().await {
         if let RegistryEvent::NodeDown(node) = change {
@@ -328,7 +337,7 @@ enum Attempt<R> {
 
 /// How many times `node` went down so far; marks the channel read, so that
 /// only a later change wakes [`wait_answer`].
-fn down_count(downs: &mut watch::Receiver<HashMap<NodeId, u64>>, node: &NodeId) -> u64 {
+fn down_count(downs: &mut watch::Receiver<HashMap<NodeName, u64>>, node: &NodeName) -> u64 {
     downs.borrow_and_update().get(node).copied().unwrap_or(0)
 }
 
@@ -346,8 +355,8 @@ enum Waited<T> {
 /// passes `seen`).
 async fn wait_answer<T>(
     mut rx: OneshotReceiver<T>,
-    downs: &mut watch::Receiver<HashMap<NodeId, u64>>,
-    node: &NodeId,
+    downs: &mut watch::Receiver<HashMap<NodeName, u64>>,
+    node: &NodeName,
     seen: u64,
     deadline: Instant,
 ) -> Waited<T> {

@@ -63,7 +63,7 @@ use tokio::time::Instant;
 
 use crate::registry::{takes_messages, BoxFuture, Watchers};
 use crate::{
-    LeaveReason, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    LeaveReason, NameWatch, NodeName, Registration, RegistrationInfo, Registry, RegistryErr,
     RegistryEvent,
 };
 
@@ -82,6 +82,14 @@ pub const SCOPE: &str = "ractor_takeover";
 #[derive(Clone)]
 pub struct ClusterNode {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ClusterNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterNode")
+            .field("node", &self.inner.config.node)
+            .finish_non_exhaustive()
+    }
 }
 
 struct Inner {
@@ -113,14 +121,14 @@ pub(crate) struct Shared {
 #[derive(Default)]
 pub(crate) struct SharedState {
     /// Peers heard from within the detection time.
-    pub(crate) alive: BTreeSet<NodeId>,
+    pub(crate) alive: BTreeSet<NodeName>,
     /// Peers known not to be up: declared down after they were up, or
     /// refusing connections (nothing listens). A configured peer in neither
     /// set is *unknown* until `startup_timeout` has passed.
-    pub(crate) known_down: BTreeSet<NodeId>,
+    pub(crate) known_down: BTreeSet<NodeName>,
     /// Per peer up, the send time of the latest ping it answered: the
     /// evidence of this node's lease (see `lease`).
-    pub(crate) answered: HashMap<NodeId, Instant>,
+    pub(crate) answered: HashMap<NodeName, Instant>,
     /// Set when this node stalled: pongs to pings sent before it give no lease.
     pub(crate) fence: Option<Instant>,
     /// Our own registrations: token id -> (metadata, instance, token).
@@ -406,10 +414,11 @@ impl ClusterNode {
                 .newest
                 .get(&name)
                 .map_or(0, |i| i.epoch);
-            let nodes: Vec<NodeId> = std::iter::once(self.inner.config.node.clone())
+            let nodes: Vec<NodeName> = std::iter::once(self.inner.config.node.clone())
                 .chain(self.inner.config.peers.iter().map(|p| p.node.clone()))
                 .collect();
-            let epoch = crate::next_epoch(seen.max(in_view), &self.inner.config.node, &nodes);
+            let epoch =
+                crate::registry::next_epoch(seen.max(in_view), &self.inner.config.node, &nodes);
             let info = RegistrationInfo {
                 name: name.clone(),
                 epoch,
@@ -447,7 +456,7 @@ pub(crate) fn member_info(cell: &ActorCell, group: &str) -> Option<RegistrationI
 }
 
 impl Registry for ClusterNode {
-    fn node(&self) -> &NodeId {
+    fn node(&self) -> &NodeName {
         &self.inner.config.node
     }
 
@@ -567,7 +576,7 @@ impl Registry for ClusterNode {
         }
     }
 
-    fn live_nodes(&self) -> BTreeSet<NodeId> {
+    fn live_nodes(&self) -> BTreeSet<NodeName> {
         let mut live = self.shared().lock().alive.clone();
         live.insert(self.inner.config.node.clone());
         live

@@ -6,12 +6,6 @@ use std::sync::Arc;
 
 use crate::{ConfigErr, ConflictResolver, EventHub, Placement, PriorityThenEpoch};
 
-/// The room a state part's envelope (the message's variant, the transfer's
-/// metadata with the name and node identities, ractor_cluster's framing)
-/// needs on a link on top of the part's bytes: a part of `state_part_bytes`
-/// must fit in the frame cap with this much to spare.
-pub const PART_ENVELOPE_BYTES: usize = 16 << 10;
-
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
 #[derive(Clone, Debug)]
@@ -20,43 +14,50 @@ pub struct TakeoverConfig {
     /// How many calls the new holder keeps while it waits for the old state.
     /// Why bounded: a stuck transfer must not grow memory without limit; a
     /// call over the bound is answered with `CallErr::BufferFull`, never dropped.
+    /// Default: 10 000.
     pub buffer_capacity: usize,
     /// How long a new holder waits for the old state before it rolls the steal
     /// back (the old holder still looked alive) or starts as a failover (the
-    /// old holder is gone).
+    /// old holder is gone). Default: 5 s; zero is refused at spawn.
     pub pull_timeout: Duration,
     /// How long the start-up safe lookup waits for the registry to settle.
+    /// Default: 5 s.
     pub whereis_timeout: Duration,
     /// The largest encoded state this instance sends or accepts (at least
-    /// `state_part_bytes`).
+    /// `state_part_bytes`). Default: 1 GiB.
     pub max_state_bytes: usize,
     /// A state larger than this (a takeover reply, a merge offer, a
     /// checkpoint) travels in parts of this size, each acknowledged, with at
-    /// most two parts in flight (see [`crate::HandoverMsg::StatePart`]); a
-    /// smaller one in one message. It must be at least 1 and, with
-    /// [`PART_ENVELOPE_BYTES`] on top, fit in the backend's frame cap
-    /// ([`crate::Registry::max_frame_bytes`]); the default (4 MiB) leaves
+    /// most two parts in flight; a smaller one in one message. It must be
+    /// at least 1 and, with
+    /// [`Self::PART_ENVELOPE_BYTES`] on top, fit in the backend's frame cap
+    /// ([`crate::registry::Registry::max_frame_bytes`]). Default: 4 MiB, which leaves
     /// room under ractor_cluster's 16 MiB. Why not close to the cap: a part
     /// holds its link while it is written, heartbeats wait behind it.
     pub state_part_bytes: usize,
-    /// Where the instance publishes its events.
+    /// Where the instance publishes its events. Default: a hub of its own
+    /// (`EventHub::default()`, 1024 events); share one with
+    /// [`Self::with_events`] to watch several instances.
     pub events: EventHub,
-    /// Automatic failover and takeover by node priority; `None` leaves moves
-    /// to explicit [`crate::takeover`] and [`crate::go`] calls.
+    /// Automatic failover and takeover by node priority. Default: `None`,
+    /// which leaves moves to explicit [`crate::TakeoverRef::takeover`] and
+    /// [`crate::TakeoverRef::failover`] calls.
     pub placement: Option<Placement>,
     /// Who wins when two holders of the name meet after a partition.
+    /// Default: [`PriorityThenEpoch`](crate::resolver::PriorityThenEpoch).
     pub resolver: Arc<dyn ConflictResolver>,
     /// How long a holder that sees a newer registration of its name waits for
     /// that instance's handover request before it treats it as a conflict.
     /// Calls are held (not served) meanwhile, so a stale holder stops serving
-    /// at once.
+    /// at once. Default: 1 s.
     pub conflict_grace: Duration,
-    /// Warm standby: send checkpoints of the state to the standbys. Off by default.
+    /// Warm standby: send checkpoints of the state to the standbys.
+    /// Default: `None` (off).
     pub checkpoint: Option<CheckpointPolicy>,
     /// Refuse to become holder without a majority of the placement's nodes
     /// live. Prevents two holders in a partition, at the cost of no holder at
     /// all in a minority partition (and in a cluster that has lost its
-    /// majority). Needs a placement.
+    /// majority). Needs a placement. Default: `false`.
     pub quorum: bool,
 }
 
@@ -69,10 +70,13 @@ pub struct TakeoverConfig {
 /// to a standby, the next ones skip that standby (so that one completes),
 /// and the calls handled meanwhile wait for the next checkpoint after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CheckpointPolicy {
-    /// After this many handled calls (at least 1).
+    /// After this many handled calls (at least 1). No default: set by the
+    /// constructor.
     pub every_calls: Option<u64>,
-    /// And/or at this interval (only when calls were handled since the last one).
+    /// And/or at this interval (only when calls were handled since the last
+    /// one). No default: set by the constructor.
     pub every: Option<Duration>,
 }
 
@@ -91,6 +95,19 @@ impl CheckpointPolicy {
             every_calls: None,
             every: Some(interval),
         }
+    }
+
+    /// This policy, and also a checkpoint every `interval` (if anything
+    /// changed): `CheckpointPolicy::every_calls(100).and_every(interval)`.
+    pub fn and_every(mut self, interval: Duration) -> Self {
+        self.every = Some(interval);
+        self
+    }
+
+    /// This policy, and also a checkpoint after every `n` handled calls.
+    pub fn and_every_calls(mut self, n: u64) -> Self {
+        self.every_calls = Some(n.max(1));
+        self
     }
 }
 
@@ -113,6 +130,13 @@ impl Default for TakeoverConfig {
 }
 
 impl TakeoverConfig {
+    /// The room a state part's envelope (the message's variant, the
+    /// transfer's metadata with the name and node identities,
+    /// ractor_cluster's framing) needs on a link on top of the part's bytes:
+    /// a part of `state_part_bytes` must fit in the frame cap with this much
+    /// (16 KiB) to spare.
+    pub const PART_ENVELOPE_BYTES: usize = 16 << 10;
+
     /// Checks that these settings can work on a backend whose frame cap is
     /// `frame_cap` bytes (`None`: no cap). [`crate::TakeoverServer`] runs it
     /// when the instance starts, so a setting that cannot work fails the
@@ -123,7 +147,7 @@ impl TakeoverConfig {
             return Err(ConfigErr::ZeroPartSize);
         }
         if let Some(cap) = frame_cap {
-            if part.saturating_add(PART_ENVELOPE_BYTES) > cap {
+            if part.saturating_add(Self::PART_ENVELOPE_BYTES) > cap {
                 return Err(ConfigErr::PartOverFrame {
                     part_bytes: part,
                     max_frame_bytes: cap as u64,

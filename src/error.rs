@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
+use crate::NodeName;
 
 /// Errors of a node's view of the cluster-global names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +17,7 @@ pub enum RegistryErr {
         /// The name.
         name: String,
         /// The node of the current holder.
-        holder: NodeId,
+        holder: NodeName,
         /// The holder's epoch.
         epoch: u64,
     },
@@ -28,7 +28,7 @@ pub enum RegistryErr {
         waited: Duration,
     },
     /// This node is down (crashed in the fake cluster, or its node server is gone).
-    NodeDown(NodeId),
+    NodeDown(NodeName),
     /// The backend failed.
     Backend(String),
 }
@@ -197,7 +197,7 @@ pub enum CallErr {
     /// retry only a request that is safe to apply twice (or deduplicated).
     HolderDown {
         /// The holder's node.
-        node: NodeId,
+        node: NodeName,
     },
     /// The call's [`crate::Reply`] was held by the handler (a deferred
     /// answer) when the server's state moved to another instance, by a
@@ -273,7 +273,7 @@ pub enum ConfigErr {
     /// (`pull_timeout`, the checkpoint interval, the cluster's timeouts).
     ZeroTimeout(&'static str),
     /// A state part (`TakeoverConfig::state_part_bytes`, plus
-    /// [`crate::PART_ENVELOPE_BYTES`] for its message's envelope) does not
+    /// [`crate::TakeoverConfig::PART_ENVELOPE_BYTES`] for its message's envelope) does not
     /// fit in one frame of the backend ([`crate::Registry::max_frame_bytes`],
     /// `ClusterConfig::max_frame_bytes` on a real node): the first part
     /// would close the session, every time. Lower the part size or raise

@@ -4,15 +4,16 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use crate::{Epoch, NodeId, RegistrationInfo, StartType, TakeoverErr};
+use crate::{Epoch, NodeName, RegistrationInfo, StartType, TakeoverErr};
 
 /// One transition of one instance.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TakeoverEvent {
     /// The global name.
     pub name: String,
     /// The node of the instance the event is about.
-    pub node: NodeId,
+    pub node: NodeName,
     /// The instance's epoch when the event happened, if it had one.
     pub epoch: Option<Epoch>,
     /// What happened.
@@ -145,7 +146,7 @@ pub enum EventKind {
     /// serving them, so a minority holder acknowledges nothing.
     QuorumLost {
         /// The nodes it sees live.
-        live: Vec<crate::NodeId>,
+        live: Vec<crate::NodeName>,
     },
     /// Quorum mode: a majority is live again; the held calls are served.
     QuorumRegained,

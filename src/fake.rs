@@ -44,7 +44,7 @@ use ractor::{ActorCell, RpcReplyPort};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::{LeaveReason, NodeId, Registration, RegistrationInfo, Registry};
+use crate::{LeaveReason, NodeName, Registration, RegistrationInfo, Registry};
 
 /// The fake cluster: a cheap `Clone` over shared state.
 #[derive(Clone)]
@@ -52,17 +52,32 @@ pub struct FakeCluster {
     inner: Arc<Mutex<World>>,
 }
 
+impl std::fmt::Debug for FakeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let nodes: Vec<NodeName> = self.world().nodes.keys().cloned().collect();
+        f.debug_struct("FakeCluster")
+            .field("nodes", &nodes)
+            .finish()
+    }
+}
+
 /// One fake node's view; it implements [`Registry`].
 #[derive(Clone)]
 pub struct FakeNode {
     cluster: FakeCluster,
-    id: NodeId,
+    id: NodeName,
 }
 
-type Link = (NodeId, NodeId);
+impl std::fmt::Debug for FakeNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeNode").field("node", &self.id).finish()
+    }
+}
+
+type Link = (NodeName, NodeName);
 
 struct World {
-    nodes: BTreeMap<NodeId, NodeState>,
+    nodes: BTreeMap<NodeName, NodeState>,
     /// Partitioned pairs, smaller node first.
     cut: HashSet<Link>,
     delay: HashMap<Link, Duration>,
@@ -72,7 +87,7 @@ struct World {
     /// Links held by [`FakeCluster::hold`].
     user_held: HashSet<Link>,
     /// Paused nodes, with the pause's number (see `faults`).
-    paused: HashMap<NodeId, faults::Pause>,
+    paused: HashMap<NodeName, faults::Pause>,
     pauses: u64,
     /// How long a silent (paused) node takes to be seen down by its peers.
     detection: Duration,
@@ -122,10 +137,10 @@ enum ItemKind {
 enum Op {
     Add(RegistrationInfo, ActorCell),
     Remove(RegistrationInfo, LeaveReason),
-    NodeDown(NodeId),
+    NodeDown(NodeName),
     /// Replace every registration of `from` in the view with `entries`.
     Sync {
-        from: NodeId,
+        from: NodeName,
         entries: Vec<(RegistrationInfo, ActorCell)>,
         /// The sender's newest registration seen per name.
         newest: Vec<RegistrationInfo>,
@@ -134,7 +149,7 @@ enum Op {
     },
 }
 
-fn pair(a: &NodeId, b: &NodeId) -> Link {
+fn pair(a: &NodeName, b: &NodeName) -> Link {
     if a <= b {
         (a.clone(), b.clone())
     } else {
@@ -151,7 +166,7 @@ impl FakeCluster {
     {
         let nodes = nodes
             .into_iter()
-            .map(|n| (NodeId::new(n), NodeState::new()))
+            .map(|n| (NodeName::new(n), NodeState::new()))
             .collect();
         Self {
             inner: Arc::new(Mutex::new(World {
@@ -184,7 +199,7 @@ impl FakeCluster {
 
     /// The fake node `name`. Panics if the cluster has no such node.
     pub fn node(&self, name: &str) -> FakeNode {
-        let id = NodeId::new(name);
+        let id = NodeName::new(name);
         assert!(
             self.world().nodes.contains_key(&id),
             "the fake cluster has no node {name:?}"
@@ -201,7 +216,7 @@ impl FakeCluster {
     }
 
     /// Every node's name.
-    pub fn nodes(&self) -> Vec<NodeId> {
+    pub fn nodes(&self) -> Vec<NodeName> {
         self.world().nodes.keys().cloned().collect()
     }
 
@@ -240,7 +255,7 @@ impl FakeCluster {
     /// split brain, healed by [`Self::heal`].
     pub fn split(&self, a: &str, b: &str) {
         tracing::info!("--- split {a} from {b} (detected)");
-        let (a, b): (NodeId, NodeId) = (a.into(), b.into());
+        let (a, b): (NodeName, NodeName) = (a.into(), b.into());
         let mut w = self.world();
         w.cut.insert(pair(&a, &b));
         for (me, other) in [(&a, &b), (&b, &a)] {
@@ -263,7 +278,7 @@ impl FakeCluster {
     /// a new ractor_cluster session does.
     pub fn heal(&self, a: &str, b: &str) {
         tracing::info!("--- heal {a} and {b}");
-        let (a, b): (NodeId, NodeId) = (a.into(), b.into());
+        let (a, b): (NodeName, NodeName) = (a.into(), b.into());
         let mut w = self.world();
         if !w.cut.remove(&pair(&a, &b)) {
             return;
@@ -296,7 +311,7 @@ impl FakeCluster {
     /// a dead process's sockets).
     pub fn crash(&self, node: &str) {
         tracing::info!("--- crash {node}");
-        let id: NodeId = node.into();
+        let id: NodeName = node.into();
         let mut w = self.world();
         let durable = w.durable;
         let attached = {
@@ -320,7 +335,7 @@ impl FakeCluster {
         // A crashed process is no longer hung: its links carry the news.
         w.unpause(&id);
         w.dialing.retain(|(x, y), _| *x != id && *y != id);
-        let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != id).cloned().collect();
+        let peers: Vec<NodeName> = w.nodes.keys().filter(|p| **p != id).cloned().collect();
         for peer in peers {
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(Op::NodeDown(id.clone())));
         }
@@ -333,7 +348,7 @@ impl FakeCluster {
     /// Restarts a crashed `node`, empty; it and its peers sync their views.
     pub fn restart(&self, node: &str) {
         tracing::info!("--- restart {node}");
-        let id: NodeId = node.into();
+        let id: NodeName = node.into();
         let mut w = self.world();
         // A restarted node never hears from a peer that is down or behind a
         // cut link, so it counts it as down (a real node's heartbeat never
@@ -342,7 +357,7 @@ impl FakeCluster {
             return;
         }
         let slow = self.start_slow_dials(&mut w, &id);
-        let down: BTreeSet<NodeId> = w
+        let down: BTreeSet<NodeName> = w
             .nodes
             .iter()
             .filter(|(p, s)| !s.up || w.cut.contains(&pair(&id, p)) || slow.contains(*p))
@@ -354,7 +369,7 @@ impl FakeCluster {
             n.down.remove(&id);
             n.changed();
         }
-        let peers: Vec<NodeId> = w
+        let peers: Vec<NodeName> = w
             .nodes
             .iter()
             .filter(|(p, s)| **p != id && s.up && !slow.contains(*p))
@@ -368,7 +383,7 @@ impl FakeCluster {
     /// A new session between a restarted `node` and `peer`: each sends the
     /// other its own registrations; the peer learns that what `node` no
     /// longer has died with it. Caller holds the lock.
-    fn sync_restarted(&self, w: &mut World, node: &NodeId, peer: &NodeId) {
+    fn sync_restarted(&self, w: &mut World, node: &NodeName, peer: &NodeName) {
         let sync = Op::Sync {
             from: peer.clone(),
             entries: w.nodes[peer].entries_of(peer),
@@ -413,7 +428,7 @@ impl FakeCluster {
     pub fn is_up(&self, node: &str) -> bool {
         self.world()
             .nodes
-            .get(&NodeId::new(node))
+            .get(&NodeName::new(node))
             .is_some_and(|n| n.up)
     }
 
@@ -423,12 +438,12 @@ impl FakeCluster {
     pub fn deliveries(&self, node: &str) -> u64 {
         self.world()
             .nodes
-            .get(&NodeId::new(node))
+            .get(&NodeName::new(node))
             .map_or(0, |n| n.watchers.delivered())
     }
 
     /// The holder of `name` in each up node's view.
-    pub fn holders(&self, name: &str) -> BTreeMap<NodeId, Option<RegistrationInfo>> {
+    pub fn holders(&self, name: &str) -> BTreeMap<NodeName, Option<RegistrationInfo>> {
         self.nodes()
             .into_iter()
             .filter(|n| self.is_up(n.as_str()))

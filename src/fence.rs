@@ -11,37 +11,49 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Epoch, NodeId};
+use crate::{Epoch, NodeName};
 
 /// Who wrote, under which epoch of which name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FencingToken {
     /// The global name.
     pub name: String,
     /// The holder's epoch.
     pub epoch: Epoch,
     /// The holder's node.
-    pub node: NodeId,
+    pub node: NodeName,
 }
 
 impl FencingToken {
+    /// The token of the holder of `name` at `epoch` on `node` (as a
+    /// downstream system rebuilds it from what a write carried).
+    pub fn new(name: impl Into<String>, epoch: Epoch, node: impl Into<NodeName>) -> Self {
+        Self {
+            name: name.into(),
+            epoch,
+            node: node.into(),
+        }
+    }
+
     /// The order of tokens: epoch, then node. Why the node: two sides of a
     /// partition can each fail over to the same epoch; the node breaks the
     /// tie the same way the registry does.
-    pub fn rank(&self) -> (Epoch, &NodeId) {
+    pub fn rank(&self) -> (Epoch, &NodeName) {
         (self.epoch, &self.node)
     }
 }
 
 /// A write refused because a newer holder has written already.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StaleEpochErr {
     /// The refused token.
     pub token: FencingToken,
     /// The newest epoch seen for that name.
     pub newest: Epoch,
     /// The node of the newest token seen.
-    pub newest_node: NodeId,
+    pub newest_node: NodeName,
 }
 
 impl fmt::Display for StaleEpochErr {
@@ -60,7 +72,7 @@ impl std::error::Error for StaleEpochErr {}
 /// as high as the newest seen for its name, and remembers it.
 #[derive(Debug, Default)]
 pub struct EpochGate {
-    newest: Mutex<HashMap<String, (Epoch, NodeId)>>,
+    newest: Mutex<HashMap<String, (Epoch, NodeName)>>,
 }
 
 impl EpochGate {
@@ -98,7 +110,7 @@ mod tests {
         FencingToken {
             name: "n".into(),
             epoch,
-            node: NodeId::new(node),
+            node: NodeName::new(node),
         }
     }
 

@@ -13,14 +13,14 @@
 //! use std::time::Duration;
 //! use ractor::ActorProcessingErr;
 //! use ractor_takeover::fake::FakeCluster;
-//! use ractor_takeover::*;
+//! use ractor_takeover::{GlobalClient, StartType, TakeoverActor, TakeoverCtx, TakeoverServer};
 //!
 //! struct Counter;
 //!
 //! impl TakeoverActor for Counter {
 //!     type Msg = u64; // add this much
 //!     type Reply = u64; // the new total
-//!     type State = u64;
+//!     type State = u64; // serde: travels with postcard, nothing to write
 //!     type Arguments = ();
 //!     type Info = ();
 //!
@@ -32,8 +32,6 @@
 //!         *total += add;
 //!         Ok(*total)
 //!     }
-//!     fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> { encode_postcard(s) }
-//!     fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> { decode_postcard(b) }
 //! }
 //!
 //! # #[tokio::main] async fn main() {
@@ -45,83 +43,76 @@
 //!
 //! let client = GlobalClient::<Counter>::new("counter", cluster.registry("b"));
 //! assert_eq!(client.call(5, t).await, Ok(5));
-//! let report = takeover(&on_b, t).await.unwrap(); // steal, then pull the state
+//! let report = on_b.takeover(t).await.unwrap(); // steal, then pull the state
 //! assert_eq!(report.start, StartType::Takeover { from: "a".into() });
 //! assert_eq!(client.call(1, t).await, Ok(6)); // the state came along
 //! # }
 //! ```
 //!
 //! # Layout
-//! - [`behaviour`](TakeoverActor): the trait users implement, the start types.
-//! - `server`: the ractor actor that runs a behaviour, its dispatch and the
-//!   one transition between stages (each stage carries its own data). Each
-//!   side of the protocol has its own file under `server/`: `phase` (the
-//!   decisions of every stage's exits, pure and unit-tested), `calls`
-//!   (serve, buffer, forward; whether a holder may answer), `takeover` (the
-//!   new holder: go, pull, install, abort), `handover` (the old holder:
-//!   state request, parts, retiring, a lost `HandoverDone`), `placement`
-//!   (start, automatic failover and takeover, quorum), `conflict`
-//!   (split-brain healing), `checkpoint` (warm standbys), `info` (the
-//!   instance's own messages and timers, children linked to it).
-//! - `message`: its message type; `message/answer` where a call's answer
-//!   goes, `message/protocol` the handover protocol (drawn on
-//!   [`HandoverMsg`]), `message/status` what an instance reports,
-//!   `message/wire` the wire form every message between nodes travels in,
-//!   `message/routing` how a message reaches an instance and where a refused
-//!   call goes next.
-//! - `registry`: the [`Registry`] trait, one node's view of the global names
-//!   (naming); `registry/transport` its sealed transport side.
+//! The crate root holds what every user names: the behaviour
+//! ([`TakeoverActor`], its [`TakeoverCtx`], [`StartType`], [`MergeOutcome`]),
+//! the server and its handle ([`TakeoverServer`], [`TakeoverRef`]), the
+//! client ([`GlobalClient`]), the settings ([`TakeoverConfig`],
+//! [`CheckpointPolicy`], [`Placement`]), the [`HandoverReport`] and the
+//! errors. The rest is in modules named for what they are:
+//!
+//! - [`event`]: [`TakeoverEvent`]s for subscribers;
+//! - [`fence`]: [`FencingToken`] and
+//!   [`EpochGate`](fence::EpochGate), epochs on side effects;
+//! - [`resolver`]: [`ConflictResolver`], who
+//!   keeps the name when a healed partition leaves two holders;
+//! - [`registry`]: the [`Registry`] trait, one node's
+//!   view of the global names, its events, epochs and node names;
+//! - [`status`]: what an instance reports about itself;
+//! - [`codec`]: how a state travels (postcard by default, or a
+//!   [`StateCodec`] of your own), and
+//!   `#[serde(with = "ractor_takeover::codec::bytes")]` for big blobs;
 //! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
-//!   with heartbeats and the token actors that carry registrations.
+//!   with heartbeats and the token actors that carry registrations;
 //! - `fake`: an in-process cluster with fault injection (feature
-//!   `test-util`), the transport of the wire path in tests; `fake/faults`
-//!   the faults of real machines (a paused node, a frame limit, a slow dial).
-//! - `client`: [`GlobalClient`], calling the server by name; `client/ports`
-//!   calls whose message carries a [`Reply`]; `macros` [`call_t!`] and
-//!   [`cast!`] of ractor's shape.
-//! - `protocol`: [`Protocol`], the message and reply types a server and
-//!   its clients share (a client need not link the behaviour), and
-//!   [`GlobalName`], a name typed by its protocol.
+//!   `test-util`), the transport of the wire path in tests.
 //! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
 //!   or later, and what happens to a held one across a takeover, a failover
-//!   and a merge.
-//! - `placement`: [`Placement`], priority lists for automatic failover and
-//!   takeover, like Erlang's `distributed` parameter.
-//! - `event`: [`TakeoverEvent`]s for subscribers.
-//! - `resolver`: [`ConflictResolver`], who keeps the name when a healed
-//!   partition leaves two holders.
-//! - `fence`: [`FencingToken`] and [`EpochGate`], epochs on side effects.
-//! - [`bytes`]: `#[serde(with = "ractor_takeover::bytes")]` for big `Vec<u8>`
-//!   fields of a state.
-//! - `config`, `error`, `node`: settings (and [`CheckpointPolicy`]), errors,
-//!   node identities.
+//!   and a merge; [`call_t!`] and [`cast!`] of ractor's shape call with one.
+//! - [`Protocol`] and [`GlobalName`] (here): the message and reply types a
+//!   server and its clients share, so a client need not link the
+//!   behaviour, and a name typed by its protocol.
+//!
+//! Private, so that nobody outside the crate can build or forge them: the
+//! runtime actor (`server`: its dispatch, and one file per side of the
+//! protocol), its message type and the handover protocol (`message`: drawn
+//! on the protocol enum in `message/protocol.rs`), the wire form, and the
+//! timers an instance sends itself.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+// Feature badges on docs.rs (which builds with `--cfg docsrs` on nightly,
+// see `[package.metadata.docs.rs]`); stable builds never see the attribute.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod behaviour;
-pub mod bytes;
 mod client;
 pub mod cluster;
+pub mod codec;
 mod config;
 mod error;
-mod event;
+pub mod event;
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod fake;
-mod fence;
+pub mod fence;
 mod macros;
 mod message;
 mod node;
 mod placement;
 mod protocol;
-mod registry;
+pub mod registry;
 pub mod reply;
-mod resolver;
+pub mod resolver;
 mod server;
+pub mod status;
 
-pub use behaviour::decode_postcard;
-pub use behaviour::encode_postcard;
-pub use behaviour::CheckpointInfo;
 pub use behaviour::MergeOutcome;
 pub use behaviour::StartType;
 pub use behaviour::TakeoverActor;
@@ -129,48 +120,48 @@ pub use behaviour::TakeoverCtx;
 pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
 pub use config::TakeoverConfig;
-pub use config::PART_ENVELOPE_BYTES;
 pub use error::CallErr;
 pub use error::ConfigErr;
 pub use error::InfoErr;
-pub use error::RegistryErr;
 pub use error::StateCodecErr;
 pub use error::TakeoverErr;
-pub use event::EventHub;
-pub use event::EventKind;
-pub use event::TakeoverEvent;
-pub use fence::EpochGate;
-pub use fence::FencingToken;
-pub use fence::StaleEpochErr;
-pub use message::Answer;
-pub use message::GoRequest;
-pub use message::HandoverMsg;
 pub use message::HandoverReport;
-pub use message::InstanceStatus;
-pub use message::PartOf;
-pub use message::Phase;
-pub use message::ReplyErr;
-pub use message::ReplyPort;
-pub use message::TakeoverMessage;
-pub use node::NodeId;
 pub use placement::Placement;
 pub use protocol::GlobalName;
 pub use protocol::Protocol;
-pub use registry::next_epoch;
-pub use registry::BoxFuture;
-pub use registry::Epoch;
-pub use registry::LeaveReason;
-pub use registry::NameWatch;
-pub use registry::Registration;
-pub use registry::RegistrationInfo;
-pub use registry::Registry;
-pub use registry::RegistryEvent;
 pub use reply::Reply;
-pub use resolver::ConflictResolver;
-pub use resolver::PriorityThenEpoch;
-pub use server::go;
-pub use server::status;
-pub use server::takeover;
-pub use server::ServerState;
 pub use server::TakeoverRef;
 pub use server::TakeoverServer;
+
+// The crate's own short paths to items whose public home is a module: the
+// runtime's files name them from the root, as they always have.
+pub(crate) use behaviour::CheckpointInfo;
+pub(crate) use codec::StateCodec;
+pub(crate) use error::RegistryErr;
+pub(crate) use event::EventHub;
+pub(crate) use event::EventKind;
+pub(crate) use event::TakeoverEvent;
+pub(crate) use fence::FencingToken;
+pub(crate) use message::GoRequest;
+pub(crate) use message::HandoverMsg;
+pub(crate) use message::InstanceStatus;
+pub(crate) use message::PartOf;
+pub(crate) use message::Phase;
+pub(crate) use message::ReplyErr;
+pub(crate) use message::TakeoverMessage;
+pub(crate) use node::NodeName;
+pub(crate) use registry::Epoch;
+pub(crate) use registry::LeaveReason;
+pub(crate) use registry::NameWatch;
+pub(crate) use registry::Registration;
+pub(crate) use registry::RegistrationInfo;
+pub(crate) use registry::Registry;
+pub(crate) use registry::RegistryEvent;
+pub(crate) use resolver::ConflictResolver;
+pub(crate) use resolver::PriorityThenEpoch;
+
+// Every Rust block of the README compiles (and runs, unless marked
+// `no_run`) with the doctests, so the quick start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme_doctests {}

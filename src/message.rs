@@ -2,7 +2,7 @@
 //!
 //! - [`TakeoverMessage`] and [`GoRequest`] (here): what a
 //!   [`crate::TakeoverServer`] takes;
-//! - `answer`: where a call's answer goes ([`Answer`], [`ReplyPort`]);
+//! - `answer`: where a call's answer goes ([`Answer`]);
 //! - `protocol`: the handover protocol between instances ([`HandoverMsg`]);
 //! - `status`: what an instance reports ([`InstanceStatus`], [`Phase`],
 //!   [`HandoverReport`]);
@@ -18,10 +18,13 @@ pub(crate) mod routing;
 mod status;
 pub(crate) mod wire;
 
-pub use answer::{Answer, ReplyPort};
-pub use info::OwnInfo;
+#[cfg(all(test, feature = "test-util"))]
+mod tests;
+
+pub(crate) use answer::Answer;
+pub(crate) use info::OwnInfo;
 // Where the server's files have always found it.
-pub use protocol::{HandoverMsg, PartOf, ReplyErr};
+pub(crate) use protocol::{HandoverMsg, PartOf, ReplyErr};
 pub(crate) use routing::deliver;
 pub use status::{HandoverReport, InstanceStatus, Phase};
 
@@ -31,15 +34,20 @@ use crate::{Epoch, RegistryEvent, TakeoverActor, TakeoverErr};
 
 /// A message of a [`crate::TakeoverServer`].
 ///
-/// Users send `Call`s (through [`crate::GlobalClient`] or directly);
-/// the other variants are the handover protocol and the runtime's own.
+/// Crate-private, and the `Msg` of a crate-private actor (see
+/// `server::Runtime`), so no path outside the crate names it: nobody can
+/// build a variant (a forged `HandoverDone`, a timer) and send it to an
+/// instance they hold. Users send calls through [`crate::GlobalClient`] or
+/// [`crate::TakeoverRef::send_call`]. (The wire form is another matter: a
+/// peer that passed the cluster's cookie can send any bytes, which the
+/// instance decodes strictly, see `wire`; the timers have no wire form.)
 #[non_exhaustive]
-pub enum TakeoverMessage<A: TakeoverActor> {
+pub(crate) enum TakeoverMessage<A: TakeoverActor> {
     /// A request; `reply` is `None` for a cast.
     Call {
         /// The request.
         msg: A::Msg,
-        /// Where the reply goes (a [`ReplyPort`] converts into it).
+        /// Where the reply goes (a `ReplyPort` converts into it).
         reply: Option<Answer<A>>,
     },
     /// Start this standby as a holder (manual takeover, or placement).
@@ -83,15 +91,41 @@ pub enum TakeoverMessage<A: TakeoverActor> {
     Info(OwnInfo<A>),
 }
 
+impl<A: TakeoverActor> std::fmt::Debug for TakeoverMessage<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The request and its reply port are the user's types, not Debug.
+        match self {
+            Self::Call { reply, .. } => f
+                .debug_struct("Call")
+                .field("cast", &reply.is_none())
+                .finish_non_exhaustive(),
+            Self::Go { request, .. } => f.debug_tuple("Go").field(request).finish(),
+            Self::Status(_) => f.write_str("Status"),
+            Self::Handover(h) => f.debug_tuple("Handover").field(h).finish(),
+            Self::Registry(e) => f.debug_tuple("Registry").field(e).finish(),
+            Self::PullTimeout(e) => f.debug_tuple("PullTimeout").field(e).finish(),
+            Self::PlacementTick => f.write_str("PlacementTick"),
+            Self::ConflictTick(e) => f.debug_tuple("ConflictTick").field(e).finish(),
+            Self::CheckpointTick(e) => f.debug_tuple("CheckpointTick").field(e).finish(),
+            Self::YieldTimeout(e) => f.debug_tuple("YieldTimeout").field(e).finish(),
+            Self::RetireTick(e) => f.debug_tuple("RetireTick").field(e).finish(),
+            Self::HandlerFailed(why) => f.debug_tuple("HandlerFailed").field(why).finish(),
+            Self::TransferTick => f.write_str("TransferTick"),
+            Self::LeaseTick => f.write_str("LeaseTick"),
+            Self::Info(info) => f.debug_tuple("Info").field(info).finish(),
+        }
+    }
+}
+
 /// How a standby should start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum GoRequest {
+pub(crate) enum GoRequest {
     /// Steal the name from the current holder, then pull its state.
     Takeover,
     /// Take the name without state: the holder on `from` is gone.
     Failover {
         /// The node of the previous holder.
-        from: crate::NodeId,
+        from: crate::NodeName,
     },
 }

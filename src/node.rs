@@ -10,11 +10,12 @@ use serde::{Deserialize, Serialize};
 /// Why not ractor's `node_id`: ractor numbers remote nodes with a counter local
 /// to each observer, which differs between nodes and changes on reconnect. Epoch
 /// ties must be broken the same way on every node, so this crate always orders
-/// and compares nodes by this name.
+/// and compares nodes by this name. (Named `NodeName`, not `NodeId`, so that
+/// it does not read as ractor_cluster's `NodeId`, that per-observer number.)
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeId(Arc<str>);
+pub struct NodeName(Arc<str>);
 
-impl NodeId {
+impl NodeName {
     /// A node identity from its name.
     pub fn new(name: impl AsRef<str>) -> Self {
         Self(Arc::from(name.as_ref()))
@@ -26,25 +27,25 @@ impl NodeId {
     }
 }
 
-impl fmt::Display for NodeId {
+impl fmt::Display for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl fmt::Debug for NodeId {
+impl fmt::Debug for NodeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", &*self.0)
     }
 }
 
-impl From<&str> for NodeId {
+impl From<&str> for NodeName {
     fn from(value: &str) -> Self {
         Self::new(value)
     }
 }
 
-impl From<String> for NodeId {
+impl From<String> for NodeName {
     fn from(value: String) -> Self {
         Self::new(value)
     }

@@ -19,26 +19,28 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::NodeId;
+use crate::NodeName;
 
 /// Which nodes may hold the name, in priority order, and how fast to fail over.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Placement {
-    groups: Vec<Vec<NodeId>>,
+    groups: Vec<Vec<NodeName>>,
     /// How long a vacant name waits before the first standby takes it, as
     /// Erlang's `failover` delay: a node that restarts quickly gets it back
-    /// without a move.
+    /// without a move. Default: zero.
     pub failover_delay: Duration,
     /// How much longer each next standby in priority order waits.
+    /// Default: 1 s.
     pub standby_grace: Duration,
     /// How long a standby waits before it tries again after a failed
-    /// takeover (default 1 s): the base of an exponential backoff, doubled
+    /// takeover: the base of an exponential backoff, doubled
     /// with every failure in a row, up to `retry_max` (see
     /// [`Self::retry_delay`]). Why back off: a takeover that keeps failing
     /// (a state that does not decode, a holder that refuses) pauses the
-    /// holder's callers on every try.
+    /// holder's callers on every try. Default: 1 s.
     pub retry_after: Duration,
-    /// The longest wait between two takeover tries (default 30 s).
+    /// The longest wait between two takeover tries. Default: 30 s.
     pub retry_max: Duration,
 }
 
@@ -48,7 +50,7 @@ impl Placement {
     where
         G: IntoIterator,
         G::Item: IntoIterator<Item = N>,
-        N: Into<NodeId>,
+        N: Into<NodeName>,
     {
         Self {
             groups: groups
@@ -70,7 +72,7 @@ impl Placement {
                 .split(',')
                 .map(str::trim)
                 .filter(|n| !n.is_empty())
-                .map(NodeId::new)
+                .map(NodeName::new)
                 .collect::<Vec<_>>()
         }))
     }
@@ -106,7 +108,7 @@ impl Placement {
     /// tries fail together must not retry together. The draw is a hash of
     /// the node and the failure count, so it differs between nodes and is
     /// the same on every run (tests replay it).
-    pub fn retry_delay(&self, failures: u32, node: &NodeId) -> Duration {
+    pub fn retry_delay(&self, failures: u32, node: &NodeName) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         let full = self
             .retry_after
@@ -123,18 +125,18 @@ impl Placement {
     }
 
     /// The groups, highest priority first.
-    pub fn groups(&self) -> &[Vec<NodeId>] {
+    pub fn groups(&self) -> &[Vec<NodeName>] {
         &self.groups
     }
 
     /// The priority of `node`: 0 is the highest; `None` if it is not listed.
-    pub fn priority(&self, node: &NodeId) -> Option<usize> {
+    pub fn priority(&self, node: &NodeName) -> Option<usize> {
         self.groups.iter().position(|g| g.contains(node))
     }
 
     /// Whether `a` has strictly higher priority than `b` (an unlisted node
     /// has the lowest).
-    pub fn outranks(&self, a: &NodeId, b: &NodeId) -> bool {
+    pub fn outranks(&self, a: &NodeName, b: &NodeName) -> bool {
         match (self.priority(a), self.priority(b)) {
             (Some(pa), Some(pb)) => pa < pb,
             (Some(_), None) => true,
@@ -143,11 +145,12 @@ impl Placement {
     }
 
     /// The live listed nodes in the order they should take a vacant name.
-    pub fn order(&self, live: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    pub fn order(&self, live: &BTreeSet<NodeName>) -> Vec<NodeName> {
         self.groups
             .iter()
             .flat_map(|g| {
-                let mut g: Vec<NodeId> = g.iter().filter(|n| live.contains(*n)).cloned().collect();
+                let mut g: Vec<NodeName> =
+                    g.iter().filter(|n| live.contains(*n)).cloned().collect();
                 g.sort();
                 g
             })
@@ -156,7 +159,7 @@ impl Placement {
 
     /// How long `me` waits on a vacant name before taking it, given the live
     /// nodes; `None` if it is not listed or not live.
-    pub fn vacancy_wait(&self, me: &NodeId, live: &BTreeSet<NodeId>) -> Option<Duration> {
+    pub fn vacancy_wait(&self, me: &NodeName, live: &BTreeSet<NodeName>) -> Option<Duration> {
         let rank = self.order(live).iter().position(|n| n == me)?;
         Some(self.failover_delay + self.standby_grace * rank as u32)
     }

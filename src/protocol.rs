@@ -159,6 +159,21 @@ pub(crate) mod sealed {
     /// A byte port, out of users' reach.
     pub struct SlotRef(pub(crate) Arc<crate::reply::Slot>);
 
+    impl<R> std::fmt::Debug for Answer<R> {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(match self {
+                Answer::Typed(_) => "Answer::Typed",
+                Answer::Slot(_) => "Answer::Slot",
+            })
+        }
+    }
+
+    impl std::fmt::Debug for SlotRef {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("SlotRef")
+        }
+    }
+
     impl<R: Serialize> Answer<R> {
         pub(crate) fn fail(self, e: CallErr) {
             match self {

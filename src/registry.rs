@@ -5,8 +5,8 @@
 //! `(epoch, node)` rank, so every node that sees the same membership resolves
 //! the same holder, whatever order the changes reached it in.
 //!
-//! Backends: the in-process fake cluster ([`crate::fake`], feature `test-util`)
-//! and, later, `ractor::pg` synced by `ractor_cluster`. The trait asks nothing
+//! Backends: the in-process fake cluster (`crate::fake`, feature `test-util`)
+//! and [`crate::cluster`], `ractor::pg` synced by `ractor_cluster`. The trait asks nothing
 //! that pg cannot give: a backend keeps the `(name, epoch, node)` metadata
 //! itself, and reaches an instance through an [`ActorCell`] (a proxy for a
 //! remote one).
@@ -17,10 +17,9 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use ractor::{ActorCell, ActorStatus};
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-
-use crate::{NodeId, RegistryErr};
 
 mod transport;
 mod watch;
@@ -29,9 +28,12 @@ pub(crate) use transport::Transport;
 pub use watch::NameWatch;
 pub(crate) use watch::Watchers;
 
+pub use crate::error::RegistryErr;
+pub use crate::node::NodeName;
+
 /// A monotonically increasing number per name: each registration or steal
 /// gets one higher than any the node has seen, and no two nodes ever take
-/// the same one ([`next_epoch`]). It orders holders and is the fencing token
+/// the same one (each node takes epochs from a class of its own). It orders holders and is the fencing token
 /// handed to user code.
 pub type Epoch = u64;
 
@@ -46,8 +48,8 @@ pub type Epoch = u64;
 /// `(e - 1) % nodes.len() == i`: the first node's first epoch is 1, and two
 /// nodes never take the same epoch, seen or not. Every node must be given
 /// the same list; a node missing from it takes plain `seen + 1`.
-pub fn next_epoch(seen: Epoch, node: &NodeId, nodes: &[NodeId]) -> Epoch {
-    let mut sorted: Vec<&NodeId> = nodes.iter().collect();
+pub(crate) fn next_epoch(seen: Epoch, node: &NodeName, nodes: &[NodeName]) -> Epoch {
+    let mut sorted: Vec<&NodeName> = nodes.iter().collect();
     sorted.sort();
     sorted.dedup();
     let Some(slot) = sorted.iter().position(|n| *n == node) else {
@@ -60,25 +62,35 @@ pub fn next_epoch(seen: Epoch, node: &NodeId, nodes: &[NodeId]) -> Epoch {
 }
 
 /// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What identifies a registration on every node: name, epoch and node.
 ///
 /// It is what travels in protocol messages (an `ActorCell` cannot).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegistrationInfo {
     /// The global name.
     pub name: String,
     /// The registration's epoch.
     pub epoch: Epoch,
     /// The node the instance runs on.
-    pub node: NodeId,
+    pub node: NodeName,
 }
 
 impl RegistrationInfo {
+    /// The registration of `name` at `epoch` on `node`.
+    pub fn new(name: impl Into<String>, epoch: Epoch, node: impl Into<NodeName>) -> Self {
+        Self {
+            name: name.into(),
+            epoch,
+            node: node.into(),
+        }
+    }
+
     /// The rank that orders registrations of one name: epoch first, then the
     /// stable node identity. The highest live rank holds the name.
-    pub fn rank(&self) -> (Epoch, &NodeId) {
+    pub fn rank(&self) -> (Epoch, &NodeName) {
         (self.epoch, &self.node)
     }
 }
@@ -113,7 +125,7 @@ impl Registration {
     }
 
     /// The node the instance runs on.
-    pub fn node(&self) -> &NodeId {
+    pub fn node(&self) -> &NodeName {
         &self.info.node
     }
 
@@ -161,9 +173,9 @@ pub enum RegistryEvent {
         reason: LeaveReason,
     },
     /// A peer node became reachable.
-    NodeUp(NodeId),
+    NodeUp(NodeName),
     /// A peer node went down or was disconnected.
-    NodeDown(NodeId),
+    NodeDown(NodeName),
 }
 
 /// One node's view of the cluster-global names: the naming side of a
@@ -177,7 +189,7 @@ pub enum RegistryEvent {
 /// `Arc<dyn Registry>`.
 pub trait Registry: transport::Transport {
     /// This node's stable identity.
-    fn node(&self) -> &NodeId;
+    fn node(&self) -> &NodeName;
 
     /// The live registrations of `name` in this view, lowest rank first.
     /// Possibly stale: changes from other nodes may still be in flight.
@@ -227,7 +239,7 @@ pub trait Registry: transport::Transport {
 
     /// The nodes this one considers up, itself included: connected and
     /// answering heartbeats on a real cluster. Placement decides from it.
-    fn live_nodes(&self) -> BTreeSet<NodeId>;
+    fn live_nodes(&self) -> BTreeSet<NodeName>;
 
     /// Every change to this view, as it is applied: for diagnostics. A
     /// receiver that falls more than the stream's capacity behind loses the
@@ -284,10 +296,10 @@ mod tests {
     /// the smallest of its own above `seen`, and the first node starts at 1.
     #[test]
     fn next_epoch_gives_each_node_its_own_epochs() {
-        let nodes: Vec<NodeId> = ["c", "a", "b"].into_iter().map(NodeId::new).collect();
-        assert_eq!(next_epoch(0, &NodeId::new("a"), &nodes), 1);
-        assert_eq!(next_epoch(0, &NodeId::new("b"), &nodes), 2);
-        assert_eq!(next_epoch(0, &NodeId::new("c"), &nodes), 3);
+        let nodes: Vec<NodeName> = ["c", "a", "b"].into_iter().map(NodeName::new).collect();
+        assert_eq!(next_epoch(0, &NodeName::new("a"), &nodes), 1);
+        assert_eq!(next_epoch(0, &NodeName::new("b"), &nodes), 2);
+        assert_eq!(next_epoch(0, &NodeName::new("c"), &nodes), 3);
         for seen in 0..50 {
             let mut taken = BTreeSet::new();
             for node in &nodes {
@@ -300,6 +312,6 @@ mod tests {
             assert_eq!(taken.len(), 3);
         }
         // A node the list does not know takes plain seen + 1.
-        assert_eq!(next_epoch(7, &NodeId::new("z"), &nodes), 8);
+        assert_eq!(next_epoch(7, &NodeName::new("z"), &nodes), 8);
     }
 }

@@ -279,10 +279,6 @@ impl Slot {
         self.bound.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    pub(crate) fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
     pub(crate) fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

@@ -50,13 +50,13 @@ impl ConflictResolver for PriorityThenEpoch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NodeId;
+    use crate::NodeName;
 
     fn reg(node: &str, epoch: u64) -> RegistrationInfo {
         RegistrationInfo {
             name: "n".into(),
             epoch,
-            node: NodeId::new(node),
+            node: NodeName::new(node),
         }
     }
 

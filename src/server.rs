@@ -26,8 +26,8 @@
 //!   belong to; supervision events of linked children;
 //! - `transfer`: a state sent between instances (takeover reply, merge
 //!   offer, checkpoint): its size limit, and the parts a big one travels in;
-//! - `control`: `go`, `takeover` and `status`, driving an instance from
-//!   outside.
+//! - `control`: [`TakeoverRef`], the instance's handle, which drives it
+//!   from outside (`takeover`, `failover`, `status`, `send_call`).
 
 mod calls;
 mod checkpoint;
@@ -40,9 +40,7 @@ mod placement;
 mod takeover;
 mod transfer;
 
-pub use self::control::go;
-pub use self::control::status;
-pub use self::control::takeover;
+pub use self::control::TakeoverRef;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -66,13 +64,34 @@ use crate::{
     TakeoverCtx, TakeoverEvent, TakeoverMessage,
 };
 
-/// A running instance, as a ractor actor reference.
-pub type TakeoverRef<A> = ActorRef<TakeoverMessage<A>>;
-
 /// The ractor actor that runs a [`TakeoverActor`] under a global name.
 ///
 /// Spawn one per node that may run the server; the first registers, the
-/// others wait as standbys. It links and supervises like any ractor actor.
+/// others wait as standbys. It links and supervises like any ractor actor
+/// ([`TakeoverServer::spawn_linked`]). It is not itself an
+/// [`Actor`](ractor::Actor): the actor inside is private, so that its
+/// message type (the handover protocol, the timers) has no public path.
+/// This, for one, does not compile:
+///
+/// ```compile_fail
+/// # use ractor::ActorProcessingErr;
+/// # use ractor_takeover::{TakeoverActor, TakeoverCtx, TakeoverServer};
+/// # struct Counter;
+/// # impl TakeoverActor for Counter {
+/// #     type Msg = u64;
+/// #     type Reply = u64;
+/// #     type State = u64;
+/// #     type Arguments = ();
+/// #     type Info = ();
+/// #     async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<u64, ActorProcessingErr> {
+/// #         Ok(0)
+/// #     }
+/// #     async fn handle(&self, _: &TakeoverCtx<Self>, n: u64, t: &mut u64)
+/// #         -> Result<u64, ActorProcessingErr> { *t += n; Ok(*t) }
+/// # }
+/// // A path to the instance's messages, to build a forged timer with:
+/// let forged: Option<<TakeoverServer<Counter> as ractor::Actor>::Msg> = None;
+/// ```
 ///
 /// # How an instance ends
 ///
@@ -94,6 +113,16 @@ pub struct TakeoverServer<A: TakeoverActor> {
     name: String,
     registry: Arc<dyn Registry>,
     config: TakeoverConfig,
+}
+
+impl<A: TakeoverActor> std::fmt::Debug for TakeoverServer<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TakeoverServer")
+            .field("name", &self.name)
+            .field("node", self.registry.node())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
@@ -143,12 +172,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// inside (`err.downcast_ref::<ConfigErr>()` on the boxed error) when
     /// the settings cannot work on this registry (see
     /// [`TakeoverConfig::validate`]): checked first, before
-    /// [`TakeoverActor::init`] runs, whichever way the actor is spawned.
+    /// [`TakeoverActor::init`] runs ([`TakeoverServer::spawn_linked`]
+    /// checks the same).
     pub async fn spawn(
         self,
         args: A::Arguments,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        let (instance, handle) = Actor::spawn(None, self, args).await?;
+        let (instance, handle) = Actor::spawn(None, Runtime(self), args).await?;
         started(instance, handle).await
     }
 
@@ -157,19 +187,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// `pre_start`, as ractor's does: a supervisor restarts its child from
     /// its own handler, and must not wait there for the child's safe whereis
     /// (which can wait for registry changes the supervisor's node has not
-    /// seen yet). Wait with [`status`](crate::status) if you need the child
+    /// seen yet). Wait with [`TakeoverRef::status`] if you need the child
     /// started.
     pub async fn spawn_linked(
         self,
         args: A::Arguments,
         supervisor: ActorCell,
     ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
-        Actor::spawn_linked(None, self, args, supervisor).await
+        let (instance, handle) = Actor::spawn_linked(None, Runtime(self), args, supervisor).await?;
+        Ok((TakeoverRef::new(instance), handle))
     }
 }
 
 /// The span every log line of one instance carries.
-fn instance_span(name: &str, node: &crate::NodeId, epoch: Option<Epoch>) -> tracing::Span {
+fn instance_span(name: &str, node: &crate::NodeName, epoch: Option<Epoch>) -> tracing::Span {
     match epoch {
         Some(epoch) => tracing::info_span!("takeover", %name, %node, epoch),
         None => tracing::info_span!("takeover", %name, %node),
@@ -179,11 +210,11 @@ fn instance_span(name: &str, node: &crate::NodeId, epoch: Option<Epoch>) -> trac
 /// Waits for a freshly spawned instance's start-up: ractor handles messages
 /// only after `post_start`, so the answer to a status request comes after it.
 async fn started<A: TakeoverActor>(
-    instance: TakeoverRef<A>,
+    instance: ActorRef<TakeoverMessage<A>>,
     handle: JoinHandle<()>,
 ) -> Result<(TakeoverRef<A>, JoinHandle<()>), SpawnErr> {
     match instance.call(TakeoverMessage::Status, None).await {
-        Ok(ractor::rpc::CallResult::Success(_)) => Ok((instance, handle)),
+        Ok(ractor::rpc::CallResult::Success(_)) => Ok((TakeoverRef::new(instance), handle)),
         _ => Err(SpawnErr::StartupFailed(
             "the instance stopped during its start-up (see its log)".into(),
         )),
@@ -218,7 +249,7 @@ impl<A: TakeoverActor> Stage<A> {
 }
 
 /// The runtime's state of one instance.
-pub struct ServerState<A: TakeoverActor> {
+pub(crate) struct ServerState<A: TakeoverActor> {
     /// What user hooks see, with our registration (the one place the epoch
     /// lives, see [`TakeoverCtx`]) while we hold the name, retire or yield.
     /// Why the registration lives in this state: when the actor dies, for
@@ -254,6 +285,16 @@ pub struct ServerState<A: TakeoverActor> {
     /// calls: handled after the held calls, once it serves (see
     /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
     infos: VecDeque<A::Info>,
+}
+
+impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerState")
+            .field("ctx", &self.ctx)
+            .field("phase", &self.stage.phase())
+            .field("buffered", &self.buffer.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Memories of past transitions: they outlive the stage that made them,
@@ -316,7 +357,26 @@ impl<A: TakeoverActor> Drop for ServerState<A> {
     }
 }
 
-impl<A: TakeoverActor> Actor for TakeoverServer<A> {
+/// The ractor actor itself: a [`TakeoverServer`] under a name nobody
+/// outside the crate can write.
+///
+/// Why not `impl Actor for TakeoverServer`: an actor's message type is
+/// public through its `Actor` impl (`<TakeoverServer<A> as Actor>::Msg`
+/// names it, and a type alias of that builds its variants), so anyone could
+/// have forged a protocol message or a timer. Behind this private newtype
+/// the message type has no public path at all. It derefs to the server, so
+/// the hooks below read as methods of the server.
+struct Runtime<A: TakeoverActor>(TakeoverServer<A>);
+
+impl<A: TakeoverActor> std::ops::Deref for Runtime<A> {
+    type Target = TakeoverServer<A>;
+
+    fn deref(&self) -> &TakeoverServer<A> {
+        &self.0
+    }
+}
+
+impl<A: TakeoverActor> Actor for Runtime<A> {
     type Msg = TakeoverMessage<A>;
     type State = ServerState<A>;
     type Arguments = A::Arguments;

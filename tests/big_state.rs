@@ -9,7 +9,10 @@ mod support;
 use std::time::Duration;
 
 use ractor::{ActorProcessingErr, SpawnErr};
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::{RegistrationInfo, RegistryEvent};
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use support::{init_tracing, on, wait_until, Watcher, TIMEOUT};
@@ -111,14 +114,6 @@ impl TakeoverActor for Blob {
         mine.merged = Some(digest(&theirs.ballast));
         Ok(MergeOutcome::Merged)
     }
-
-    fn encode_state(&self, state: &BlobState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<BlobState, StateCodecErr> {
-        decode_postcard(bytes)
-    }
 }
 
 fn cluster(nodes: &[&str]) -> FakeCluster {
@@ -174,7 +169,7 @@ async fn a_takeover_moves_a_state_bigger_than_the_frame_cap() {
     let mut down = cluster.registry("b").subscribe();
 
     tracing::info!("--- b takes over a state of {BIG} bytes under a {CAP}-byte cap");
-    let report = takeover(&b, TIMEOUT).await.expect("the takeover completes");
+    let report = b.takeover(TIMEOUT).await.expect("the takeover completes");
     assert!(
         report.state_bytes > BIG,
         "{} bytes moved",
@@ -372,7 +367,7 @@ async fn settings_that_cannot_work_are_refused_at_spawn() {
 
 async fn wait_phase_of(instance: &TakeoverRef<Blob>, want: Phase) {
     wait_until(&format!("phase {want:?}"), || async {
-        status(instance, TIMEOUT).await.map(|s| s.phase) == Some(want)
+        instance.status(TIMEOUT).await.ok().map(|s| s.phase) == Some(want)
     })
     .await
 }

@@ -9,6 +9,7 @@ mod support;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use ractor_takeover_testkit::lock_manager::{
@@ -63,7 +64,7 @@ async fn waiting_acquires_survive_a_takeover_and_a_crash() {
     .await;
 
     tracing::info!("--- take over to b while they wait");
-    let report = takeover(&on_b, TIMEOUT).await.expect("takeover");
+    let report = on_b.takeover(TIMEOUT).await.expect("takeover");
     assert_eq!(report.start, StartType::Takeover { from: "a".into() });
     wait_until("the eight wait again, on b", || async {
         waiting(&main).await == 8
@@ -94,9 +95,7 @@ async fn waiting_acquires_survive_a_takeover_and_a_crash() {
 
     tracing::info!("--- crash b; c fails over");
     cluster.crash("b");
-    go(&on_c, GoRequest::Failover { from: "b".into() }, TIMEOUT)
-        .await
-        .expect("failover");
+    on_c.failover("b", TIMEOUT).await.expect("failover");
     // The lock d held went with b's state (no checkpoint): each waiter gets
     // it from c's fresh state.
     let ids = ends_granted(waiters, |e| {
@@ -230,9 +229,7 @@ async fn a_checkpoint_holds_detached_ports() {
 
     tracing::info!("--- crash a; b fails over from the checkpoint");
     cluster.crash("a");
-    let report = go(&on_b, GoRequest::Failover { from: "a".into() }, TIMEOUT)
-        .await
-        .expect("failover");
+    let report = on_b.failover("a", TIMEOUT).await.expect("failover");
     assert!(
         matches!(
             report.start,
@@ -300,7 +297,7 @@ async fn a_client_typed_by_the_protocol() {
         waiting(&there).await == 1
     })
     .await;
-    takeover(&on_b, TIMEOUT).await.expect("takeover");
+    on_b.takeover(TIMEOUT).await.expect("takeover");
     wait_until("it waits again, on b", || async {
         waiting(&there).await == 1
     })

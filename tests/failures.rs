@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr};
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::NodeName;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use support::*;
@@ -44,7 +46,7 @@ async fn a_takeover_that_keeps_failing_backs_off_and_reports_no_failover() {
     tracing::info!("--- b holds (a is not running yet)");
     let _b = spawn(&cluster, "b", &config).await;
     assert_eq!(events.registered("b").await, StartType::Normal);
-    let epoch_b = cluster.holders(NAME)[&NodeId::from("b")]
+    let epoch_b = cluster.holders(NAME)[&NodeName::from("b")]
         .as_ref()
         .map(|h| h.epoch);
     let caller = Caller::start(client(&cluster, "c"), 0);
@@ -125,7 +127,7 @@ async fn a_takeover_that_keeps_failing_backs_off_and_reports_no_failover() {
         b_reported.is_empty(),
         "the old holder reports no (failover) start when nothing failed over: {b_reported:?}"
     );
-    let now_b = cluster.holders(NAME)[&NodeId::from("c")]
+    let now_b = cluster.holders(NAME)[&NodeName::from("c")]
         .as_ref()
         .map(|h| (h.node.clone(), h.epoch));
     assert_eq!(now_b.as_ref().map(|h| h.0.as_str()), Some("b"));
@@ -179,14 +181,6 @@ impl TakeoverActor for Fragile {
             FragileMsg::Panic => panic!("fragile handler asked to panic"),
         }
     }
-
-    fn encode_state(&self, state: &u64) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<u64, StateCodecErr> {
-        decode_postcard(bytes)
-    }
 }
 
 const FRAGILE: &str = "fragile";
@@ -230,16 +224,10 @@ async fn a_panicking_handler_answers_its_callers_at_once() {
     // call that waits behind it.
     let (tx1, panicked) = ractor::concurrency::oneshot();
     let (tx2, queued) = ractor::concurrency::oneshot();
-    a.send_message(TakeoverMessage::Call {
-        msg: FragileMsg::Panic,
-        reply: Some(tx1.into()),
-    })
-    .expect("a takes the panic");
-    a.send_message(TakeoverMessage::Call {
-        msg: FragileMsg::Add(1),
-        reply: Some(tx2.into()),
-    })
-    .expect("a takes the call behind it");
+    a.send_call(FragileMsg::Panic, tx1.into())
+        .expect("a takes the panic");
+    a.send_call(FragileMsg::Add(1), tx2.into())
+        .expect("a takes the call behind it");
     let concurrent = tokio::spawn({
         let remote = remote.clone();
         async move { remote.call(FragileMsg::Add(5), TIMEOUT).await }

@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::NodeName;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use support::{client, init_tracing, phase, spawn, wait_until, Counter, CounterMsg, TIMEOUT};
@@ -178,7 +181,7 @@ impl TakeoverActor for Sweeper {
     async fn on_handed_over(
         &self,
         ctx: &TakeoverCtx<Self>,
-        to: &NodeId,
+        to: &NodeName,
         _: &mut SweepState,
     ) -> Result<(), ActorProcessingErr> {
         assert_eq!(ctx.epoch(), None, "the name is given up before the hook");
@@ -208,14 +211,6 @@ impl TakeoverActor for Sweeper {
             .push((ctx.node().to_string(), kind));
         Ok(())
     }
-
-    fn encode_state(&self, s: &SweepState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-
-    fn decode_state(&self, b: &[u8]) -> Result<SweepState, StateCodecErr> {
-        decode_postcard(b)
-    }
 }
 
 async fn sweeper(
@@ -241,7 +236,7 @@ async fn sweeper(
 }
 
 async fn phase_of<A: TakeoverActor>(instance: &TakeoverRef<A>) -> Option<Phase> {
-    status(instance, TIMEOUT).await.map(|s| s.phase)
+    instance.status(TIMEOUT).await.ok().map(|s| s.phase)
 }
 
 async fn wait_phase_of<A: TakeoverActor>(instance: &TakeoverRef<A>, want: Phase) {
@@ -276,7 +271,7 @@ async fn a_sweep_timer_runs_only_on_the_holder_and_moves_with_the_name() {
     assert_eq!(seen.sweeps("b"), 0, "a standby never sweeps");
 
     tracing::info!("--- takeover a -> b");
-    let report = takeover(&on_b, TIMEOUT).await.expect("takeover to b");
+    let report = on_b.takeover(TIMEOUT).await.expect("takeover to b");
     assert_eq!(report.start, StartType::Takeover { from: "a".into() });
     wait_phase_of(&on_a, Phase::Standby).await;
     let a_then = seen.sweeps("a");
@@ -297,7 +292,7 @@ async fn a_sweep_timer_runs_only_on_the_holder_and_moves_with_the_name() {
     );
 
     tracing::info!("--- takeover back b -> a, by the same instance on a");
-    let report = takeover(&on_a, TIMEOUT).await.expect("takeover back to a");
+    let report = on_a.takeover(TIMEOUT).await.expect("takeover back to a");
     assert_eq!(report.start, StartType::Takeover { from: "b".into() });
     wait_phase_of(&on_b, Phase::Standby).await;
     let b_then = seen.sweeps("b");
@@ -339,7 +334,7 @@ async fn a_timer_of_the_old_holder_is_cancelled_not_forwarded() {
     cb.call(SweepMsg::ArmLate(600_000), TIMEOUT)
         .await
         .expect("a arms");
-    takeover(&on_b, TIMEOUT).await.expect("takeover to b");
+    on_b.takeover(TIMEOUT).await.expect("takeover to b");
     wait_phase_of(&on_a, Phase::Standby).await;
     tokio::time::sleep(Duration::from_secs(1200)).await;
     assert_eq!(seen.late("a"), 0, "cancelled on a");
@@ -472,7 +467,7 @@ async fn a_plain_supervisor_survives_a_takeover_of_its_child() {
     assert_eq!(cb.call(CounterMsg::Add(5), TIMEOUT).await.unwrap().total, 5);
 
     tracing::info!("--- takeover a -> b");
-    takeover(&on_b, TIMEOUT).await.expect("takeover to b");
+    on_b.takeover(TIMEOUT).await.expect("takeover to b");
     support::wait_phase(&on_a, Phase::Standby).await;
     assert_eq!(cb.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().total, 6);
     // Had the child stopped, its supervisor would have stopped with it: the
@@ -480,7 +475,7 @@ async fn a_plain_supervisor_survives_a_takeover_of_its_child() {
     assert_eq!(supervisor.get_status(), ActorStatus::Running);
 
     tracing::info!("--- the supervised child takes the name back");
-    let report = takeover(&on_a, TIMEOUT).await.expect("takeover back to a");
+    let report = on_a.takeover(TIMEOUT).await.expect("takeover back to a");
     assert_eq!(report.start, StartType::Takeover { from: "b".into() });
     support::wait_phase(&on_b, Phase::Standby).await;
     assert_eq!(cb.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().total, 7);
@@ -502,7 +497,7 @@ async fn a_retired_instance_gets_checkpoints_as_a_fresh_standby() {
     let on_b = spawn(&cluster, "b", &config).await;
     let cb = client(&cluster, "b");
     assert_eq!(cb.call(CounterMsg::Add(5), TIMEOUT).await.unwrap().total, 5);
-    takeover(&on_b, TIMEOUT).await.expect("takeover to b");
+    on_b.takeover(TIMEOUT).await.expect("takeover to b");
     support::wait_phase(&on_a, Phase::Standby).await;
     wait_until("b sees a in the standby group", || {
         let members = cluster
@@ -521,9 +516,7 @@ async fn a_retired_instance_gets_checkpoints_as_a_fresh_standby() {
 
     tracing::info!("--- b crashes; a fails over from the checkpoint");
     cluster.crash("b");
-    let report = go(&on_a, GoRequest::Failover { from: "b".into() }, TIMEOUT)
-        .await
-        .expect("failover to a");
+    let report = on_a.failover("b", TIMEOUT).await.expect("failover to a");
     assert!(
         matches!(
             report.start,

@@ -34,6 +34,8 @@ use std::time::Duration;
 use ractor::concurrency::JoinHandle;
 use ractor::ActorProcessingErr;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::Epoch;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -117,14 +119,6 @@ impl TakeoverActor for Ledger {
             LedgerMsg::Snapshot => LedgerReply::Snapshot(state.clone()),
         })
     }
-
-    fn encode_state(&self, state: &LedgerState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<LedgerState, StateCodecErr> {
-        decode_postcard(bytes)
-    }
 }
 
 type Instance = (TakeoverRef<Ledger>, JoinHandle<()>);
@@ -138,7 +132,7 @@ async fn spawn_ledger(cluster: &FakeCluster, node: &str, config: &TakeoverConfig
 
 /// The phase an instance reports (its post_start has run once it answers).
 async fn phase_of(instance: &TakeoverRef<Ledger>) -> Option<Phase> {
-    status(instance, TIMEOUT).await.map(|s| s.phase)
+    instance.status(TIMEOUT).await.ok().map(|s| s.phase)
 }
 
 /// What one caller saw.
@@ -284,7 +278,9 @@ async fn drive(
             (format!("{more} calls"), target)
         };
 
-        let report = takeover(&standby.0, TIMEOUT)
+        let report = standby
+            .0
+            .takeover(TIMEOUT)
             .await
             .map_err(|e| format!("takeover #{k} {holder_node} -> {standby_node}: {e}"))?;
         if report.start

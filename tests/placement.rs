@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use support::*;
 

@@ -5,7 +5,8 @@ mod support;
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode};
-use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
+use ractor_takeover::registry::{Registry, RegistryEvent};
+use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 
@@ -71,7 +72,9 @@ async fn a_node_with_the_wrong_cookie_never_joins() {
     );
     while let Ok(event) = node_events.try_recv() {
         if let RegistryEvent::NodeUp(node)
-        | RegistryEvent::Registered(ractor_takeover::RegistrationInfo { node, .. }) = &event
+        | RegistryEvent::Registered(ractor_takeover::registry::RegistrationInfo {
+            node, ..
+        }) = &event
         {
             assert_ne!(node.as_str(), "d", "the client never saw d: {event:?}");
         }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
-use ractor_takeover::Registry;
+use ractor_takeover::registry::Registry;
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;
 

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls};
-use ractor_takeover::Registry;
+use ractor_takeover::registry::Registry;
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc, TempDir};
 use tokio::io::AsyncReadExt;
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
-use ractor_takeover::{Registry, RegistryEvent};
+use ractor_takeover::registry::{Registry, RegistryEvent};
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;
 

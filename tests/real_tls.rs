@@ -6,7 +6,8 @@ mod support;
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls};
-use ractor_takeover::{GlobalClient, Registry, RegistryEvent};
+use ractor_takeover::registry::{Registry, RegistryEvent};
+use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc, TempDir};
 
@@ -106,7 +107,9 @@ async fn tls_nodes_form_a_cluster_and_a_plain_node_never_joins() {
     let mut saw_d = false;
     while let Ok(event) = node_events.try_recv() {
         if let RegistryEvent::NodeUp(node)
-        | RegistryEvent::Registered(ractor_takeover::RegistrationInfo { node, .. }) = &event
+        | RegistryEvent::Registered(ractor_takeover::registry::RegistrationInfo {
+            node, ..
+        }) = &event
         {
             assert_ne!(node.as_str(), "c", "the client never saw c: {event:?}");
             saw_d |= node.as_str() == "d";

@@ -5,7 +5,10 @@ mod support;
 
 use std::time::Duration;
 
+use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::NodeName;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use support::*;
 
@@ -223,13 +226,11 @@ async fn quorum_mode_refuses_a_holder_in_the_minority() {
     tracing::info!("--- b loses both peers: alone, it is a minority of three");
     cut_off(&cluster, "b").await;
     let b2 = spawn_with(&cluster, "b", &config, &counter).await;
-    let err = go(&b2, GoRequest::Failover { from: "a".into() }, TIMEOUT)
-        .await
-        .unwrap_err();
+    let err = b2.failover("a", TIMEOUT).await.unwrap_err();
     assert_eq!(err, TakeoverErr::NoQuorum);
     assert_eq!(phase(&b2).await, Some(Phase::Standby));
     assert_eq!(
-        cluster.holders(NAME)[&NodeId::new("b")],
+        cluster.holders(NAME)[&NodeName::new("b")],
         None,
         "no holder in b's minority"
     );

@@ -176,7 +176,7 @@ pub(crate) async fn ctl_takeover(slot: &Slot, args: &[u8]) -> Result<TakeoverOut
     let instance = loop {
         let current = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(instance) = current {
-            let st = status(&instance, Duration::from_secs(1)).await;
+            let st = instance.status(Duration::from_secs(1)).await.ok();
             if st.is_some_and(|s| s.phase == Phase::Standby) {
                 break instance;
             }
@@ -187,7 +187,8 @@ pub(crate) async fn ctl_takeover(slot: &Slot, args: &[u8]) -> Result<TakeoverOut
         tokio::time::sleep(Duration::from_millis(2)).await;
     };
     let started = Instant::now();
-    let report = takeover(&instance, Duration::from_millis(timeout_ms))
+    let report = instance
+        .takeover(Duration::from_millis(timeout_ms))
         .await
         .map_err(|e| e.to_string())?;
     Ok(TakeoverOutcome {

@@ -8,9 +8,9 @@ pub(crate) async fn fake_rtt(opts: &Opts, figs: &mut Figures) -> Result<(), AnyE
     let srv =
         |n: &str| TakeoverServer::new(NAME, Bench, cluster.registry(n), TakeoverConfig::default());
     let (on_a, _) = srv("a").spawn(()).await?;
-    status(&on_a, t).await.ok_or("fake a did not start")?;
+    on_a.status(t).await.map_err(|_| "fake a did not start")?;
     let (on_b, _) = srv("b").spawn(()).await?;
-    status(&on_b, t).await.ok_or("fake b did not start")?;
+    on_b.status(t).await.map_err(|_| "fake b did not start")?;
     let local = GlobalClient::<Bench>::new(NAME, cluster.registry("a"));
     let cross = GlobalClient::<Bench>::new(NAME, cluster.registry("b"));
     let (echo, _) = Actor::spawn(None, Echo, ()).await?;

@@ -81,9 +81,10 @@ use ractor::rpc::CallResult;
 use ractor::{pg, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::status::Phase;
 use ractor_takeover::{
-    decode_postcard, encode_postcard, status, takeover, CallErr, GlobalClient, Phase, Placement,
-    StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverRef, TakeoverServer,
+    CallErr, GlobalClient, Placement, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverRef,
+    TakeoverServer,
 };
 use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs};
 use ractor_takeover_testkit::procs::{free_ports, NodeProc};

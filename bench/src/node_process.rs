@@ -41,7 +41,7 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<(), AnyErr> {
         let phase = loop {
             let current = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if let Some(st) = match current {
-                Some(inst) => status(&inst, Duration::from_secs(30)).await,
+                Some(inst) => inst.status(Duration::from_secs(30)).await.ok(),
                 None => None,
             } {
                 break st.phase;

@@ -14,7 +14,7 @@ pub(crate) enum BenchMsg {
     Get,
     /// Answer with the payload (the handle's round trip).
     Ping {
-        #[serde(with = "ractor_takeover::bytes")]
+        #[serde(with = "ractor_takeover::codec::bytes")]
         payload: Vec<u8>,
     },
 }
@@ -41,7 +41,7 @@ pub(crate) enum BenchReply {
         clients: Vec<(u32, ClientRec)>,
     },
     Pong {
-        #[serde(with = "ractor_takeover::bytes")]
+        #[serde(with = "ractor_takeover::codec::bytes")]
         payload: Vec<u8>,
     },
 }
@@ -62,7 +62,7 @@ pub(crate) struct ClientRec {
 pub(crate) struct BenchState {
     pub(crate) counter: u64,
     pub(crate) clients: BTreeMap<u32, ClientRec>,
-    #[serde(with = "ractor_takeover::bytes")]
+    #[serde(with = "ractor_takeover::codec::bytes")]
     pub(crate) blob: Vec<u8>,
 }
 
@@ -112,13 +112,5 @@ impl TakeoverActor for Bench {
             },
             BenchMsg::Ping { payload } => BenchReply::Pong { payload },
         })
-    }
-
-    fn encode_state(&self, state: &BenchState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<BenchState, StateCodecErr> {
-        decode_postcard(bytes)
     }
 }

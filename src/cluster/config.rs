@@ -5,29 +5,33 @@ use std::fmt;
 use std::time::Duration;
 
 use super::ClusterTls;
-use crate::{ConfigErr, NodeId};
+use crate::{ConfigErr, NodeName};
 
 /// Settings of one real node.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct ClusterConfig {
-    /// This node's stable identity, e.g. `"a"`. Unique in the cluster.
-    pub node: NodeId,
-    /// The host name peers reach this node by.
+    /// This node's stable identity, e.g. `"a"`. Unique in the cluster. No
+    /// default: given to [`ClusterConfig::new`].
+    pub node: NodeName,
+    /// The host name peers reach this node by. Default: `127.0.0.1`.
     pub hostname: String,
-    /// The TCP port to listen on.
+    /// The TCP port to listen on. No default: given to [`ClusterConfig::new`].
     pub port: u16,
     /// The shared secret: a peer with another cookie never completes the
-    /// handshake, so it never sees or joins any registration.
+    /// handshake, so it never sees or joins any registration. No default:
+    /// given to [`ClusterConfig::new`].
     pub cookie: String,
     /// Peers to connect to (and reconnect to), as `name@host:port`.
+    /// Default: none.
     pub peers: Vec<PeerAddr>,
-    /// How often the heartbeat pings every peer.
+    /// How often the heartbeat pings every peer. Default: 200 ms.
     pub heartbeat_interval: Duration,
     /// How many intervals a peer may stay silent before it counts as down.
+    /// Default: 5 (a dead peer is seen in about a second).
     pub heartbeat_misses: u32,
     /// The largest inbound frame accepted, on every connection (before
-    /// authentication too). Default [`DEFAULT_MAX_FRAME_BYTES`]; at least
+    /// authentication too). Default: [`DEFAULT_MAX_FRAME_BYTES`] (16 MiB); at least
     /// [`MIN_FRAME_BYTES`]. Why small: a peer that never authenticates can
     /// make the node buffer this much per connection. Big states do not
     /// need big frames: they travel in parts of `state_part_bytes`, which
@@ -35,20 +39,20 @@ pub struct ClusterConfig {
     pub max_frame_bytes: u64,
     /// How long a registration's token lives on after it left the group, so
     /// that replies to calls the old instance forwarded still reach remote
-    /// callers. Set it above your longest call timeout.
+    /// callers. Set it above your longest call timeout. Default: 30 s.
     pub token_linger: Duration,
-    /// TLS for every session, accepted and dialed; `None` (the default) is
-    /// plain TCP. All nodes of a cluster must agree: a TLS node and a plain
+    /// TLS for every session, accepted and dialed. Default: `None`, plain
+    /// TCP. All nodes of a cluster must agree: a TLS node and a plain
     /// one never complete a session.
     pub tls: Option<ClusterTls>,
     /// A directory of this node's own (one per node) where it keeps the
     /// newest registration it has seen per name, so that its epochs never
-    /// go back when its process restarts. `None` (the default): a restarted
+    /// go back when its process restarts. Default: `None`, and then a restarted
     /// node that cannot reach a peer that saw the name's last holder may take
     /// an epoch again, and report a start on a vacant name as `Normal`.
     pub state_dir: Option<std::path::PathBuf>,
     /// How long, from the node's start, a configured peer whose session has
-    /// not completed counts as *unknown* rather than down (5 s by default).
+    /// not completed counts as *unknown* rather than down. Default: 5 s.
     /// Why: a safe lookup answers only once every configured peer is known,
     /// and a restarting node that took a slow peer for a dead one would see
     /// the name vacant and register beside the live holder there. A peer
@@ -57,24 +61,24 @@ pub struct ClusterConfig {
     /// held) is waited for up to this long.
     pub startup_timeout: Duration,
     /// The longest one dial of a peer may take (TCP connect, and the TLS
-    /// handshake when TLS is on; 2 s by default). ractor_cluster gives
+    /// handshake when TLS is on). Default: 2 s. ractor_cluster gives
     /// neither a timeout of its own: without one, a peer that accepts and
     /// never answers would hold the dial forever.
     pub handshake_timeout: Duration,
-    /// How much shorter a holder's lease is than the detection time
-    /// (`None`, the default: a quarter of it). The margin must cover what
+    /// How much shorter a holder's lease is than the detection time.
+    /// Default: `None`, a quarter of it. The margin must cover what
     /// can happen between a holder's lease check and its answer leaving
     /// (the handler's run, scheduling) plus the drift between the nodes'
     /// clock rates; a pause longer than the margin at that very moment can
     /// still let an answer out after the lease ran out. See
-    /// [`Registry::lease_until`](crate::Registry::lease_until).
+    /// [`Registry::lease_until`](crate::registry::Registry::lease_until).
     pub lease_margin: Option<Duration>,
 }
 
 impl ClusterConfig {
     /// A node named `node` listening on `127.0.0.1:port` with `cookie`. The
     /// defaults detect a dead peer in about a second (200 ms x 5).
-    pub fn new(node: impl Into<NodeId>, port: u16, cookie: impl Into<String>) -> Self {
+    pub fn new(node: impl Into<NodeName>, port: u16, cookie: impl Into<String>) -> Self {
         Self {
             node: node.into(),
             hostname: "127.0.0.1".into(),
@@ -206,11 +210,22 @@ pub const MIN_FRAME_BYTES: u64 = 64 << 10;
 
 /// A peer's identity and address, written `name@host:port`.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PeerAddr {
     /// The peer's node identity.
-    pub node: NodeId,
+    pub node: NodeName,
     /// `host:port`.
     pub addr: String,
+}
+
+impl PeerAddr {
+    /// The peer `node`, listening at `addr` (`host:port`).
+    pub fn new(node: impl Into<NodeName>, addr: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            addr: addr.into(),
+        }
+    }
 }
 
 impl std::str::FromStr for PeerAddr {
@@ -219,7 +234,7 @@ impl std::str::FromStr for PeerAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once('@') {
             Some((node, addr)) if !node.is_empty() && addr.contains(':') => Ok(Self {
-                node: NodeId::new(node),
+                node: NodeName::new(node),
                 addr: addr.to_string(),
             }),
             _ => Err(ClusterErr::BadPeer(s.to_string())),

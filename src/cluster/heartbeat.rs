@@ -15,7 +15,7 @@ use ractor_cluster::NodeServerMessage;
 use tokio::time::Instant;
 
 use super::{lease, ClusterConfig, Shared};
-use crate::{NodeId, RegistryEvent};
+use crate::{NodeName, RegistryEvent};
 
 /// The pg scope of the heartbeat actors, apart from the registrations'.
 pub(crate) const HB_SCOPE: &str = "ractor_takeover|hb";
@@ -26,31 +26,31 @@ const PREFIX: &str = "ractor_takeover|hb|";
 /// sorts first.
 const ORDERLESS_AFTER: u32 = 25;
 
-pub(crate) fn actor_name(node: &NodeId) -> String {
+pub(crate) fn actor_name(node: &NodeName) -> String {
     format!("{PREFIX}{node}")
 }
 
-fn node_of(cell: &ActorCell) -> Option<NodeId> {
-    cell.get_name()?.strip_prefix(PREFIX).map(NodeId::new)
+fn node_of(cell: &ActorCell) -> Option<NodeName> {
+    cell.get_name()?.strip_prefix(PREFIX).map(NodeName::new)
 }
 
 pub(crate) enum HeartbeatMsg {
     /// From a peer: answer with a pong.
-    Ping { from: NodeId, seq: u64 },
+    Ping { from: NodeName, seq: u64 },
     /// From a peer: it is alive, and every change it made before is in.
-    Pong { from: NodeId, seq: u64 },
+    Pong { from: NodeName, seq: u64 },
     /// Local: ping everyone, expire the silent, dial the missing.
     Tick,
     /// Local: answer once every live peer answered a ping sent from now on.
     Barrier(RpcReplyPort<()>),
     /// Local: a dial finished; `refused`: nothing listens at the address.
     Dialed {
-        node: NodeId,
+        node: NodeName,
         ok: bool,
         refused: bool,
     },
     /// Local: a TCP probe of a peer we wait to be dialed by, during start-up.
-    Probed { node: NodeId, refused: bool },
+    Probed { node: NodeName, refused: bool },
 }
 
 impl ractor::Message for HeartbeatMsg {
@@ -75,7 +75,7 @@ impl ractor::Message for HeartbeatMsg {
         let SerializedMessage::Cast { variant, args, .. } = bytes else {
             return Err(BoxedDowncastErr);
         };
-        let (from, seq): (NodeId, u64) =
+        let (from, seq): (NodeName, u64) =
             postcard::from_bytes(&args).map_err(|_| BoxedDowncastErr)?;
         match variant.as_str() {
             "ping" => Ok(Self::Ping { from, seq }),
@@ -96,15 +96,15 @@ pub(crate) struct Args {
 pub(crate) struct State {
     args: Args,
     seq: u64,
-    last_heard: HashMap<NodeId, Instant>,
-    barriers: Vec<(u64, BTreeSet<NodeId>, RpcReplyPort<()>)>,
+    last_heard: HashMap<NodeName, Instant>,
+    barriers: Vec<(u64, BTreeSet<NodeName>, RpcReplyPort<()>)>,
     ticks: u64,
     /// Dial rounds each configured peer has gone without a session.
-    unconnected_ticks: HashMap<NodeId, u32>,
+    unconnected_ticks: HashMap<NodeName, u32>,
     /// Peers being dialed, and until when not to dial them again.
-    dialing: HashMap<NodeId, Instant>,
+    dialing: HashMap<NodeName, Instant>,
     /// Peers being probed (start-up only).
-    probing: BTreeSet<NodeId>,
+    probing: BTreeSet<NodeName>,
     /// When each recent ping round was sent, by its sequence number: a pong
     /// proves liveness as of its ping's send time, never as of its arrival.
     sent: VecDeque<(u64, Instant)>,
@@ -113,12 +113,12 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn me(&self) -> &NodeId {
+    fn me(&self) -> &NodeName {
         &self.args.config.node
     }
 
     /// Our peers' heartbeat actors, as pg shows them.
-    fn peer_cells(&self) -> Vec<(NodeId, ActorCell)> {
+    fn peer_cells(&self) -> Vec<(NodeName, ActorCell)> {
         pg::get_scoped_members(&HB_SCOPE.to_string(), &GROUP.to_string())
             .into_iter()
             .filter(|c| !c.get_id().is_local())
@@ -127,7 +127,7 @@ impl State {
             .collect()
     }
 
-    fn ping_all(&mut self) -> BTreeSet<NodeId> {
+    fn ping_all(&mut self) -> BTreeSet<NodeName> {
         self.seq += 1;
         let now = Instant::now();
         self.sent.push_back((self.seq, now));
@@ -154,7 +154,7 @@ impl State {
     }
 
     /// `node` answered ping `seq`: its lease evidence is that ping's send time.
-    fn answered(&mut self, node: &NodeId, seq: u64) {
+    fn answered(&mut self, node: &NodeName, seq: u64) {
         let Some(&(_, sent)) = self.sent.iter().find(|(s, _)| *s == seq) else {
             return;
         };
@@ -165,7 +165,7 @@ impl State {
         }
     }
 
-    fn heard(&mut self, node: NodeId) {
+    fn heard(&mut self, node: NodeName) {
         self.last_heard.insert(node.clone(), Instant::now());
         let new = {
             let mut s = self.args.shared.lock();
@@ -184,7 +184,7 @@ impl State {
         }
     }
 
-    fn down(&mut self, node: &NodeId, why: &str) {
+    fn down(&mut self, node: &NodeName, why: &str) {
         self.last_heard.remove(node);
         let was = {
             let mut s = self.args.shared.lock();
@@ -201,7 +201,7 @@ impl State {
     }
 
     /// `node` answered up to `seq` (or is gone: `u64::MAX`).
-    fn settle_barriers(&mut self, node: &NodeId, seq: u64) {
+    fn settle_barriers(&mut self, node: &NodeName, seq: u64) {
         let mut i = 0;
         while i < self.barriers.len() {
             if self.barriers[i].0 <= seq {
@@ -223,7 +223,7 @@ impl State {
     /// peer that never dials us (configured one way only) is dialed anyway
     /// once `ORDERLESS_AFTER` ticks have passed without a session.
     fn dial_missing(&mut self, myself: &ActorRef<HeartbeatMsg>) {
-        let connected: BTreeSet<NodeId> = self.peer_cells().into_iter().map(|(n, _)| n).collect();
+        let connected: BTreeSet<NodeName> = self.peer_cells().into_iter().map(|(n, _)| n).collect();
         let me = self.args.config.node.clone();
         for peer in self.args.config.peers.clone() {
             if connected.contains(&peer.node) || peer.node == me {
@@ -300,7 +300,7 @@ impl State {
     /// accepted one (a live peer, or a hung one: the kernel accepts for it)
     /// leaves it unknown until it dials us or `startup_timeout` passes. The
     /// probe's connection closes at once without a byte sent.
-    fn probe(&mut self, myself: &ActorRef<HeartbeatMsg>, node: &NodeId, addr: &str) {
+    fn probe(&mut self, myself: &ActorRef<HeartbeatMsg>, node: &NodeName, addr: &str) {
         let shared = &self.args.shared;
         if shared.started.elapsed() >= self.args.config.startup_timeout
             || self.probing.contains(node)
@@ -326,7 +326,7 @@ impl State {
     }
 
     /// Nothing listens at `node`'s address: known down (not up, so no event).
-    fn refused(&mut self, node: &NodeId) {
+    fn refused(&mut self, node: &NodeName) {
         let mut s = self.args.shared.lock();
         if !s.alive.contains(node) && s.known_down.insert(node.clone()) {
             tracing::info!(node = %self.args.config.node, peer = %node, "peer not listening: known down");
@@ -423,7 +423,7 @@ impl Actor for Heartbeat {
                 }
                 state.ping_all();
                 let detection = state.args.config.detection_time();
-                let silent: Vec<NodeId> = state
+                let silent: Vec<NodeName> = state
                     .last_heard
                     .iter()
                     .filter(|(_, at)| at.elapsed() > detection)
@@ -454,7 +454,7 @@ impl Actor for Heartbeat {
             HeartbeatMsg::Barrier(reply) => {
                 let pinged = state.ping_all();
                 let alive = state.args.shared.lock().alive.clone();
-                let waiting: BTreeSet<NodeId> = pinged.intersection(&alive).cloned().collect();
+                let waiting: BTreeSet<NodeName> = pinged.intersection(&alive).cloned().collect();
                 if waiting.is_empty() {
                     let _ = reply.send(());
                 } else {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::NodeId;
+use crate::NodeName;
 
 /// Until when this node holds its lease, from the send time of the latest
 /// ping each peer answered (`answered`), over the peers considered up
@@ -33,8 +33,8 @@ use crate::NodeId;
 /// after the fence, or the lease ran out by `now`). A node with no peer up
 /// has nobody who could take a name from it: it holds a lease from `now`.
 pub(crate) fn lease_until(
-    alive: &BTreeSet<NodeId>,
-    answered: &HashMap<NodeId, Instant>,
+    alive: &BTreeSet<NodeName>,
+    answered: &HashMap<NodeName, Instant>,
     fence: Option<Instant>,
     lease: Duration,
     now: Instant,
@@ -65,8 +65,8 @@ pub(crate) fn is_stall(gap: Duration, interval: Duration, detection: Duration) -
 mod tests {
     use super::*;
 
-    fn nodes(names: &[&str]) -> BTreeSet<NodeId> {
-        names.iter().map(|n| NodeId::new(*n)).collect()
+    fn nodes(names: &[&str]) -> BTreeSet<NodeName> {
+        names.iter().map(|n| NodeName::new(*n)).collect()
     }
 
     const LEASE: Duration = Duration::from_millis(750);
@@ -78,8 +78,8 @@ mod tests {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
         let answered = HashMap::from([
-            (NodeId::new("b"), t0 + ms(100)),
-            (NodeId::new("c"), t0 + ms(300)),
+            (NodeName::new("b"), t0 + ms(100)),
+            (NodeName::new("c"), t0 + ms(300)),
         ]);
         let alive = nodes(&["b", "c"]);
         let now = t0 + ms(400);
@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn only_peers_up_count() {
         let t0 = Instant::now();
-        let answered = HashMap::from([(NodeId::new("b"), t0)]);
+        let answered = HashMap::from([(NodeName::new("b"), t0)]);
         assert_eq!(
             lease_until(&nodes(&["b", "c"]), &answered, None, LEASE, t0),
             None,
@@ -125,8 +125,8 @@ mod tests {
         let ms = Duration::from_millis;
         let fence = t0 + ms(100);
         let mut answered = HashMap::from([
-            (NodeId::new("b"), t0 + ms(150)),
-            (NodeId::new("c"), t0 + ms(50)),
+            (NodeName::new("b"), t0 + ms(150)),
+            (NodeName::new("c"), t0 + ms(50)),
         ]);
         let alive = nodes(&["b", "c"]);
         let now = t0 + ms(200);
@@ -134,7 +134,7 @@ mod tests {
             lease_until(&alive, &answered, Some(fence), LEASE, now),
             None
         );
-        answered.insert(NodeId::new("c"), t0 + ms(160));
+        answered.insert(NodeName::new("c"), t0 + ms(160));
         assert_eq!(
             lease_until(&alive, &answered, Some(fence), LEASE, now),
             Some(t0 + ms(150) + LEASE)

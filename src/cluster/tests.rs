@@ -51,3 +51,21 @@ async fn start_refuses_a_margin_that_leaves_no_lease() {
         Ok(_) => panic!("started with no lease"),
     }
 }
+
+/// The defaults are the ones each field's rustdoc states (keep them in step).
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = ClusterConfig::new("a", 4000, "c");
+    assert_eq!(c.hostname, "127.0.0.1");
+    assert!(c.peers.is_empty());
+    assert_eq!(c.heartbeat_interval, Duration::from_millis(200));
+    assert_eq!(c.heartbeat_misses, 5);
+    assert_eq!(c.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
+    assert_eq!(DEFAULT_MAX_FRAME_BYTES, 16 << 20);
+    assert_eq!(c.token_linger, Duration::from_secs(30));
+    assert!(c.tls.is_none());
+    assert_eq!(c.state_dir, None);
+    assert_eq!(c.startup_timeout, Duration::from_secs(5));
+    assert_eq!(c.handshake_timeout, Duration::from_secs(2));
+    assert_eq!(c.lease_margin, None);
+}

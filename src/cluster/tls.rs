@@ -185,6 +185,7 @@ impl ClusterTls {
     /// everyone holding the key is a member. Keep `dir` out of version
     /// control.
     #[cfg(feature = "tls-selfsigned")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls-selfsigned")))]
     pub fn self_signed(dir: impl AsRef<Path>, names: &[&str]) -> Result<Self, TlsErr> {
         use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use crate::{LeaveReason, NodeId, RegistrationInfo, Registry};
+use crate::{LeaveReason, NodeName, RegistrationInfo, Registry};
 
 const PREFIX: &str = "ractor_takeover|reg|";
 
@@ -20,7 +20,7 @@ pub(crate) fn actor_name(info: &RegistrationInfo) -> String {
 pub(crate) fn parse_name(name: &str) -> Option<RegistrationInfo> {
     let mut parts = name.strip_prefix(PREFIX)?.splitn(3, '|');
     let epoch = parts.next()?.parse().ok()?;
-    let node = NodeId::new(parts.next()?);
+    let node = NodeName::new(parts.next()?);
     let name = parts.next()?.to_string();
     Some(RegistrationInfo { name, epoch, node })
 }
@@ -148,7 +148,7 @@ mod tests {
         let info = RegistrationInfo {
             name: "lock|manager".into(),
             epoch: 42,
-            node: NodeId::new("b"),
+            node: NodeName::new("b"),
         };
         assert_eq!(parse_name(&actor_name(&info)), Some(info));
         assert_eq!(parse_name("something_else"), None);

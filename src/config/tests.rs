@@ -9,12 +9,15 @@ fn validate_refuses_what_cannot_work_and_nothing_else() {
         .with_state_part_bytes(part)
         .with_max_state_bytes(part);
     assert_eq!(ok.validate(None), Ok(()));
-    assert_eq!(ok.validate(Some(part + PART_ENVELOPE_BYTES)), Ok(()));
     assert_eq!(
-        ok.validate(Some(part + PART_ENVELOPE_BYTES - 1)),
+        ok.validate(Some(part + TakeoverConfig::PART_ENVELOPE_BYTES)),
+        Ok(())
+    );
+    assert_eq!(
+        ok.validate(Some(part + TakeoverConfig::PART_ENVELOPE_BYTES - 1)),
         Err(ConfigErr::PartOverFrame {
             part_bytes: part,
-            max_frame_bytes: (part + PART_ENVELOPE_BYTES - 1) as u64,
+            max_frame_bytes: (part + TakeoverConfig::PART_ENVELOPE_BYTES - 1) as u64,
         })
     );
     assert_eq!(
@@ -40,4 +43,28 @@ fn validate_refuses_what_cannot_work_and_nothing_else() {
     );
     // The defaults fit ractor_cluster's default cap.
     assert_eq!(TakeoverConfig::default().validate(Some(16 << 20)), Ok(()));
+}
+
+/// The defaults are the ones each field's rustdoc states (keep them in step).
+#[test]
+fn defaults_are_the_documented_ones() {
+    let c = TakeoverConfig::default();
+    assert_eq!(c.buffer_capacity, 10_000);
+    assert_eq!(c.pull_timeout, Duration::from_secs(5));
+    assert_eq!(c.whereis_timeout, Duration::from_secs(5));
+    assert_eq!(c.max_state_bytes, 1 << 30);
+    assert_eq!(c.state_part_bytes, 4 << 20);
+    assert_eq!(c.placement, None);
+    assert_eq!(format!("{:?}", c.resolver), "PriorityThenEpoch");
+    assert_eq!(c.conflict_grace, Duration::from_secs(1));
+    assert_eq!(c.checkpoint, None);
+    assert!(!c.quorum);
+    assert_eq!(TakeoverConfig::PART_ENVELOPE_BYTES, 16 << 10);
+    assert_eq!(
+        CheckpointPolicy::every_calls(0).and_every(Duration::from_secs(2)),
+        CheckpointPolicy {
+            every_calls: Some(1),
+            every: Some(Duration::from_secs(2)),
+        }
+    );
 }

@@ -39,7 +39,7 @@ use ractor::message::SerializedMessage;
 use tokio::sync::watch;
 
 use super::{pair, FakeCluster, Item, ItemKind, Link, Op, World};
-use crate::NodeId;
+use crate::NodeName;
 
 impl World {
     /// The switch that stops and starts `link`, set as it should be now.
@@ -63,7 +63,7 @@ impl World {
     }
 
     /// Every link into and out of `node`.
-    fn links_of(&self, node: &NodeId) -> Vec<Link> {
+    fn links_of(&self, node: &NodeName) -> Vec<Link> {
         self.nodes
             .keys()
             .filter(|p| *p != node)
@@ -73,7 +73,7 @@ impl World {
 
     /// Ends a pause of `node` (a resume, or a crash of the paused node), and
     /// returns the peers that saw it down meanwhile.
-    pub(super) fn unpause(&mut self, node: &NodeId) -> Vec<NodeId> {
+    pub(super) fn unpause(&mut self, node: &NodeName) -> Vec<NodeName> {
         let Some(pause) = self.paused.remove(node) else {
             return Vec::new();
         };
@@ -89,7 +89,7 @@ pub(super) struct Pause {
     /// Which pause, so a detection timer of an earlier one does nothing.
     number: u64,
     /// Peers that saw the node down during it.
-    seen_down: Vec<NodeId>,
+    seen_down: Vec<NodeName>,
 }
 
 impl Item {
@@ -128,7 +128,7 @@ impl FakeCluster {
     /// peers see it down after the detection time.
     pub fn pause(&self, node: &str) {
         tracing::info!("--- pause {node}");
-        let id: NodeId = node.into();
+        let id: NodeName = node.into();
         let mut w = self.world();
         if !w.nodes.get(&id).is_some_and(|n| n.up) || w.paused.contains_key(&id) {
             return;
@@ -155,12 +155,12 @@ impl FakeCluster {
     }
 
     /// The peers' heartbeats have missed a paused node for the detection time.
-    fn pause_detected(&self, id: &NodeId, number: u64) {
+    fn pause_detected(&self, id: &NodeName, number: u64) {
         let mut w = self.world();
         if w.paused.get(id).is_none_or(|p| p.number != number) {
             return;
         }
-        let peers: Vec<NodeId> = w
+        let peers: Vec<NodeName> = w
             .nodes
             .iter()
             .filter(|(p, n)| {
@@ -183,7 +183,7 @@ impl FakeCluster {
     /// and the peers that saw it down hear from it again.
     pub fn resume(&self, node: &str) {
         tracing::info!("--- resume {node}");
-        let id: NodeId = node.into();
+        let id: NodeName = node.into();
         let mut w = self.world();
         let seen_down = w.unpause(&id);
         if !w.nodes.get(&id).is_some_and(|n| n.up) {
@@ -223,7 +223,7 @@ impl FakeCluster {
 
     /// Whether `node` is paused.
     pub fn is_paused(&self, node: &str) -> bool {
-        self.world().paused.contains_key(&NodeId::new(node))
+        self.world().paused.contains_key(&NodeName::new(node))
     }
 
     /// Sets the largest frame `to` takes from `from` (`None`: no limit).
@@ -250,7 +250,7 @@ impl FakeCluster {
     /// An oversized frame reached `to` from `from`: the session between them
     /// closes (everything in flight on it is lost), both see each other down
     /// at once, and a new session syncs both views. Caller holds the lock.
-    pub(super) fn close_session(&self, w: &mut World, from: &NodeId, to: &NodeId, size: usize) {
+    pub(super) fn close_session(&self, w: &mut World, from: &NodeName, to: &NodeName, size: usize) {
         tracing::info!("--- a {size}-byte frame from {from} to {to} closes their session");
         *w.session.entry(pair(from, to)).or_default() += 1;
         for (me, other) in [(from, to), (to, from)] {
@@ -285,8 +285,8 @@ impl FakeCluster {
 
     /// At a restart of `node`: the peers whose session dials slowly, now
     /// counted down and cut until their dial completes. Caller holds the lock.
-    pub(super) fn start_slow_dials(&self, w: &mut World, node: &NodeId) -> HashSet<NodeId> {
-        let slow: Vec<(NodeId, Duration)> = w
+    pub(super) fn start_slow_dials(&self, w: &mut World, node: &NodeName) -> HashSet<NodeName> {
+        let slow: Vec<(NodeName, Duration)> = w
             .dial_delay
             .iter()
             .filter(|((n, _), _)| n == node)
@@ -310,7 +310,7 @@ impl FakeCluster {
     }
 
     /// A slow dial completed: the session syncs both views, as at a restart.
-    fn dial_done(&self, node: &NodeId, peer: &NodeId, dial: u64) {
+    fn dial_done(&self, node: &NodeName, peer: &NodeName, dial: u64) {
         let mut w = self.world();
         // Only the dial still pending on this pair ends here. One that a
         // crash of either side made moot must leave alone the slow dial a

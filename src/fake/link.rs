@@ -10,11 +10,11 @@ use tokio::time::Instant;
 
 use super::{pair, FakeCluster, FakeNode, Item, ItemKind, Link, Op, World};
 use crate::message::routing;
-use crate::{NodeId, Registry};
+use crate::{NodeName, Registry};
 
 impl FakeCluster {
     /// Queues `kind` on the link `from -> to`. Caller holds the lock.
-    pub(super) fn enqueue(&self, w: &mut World, from: &NodeId, to: &NodeId, kind: ItemKind) {
+    pub(super) fn enqueue(&self, w: &mut World, from: &NodeName, to: &NodeName, kind: ItemKind) {
         let (Some(f), Some(t)) = (w.nodes.get(from), w.nodes.get(to)) else {
             return;
         };
@@ -122,8 +122,8 @@ impl FakeCluster {
     pub(super) fn answer_over_link(
         &self,
         msg: SerializedMessage,
-        here: &NodeId,
-        caller: &NodeId,
+        here: &NodeName,
+        caller: &NodeName,
     ) -> SerializedMessage {
         let SerializedMessage::Call {
             variant,

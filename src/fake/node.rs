@@ -11,13 +11,13 @@ use tokio::time::Instant;
 use super::{FakeNode, ItemKind, NodeState, Op, World};
 use crate::registry::{takes_messages, BoxFuture};
 use crate::{
-    LeaveReason, NameWatch, NodeId, Registration, RegistrationInfo, Registry, RegistryErr,
+    LeaveReason, NameWatch, NodeName, Registration, RegistrationInfo, Registry, RegistryErr,
     RegistryEvent,
 };
 
 impl FakeNode {
     /// This node's name.
-    pub fn id(&self) -> &NodeId {
+    pub fn id(&self) -> &NodeName {
         &self.id
     }
 
@@ -59,7 +59,7 @@ impl FakeNode {
             return;
         }
         node.changed();
-        let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
+        let peers: Vec<NodeName> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
         for peer in peers {
             self.cluster.enqueue(
                 w,
@@ -93,8 +93,8 @@ impl FakeNode {
             }
         }
         let seen = node.newest.get(name).map_or(0, |i| i.epoch);
-        let nodes: Vec<NodeId> = w.nodes.keys().cloned().collect();
-        let epoch = crate::next_epoch(seen, &self.id, &nodes);
+        let nodes: Vec<NodeName> = w.nodes.keys().cloned().collect();
+        let epoch = crate::registry::next_epoch(seen, &self.id, &nodes);
         let Some(node) = w.nodes.get_mut(&self.id) else {
             return Err(RegistryErr::NodeDown(self.id.clone()));
         };
@@ -105,7 +105,7 @@ impl FakeNode {
         };
         node.insert(info.clone(), cell.clone());
         node.changed();
-        let peers: Vec<NodeId> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
+        let peers: Vec<NodeName> = w.nodes.keys().filter(|p| **p != self.id).cloned().collect();
         for peer in peers {
             self.cluster.enqueue(
                 &mut w,
@@ -119,7 +119,7 @@ impl FakeNode {
 }
 
 impl Registry for FakeNode {
-    fn node(&self) -> &NodeId {
+    fn node(&self) -> &NodeName {
         &self.id
     }
 
@@ -214,7 +214,7 @@ impl Registry for FakeNode {
         self.remove_and_tell(&mut w, info, reason);
     }
 
-    fn live_nodes(&self) -> BTreeSet<NodeId> {
+    fn live_nodes(&self) -> BTreeSet<NodeName> {
         let w = self.cluster.world();
         match w.nodes.get(&self.id) {
             Some(me) if me.up => w

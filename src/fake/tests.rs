@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::fake::FakeCluster;
 use crate::registry::Transport;
-use crate::{LeaveReason, NodeId, Registration, Registry, RegistryErr, RegistryEvent};
+use crate::{LeaveReason, NodeName, Registration, Registry, RegistryErr, RegistryEvent};
 
 /// Generous: these deadlines catch hangs, they do not measure speed.
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -99,7 +99,7 @@ async fn recorder(node: &str, log: Arc<Mutex<Vec<String>>>) -> Registration {
         crate::RegistrationInfo {
             name: "rec".into(),
             epoch: 1,
-            node: NodeId::new(node),
+            node: NodeName::new(node),
         },
         actor.get_cell(),
     )
@@ -457,7 +457,7 @@ async fn crash_kills_attached_and_restart_resyncs() {
     )
     .await;
     wait_holders(&cluster, "x", None).await;
-    assert!(!cluster.holders("x").contains_key(&NodeId::new("a")));
+    assert!(!cluster.holders("x").contains_key(&NodeName::new("a")));
 
     // A crashed node refuses registry operations.
     match a.register("x", idle().await).await {

@@ -7,12 +7,12 @@ use tokio::sync::{broadcast, watch};
 
 use super::Op;
 use crate::registry::Watchers;
-use crate::{Epoch, LeaveReason, NodeId, RegistrationInfo, RegistryEvent};
+use crate::{Epoch, LeaveReason, NodeName, RegistrationInfo, RegistryEvent};
 
 pub(super) struct NodeState {
     pub(super) up: bool,
     pub(super) incarnation: u64,
-    pub(super) view: HashMap<String, BTreeMap<(Epoch, NodeId), ActorCell>>,
+    pub(super) view: HashMap<String, BTreeMap<(Epoch, NodeName), ActorCell>>,
     /// Registry changes queued towards this node: a safe lookup waits for 0.
     pub(super) in_flight: usize,
     pub(super) version: watch::Sender<u64>,
@@ -22,7 +22,7 @@ pub(super) struct NodeState {
     pub(super) watchers: Watchers,
     pub(super) attached: Vec<ActorCell>,
     /// Peers this node has seen go down and not come back.
-    pub(super) down: BTreeSet<NodeId>,
+    pub(super) down: BTreeSet<NodeName>,
     /// The newest registration seen per name. Why kept apart from the view:
     /// epochs are fencing tokens, so a name must never get an epoch again
     /// after its registrations left; and its node is where the name was last
@@ -31,7 +31,7 @@ pub(super) struct NodeState {
     /// After a pause: peers that declared this node down and have not
     /// re-synced with it since. Its lease is void until none is left, as a
     /// real node's after a stall until every peer answered again.
-    pub(super) fencing: BTreeSet<NodeId>,
+    pub(super) fencing: BTreeSet<NodeName>,
 }
 
 impl NodeState {
@@ -102,7 +102,7 @@ impl NodeState {
         self.newest.values().cloned().collect()
     }
 
-    pub(super) fn entries_of(&self, node: &NodeId) -> Vec<(RegistrationInfo, ActorCell)> {
+    pub(super) fn entries_of(&self, node: &NodeName) -> Vec<(RegistrationInfo, ActorCell)> {
         let mut out = Vec::new();
         for (name, entries) in &self.view {
             for ((epoch, n), cell) in entries {

@@ -9,14 +9,27 @@ use crate::reply::Slot;
 use crate::{CallErr, TakeoverActor};
 
 /// The reply port of a call: the handler's reply, or why there is none.
-pub type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
+pub(crate) type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, CallErr>>;
 
 /// Where a call's answer goes: the typed port of a caller on this node, or
 /// a byte port: a remote caller's session's, or that of a caller (on any
 /// node) whose message carries a [`crate::Reply`]. Why both: answering a
 /// remote caller straight in bytes saves a bridging task per call, in each
 /// direction.
-pub struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+pub(crate) struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+
+impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let to = match &self.0 {
+            AnswerTo::Typed(_) => "typed",
+            AnswerTo::Bytes(_) => "bytes",
+        };
+        f.debug_struct("Answer")
+            .field("to", &to)
+            .field("deadline", &self.1)
+            .finish()
+    }
+}
 
 impl<A: TakeoverActor> Answer<A> {
     /// A byte port, shared with the [`crate::Reply`] in the message if it
@@ -46,7 +59,7 @@ impl<A: TakeoverActor> Answer<A> {
     /// is not an error. When the message carries a [`crate::Reply`], the
     /// handler's own return value is not sent (the port answers), only
     /// errors are, if the port has not answered yet.
-    pub fn send(self, answer: Result<A::Reply, CallErr>) {
+    pub(crate) fn send(self, answer: Result<A::Reply, CallErr>) {
         match self.0 {
             AnswerTo::Typed(port) => {
                 let _ = port.send(answer);
@@ -63,16 +76,8 @@ impl<A: TakeoverActor> Answer<A> {
     /// the port reached this process (for a caller on this node, when it
     /// sent the call; for a remote one, when its session handed the call
     /// over), so it is never earlier than the caller's own deadline.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         self.1
-    }
-
-    /// The caller's deadline, if it sent one.
-    pub fn timeout(&self) -> Option<std::time::Duration> {
-        match &self.0 {
-            AnswerTo::Typed(port) => port.get_timeout(),
-            AnswerTo::Bytes(slot) => slot.timeout(),
-        }
     }
 }
 

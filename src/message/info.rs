@@ -10,7 +10,7 @@ use crate::{Epoch, TakeoverActor};
 /// holding the instance's `ActorRef` must not be able to forge a timer
 /// tick, and an info must never be forwarded to another instance (it has no
 /// wire form, so it cannot be).
-pub struct OwnInfo<A: TakeoverActor> {
+pub(crate) struct OwnInfo<A: TakeoverActor> {
     /// The tenure (the epoch at its `go`) it belongs to: an info of an
     /// earlier tenure is dropped.
     pub(crate) tenure: Epoch,

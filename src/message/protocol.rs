@@ -40,7 +40,7 @@ use crate::{Epoch, RegistrationInfo, StateCodecErr};
 /// the takeover as a state that does not decode does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum HandoverMsg {
+pub(crate) enum HandoverMsg {
     /// New to old: send me your state (you hold at `holder_epoch`).
     StateRequest {
         /// The epoch the requester saw the old holder at.
@@ -73,7 +73,7 @@ pub enum HandoverMsg {
         /// The encoded state's whole length.
         total: u64,
         /// The part's bytes.
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
     /// Receiver to sender: the first `received` bytes of the state are in.
@@ -120,7 +120,7 @@ pub enum HandoverMsg {
         /// Calls the holder had handled when it took it.
         handled: u64,
         /// The encoded state.
-        #[serde(with = "crate::bytes")]
+        #[serde(with = "crate::codec::bytes")]
         bytes: Vec<u8>,
     },
     /// Old to new, when no `HandoverDone` came for a while (it may have been
@@ -153,7 +153,7 @@ pub enum HandoverMsg {
 /// and the number for a checkpoint (fenced as the whole message is).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum PartOf {
+pub(crate) enum PartOf {
     /// A takeover reply (`StateReply`) to the requester at this epoch.
     StateReply {
         /// The requester's epoch.
@@ -186,13 +186,13 @@ mod raw_bytes_result {
 
     #[derive(Serialize)]
     enum Out<'a> {
-        Ok(#[serde(serialize_with = "crate::bytes::serialize")] &'a [u8]),
+        Ok(#[serde(serialize_with = "crate::codec::bytes::serialize")] &'a [u8]),
         Err(&'a ReplyErr),
     }
 
     #[derive(Deserialize)]
     enum In {
-        Ok(#[serde(deserialize_with = "crate::bytes::deserialize")] Vec<u8>),
+        Ok(#[serde(deserialize_with = "crate::codec::bytes::deserialize")] Vec<u8>),
         Err(ReplyErr),
     }
 
@@ -220,7 +220,7 @@ mod raw_bytes_result {
 /// Why an old holder sent no state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
-pub enum ReplyErr {
+pub(crate) enum ReplyErr {
     /// Its state could not be encoded or was too large.
     State(StateCodecErr),
     /// It does not hold the name at the epoch the request named.

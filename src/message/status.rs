@@ -8,6 +8,7 @@ use crate::{Epoch, RegistrationInfo, StartType};
 
 /// What a finished takeover did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HandoverReport {
     /// The new holder's registration.
     pub holder: RegistrationInfo,
@@ -38,13 +39,14 @@ pub enum Phase {
     Yielding,
 }
 
-/// What an instance is doing, from [`crate::TakeoverMessage::Status`].
+/// What an instance is doing, from [`crate::TakeoverRef::status`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InstanceStatus {
     /// Its phase.
     pub phase: Phase,
     /// Its epoch, while it has a registration.
     pub epoch: Option<Epoch>,
     /// Its node.
-    pub node: crate::NodeId,
+    pub node: crate::NodeName,
 }

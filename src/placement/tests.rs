@@ -2,10 +2,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::Placement;
-use crate::NodeId;
+use crate::NodeName;
 
-fn live(nodes: &[&str]) -> BTreeSet<NodeId> {
-    nodes.iter().map(NodeId::new).collect()
+fn live(nodes: &[&str]) -> BTreeSet<NodeName> {
+    nodes.iter().map(NodeName::new).collect()
 }
 
 /// `>` separates priorities and `,` equal ones; whitespace does not matter.
@@ -17,7 +17,7 @@ fn parses_groups() {
         &[
             vec!["a".into()],
             vec!["b".into(), "c".into()],
-            vec![NodeId::new("d")]
+            vec![NodeName::new("d")]
         ]
     );
     assert_eq!(p.priority(&"c".into()), Some(1));
@@ -44,7 +44,10 @@ fn vacancy_waits_follow_priority() {
         .with_failover_delay(Duration::from_millis(100))
         .with_standby_grace(Duration::from_secs(1));
     let up = live(&["b", "c", "d", "x"]);
-    assert_eq!(p.order(&up), vec![NodeId::new("b"), "c".into(), "d".into()]);
+    assert_eq!(
+        p.order(&up),
+        vec![NodeName::new("b"), "c".into(), "d".into()]
+    );
     assert_eq!(
         p.vacancy_wait(&"b".into(), &up),
         Some(Duration::from_millis(100))
@@ -69,7 +72,7 @@ fn retry_delay_doubles_with_jitter_up_to_the_cap() {
     let p = Placement::parse("a > b")
         .with_retry_after(Duration::from_millis(100))
         .with_retry_max(Duration::from_millis(1000));
-    let a: NodeId = "a".into();
+    let a: NodeName = "a".into();
     for failures in 1..40 {
         let full = Duration::from_millis(100 * (1u64 << (failures - 1).min(10)))
             .min(Duration::from_millis(1000));
@@ -85,7 +88,7 @@ fn retry_delay_doubles_with_jitter_up_to_the_cap() {
         p.retry_delay(30, &a) >= Duration::from_millis(500),
         "capped, not wrapped"
     );
-    let b: NodeId = "b".into();
+    let b: NodeName = "b".into();
     assert!(
         (1..10).any(|f| p.retry_delay(f, &a) != p.retry_delay(f, &b)),
         "two nodes do not retry in lockstep"
@@ -95,4 +98,14 @@ fn retry_delay_doubles_with_jitter_up_to_the_cap() {
         .with_retry_after(Duration::from_secs(2))
         .with_retry_max(Duration::from_secs(1));
     assert!(low.retry_delay(5, &a) >= Duration::from_secs(1));
+}
+
+/// The defaults are the ones each field's rustdoc states (keep them in step).
+#[test]
+fn defaults_are_the_documented_ones() {
+    let p = Placement::parse("a > b");
+    assert_eq!(p.failover_delay, Duration::ZERO);
+    assert_eq!(p.standby_grace, Duration::from_secs(1));
+    assert_eq!(p.retry_after, Duration::from_secs(1));
+    assert_eq!(p.retry_max, Duration::from_secs(30));
 }

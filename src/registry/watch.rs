@@ -101,13 +101,13 @@ impl Watchers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{LeaveReason, NodeId, RegistrationInfo};
+    use crate::{LeaveReason, NodeName, RegistrationInfo};
 
     fn info(name: &str) -> RegistrationInfo {
         RegistrationInfo {
             name: name.into(),
             epoch: 1,
-            node: NodeId::new("a"),
+            node: NodeName::new("a"),
         }
     }
 
@@ -122,7 +122,7 @@ mod tests {
         assert!(matches!(x.recv().await, Some(RegistryEvent::Registered(i)) if i.name == "x"));
         assert!(y.rx.try_recv().is_err());
         assert_eq!(w.delivered(), 1);
-        w.emit(&RegistryEvent::NodeDown(NodeId::new("b")));
+        w.emit(&RegistryEvent::NodeDown(NodeName::new("b")));
         assert!(matches!(x.recv().await, Some(RegistryEvent::NodeDown(_))));
         assert!(matches!(y.recv().await, Some(RegistryEvent::NodeDown(_))));
         assert_eq!(w.delivered(), 3);

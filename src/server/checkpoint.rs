@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::{
-    CheckpointInfo, Epoch, EventKind, LeaveReason, NodeId, PartOf, Registration, RegistrationInfo,
-    StartType, TakeoverActor, TakeoverMessage,
+    CheckpointInfo, Epoch, EventKind, LeaveReason, NodeName, PartOf, Registration,
+    RegistrationInfo, StartType, TakeoverActor, TakeoverMessage,
 };
 
 /// A standby's side of warm standby: its entry in the standby group and the
@@ -264,7 +264,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     pub(super) fn failover_start(
         &self,
         state: &mut ServerState<A>,
-        from: NodeId,
+        from: NodeName,
         warm: &mut Warm<A>,
     ) -> StartType {
         let checkpoint = warm.stored.take().map(|stored| {

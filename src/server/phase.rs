@@ -25,7 +25,7 @@
 use std::cmp::Ordering;
 
 use crate::{
-    ConflictResolver, Epoch, LeaveReason, NodeId, Phase, Placement, RegistrationInfo,
+    ConflictResolver, Epoch, LeaveReason, NodeName, Phase, Placement, RegistrationInfo,
     RegistryEvent, StartType, StateCodecErr,
 };
 
@@ -157,7 +157,7 @@ pub(super) fn vacant_start(last_holder: Option<&RegistrationInfo>) -> StartType 
 // ---- Standby --------------------------------------------------------------
 
 /// Whether a majority of the placement's nodes is live (quorum mode).
-pub(super) fn majority(listed: &[&NodeId], live: impl Fn(&NodeId) -> bool) -> bool {
+pub(super) fn majority(listed: &[&NodeName], live: impl Fn(&NodeName) -> bool) -> bool {
     let up = listed.iter().filter(|n| live(n)).count();
     up * 2 > listed.len()
 }
@@ -169,8 +169,8 @@ pub(super) fn majority(listed: &[&NodeId], live: impl Fn(&NodeId) -> bool) -> bo
 /// split lasts (B9). `members` are `(is it us, its node)`.
 pub(super) fn may_take_over<'a>(
     placement: &Placement,
-    me: &NodeId,
-    mut members: impl Iterator<Item = (bool, &'a NodeId)>,
+    me: &NodeName,
+    mut members: impl Iterator<Item = (bool, &'a NodeName)>,
 ) -> bool {
     members.all(|(ours, node)| !ours && placement.outranks(me, node))
 }

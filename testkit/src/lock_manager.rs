@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use ractor::ActorProcessingErr;
 use ractor_takeover::{
-    decode_postcard, encode_postcard, CallErr, GlobalClient, GlobalName, Protocol, Reply,
-    StateCodecErr, TakeoverActor, TakeoverCtx,
+    CallErr, GlobalClient, GlobalName, Protocol, Reply, TakeoverActor, TakeoverCtx,
 };
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -130,14 +129,6 @@ impl TakeoverActor for LockManager {
             }
         }
         Ok(())
-    }
-
-    fn encode_state(&self, s: &Locks) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-
-    fn decode_state(&self, b: &[u8]) -> Result<Locks, StateCodecErr> {
-        decode_postcard(b)
     }
 }
 

@@ -20,9 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgAction, Args};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
-use ractor_takeover::{
-    status, CheckpointPolicy, Phase, Placement, TakeoverConfig, TakeoverRef, TakeoverServer,
-};
+use ractor_takeover::status::Phase;
+use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverRef, TakeoverServer};
 
 use crate::power_monitor::{PowerMonitor, NAME};
 
@@ -349,7 +348,7 @@ async fn keep_instance(
 /// unknown) is tried again, a bounded number of times.
 async fn start_instance(
     global: &str,
-    registry: &std::sync::Arc<dyn ractor_takeover::Registry>,
+    registry: &std::sync::Arc<dyn ractor_takeover::registry::Registry>,
     config: &TakeoverConfig,
 ) -> Result<
     (
@@ -387,10 +386,7 @@ async fn takeover_line(node: &str, slots: &Slots) -> String {
         .first()
         .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone());
     let result = match instance {
-        Some(i) => format!(
-            "{:?}",
-            ractor_takeover::takeover(&i, Duration::from_secs(30)).await
-        ),
+        Some(i) => format!("{:?}", i.takeover(Duration::from_secs(30)).await),
         None => "no instance".to_string(),
     };
     format!("TAKEOVER node={node} result={result}")
@@ -404,7 +400,7 @@ async fn holders_line(node: &str, q: u64, slots: &Slots) -> String {
             let instance = slot.lock().unwrap_or_else(|e| e.into_inner()).clone();
             tokio::spawn(async move {
                 match instance {
-                    Some(i) => status(&i, Duration::from_secs(1)).await.map(|s| s.phase),
+                    Some(i) => i.status(Duration::from_secs(1)).await.ok().map(|s| s.phase),
                     None => None,
                 }
             })

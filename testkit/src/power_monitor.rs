@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 
 use ractor::ActorProcessingErr;
-use ractor_takeover::{
-    decode_postcard, encode_postcard, StartType, StateCodecErr, TakeoverActor, TakeoverCtx,
-};
+use ractor_takeover::{StartType, TakeoverActor, TakeoverCtx};
 use serde::{Deserialize, Serialize};
 
 /// The global name.
@@ -60,7 +58,7 @@ pub struct PowerState {
     /// Reports whose `seq` was not above `last_seq`.
     pub duplicates: u64,
     /// Filler bytes (see [`PowerMsg::Ballast`]).
-    #[serde(with = "ractor_takeover::bytes")]
+    #[serde(with = "ractor_takeover::codec::bytes")]
     pub ballast: Vec<u8>,
 }
 
@@ -113,13 +111,5 @@ impl TakeoverActor for PowerMonitor {
             epoch: ctx.epoch().unwrap_or(0),
             duplicates: state.duplicates,
         })
-    }
-
-    fn encode_state(&self, state: &PowerState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<PowerState, StateCodecErr> {
-        decode_postcard(bytes)
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use ractor::ActorId;
-use ractor_takeover::*;
+use ractor_takeover::event::EventKind;
 
 use crate::generator::{fault_name, Schedule};
 use crate::harness::{install_panic_counter, run_schedule, Outcome};

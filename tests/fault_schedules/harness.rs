@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use ractor::{Actor, ActorId, ActorRef, ActorStatus};
+use ractor_takeover::event::{EventHub, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::{NodeName, RegistrationInfo, Registry};
+use ractor_takeover::status::{InstanceStatus, Phase};
 use ractor_takeover::*;
 use tokio::time::Instant;
 
@@ -214,7 +217,7 @@ impl Run {
                 let records = self.takeovers.clone();
                 self.pending.push(tokio::spawn(async move {
                     let started = Instant::now();
-                    let result = takeover(&actor, TAKEOVER_TIMEOUT).await;
+                    let result = actor.takeover(TAKEOVER_TIMEOUT).await;
                     records
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
@@ -331,7 +334,7 @@ impl Run {
         }
         let views = self.cluster.holders(NAME);
         let holder = views
-            .get(&NodeId::new("a"))
+            .get(&NodeName::new("a"))
             .cloned()
             .flatten()
             .ok_or_else(|| format!("a's view has no holder: {views:?}"))?;
@@ -345,7 +348,11 @@ impl Run {
             let Some(i) = self.current[n] else {
                 return Err(format!("no instance on {node}"));
             };
-            let st = status(&self.insts[i].actor, Duration::from_secs(1)).await;
+            let st = self.insts[i]
+                .actor
+                .status(Duration::from_secs(1))
+                .await
+                .ok();
             let want = if n == 0 {
                 Some(Phase::Holder)
             } else {
@@ -504,7 +511,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
     let mut statuses = Vec::new();
     for n in 0..3 {
         statuses.push(match run.current[n] {
-            Some(i) => status(&run.insts[i].actor, Duration::from_secs(1)).await,
+            Some(i) => run.insts[i].actor.status(Duration::from_secs(1)).await.ok(),
             None => None,
         });
     }
@@ -539,7 +546,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
         view_holder: run
             .cluster
             .holders(NAME)
-            .get(&NodeId::new("a"))
+            .get(&NodeName::new("a"))
             .cloned()
             .flatten(),
         failures: run

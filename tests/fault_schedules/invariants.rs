@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ractor_takeover::event::EventKind;
 use ractor_takeover::*;
 
 use crate::harness::{Outcome, TAKEOVER_TIMEOUT};

@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use ractor::ActorId;
+use ractor_takeover::event::EventKind;
+use ractor_takeover::status::{InstanceStatus, Phase};
 use ractor_takeover::*;
 
 use crate::ledger::CallId;

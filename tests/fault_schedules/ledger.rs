@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use ractor::{ActorId, ActorProcessingErr};
+use ractor_takeover::registry::RegistrationInfo;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 
@@ -168,7 +169,7 @@ impl TakeoverActor for Ledger {
     async fn on_handed_over(
         &self,
         ctx: &TakeoverCtx<Self>,
-        _: &NodeId,
+        _: &ractor_takeover::registry::NodeName,
         _: &mut LedgerState,
     ) -> Result<(), ActorProcessingErr> {
         ctx.myself().drain()?;
@@ -196,13 +197,5 @@ impl TakeoverActor for Ledger {
             content: mine.content(),
         });
         Ok(MergeOutcome::Merged)
-    }
-
-    fn encode_state(&self, state: &LedgerState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
-    fn decode_state(&self, bytes: &[u8]) -> Result<LedgerState, StateCodecErr> {
-        decode_postcard(bytes)
     }
 }

@@ -4,6 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use ractor_takeover::event::{EventKind, TakeoverEvent};
+use ractor_takeover::fence::{EpochGate, FencingToken};
+use ractor_takeover::registry::NodeName;
 use ractor_takeover::*;
 
 use crate::driver::{run_seed, SeedRun};
@@ -70,7 +73,7 @@ fn both_sides_of_a_split_fail_over_to_different_epochs() {
         "the failovers on {} and {} took one epoch",
         x.node, y.node
     );
-    let mut by_epoch: BTreeMap<u64, BTreeSet<&NodeId>> = BTreeMap::new();
+    let mut by_epoch: BTreeMap<u64, BTreeSet<&NodeName>> = BTreeMap::new();
     for ev in &outcome.events {
         if let (EventKind::Registered { .. }, Some(epoch)) = (&ev.kind, ev.epoch) {
             by_epoch.entry(epoch).or_default().insert(&ev.node);
@@ -79,10 +82,8 @@ fn both_sides_of_a_split_fail_over_to_different_epochs() {
     for (epoch, nodes) in &by_epoch {
         assert_eq!(nodes.len(), 1, "epoch {epoch} registered on {nodes:?}");
     }
-    let token = |e: &TakeoverEvent| FencingToken {
-        name: e.name.clone(),
-        epoch: e.epoch.unwrap_or_default(),
-        node: e.node.clone(),
+    let token = |e: &TakeoverEvent| {
+        FencingToken::new(e.name.clone(), e.epoch.unwrap_or_default(), e.node.clone())
     };
     let (lo, hi) = if x.epoch < y.epoch {
         (token(x), token(y))

@@ -6,6 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ractor::ActorId;
+use ractor_takeover::event::EventKind;
+use ractor_takeover::registry::{NodeName, RegistrationInfo};
+use ractor_takeover::status::CheckpointInfo;
 use ractor_takeover::*;
 
 use crate::harness::Outcome;
@@ -21,7 +24,7 @@ pub struct Failover {
     /// Its `go`'s position in the log.
     pub at: usize,
     pub by: ActorId,
-    pub from: NodeId,
+    pub from: NodeName,
     pub checkpoint: Option<CheckpointInfo>,
     /// The state it started with.
     pub content: BTreeSet<CallId>,

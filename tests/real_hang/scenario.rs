@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
-use ractor_takeover::{CallErr, GlobalClient, Registry};
+use ractor_takeover::registry::Registry;
+use ractor_takeover::{CallErr, GlobalClient};
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
 use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;

@@ -7,7 +7,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use ractor_takeover::codec::decode_postcard;
+use ractor_takeover::event::{EventHub, EventKind, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::registry::RegistrationInfo;
+use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -85,11 +89,6 @@ impl TakeoverActor for Counter {
         mine.calls += theirs.calls;
         Ok(MergeOutcome::Merged)
     }
-
-    fn encode_state(&self, state: &CounterState) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(state)
-    }
-
     fn decode_state(&self, bytes: &[u8]) -> Result<CounterState, StateCodecErr> {
         if self.reject_decode {
             return Err(StateCodecErr::Decode(
@@ -130,7 +129,7 @@ pub fn start_takeover(
     instance: &TakeoverRef<Counter>,
 ) -> tokio::task::JoinHandle<Result<HandoverReport, TakeoverErr>> {
     let instance = instance.clone();
-    tokio::spawn(async move { takeover(&instance, TIMEOUT).await })
+    tokio::spawn(async move { instance.takeover(TIMEOUT).await })
 }
 
 pub fn client(cluster: &FakeCluster, node: &str) -> GlobalClient<Counter> {
@@ -138,7 +137,7 @@ pub fn client(cluster: &FakeCluster, node: &str) -> GlobalClient<Counter> {
 }
 
 pub async fn phase(instance: &TakeoverRef<Counter>) -> Option<Phase> {
-    status(instance, TIMEOUT).await.map(|s| s.phase)
+    instance.status(TIMEOUT).await.ok().map(|s| s.phase)
 }
 
 /// Polls `cond` until it holds; panics with `what` after [`TIMEOUT`].
@@ -266,10 +265,7 @@ pub fn send_call(
 ) -> ractor::concurrency::OneshotReceiver<Result<CounterState, CallErr>> {
     let (tx, rx) = ractor::concurrency::oneshot();
     instance
-        .send_message(TakeoverMessage::Call {
-            msg,
-            reply: Some(tx.into()),
-        })
+        .send_call(msg, tx.into())
         .expect("instance takes messages");
     rx
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{holder_in, idle, recorder, wait_event, wait_until, wire};
 use crate::fake::FakeCluster;
 use crate::registry::Transport;
-use crate::{NodeId, Registry, RegistryEvent};
+use crate::{NodeName, Registry, RegistryEvent};
 
 fn node_down(who: &'static str) -> impl Fn(&RegistryEvent) -> bool {
     move |ev| matches!(ev, RegistryEvent::NodeDown(n) if n.as_str() == who)
@@ -47,12 +47,15 @@ async fn a_paused_node_is_seen_down_late_and_gets_what_queued_on_resume() {
         "a paused node got a message"
     );
     assert_eq!(holder_in(&cluster, "b", "y"), None);
-    assert!(b.live_nodes().contains(&NodeId::new("a")), "down too early");
+    assert!(
+        b.live_nodes().contains(&NodeName::new("a")),
+        "down too early"
+    );
 
     tracing::info!("--- the detection time passes");
     wait_event(&mut b_events, "b sees a down", node_down("a")).await;
     assert_eq!(holder_in(&cluster, "b", "x"), None);
-    assert!(!b.live_nodes().contains(&NodeId::new("a")));
+    assert!(!b.live_nodes().contains(&NodeName::new("a")));
     assert!(log.lock().unwrap().is_empty());
 
     tracing::info!("--- resume a");
@@ -66,7 +69,7 @@ async fn a_paused_node_is_seen_down_late_and_gets_what_queued_on_resume() {
         holder_in(&cluster, "b", "x").is_some() && holder_in(&cluster, "b", "y").is_some()
     })
     .await;
-    assert!(b.live_nodes().contains(&NodeId::new("a")));
+    assert!(b.live_nodes().contains(&NodeName::new("a")));
 }
 
 /// A frame over a link's limit closes the session: both sides see each
@@ -151,7 +154,7 @@ async fn a_slow_dial_keeps_one_peer_apart_after_a_restart() {
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(holder_in(&cluster, "a", "on_b"), None);
-    assert!(!a.live_nodes().contains(&NodeId::new("b")));
+    assert!(!a.live_nodes().contains(&NodeName::new("b")));
     b.send_wire(&on_a, wire("lost".into())).expect("sent");
     wait_until("the link is empty", || cluster.queued("b", "a") == 0).await;
     assert!(
@@ -165,7 +168,7 @@ async fn a_slow_dial_keeps_one_peer_apart_after_a_restart() {
         holder_in(&cluster, "a", "on_b").is_some()
     })
     .await;
-    assert!(a.live_nodes().contains(&NodeId::new("b")));
+    assert!(a.live_nodes().contains(&NodeName::new("b")));
     b.send_wire(&on_a, wire("now".into())).expect("sent");
     wait_until("the session carries frames", || {
         *log.lock().unwrap() == ["now"]
@@ -199,14 +202,6 @@ impl crate::TakeoverActor for Stamped {
     ) -> Result<Self::Reply, ractor::ActorProcessingErr> {
         *total += add;
         Ok((ctx.epoch(), *total))
-    }
-
-    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, crate::StateCodecErr> {
-        crate::encode_postcard(s)
-    }
-
-    fn decode_state(&self, b: &[u8]) -> Result<u64, crate::StateCodecErr> {
-        crate::decode_postcard(b)
     }
 }
 
@@ -364,5 +359,5 @@ async fn a_dial_of_an_earlier_restart_does_not_cancel_the_next_one() {
         holder_in(&cluster, "a", "on_b").is_some()
     })
     .await;
-    assert!(cluster.node("a").live_nodes().contains(&NodeId::new("b")));
+    assert!(cluster.node("a").live_nodes().contains(&NodeName::new("b")));
 }

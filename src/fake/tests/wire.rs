@@ -8,10 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::{wait_holders, wait_until, TIMEOUT};
 use crate::fake::FakeCluster;
-use crate::{
-    decode_postcard, encode_postcard, CallErr, GlobalClient, StateCodecErr, TakeoverActor,
-    TakeoverCtx, TakeoverServer,
-};
+use crate::{CallErr, GlobalClient, TakeoverActor, TakeoverCtx, TakeoverServer};
 
 /// A counter whose `Poison` request encodes but never decodes: a call that
 /// gets it answered `CallErr::Codec` went through its wire form.
@@ -48,14 +45,6 @@ impl TakeoverActor for Counter {
             *total += n;
         }
         Ok(*total)
-    }
-
-    fn encode_state(&self, s: &u64) -> Result<Vec<u8>, StateCodecErr> {
-        encode_postcard(s)
-    }
-
-    fn decode_state(&self, b: &[u8]) -> Result<u64, StateCodecErr> {
-        decode_postcard(b)
     }
 }
 

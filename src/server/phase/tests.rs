@@ -5,8 +5,8 @@
 use super::*;
 use crate::PriorityThenEpoch;
 
-fn node(n: &str) -> NodeId {
-    NodeId::new(n)
+fn node(n: &str) -> NodeName {
+    NodeName::new(n)
 }
 
 fn reg(epoch: Epoch, n: &str) -> RegistrationInfo {

@@ -3,7 +3,7 @@
 //! serde sends a `Vec<u8>` through its generic sequence path, so postcard
 //! (and most formats) handle it one byte at a time: a 64 MiB blob costs
 //! hundreds of milliseconds each way. Mark such fields
-//! `#[serde(with = "ractor_takeover::bytes")]` and they travel as one byte
+//! `#[serde(with = "ractor_takeover::codec::bytes")]` and they travel as one byte
 //! string. (postcard writes both forms the same on the wire.)
 
 use serde::{Deserializer, Serializer};

@@ -19,9 +19,7 @@
 //! `FUZZ_SECS` seconds (default 3), whichever comes first (the four run in
 //! about 5 s in debug); `FUZZ_ITERS=<n>` scales the counts (1000 = the
 //! defaults). A longer run:
-//! `FUZZ_SEED=random FUZZ_ITERS=100000 FUZZ_SECS=60 cargo test --release --all-features --test fuzz_decode -- --nocapture`.
-
-mod support;
+//! `FUZZ_SEED=random FUZZ_ITERS=100000 FUZZ_SECS=60 cargo test --release --all-features --lib message::tests::fuzz -- --nocapture`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,11 +27,19 @@ use std::time::{Duration, Instant};
 use ractor::concurrency::oneshot;
 use ractor::message::SerializedMessage;
 use ractor::{Actor, ActorRef, Message};
-use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use support::{client, init_tracing, Counter, CounterMsg, CounterState, Failures, Watchdog, NAME};
+
+use super::support::{
+    self, client, init_tracing, Counter, CounterMsg, CounterState, Failures, Watchdog, NAME,
+};
+use crate::codec::{decode_postcard, encode_postcard};
+use crate::fake::FakeCluster;
+use crate::{
+    CallErr, CheckpointPolicy, EventHub, EventKind, HandoverMsg, InstanceStatus, NodeName, PartOf,
+    Phase, Placement, RegistrationInfo, ReplyErr, StartType, StateCodecErr, TakeoverConfig,
+    TakeoverErr, TakeoverMessage, TakeoverRef, TakeoverServer,
+};
 
 type Msg = TakeoverMessage<Counter>;
 
@@ -48,7 +54,7 @@ fn seed(test: &str, default: u64) -> u64 {
         Ok(s) => s.parse().expect("FUZZ_SEED: a number or `random`"),
         Err(_) => default,
     };
-    println!("{test}: seed {seed} (replay: FUZZ_SEED={seed} cargo test --all-features --test fuzz_decode {test})");
+    println!("{test}: seed {seed} (replay: FUZZ_SEED={seed} cargo test --all-features --lib message::tests::fuzz {test})");
     seed
 }
 
@@ -112,13 +118,13 @@ fn mutate(rng: &mut StdRng, bytes: &[u8]) -> Vec<u8> {
     b
 }
 
-fn random_node(rng: &mut StdRng) -> NodeId {
+fn random_node(rng: &mut StdRng) -> NodeName {
     match rng.random_range(0..5) {
-        0 => NodeId::new("a"),
-        1 => NodeId::new("b"),
-        2 => NodeId::new("c"),
-        3 => NodeId::new(""),
-        _ => NodeId::new(String::from_utf8_lossy(&random_bytes(rng, 12))),
+        0 => NodeName::new("a"),
+        1 => NodeName::new("b"),
+        2 => NodeName::new("c"),
+        3 => NodeName::new(""),
+        _ => NodeName::new(String::from_utf8_lossy(&random_bytes(rng, 12))),
     }
 }
 
@@ -280,7 +286,7 @@ fn variants() -> Variants {
             loser: RegistrationInfo {
                 name: NAME.into(),
                 epoch: 1,
-                node: NodeId::new("a"),
+                node: NodeName::new("a"),
             },
         })),
         state: name(Msg::Handover(HandoverMsg::StateReply {
@@ -532,20 +538,15 @@ async fn spawn_watched(
     config: &TakeoverConfig,
     watchdog: &ActorRef<()>,
 ) -> TakeoverRef<Counter> {
-    TakeoverServer::new(
-        NAME,
-        Counter::default(),
-        cluster.registry(node),
-        config.clone(),
-    )
-    .spawn_linked((), watchdog.get_cell())
-    .await
-    .expect("spawn")
-    .0
+    TakeoverServer::new(NAME, Counter, cluster.registry(node), config.clone())
+        .spawn_linked((), watchdog.get_cell())
+        .await
+        .expect("spawn")
+        .0
 }
 
 async fn phase_of(i: &TakeoverRef<Counter>) -> Option<InstanceStatus> {
-    status(i, Duration::from_secs(5)).await
+    i.status(Duration::from_secs(5)).await.ok()
 }
 
 /// A holder and two standbys (warm standby on, every message through its
@@ -733,7 +734,7 @@ async fn fuzz_state_reply_during_a_pull() {
         cluster.hold("a", "b");
         let pull = tokio::spawn({
             let b = b.clone();
-            async move { takeover(&b, support::TIMEOUT).await }
+            async move { b.takeover(support::TIMEOUT).await }
         });
         support::wait_phase(&b, Phase::Pulling).await;
         let epoch = phase_of(&b).await.and_then(|s| s.epoch).expect("b's epoch");
