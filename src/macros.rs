@@ -46,8 +46,6 @@
 ///         }
 ///         Ok(())
 ///     }
-///     fn encode_state(&self, s: &Self::State) -> Result<Vec<u8>, StateCodecErr> { encode_postcard(s) }
-///     fn decode_state(&self, b: &[u8]) -> Result<Self::State, StateCodecErr> { decode_postcard(b) }
 /// }
 ///
 /// # #[tokio::main] async fn main() {

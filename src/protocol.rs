@@ -32,7 +32,7 @@
 //! pub const LOCKS: GlobalName<Locks> = GlobalName::new("locks");
 //!
 //! /// On a client node: calls go as `call_t!(client, LockMessage::Acquire, ..)`.
-//! fn client(registry: std::sync::Arc<dyn ractor_takeover::Registry>)
+//! fn client(registry: std::sync::Arc<dyn ractor_takeover::registry::Registry>)
 //!     -> ractor_takeover::GlobalClient<Locks> {
 //!     LOCKS.client(registry)
 //! }
