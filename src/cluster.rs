@@ -400,6 +400,10 @@ impl Registry for ClusterNode {
         usize::try_from(self.inner.config.max_frame_bytes).ok()
     }
 
+    fn settle_time(&self) -> Option<Duration> {
+        Some(self.inner.config.settle_time())
+    }
+
     fn members(&self, name: &str) -> Vec<Registration> {
         let cells = pg::get_scoped_members(&SCOPE.to_string(), &name.to_string());
         let s = self.shared().lock();

@@ -134,22 +134,44 @@ impl ClusterConfig {
         if self.handshake_timeout.is_zero() {
             return Err(ConfigErr::ZeroTimeout("handshake_timeout"));
         }
-        if self.lease_duration().is_none() {
+        let Some(lease) = self.lease_duration() else {
             return Err(ConfigErr::NoLease {
                 detection: self.detection_time(),
                 margin: self.effective_lease_margin(),
+            });
+        };
+        // The lease is renewed once per interval, by an answered heartbeat
+        // counted from its send time: one no longer than the interval runs
+        // out before the next renewal can come.
+        if lease <= self.heartbeat_interval {
+            return Err(ConfigErr::LeaseBelowInterval {
+                lease,
+                interval: self.heartbeat_interval,
             });
         }
         Ok(())
     }
 
+    /// The longest a safe lookup can take on this node right after it
+    /// starts, and so the shortest `TakeoverConfig::whereis_timeout` that
+    /// works here: every configured peer must be known first (up to
+    /// [`Self::startup_timeout`] for one that accepts and stays silent),
+    /// then a ping round to the peers up, which a peer that went silent
+    /// meanwhile ends only when it is declared down (the detection time,
+    /// plus one interval for the tick that notices).
+    pub fn settle_time(&self) -> Duration {
+        self.startup_timeout + self.detection_time() + self.heartbeat_interval
+    }
+
     /// Refuses a server's settings that cannot work on a node with these
     /// settings ([`crate::TakeoverConfig::validate`] with this node's frame
-    /// cap). A server spawned on this node's registry runs the same check
+    /// cap, [`crate::TakeoverConfig::validate_whereis`] with its
+    /// [`Self::settle_time`]). A server spawned on this node's registry runs the same check
     /// itself (the registry reports its cap, [`Registry::max_frame_bytes`](crate::Registry::max_frame_bytes));
     /// this is for checking settings before the node starts.
     pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
-        takeover.validate(usize::try_from(self.max_frame_bytes).ok())
+        takeover.validate(usize::try_from(self.max_frame_bytes).ok())?;
+        takeover.validate_whereis(Some(self.settle_time()))
     }
 
     /// Sets [`Self::state_dir`].
