@@ -41,6 +41,7 @@
 //!   must use the same setting.
 
 mod config;
+mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
@@ -210,11 +211,23 @@ impl ClusterNode {
             state.store = Some(Arc::new(store));
         }
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        // Before the first accept: the gates learn of every authentication.
+        let gates = guard::Gates::new();
+        node_server
+            .send_message(NodeServerMessage::SubscribeToEvents {
+                id: "ractor_takeover::guard".into(),
+                subscription: Box::new(guard::GateEvents(gates.clone())),
+            })
+            .map_err(|e| ClusterErr::Spawn(ractor::SpawnErr::StartupFailed(Box::new(e))))?;
         let accept = tokio::spawn(listener::run(
             tcp,
             node_server.clone(),
             config.tls.as_ref().map(|tls| tls.acceptor().clone()),
-            config.handshake_timeout,
+            listener::Limits {
+                handshake: config.handshake_timeout,
+                auth: config.auth_timeout,
+            },
+            gates,
         ));
         let shared = Arc::new(Shared {
             started: Instant::now(),

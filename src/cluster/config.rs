@@ -61,6 +61,17 @@ pub struct ClusterConfig {
     /// neither a timeout of its own: without one, a peer that accepts and
     /// never answers would hold the dial forever.
     pub handshake_timeout: Duration,
+    /// The longest an accepted connection may take to authenticate, from
+    /// its accept: the TLS handshake (when TLS is on) and ractor_cluster's
+    /// cookie handshake (5 s by default). A connection not authenticated by
+    /// then is closed. ractor_cluster gives the cookie handshake no limit:
+    /// without one, a peer that connects and says nothing (or stops
+    /// halfway) would keep its session open for good. Until it has
+    /// authenticated, a connection's frames are also held to a small budget
+    /// (4 KiB: the handshake's own are a few dozen bytes; a bigger frame's
+    /// body is not read until then), and at most 64 connections
+    /// authenticate at once (one over is closed at accept).
+    pub auth_timeout: Duration,
     /// How much shorter a holder's lease is than the detection time
     /// (`None`, the default: a quarter of it). The margin must cover what
     /// can happen between a holder's lease check and its answer leaving
@@ -89,6 +100,7 @@ impl ClusterConfig {
             state_dir: None,
             startup_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(2),
+            auth_timeout: Duration::from_secs(5),
             lease_margin: None,
         }
     }
@@ -102,6 +114,12 @@ impl ClusterConfig {
     /// Sets [`Self::handshake_timeout`].
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::auth_timeout`].
+    pub fn with_auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
         self
     }
 
@@ -133,6 +151,9 @@ impl ClusterConfig {
         }
         if self.handshake_timeout.is_zero() {
             return Err(ConfigErr::ZeroTimeout("handshake_timeout"));
+        }
+        if self.auth_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("auth_timeout"));
         }
         let Some(lease) = self.lease_duration() else {
             return Err(ConfigErr::NoLease {
