@@ -41,6 +41,7 @@
 //!   must use the same setting.
 
 mod config;
+mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
@@ -214,11 +215,23 @@ impl ClusterNode {
         .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into())
         .with_max_inbound_frame_size(config.max_frame_bytes);
         let (node_server, _) = Actor::spawn(None, server, ()).await?;
+        // Before the first accept: the gates learn of every authentication.
+        let gates = guard::Gates::new();
+        node_server
+            .send_message(NodeServerMessage::SubscribeToEvents {
+                id: "ractor_takeover::guard".into(),
+                subscription: Box::new(guard::GateEvents(gates.clone())),
+            })
+            .map_err(|e| ClusterErr::Spawn(ractor::SpawnErr::StartupFailed(Box::new(e))))?;
         let accept = tokio::spawn(listener::run(
             tcp,
             node_server.clone(),
             config.tls.as_ref().map(|tls| tls.acceptor().clone()),
-            config.handshake_timeout,
+            listener::Limits {
+                handshake: config.handshake_timeout,
+                auth: config.auth_timeout,
+            },
+            gates,
         ));
         Self::run_on(config, state, node_server, Some(accept), true).await
     }
@@ -466,6 +479,10 @@ impl Registry for ClusterNode {
 
     fn max_frame_bytes(&self) -> Option<usize> {
         usize::try_from(self.inner.config.max_frame_bytes).ok()
+    }
+
+    fn settle_time(&self) -> Option<Duration> {
+        Some(self.inner.config.settle_time())
     }
 
     fn members(&self, name: &str) -> Vec<Registration> {

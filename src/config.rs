@@ -20,8 +20,13 @@ pub struct TakeoverConfig {
     /// back (the old holder still looked alive) or starts as a failover (the
     /// old holder is gone). Default: 5 s; zero is refused at spawn.
     pub pull_timeout: Duration,
-    /// How long the start-up safe lookup waits for the registry to settle.
-    /// Default: 5 s.
+    /// How long the start-up safe lookup waits for the registry to settle
+    /// (10 s by default). It must be at least the backend's
+    /// [`crate::Registry::settle_time`] (on a real node, its
+    /// `startup_timeout` plus the detection time and one heartbeat interval,
+    /// 6.2 s with the defaults): an instance spawned as its node starts
+    /// waits that long for a peer that is still connecting. A shorter one is
+    /// refused when the instance spawns (`ConfigErr::WhereisBelowSettle`).
     pub whereis_timeout: Duration,
     /// The largest encoded state this instance sends or accepts (at least
     /// `state_part_bytes`). Default: 1 GiB.
@@ -116,7 +121,7 @@ impl Default for TakeoverConfig {
         Self {
             buffer_capacity: 10_000,
             pull_timeout: Duration::from_secs(5),
-            whereis_timeout: Duration::from_secs(5),
+            whereis_timeout: Duration::from_secs(10),
             max_state_bytes: 1 << 30,
             state_part_bytes: 4 << 20,
             events: EventHub::default(),
@@ -168,7 +173,31 @@ impl TakeoverConfig {
                 return Err(ConfigErr::ZeroTimeout("the checkpoint interval"));
             }
         }
+        if let Some(CheckpointPolicy {
+            every_calls: None,
+            every: None,
+        }) = &self.checkpoint
+        {
+            return Err(ConfigErr::CheckpointNever);
+        }
+        if self.quorum && self.placement.is_none() {
+            return Err(ConfigErr::QuorumWithoutPlacement);
+        }
         Ok(())
+    }
+
+    /// Checks [`Self::whereis_timeout`] against `settle`, the longest a
+    /// safe lookup can need on the backend ([`crate::Registry::settle_time`];
+    /// `None`: no bound known, nothing to check). [`crate::TakeoverServer`]
+    /// runs it when the instance starts, beside [`Self::validate`].
+    pub fn validate_whereis(&self, settle: Option<Duration>) -> Result<(), ConfigErr> {
+        match settle {
+            Some(settle) if self.whereis_timeout < settle => Err(ConfigErr::WhereisBelowSettle {
+                whereis: self.whereis_timeout,
+                settle,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Sets [`Self::buffer_capacity`].

@@ -294,6 +294,38 @@ pub enum ConfigErr {
         /// `state_part_bytes`.
         part: usize,
     },
+    /// `TakeoverConfig::whereis_timeout` is below the longest a safe lookup
+    /// can need on the backend ([`crate::Registry::settle_time`]; on a real
+    /// node `ClusterConfig::settle_time`: its `startup_timeout` plus the
+    /// detection time and one heartbeat interval). An instance spawned while
+    /// a peer is still connecting would fail its start with
+    /// `RegistryErr::NotSettled`. Raise `whereis_timeout` or lower the
+    /// node's `startup_timeout`.
+    WhereisBelowSettle {
+        /// `whereis_timeout`.
+        whereis: Duration,
+        /// The longest a safe lookup can need.
+        settle: Duration,
+    },
+    /// The holder lease (the detection time minus the lease margin) is not
+    /// longer than one heartbeat interval: it runs out before the next
+    /// heartbeat's answer can renew it, so a healthy holder holds its calls
+    /// for part of every interval. Lower the margin or the interval, or
+    /// raise the misses.
+    LeaseBelowInterval {
+        /// The lease.
+        lease: Duration,
+        /// The heartbeat interval.
+        interval: Duration,
+    },
+    /// `TakeoverConfig::quorum` is on but there is no placement: quorum is
+    /// a majority of the placement's nodes, so there would be no quorum
+    /// check at all. Set a placement or turn quorum off.
+    QuorumWithoutPlacement,
+    /// A checkpoint policy with neither `every_calls` nor `every`: warm
+    /// standby is on but no checkpoint would ever be sent. Set one of them
+    /// or turn checkpoints off.
+    CheckpointNever,
 }
 
 impl fmt::Display for ConfigErr {
@@ -315,6 +347,22 @@ impl fmt::Display for ConfigErr {
             Self::MaxStateBelowPart { max_state, part } => write!(
                 f,
                 "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"
+            ),
+            Self::WhereisBelowSettle { whereis, settle } => write!(
+                f,
+                "whereis_timeout {whereis:?} is below the {settle:?} a start-up lookup can need on this node (its startup_timeout, the detection time and one heartbeat interval); raise whereis_timeout or lower startup_timeout"
+            ),
+            Self::LeaseBelowInterval { lease, interval } => write!(
+                f,
+                "the holder lease {lease:?} is not longer than the heartbeat interval {interval:?}, so it runs out before a heartbeat can renew it; lower the lease margin or the interval, or raise the misses"
+            ),
+            Self::QuorumWithoutPlacement => write!(
+                f,
+                "quorum is on but there is no placement to count a majority of; set a placement or turn quorum off"
+            ),
+            Self::CheckpointNever => write!(
+                f,
+                "the checkpoint policy sets neither every_calls nor every, so no checkpoint would be sent; set one or turn checkpoints off"
             ),
         }
     }

@@ -286,6 +286,16 @@ pub trait Registry: transport::Transport {
     fn max_frame_bytes(&self) -> Option<usize> {
         None
     }
+
+    /// The longest a [`Registry::safe_lookup`] can need to settle on this
+    /// node, right after the node started (`None`: no bound known). On a
+    /// real node it is `ClusterConfig::settle_time` (a peer still connecting
+    /// is waited for up to `startup_timeout`); the fake cluster knows none.
+    /// An instance refuses a `whereis_timeout` below it when it starts: its
+    /// start-up lookup would fail while a peer is still connecting.
+    fn settle_time(&self) -> Option<Duration> {
+        None
+    }
 }
 
 #[cfg(test)]

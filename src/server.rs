@@ -389,6 +389,7 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
         // Before `init`: a setting that cannot work fails the spawn, not a
         // handover later (see `spawn`).
         self.config.validate(self.registry.max_frame_bytes())?;
+        self.config.validate_whereis(self.registry.settle_time())?;
         let span = instance_span(&self.name, self.registry.node(), None);
         let ctx = TakeoverCtx {
             myself: myself.clone(),

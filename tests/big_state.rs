@@ -321,7 +321,8 @@ async fn a_checkpoint_bigger_than_the_frame_cap_reaches_the_standby() {
 /// Settings that cannot work fail the spawn with a typed error, before the
 /// behaviour's `init` runs: a part size of 0, one that (with its envelope)
 /// does not fit under the registry's frame cap, a `max_state_bytes` below
-/// the part size, a zero pull timeout.
+/// the part size, a zero pull timeout, quorum without a placement, a
+/// checkpoint policy that never sends one.
 #[tokio::test]
 async fn settings_that_cannot_work_are_refused_at_spawn() {
     init_tracing();
@@ -348,6 +349,19 @@ async fn settings_that_cannot_work_are_refused_at_spawn() {
         (
             config().with_pull_timeout(Duration::ZERO),
             ConfigErr::ZeroTimeout("pull_timeout"),
+        ),
+        (
+            config().with_quorum(true),
+            ConfigErr::QuorumWithoutPlacement,
+        ),
+        (
+            config().with_checkpoints({
+                // Public fields: a policy emptied by hand sends nothing.
+                let mut never = CheckpointPolicy::every_calls(1);
+                never.every_calls = None;
+                never
+            }),
+            ConfigErr::CheckpointNever,
         ),
     ];
     for (config, want) in refused {

@@ -65,8 +65,19 @@ pub struct ClusterConfig {
     /// neither a timeout of its own: without one, a peer that accepts and
     /// never answers would hold the dial forever.
     pub handshake_timeout: Duration,
-    /// How much shorter a holder's lease is than the detection time.
-    /// Default: `None`, a quarter of it. The margin must cover what
+    /// The longest an accepted connection may take to authenticate, from
+    /// its accept: the TLS handshake (when TLS is on) and ractor_cluster's
+    /// cookie handshake (5 s by default). A connection not authenticated by
+    /// then is closed. ractor_cluster gives the cookie handshake no limit:
+    /// without one, a peer that connects and says nothing (or stops
+    /// halfway) would keep its session open for good. Until it has
+    /// authenticated, a connection's frames are also held to a small budget
+    /// (4 KiB: the handshake's own are a few dozen bytes; a bigger frame's
+    /// body is not read until then), and at most 64 connections
+    /// authenticate at once (one over is closed at accept).
+    pub auth_timeout: Duration,
+    /// How much shorter a holder's lease is than the detection time
+    /// (`None`, the default: a quarter of it). The margin must cover what
     /// can happen between a holder's lease check and its answer leaving
     /// (the handler's run, scheduling) plus the drift between the nodes'
     /// clock rates; a pause longer than the margin at that very moment can
@@ -93,6 +104,7 @@ impl ClusterConfig {
             state_dir: None,
             startup_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(2),
+            auth_timeout: Duration::from_secs(5),
             lease_margin: None,
         }
     }
@@ -106,6 +118,12 @@ impl ClusterConfig {
     /// Sets [`Self::handshake_timeout`].
     pub fn with_handshake_timeout(mut self, timeout: Duration) -> Self {
         self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets [`Self::auth_timeout`].
+    pub fn with_auth_timeout(mut self, timeout: Duration) -> Self {
+        self.auth_timeout = timeout;
         self
     }
 
@@ -138,22 +156,47 @@ impl ClusterConfig {
         if self.handshake_timeout.is_zero() {
             return Err(ConfigErr::ZeroTimeout("handshake_timeout"));
         }
-        if self.lease_duration().is_none() {
+        if self.auth_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("auth_timeout"));
+        }
+        let Some(lease) = self.lease_duration() else {
             return Err(ConfigErr::NoLease {
                 detection: self.detection_time(),
                 margin: self.effective_lease_margin(),
+            });
+        };
+        // The lease is renewed once per interval, by an answered heartbeat
+        // counted from its send time: one no longer than the interval runs
+        // out before the next renewal can come.
+        if lease <= self.heartbeat_interval {
+            return Err(ConfigErr::LeaseBelowInterval {
+                lease,
+                interval: self.heartbeat_interval,
             });
         }
         Ok(())
     }
 
+    /// The longest a safe lookup can take on this node right after it
+    /// starts, and so the shortest `TakeoverConfig::whereis_timeout` that
+    /// works here: every configured peer must be known first (up to
+    /// [`Self::startup_timeout`] for one that accepts and stays silent),
+    /// then a ping round to the peers up, which a peer that went silent
+    /// meanwhile ends only when it is declared down (the detection time,
+    /// plus one interval for the tick that notices).
+    pub fn settle_time(&self) -> Duration {
+        self.startup_timeout + self.detection_time() + self.heartbeat_interval
+    }
+
     /// Refuses a server's settings that cannot work on a node with these
     /// settings ([`crate::TakeoverConfig::validate`] with this node's frame
-    /// cap). A server spawned on this node's registry runs the same check
+    /// cap, [`crate::TakeoverConfig::validate_whereis`] with its
+    /// [`Self::settle_time`]). A server spawned on this node's registry runs the same check
     /// itself (the registry reports its cap, [`Registry::max_frame_bytes`](crate::Registry::max_frame_bytes));
     /// this is for checking settings before the node starts.
     pub fn check_takeover(&self, takeover: &crate::TakeoverConfig) -> Result<(), ConfigErr> {
-        takeover.validate(usize::try_from(self.max_frame_bytes).ok())
+        takeover.validate(usize::try_from(self.max_frame_bytes).ok())?;
+        takeover.validate_whereis(Some(self.settle_time()))
     }
 
     /// Sets [`Self::state_dir`].

@@ -2,27 +2,30 @@
 //!
 //! Why: ractor_cluster's listener runs each TLS handshake inside its accept
 //! loop with no timeout, so one connection that never speaks holds every
-//! later session to the node (a restarting peer then cannot join). Here
-//! each handshake runs in its own task, bounded by
-//! `ClusterConfig::handshake_timeout`, and at most [`MAX_HANDSHAKES`] run
-//! at once (a connection over that is closed at once); a finished stream is
-//! handed to the node server as ractor_cluster's own listener would hand it
-//! (`NodeServerMessage::ConnectionOpened`). The node server still runs a
-//! listener of its own (it cannot be turned off): it is bound to an
-//! ephemeral port on 127.0.0.1 and never advertised to peers (the node runs
-//! in isolated mode, so nobody dials connection strings).
+//! later session to the node (a restarting peer then cannot join), and it
+//! gives the cookie handshake no time limit either. Here each accepted
+//! connection passes a gate (`guard`): at most
+//! [`MAX_UNAUTHENTICATED`](super::guard::MAX_UNAUTHENTICATED) authenticate
+//! at once (one over that is closed at once), each TLS handshake runs in
+//! its own task bounded by `ClusterConfig::handshake_timeout`, and the
+//! whole authentication (TLS and cookie) by `ClusterConfig::auth_timeout`,
+//! with a small frame budget until it is done. A stream is handed to the
+//! node server as an external transport
+//! (`NodeServerMessage::ConnectionOpenedExternal`), which ractor_cluster
+//! runs exactly as its own sessions. The node server still runs a listener
+//! of its own (it cannot be turned off): it is bound to an ephemeral port on
+//! 127.0.0.1 and never advertised to peers (the node runs in isolated mode,
+//! so nobody dials connection strings).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use ractor_cluster::{NetworkStream, NodeServerMessage};
+use ractor_cluster::NodeServerMessage;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
-/// TLS handshakes in progress at once, at most.
-pub(crate) const MAX_HANDSHAKES: usize = 64;
+use super::guard::{Gates, GuardedStream};
 
 /// Binds `port` on every address (IPv6 and IPv4 where the OS allows both).
 pub(crate) async fn bind(port: u16) -> std::io::Result<TcpListener> {
@@ -32,14 +35,23 @@ pub(crate) async fn bind(port: u16) -> std::io::Result<TcpListener> {
     }
 }
 
+/// The listener's time limits.
+#[derive(Clone, Copy)]
+pub(crate) struct Limits {
+    /// One TLS handshake.
+    pub(crate) handshake: Duration,
+    /// The whole authentication, from the accept.
+    pub(crate) auth: Duration,
+}
+
 /// Accepts connections until the node server is gone.
 pub(crate) async fn run(
     listener: TcpListener,
     node_server: ActorRef<NodeServerMessage>,
     tls: Option<TlsAcceptor>,
-    handshake_timeout: Duration,
+    limits: Limits,
+    gates: Arc<Gates>,
 ) {
-    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
         if node_server.get_status() >= ractor::ActorStatus::Stopping {
             return;
@@ -52,16 +64,15 @@ pub(crate) async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        let Ok(local_addr) = stream.local_addr() else {
+        let Some(gate) = gates.admit(peer_addr) else {
+            tracing::warn!(%peer_addr, "too many connections authenticating: connection closed");
             continue;
         };
+        let deadline = tokio::time::Instant::now() + limits.auth;
         let Some(acceptor) = tls.clone() else {
-            let opened = NodeServerMessage::ConnectionOpened {
-                stream: Box::new(NetworkStream::Raw {
-                    peer_addr,
-                    local_addr,
-                    stream,
-                }),
+            let stream = GuardedStream::new(stream.into_split(), gate, deadline);
+            let opened = NodeServerMessage::ConnectionOpenedExternal {
+                stream: Box::new(stream),
                 is_server: true,
             };
             if node_server.send_message(opened).is_err() {
@@ -69,24 +80,18 @@ pub(crate) async fn run(
             }
             continue;
         };
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            tracing::warn!(%peer_addr, "too many TLS handshakes in progress: connection closed");
-            continue;
-        };
         let server = node_server.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            let limit = limits.handshake.min(limits.auth);
+            match tokio::time::timeout(limit, acceptor.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    let _ = server.send_message(NodeServerMessage::ConnectionOpened {
-                        stream: Box::new(NetworkStream::TlsServer {
-                            peer_addr,
-                            local_addr,
-                            stream,
-                        }),
+                    let stream = GuardedStream::new(tokio::io::split(stream), gate, deadline);
+                    let _ = server.send_message(NodeServerMessage::ConnectionOpenedExternal {
+                        stream: Box::new(stream),
                         is_server: true,
                     });
                 }
+                // The gate (and its slot) goes with the connection.
                 Ok(Err(e)) => tracing::warn!(%peer_addr, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::warn!(%peer_addr, "TLS handshake timed out: connection closed"),
             }

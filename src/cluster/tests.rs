@@ -39,6 +39,44 @@ fn settings_that_cannot_work_are_refused() {
     assert_eq!(small_frames.check_takeover(&fitting), Ok(()));
 }
 
+/// A lease no longer than one heartbeat interval runs out before the next
+/// heartbeat can renew it: refused; one just longer passes.
+#[test]
+fn a_lease_no_longer_than_the_interval_is_refused() {
+    // 200 ms x 5 = 1 s detection; a 800 ms margin leaves a 200 ms lease.
+    let config = ClusterConfig::new("a", 4000, "c");
+    let at_interval = config.clone().with_lease_margin(Duration::from_millis(800));
+    assert_eq!(
+        at_interval.validate(),
+        Err(ConfigErr::LeaseBelowInterval {
+            lease: Duration::from_millis(200),
+            interval: Duration::from_millis(200),
+        })
+    );
+    let above = config.with_lease_margin(Duration::from_millis(799));
+    assert_eq!(above.validate(), Ok(()));
+}
+
+/// A server's `whereis_timeout` must cover the node's start-up wait for its
+/// peers (`startup_timeout`), the detection time and one interval: a
+/// shorter one fails a start while a peer is still connecting.
+#[test]
+fn a_whereis_timeout_below_the_settle_time_is_refused() {
+    let config = ClusterConfig::new("a", 4000, "c");
+    assert_eq!(config.settle_time(), Duration::from_millis(6_200));
+    let short = TakeoverConfig::default().with_whereis_timeout(Duration::from_secs(5));
+    assert_eq!(
+        config.check_takeover(&short),
+        Err(ConfigErr::WhereisBelowSettle {
+            whereis: Duration::from_secs(5),
+            settle: Duration::from_millis(6_200),
+        })
+    );
+    let quick = config.with_startup_timeout(Duration::from_secs(1));
+    assert_eq!(quick.settle_time(), Duration::from_millis(2_200));
+    assert_eq!(quick.check_takeover(&short), Ok(()));
+}
+
 /// A node refuses to start with settings that cannot work.
 #[tokio::test]
 async fn start_refuses_a_margin_that_leaves_no_lease() {
@@ -68,4 +106,69 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.startup_timeout, Duration::from_secs(5));
     assert_eq!(c.handshake_timeout, Duration::from_secs(2));
     assert_eq!(c.lease_margin, None);
+    assert_eq!(c.auth_timeout, Duration::from_secs(5));
+}
+
+/// The smallest behaviour: a counter.
+struct Count;
+
+impl crate::TakeoverActor for Count {
+    type Msg = u64;
+    type Reply = u64;
+    type State = u64;
+    type Arguments = ();
+    type Info = ();
+
+    async fn init(
+        &self,
+        _: &crate::TakeoverCtx<Self>,
+        _: (),
+    ) -> Result<u64, ractor::ActorProcessingErr> {
+        Ok(0)
+    }
+
+    async fn handle(
+        &self,
+        _: &crate::TakeoverCtx<Self>,
+        add: u64,
+        total: &mut u64,
+    ) -> Result<u64, ractor::ActorProcessingErr> {
+        *total += add;
+        Ok(*total)
+    }
+}
+
+/// On a real node, a server whose `whereis_timeout` is below the node's
+/// settle time fails its spawn with that typed error, before its start-up
+/// lookup could time out while a peer is still connecting (the flake seen
+/// in `tests/real_cookie.rs`); the default passes.
+#[tokio::test]
+async fn a_server_refuses_a_whereis_timeout_below_the_nodes_settle_time() {
+    let node = ClusterNode::start(ClusterConfig::new("a", 0, "c"))
+        .await
+        .expect("the node starts");
+    let short = TakeoverConfig::default().with_whereis_timeout(Duration::from_secs(5));
+    let err = crate::TakeoverServer::new("count", Count, node.registry(), short)
+        .spawn(())
+        .await
+        .expect_err("the spawn is refused");
+    let ractor::SpawnErr::StartupFailed(inner) = &err else {
+        panic!("not a startup failure: {err}");
+    };
+    assert_eq!(
+        inner.downcast_ref::<ConfigErr>(),
+        Some(&ConfigErr::WhereisBelowSettle {
+            whereis: Duration::from_secs(5),
+            settle: Duration::from_millis(6_200),
+        }),
+        "{err}"
+    );
+    let (ok, handle) =
+        crate::TakeoverServer::new("count", Count, node.registry(), TakeoverConfig::default())
+            .spawn(())
+            .await
+            .expect("the default spawns");
+    ok.stop(None);
+    let _ = handle.await;
+    node.shutdown();
 }

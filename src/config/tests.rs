@@ -51,7 +51,7 @@ fn defaults_are_the_documented_ones() {
     let c = TakeoverConfig::default();
     assert_eq!(c.buffer_capacity, 10_000);
     assert_eq!(c.pull_timeout, Duration::from_secs(5));
-    assert_eq!(c.whereis_timeout, Duration::from_secs(5));
+    assert_eq!(c.whereis_timeout, Duration::from_secs(10));
     assert_eq!(c.max_state_bytes, 1 << 30);
     assert_eq!(c.state_part_bytes, 4 << 20);
     assert_eq!(c.placement, None);
@@ -66,5 +66,61 @@ fn defaults_are_the_documented_ones() {
             every_calls: Some(1),
             every: Some(Duration::from_secs(2)),
         }
+    );
+}
+
+/// Quorum needs a placement to count a majority of; warm standby needs a
+/// policy that sends something. Either alone is refused; with what it needs
+/// it passes.
+#[test]
+fn validate_refuses_a_quorum_without_placement_and_a_policy_that_never_fires() {
+    let ok = TakeoverConfig::default();
+    assert_eq!(
+        ok.clone().with_quorum(true).validate(None),
+        Err(ConfigErr::QuorumWithoutPlacement)
+    );
+    assert_eq!(
+        ok.clone()
+            .with_quorum(true)
+            .with_placement(crate::Placement::parse("a > b > c"))
+            .validate(None),
+        Ok(())
+    );
+    let never = CheckpointPolicy {
+        every_calls: None,
+        every: None,
+    };
+    assert_eq!(
+        ok.clone().with_checkpoints(never).validate(None),
+        Err(ConfigErr::CheckpointNever)
+    );
+    assert_eq!(
+        ok.clone()
+            .with_checkpoints(CheckpointPolicy::every_calls(1))
+            .validate(None),
+        Ok(())
+    );
+}
+
+/// A `whereis_timeout` below the backend's settle time is refused, one at
+/// it passes, and a backend that knows no bound checks nothing.
+#[test]
+fn validate_whereis_refuses_a_lookup_shorter_than_the_backend_can_need() {
+    let settle = Duration::from_millis(6_200);
+    let at = TakeoverConfig::default().with_whereis_timeout(settle);
+    assert_eq!(at.validate_whereis(Some(settle)), Ok(()));
+    let short = TakeoverConfig::default().with_whereis_timeout(settle - Duration::from_millis(1));
+    assert_eq!(
+        short.validate_whereis(Some(settle)),
+        Err(ConfigErr::WhereisBelowSettle {
+            whereis: settle - Duration::from_millis(1),
+            settle,
+        })
+    );
+    assert_eq!(short.validate_whereis(None), Ok(()));
+    // The default fits a real node's default settle time.
+    assert_eq!(
+        TakeoverConfig::default().validate_whereis(Some(settle)),
+        Ok(())
     );
 }

@@ -293,12 +293,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         let transfers = &mut state.transfers;
-        let at = transfers.incoming.iter().position(|i| i.of == of);
-        if at.is_none() && offset == 0 {
+        if offset == 0 {
             // A newer state from the same sender: the older one will not
-            // be finished.
+            // be finished. Even of the very same transfer: a split-brain
+            // loser whose yield timed out offers again under the same
+            // `PartOf`, and the sender drops the first stream when it starts
+            // the second (fault seeds 221371574 and 221374644: taken for a
+            // part that did not continue, the loser's state was dropped).
             transfers.incoming.retain(|i| slot(&i.of) != slot(&of));
         }
+        let at = transfers.incoming.iter().position(|i| i.of == of);
         let got = at.map(|i| {
             let i = &transfers.incoming[i];
             (i.total, i.got.len() as u64)
