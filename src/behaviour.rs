@@ -21,11 +21,12 @@ pub enum StartType {
     /// Nobody held the name; this instance registered it.
     Normal,
     /// The holder on `from` went away; this instance took the name. Without
-    /// warm standby (`TakeoverConfig::checkpoint`) the state is this instance's
-    /// own: from `init`, or, on an instance that held before and handed
-    /// over, the state it handed over (as `on_handed_over` left it); with
-    /// warm standby, the state is the last checkpoint received from the
-    /// holder, described in `checkpoint`.
+    /// warm standby (`TakeoverConfig::checkpoint`) the state is the one
+    /// `init` made, on every instance: one that held before and handed its
+    /// state over goes back to `init`'s state once `on_handed_over` ran, so
+    /// that a failover to it never serves a state older than its
+    /// successor's. With warm standby, the state is the last checkpoint
+    /// received from the holder, described in `checkpoint`.
     ///
     /// An old holder also gets this, a second `go` under a new epoch, when
     /// the successor it sent its state to vanished (node down, died) before

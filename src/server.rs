@@ -257,6 +257,12 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// dead instance never holds the name.
     ctx: TakeoverCtx<A>,
     user: A::State,
+    /// The state `init` made, encoded, or why it could not be. A retired
+    /// instance goes back to it once it handed its state over: what it kept
+    /// is older than what its successor serves, and a failover to it
+    /// without a checkpoint must start, as any standby's, from `init`'s
+    /// state, not resurrect locks or counts its successor has moved past.
+    initial: Result<Vec<u8>, crate::StateCodecErr>,
     stage: Stage<A>,
     registry: Arc<dyn Registry>,
     /// Calls waiting to be served: while we pull, or while a holder holds
@@ -404,11 +410,13 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             .init(&ctx, args)
             .instrument(span.clone())
             .await?;
+        let initial = self.behaviour.encode_state(&user);
         self.registry.attach(&myself.get_cell());
         let pump = spawn_pump(self.registry.watch(&self.name), myself);
         Ok(ServerState {
             ctx,
             user,
+            initial,
             stage: Stage::Standby(Standby::default()),
             registry: self.registry.clone(),
             buffer: VecDeque::new(),

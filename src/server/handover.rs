@@ -238,6 +238,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(Err(e)) => Some(CallErr::Handler(e.to_string())),
             Err(panic) => Some(CallErr::Panicked(panic_message(panic.as_ref()))),
         };
+        self.reset_to_initial(state);
         self.enter(state, Stage::Standby(Standby::default()), None);
         if let Some(error) = error {
             // As a failing handler: the queue is answered, then it fails.
@@ -249,6 +250,23 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // standby), not before: a takeover back waits its turn.
         let _ = myself.send_message(TakeoverMessage::PlacementTick);
         Ok(())
+    }
+
+    /// Puts back the state `init` made (see `ServerState::initial`). If it
+    /// cannot be encoded or decoded again, the instance keeps the state it
+    /// handed over, and says so: a failover to it would start from that.
+    fn reset_to_initial(&self, state: &mut ServerState<A>) {
+        let initial = match &state.initial {
+            Ok(bytes) => self.behaviour.decode_state(bytes),
+            Err(e) => Err(e.clone()),
+        };
+        match initial {
+            Ok(user) => state.user = user,
+            Err(e) => tracing::warn!(
+                error = %e,
+                "the state init made does not encode and decode again: this standby keeps the state it handed over"
+            ),
+        }
     }
 
     /// A registry change while retiring: the successor left, or showed up
