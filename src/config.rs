@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::{ConfigErr, ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+use crate::{ConfigErr, ConflictResolver, EventHub, NewerLineage, Placement};
 
 /// The room a state part's envelope (the message's variant, the transfer's
 /// metadata with the name and node identities, ractor_cluster's framing)
@@ -44,7 +44,8 @@ pub struct TakeoverConfig {
     /// Automatic failover and takeover by node priority; `None` leaves moves
     /// to explicit [`crate::takeover`] and [`crate::go`] calls.
     pub placement: Option<Placement>,
-    /// Who wins when two holders of the name meet after a partition.
+    /// Who wins when two holders of the name meet after a partition or a
+    /// hang (default [`NewerLineage`]: the newer state wins).
     pub resolver: Arc<dyn ConflictResolver>,
     /// How long a holder that sees a newer registration of its name waits for
     /// that instance's handover request before it treats it as a conflict.
@@ -104,7 +105,7 @@ impl Default for TakeoverConfig {
             state_part_bytes: 4 << 20,
             events: EventHub::default(),
             placement: None,
-            resolver: Arc::new(PriorityThenEpoch),
+            resolver: Arc::new(NewerLineage),
             conflict_grace: Duration::from_secs(1),
             checkpoint: None,
             quorum: false,

@@ -9,7 +9,15 @@ use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;
 use support::*;
 
+/// The scenarios written for the resolver that was the default before
+/// `NewerLineage` (priority first) keep it: they check what it still does.
 fn config(counter_merges: bool) -> (TakeoverConfig, Counter) {
+    let (config, counter) = lineage_config(counter_merges);
+    (config.with_resolver(PriorityThenEpoch), counter)
+}
+
+/// The default resolver (`NewerLineage`).
+fn lineage_config(counter_merges: bool) -> (TakeoverConfig, Counter) {
     let config = TakeoverConfig::default()
         .with_placement(
             Placement::parse("a > b > c").with_standby_grace(Duration::from_millis(200)),
