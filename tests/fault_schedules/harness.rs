@@ -83,6 +83,8 @@ pub struct Outcome {
     /// Instance -> (node, its node's crash count at spawn).
     pub insts: HashMap<ActorId, (usize, u32)>,
     pub crashes: [u32; 3],
+    /// The schedule ran in quorum mode.
+    pub quorum: bool,
 }
 
 struct Run {
@@ -525,6 +527,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
     collector.abort();
 
     let outcome = Outcome {
+        quorum: s.quorum,
         log: run.log.take(),
         calls: calls.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         takeovers: run

@@ -2,15 +2,16 @@
 //! run's history replayed once (`replay.rs`). A violation that matches a
 //! known gap's signature (`known_gaps.rs`) carries it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use ractor::ActorId;
 use ractor_takeover::*;
 
 use crate::harness::{Outcome, TAKEOVER_TIMEOUT};
 use crate::known_gaps::{self, KnownGap};
 use crate::ledger::{CallId, Entry, LedgerReply};
-use crate::replay::Replay;
+use crate::replay::{Apart, Replay};
 use crate::NODES;
 
 /// What a run counted (the summary adds them up).
@@ -136,6 +137,9 @@ pub fn check(o: &Outcome) -> (Stats, Vec<Violation>) {
     failovers_install_the_checkpoint(&r, &mut v);
     takeovers_by_their_deadline(&r, &mut v);
     nothing_fails(&r, &mut v);
+    answers_never_interleave_across_epochs(&r, &mut v);
+    conflicts_keep_acknowledged_calls(&r, &mut v);
+    no_client_sees_its_state_go_backwards(&r, &mut v);
     (Stats::of(&r), v.0)
 }
 
@@ -430,5 +434,203 @@ fn nothing_fails(r: &Replay, v: &mut Violations) {
             "4 nothing fails",
             format!("{} panic(s) on the schedule's thread", o.panics),
         );
+    }
+}
+
+/// Whether the apply at `at` of `call` by `node` at `epoch` is the one its
+/// acknowledgement names (an OK the client saw).
+fn acked_here(r: &Replay, call: &CallId, node: &str, epoch: Option<u64>) -> bool {
+    r.acked
+        .get(call)
+        .is_some_and(|(n, e)| n == node && *e == epoch)
+}
+
+/// Classifies two answers (or an answer and a state that lacks one) of the
+/// nodes `x` and `y` between log positions `from` and `to`: `Ok(())` when an
+/// undetected partition separated them outside quorum mode (the documented
+/// limit), a known gap when only a detected separation did, an error when
+/// nothing did.
+fn apart_or_fail(
+    r: &Replay,
+    x: &str,
+    y: &str,
+    from: usize,
+    to: usize,
+) -> Result<(), Option<KnownGap>> {
+    let apart = r.apart(x, y, from, to);
+    match known_gaps::answered_while_apart(r, apart) {
+        None if apart == Apart::Undetected => Ok(()),
+        known => Err(known),
+    }
+}
+
+/// (i, issue 10) Answers for the name never interleave across epochs: in
+/// the order the holders applied them, no call acknowledged under an epoch
+/// comes after one acknowledged under a newer epoch. A conflict winner
+/// whose epoch is below the loser's re-registers above it before it serves
+/// the held calls, so a healed conflict keeps the order too.
+fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "i answers never interleave across epochs";
+    let mut newest: Option<(u64, usize, String)> = None;
+    let mut reported: BTreeSet<(u64, u64)> = BTreeSet::new();
+    for (at, e) in r.outcome.log.iter().enumerate() {
+        let Entry::Apply {
+            node,
+            epoch: Some(epoch),
+            call,
+            ..
+        } = e
+        else {
+            continue;
+        };
+        if !acked_here(r, call, node, Some(*epoch)) {
+            continue;
+        }
+        match &newest {
+            Some((top, top_at, top_node)) if epoch < top => {
+                if !reported.insert((*epoch, *top)) {
+                    continue;
+                }
+                if let Err(known) = apart_or_fail(r, node, top_node, *top_at, at) {
+                    v.push(
+                        CHECK,
+                        format!(
+                            "call {call:?} acknowledged by {node} at epoch {epoch} after an OK of epoch {top} on {top_node}"
+                        ),
+                        known,
+                    );
+                }
+            }
+            Some((top, ..)) if epoch == top => {
+                newest = Some((*epoch, at, node.clone()));
+            }
+            _ => newest = Some((*epoch, at, node.clone())),
+        }
+    }
+}
+
+/// Every instance's state after each log position, replayed as the
+/// ledger's hooks logged it (go installs, apply adds, merge replaces).
+fn states_along(
+    r: &Replay,
+    mut each: impl FnMut(usize, &Entry, &HashMap<ActorId, BTreeSet<CallId>>),
+) {
+    let mut states: HashMap<ActorId, BTreeSet<CallId>> = HashMap::new();
+    for (at, e) in r.outcome.log.iter().enumerate() {
+        each(at, e, &states);
+        match e {
+            Entry::Go { inst, content, .. } | Entry::Merged { inst, content, .. } => {
+                states.insert(*inst, content.clone());
+            }
+            Entry::Apply { inst, call, .. } => {
+                states.entry(*inst).or_default().insert(*call);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where each call was (first) applied in the log.
+fn applied_at(r: &Replay) -> BTreeMap<CallId, usize> {
+    let mut at = BTreeMap::new();
+    for (i, e) in r.outcome.log.iter().enumerate() {
+        if let Entry::Apply { call, .. } = e {
+            at.entry(*call).or_insert(i);
+        }
+    }
+    at
+}
+
+/// (ii, issue 10) No acknowledged call is discarded by a conflict: every
+/// call acknowledged that was in the loser's state when the winner merged
+/// it is in the winner's state after the merge, unless both sides answered
+/// calls during an undetected partition (outside quorum mode; in quorum
+/// mode, never: B10 until the lease).
+fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "ii conflicts keep acknowledged calls";
+    let applied = applied_at(r);
+    let mut found: Vec<(String, String, CallId, usize, usize)> = Vec::new();
+    states_along(r, |at, e, states| {
+        let Entry::Merged {
+            inst,
+            loser,
+            content,
+            ..
+        } = e
+        else {
+            return;
+        };
+        let winner = r.node_of(inst);
+        let losers = r
+            .epoch_insts
+            .get(&loser.epoch)
+            .into_iter()
+            .flatten()
+            .filter(|l| r.node_of(l) == loser.node.as_str() && *l != inst);
+        for l in losers {
+            for call in states.get(l).into_iter().flatten() {
+                if r.acked.contains_key(call) && !content.contains(call) {
+                    let from = applied.get(call).copied().unwrap_or(0);
+                    found.push((loser.node.to_string(), winner.to_string(), *call, from, at));
+                }
+            }
+        }
+    });
+    for (loser, winner, call, from, at) in found {
+        if let Err(known) = apart_or_fail(r, &loser, &winner, from, at) {
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?}, acknowledged and in {loser}'s state, was discarded when {winner} merged it"
+                ),
+                known,
+            );
+        }
+    }
+}
+
+/// (iii, issue 10) A client never sees its state go backwards: the state a
+/// call is acknowledged on has the client's previous acknowledged call,
+/// unless a crash lost that one (invariant 2 checks that loss is
+/// reported), or the two answers were apart as in (i).
+fn no_client_sees_its_state_go_backwards(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "iii no client sees its state go backwards";
+    let applied = applied_at(r);
+    let mut prev: BTreeMap<u32, CallId> = BTreeMap::new();
+    let mut found: Vec<(CallId, CallId, String, usize)> = Vec::new();
+    states_along(r, |at, e, states| {
+        let Entry::Apply {
+            inst,
+            node,
+            epoch,
+            call,
+        } = e
+        else {
+            return;
+        };
+        if !acked_here(r, call, node, *epoch) {
+            return;
+        }
+        if let Some(p) = prev.insert(call.0, *call) {
+            let has = states.get(inst).is_some_and(|s| s.contains(&p));
+            if !has && r.crashed_holders_of(&p).0.is_empty() {
+                found.push((p, *call, node.clone(), at));
+            }
+        }
+    });
+    for (p, call, node, at) in found {
+        let Some((p_node, p_epoch)) = r.acked.get(&p) else {
+            continue;
+        };
+        let from = applied.get(&p).copied().unwrap_or(0);
+        if let Err(known) = apart_or_fail(r, p_node, &node, from, at) {
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?} acknowledged by {node} on a state without the client's previous acknowledged call {p:?} (by {p_node} at epoch {p_epoch:?})"
+                ),
+                known,
+            );
+        }
     }
 }

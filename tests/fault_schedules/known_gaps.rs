@@ -113,6 +113,19 @@ pub enum KnownGap {
     /// merging it or sending `HandoverAborted`). Replayed by
     /// `known_bug_b8_state_sent_to_a_puller_that_gave_up`.
     B8StateSentToNobody,
+    /// Known gap B10 (issue 10, "a holder lease"): a holder answers while
+    /// a peer can have declared it down, or after it resumed from a pause
+    /// (it answers the calls that queued while it hung before it learns of
+    /// the failover holder), or on the minority side of a detected split
+    /// (without quorum). Two holders then answer in turn, a client can see
+    /// the state go backwards, and what the other side acknowledged can be
+    /// discarded by the conflict. Signature: the answers in question are
+    /// separated by a *detected* separation of the two nodes (a split, a
+    /// held link or a pause) and by no undetected partition (which is the
+    /// documented limit without quorum, not a gap). The holder lease
+    /// (self-fencing, the lease helper's branch) fixes it. Replayed by
+    /// `known_gap_b10_a_paused_holder_answers_after_the_failover`.
+    B10AnsweredWhileApart,
 }
 
 impl KnownGap {
@@ -127,6 +140,7 @@ impl KnownGap {
             KnownGap::B6NeverRetires => "B6 an old holder whose HandoverDone was lost stays Retiring forever",
             KnownGap::B7ResumedOverASuccessor => "B7 an old holder resumed after its successor had served and crashed: loss unreported",
             KnownGap::B8StateSentToNobody => "B8 an old holder sent its state to a puller that had given up: the state is lost",
+            KnownGap::B10AnsweredWhileApart => "B10 a holder answered while a detected split or a pause separated it from the newer holder (no lease yet)",
         }
     }
 }
@@ -261,5 +275,19 @@ pub fn lost_in_an_unreported_crash(r: &Replay, call: &CallId) -> Option<KnownGap
         Some(KnownGap::B4RestartedAsNormal)
     } else {
         None
+    }
+}
+
+/// B10: two holders' answers (or an answer and a state missing it) were
+/// separated by a detected split, held link or pause of their nodes; an
+/// undetected partition is no gap (`None` here, the caller allows it when
+/// it may). In quorum mode an undetected partition counts as B10 too: both
+/// sides may see a majority of a stale view, and only the lease stops that.
+pub fn answered_while_apart(r: &Replay, apart: crate::replay::Apart) -> Option<KnownGap> {
+    use crate::replay::Apart;
+    match apart {
+        Apart::Detected => Some(KnownGap::B10AnsweredWhileApart),
+        Apart::Undetected if r.outcome.quorum => Some(KnownGap::B10AnsweredWhileApart),
+        Apart::Undetected | Apart::Never => None,
     }
 }

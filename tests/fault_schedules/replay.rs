@@ -27,6 +27,34 @@ pub struct Failover {
     pub content: BTreeSet<CallId>,
 }
 
+/// A time two nodes could not talk (log positions `from..to`; `to` is the
+/// log's end if it never ended before the final heal).
+#[derive(Clone, Debug)]
+pub struct Separation {
+    /// The nodes (a paused node is separated from both others).
+    pub nodes: (usize, usize),
+    pub from: usize,
+    pub to: usize,
+    /// No heartbeat sees it: an undetected partition (`Fault::Partition`).
+    /// A split, a held link and a paused process are detected (the peers
+    /// count the other node down after the detection time).
+    pub undetected: bool,
+}
+
+/// How two holders' answers overlapping a time may be explained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apart {
+    /// An undetected partition separated them meanwhile: both sides serve,
+    /// the documented limit without quorum (issue 10's (ii)).
+    Undetected,
+    /// Only a detected separation (split, held link, pause): a holder
+    /// answered although a peer could have declared it down, what the
+    /// holder lease fixes.
+    Detected,
+    /// Nothing separated them.
+    Never,
+}
+
 /// The facts of one run, from its log and its events.
 pub struct Replay<'o> {
     pub outcome: &'o Outcome,
@@ -69,6 +97,8 @@ pub struct Replay<'o> {
     pub abandoned: BTreeSet<(String, u64)>,
     /// Acknowledged call -> the (node, epoch) its acknowledgement named.
     pub acked: BTreeMap<CallId, (String, Option<u64>)>,
+    /// Every time two nodes could not talk, in log order.
+    pub separations: Vec<Separation>,
 }
 
 impl<'o> Replay<'o> {
@@ -96,8 +126,10 @@ impl<'o> Replay<'o> {
             unretired: BTreeSet::new(),
             abandoned: BTreeSet::new(),
             acked: BTreeMap::new(),
+            separations: Vec::new(),
         };
         r.replay_log();
+        r.find_separations();
         r.find_stranded_pullers();
         r.find_unfinished_handovers();
         for c in &o.calls {
@@ -106,6 +138,87 @@ impl<'o> Replay<'o> {
             }
         }
         r
+    }
+
+    fn find_separations(&mut self) {
+        use crate::generator::Fault;
+        let end = self.outcome.log.len();
+        let mut open: Vec<Separation> = Vec::new();
+        let pair = |x: usize, y: usize| (x.min(y), x.max(y));
+        for (at, e) in self.outcome.log.iter().enumerate() {
+            let Entry::Fault { fault, .. } = e else {
+                continue;
+            };
+            let mut close = |nodes: (usize, usize), open: &mut Vec<Separation>| {
+                open.retain(|s| {
+                    let done = s.nodes == nodes;
+                    if done {
+                        self.separations.push(Separation {
+                            to: at,
+                            ..s.clone()
+                        });
+                    }
+                    !done
+                });
+            };
+            match *fault {
+                Fault::Split(x, y) | Fault::Partition(x, y) | Fault::Hold(x, y) => {
+                    open.push(Separation {
+                        nodes: pair(x, y),
+                        from: at,
+                        to: end,
+                        undetected: matches!(fault, Fault::Partition(..)),
+                    });
+                }
+                Fault::Heal(x, y) | Fault::Release(x, y) => close(pair(x, y), &mut open),
+                Fault::Pause(n) => {
+                    for o in (0..NODES.len()).filter(|o| *o != n) {
+                        open.push(Separation {
+                            nodes: (n, usize::MAX - o),
+                            from: at,
+                            to: end,
+                            undetected: false,
+                        });
+                    }
+                }
+                Fault::Resume(n) => {
+                    for o in (0..NODES.len()).filter(|o| *o != n) {
+                        close((n, usize::MAX - o), &mut open);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.separations.extend(open);
+    }
+
+    /// Whether nodes `x` and `y` (names) were apart at some point between
+    /// log positions `from` and `to`: a pause of either counts, as does a
+    /// split, partition or held link between them.
+    pub fn apart(&self, x: &str, y: &str, from: usize, to: usize) -> Apart {
+        let idx = |n: &str| NODES.iter().position(|m| *m == n);
+        let (Some(x), Some(y)) = (idx(x), idx(y)) else {
+            return Apart::Never;
+        };
+        let mut seen = Apart::Never;
+        for s in &self.separations {
+            let (p, q) = s.nodes;
+            // A pause is stored as (paused, MAX - other).
+            let between = if q > NODES.len() {
+                let other = usize::MAX - q;
+                (p == x && other == y) || (p == y && other == x)
+            } else {
+                (p, q) == (x.min(y), x.max(y))
+            };
+            if !between || s.from > to || s.to < from {
+                continue;
+            }
+            if s.undetected {
+                return Apart::Undetected;
+            }
+            seen = Apart::Detected;
+        }
+        seen
     }
 
     /// The node an instance ran on ("?" if the harness never spawned it).
