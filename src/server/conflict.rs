@@ -204,7 +204,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &mut state.stage else {
             return Ok(());
         };
-        let rival = holder.conflict.as_ref().map(|c| c.other.info());
+        // Only a rival that holds the name (its claim came) or may have
+        // stolen it (it ranks above ours) had calls of its own to lose; a
+        // lower registration that never answered is a leftover.
+        let rival = holder
+            .conflict
+            .as_ref()
+            .filter(|c| c.above || c.theirs.is_some())
+            .map(|c| c.other.info());
         let resolves = rival.is_some_and(|r| self.registry.resolve(r).is_some());
         if !phase::rival_died(event, rival, resolves) {
             return self.check_conflict(state).await;

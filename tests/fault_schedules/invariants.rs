@@ -446,18 +446,41 @@ fn acked_here(r: &Replay, call: &CallId, node: &str, epoch: Option<u64>) -> bool
 }
 
 /// Classifies two answers (or an answer and a state that lacks one) of the
-/// nodes `x` and `y` between log positions `from` and `to`: `Ok(())` when an
-/// undetected partition separated them outside quorum mode (the documented
-/// limit), a known gap when only a detected separation did, an error when
-/// nothing did.
+/// instances `x` and `y` up to log position `to`: `Ok(())` when an
+/// undetected partition separated their nodes outside quorum mode (the
+/// documented limit), a known gap when only a detected separation did, an
+/// error when nothing did. The window starts at the earlier of the two
+/// instances' `go`: a holder paused while it held, then resumed, answers
+/// the calls queued during its pause after the separation ended, before it
+/// learns of the newer holder (the hung-holder gap the lease closes).
 fn apart_or_fail(
     r: &Replay,
-    x: &str,
-    y: &str,
+    x: &ActorId,
+    y: &ActorId,
     from: usize,
     to: usize,
 ) -> Result<(), Option<KnownGap>> {
-    let apart = r.apart(x, y, from, to);
+    let go = |i: &ActorId| r.go_at.get(i).copied().unwrap_or(from);
+    let from = from.min(go(x)).min(go(y));
+    let (nx, ny) = (r.node_of(x), r.node_of(y));
+    let apart = if nx != ny {
+        r.apart(nx, ny, from, to)
+    } else {
+        // Two instances of one node (one retired, a fresh one failed over
+        // later): the other side is whichever node held the state then.
+        let each: Vec<Apart> = NODES
+            .iter()
+            .filter(|n| **n != nx)
+            .map(|n| r.apart(nx, n, from, to))
+            .collect();
+        if each.contains(&Apart::Undetected) {
+            Apart::Undetected
+        } else if each.contains(&Apart::Detected) {
+            Apart::Detected
+        } else {
+            Apart::Never
+        }
+    };
     match known_gaps::answered_while_apart(r, apart) {
         None if apart == Apart::Undetected => Ok(()),
         known => Err(known),
@@ -471,14 +494,14 @@ fn apart_or_fail(
 /// the held calls, so a healed conflict keeps the order too.
 fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
     const CHECK: &str = "i answers never interleave across epochs";
-    let mut newest: Option<(u64, usize, String)> = None;
+    let mut newest: Option<(u64, usize, String, ActorId)> = None;
     let mut reported: BTreeSet<(u64, u64)> = BTreeSet::new();
     for (at, e) in r.outcome.log.iter().enumerate() {
         let Entry::Apply {
+            inst,
             node,
             epoch: Some(epoch),
             call,
-            ..
         } = e
         else {
             continue;
@@ -487,11 +510,11 @@ fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
             continue;
         }
         match &newest {
-            Some((top, top_at, top_node)) if epoch < top => {
+            Some((top, top_at, top_node, top_inst)) if epoch < top => {
                 if !reported.insert((*epoch, *top)) {
                     continue;
                 }
-                if let Err(known) = apart_or_fail(r, node, top_node, *top_at, at) {
+                if let Err(known) = apart_or_fail(r, inst, top_inst, *top_at, at) {
                     v.push(
                         CHECK,
                         format!(
@@ -502,9 +525,9 @@ fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
                 }
             }
             Some((top, ..)) if epoch == top => {
-                newest = Some((*epoch, at, node.clone()));
+                newest = Some((*epoch, at, node.clone(), *inst));
             }
-            _ => newest = Some((*epoch, at, node.clone())),
+            _ => newest = Some((*epoch, at, node.clone(), *inst)),
         }
     }
 }
@@ -549,7 +572,7 @@ fn applied_at(r: &Replay) -> BTreeMap<CallId, usize> {
 fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
     const CHECK: &str = "ii conflicts keep acknowledged calls";
     let applied = applied_at(r);
-    let mut found: Vec<(String, String, CallId, usize, usize)> = Vec::new();
+    let mut found: Vec<(ActorId, ActorId, CallId, usize, usize)> = Vec::new();
     states_along(r, |at, e, states| {
         let Entry::Merged {
             inst,
@@ -560,7 +583,6 @@ fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
         else {
             return;
         };
-        let winner = r.node_of(inst);
         let losers = r
             .epoch_insts
             .get(&loser.epoch)
@@ -571,13 +593,14 @@ fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
             for call in states.get(l).into_iter().flatten() {
                 if r.acked.contains_key(call) && !content.contains(call) {
                     let from = applied.get(call).copied().unwrap_or(0);
-                    found.push((loser.node.to_string(), winner.to_string(), *call, from, at));
+                    found.push((*l, *inst, *call, from, at));
                 }
             }
         }
     });
-    for (loser, winner, call, from, at) in found {
-        if let Err(known) = apart_or_fail(r, &loser, &winner, from, at) {
+    for (l, w, call, from, at) in found {
+        let (loser, winner) = (r.node_of(&l), r.node_of(&w));
+        if let Err(known) = apart_or_fail(r, &l, &w, from, at) {
             v.push(
                 CHECK,
                 format!(
@@ -596,8 +619,8 @@ fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
 fn no_client_sees_its_state_go_backwards(r: &Replay, v: &mut Violations) {
     const CHECK: &str = "iii no client sees its state go backwards";
     let applied = applied_at(r);
-    let mut prev: BTreeMap<u32, CallId> = BTreeMap::new();
-    let mut found: Vec<(CallId, CallId, String, usize)> = Vec::new();
+    let mut prev: BTreeMap<u32, (CallId, ActorId)> = BTreeMap::new();
+    let mut found: Vec<(CallId, ActorId, CallId, ActorId, usize)> = Vec::new();
     states_along(r, |at, e, states| {
         let Entry::Apply {
             inst,
@@ -611,19 +634,20 @@ fn no_client_sees_its_state_go_backwards(r: &Replay, v: &mut Violations) {
         if !acked_here(r, call, node, *epoch) {
             return;
         }
-        if let Some(p) = prev.insert(call.0, *call) {
+        if let Some((p, p_inst)) = prev.insert(call.0, (*call, *inst)) {
             let has = states.get(inst).is_some_and(|s| s.contains(&p));
             if !has && r.crashed_holders_of(&p).0.is_empty() {
-                found.push((p, *call, node.clone(), at));
+                found.push((p, p_inst, *call, *inst, at));
             }
         }
     });
-    for (p, call, node, at) in found {
+    for (p, p_inst, call, inst, at) in found {
         let Some((p_node, p_epoch)) = r.acked.get(&p) else {
             continue;
         };
+        let node = r.node_of(&inst);
         let from = applied.get(&p).copied().unwrap_or(0);
-        if let Err(known) = apart_or_fail(r, p_node, &node, from, at) {
+        if let Err(known) = apart_or_fail(r, &p_inst, &inst, from, at) {
             v.push(
                 CHECK,
                 format!(

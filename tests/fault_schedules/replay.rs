@@ -39,6 +39,9 @@ pub struct Separation {
     /// A split, a held link and a paused process are detected (the peers
     /// count the other node down after the detection time).
     pub undetected: bool,
+    /// A held link (ends at its release), not a split or partition (ends
+    /// at a heal of the pair).
+    pub held: bool,
 }
 
 /// How two holders' answers overlapping a time may be explained.
@@ -149,9 +152,9 @@ impl<'o> Replay<'o> {
             let Entry::Fault { fault, .. } = e else {
                 continue;
             };
-            let mut close = |nodes: (usize, usize), open: &mut Vec<Separation>| {
+            let mut close = |nodes: (usize, usize), held: bool, open: &mut Vec<Separation>| {
                 open.retain(|s| {
-                    let done = s.nodes == nodes;
+                    let done = s.nodes == nodes && s.held == held;
                     if done {
                         self.separations.push(Separation {
                             to: at,
@@ -168,9 +171,11 @@ impl<'o> Replay<'o> {
                         from: at,
                         to: end,
                         undetected: matches!(fault, Fault::Partition(..)),
+                        held: matches!(fault, Fault::Hold(..)),
                     });
                 }
-                Fault::Heal(x, y) | Fault::Release(x, y) => close(pair(x, y), &mut open),
+                Fault::Heal(x, y) => close(pair(x, y), false, &mut open),
+                Fault::Release(x, y) => close(pair(x, y), true, &mut open),
                 Fault::Pause(n) => {
                     for o in (0..NODES.len()).filter(|o| *o != n) {
                         open.push(Separation {
@@ -178,12 +183,13 @@ impl<'o> Replay<'o> {
                             from: at,
                             to: end,
                             undetected: false,
+                            held: false,
                         });
                     }
                 }
                 Fault::Resume(n) => {
                     for o in (0..NODES.len()).filter(|o| *o != n) {
-                        close((n, usize::MAX - o), &mut open);
+                        close((n, usize::MAX - o), false, &mut open);
                     }
                 }
                 _ => {}
