@@ -47,10 +47,14 @@ pub struct TakeoverConfig {
     /// Who wins when two holders of the name meet after a partition or a
     /// hang (default [`NewerLineage`]: the newer state wins).
     pub resolver: Arc<dyn ConflictResolver>,
-    /// How long a holder that sees a newer registration of its name waits for
-    /// that instance's handover request before it treats it as a conflict.
-    /// Calls are held (not served) meanwhile, so a stale holder stops serving
-    /// at once.
+    /// How often a holder that sees another registration of its name sends
+    /// it its claim again while no claim came back (a lost message, or a
+    /// view that lags), and how long it waits for a newer registration's
+    /// handover request before it reports `ConflictSuspected`. A holder
+    /// below the newer registration holds its calls (does not serve) until
+    /// the state request or the claim comes, so a stale holder stops
+    /// serving at once; a rival's claim settles the conflict without
+    /// waiting for the grace.
     pub conflict_grace: Duration,
     /// Warm standby: send checkpoints of the state to the standbys. Off by default.
     pub checkpoint: Option<CheckpointPolicy>,

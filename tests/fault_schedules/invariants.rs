@@ -481,8 +481,18 @@ fn apart_or_fail(
             Apart::Never
         }
     };
+    let epoch = |i: &ActorId| r.go_epoch.get(i).copied().flatten();
     match known_gaps::answered_while_apart(r, apart) {
         None if apart == Apart::Undetected => Ok(()),
+        None => {
+            let stranded = |i: &ActorId| {
+                epoch(i).is_some_and(|e| r.stranded.contains(&(r.node_of(i).to_string(), e)))
+            };
+            if stranded(x) || stranded(y) {
+                return Err(Some(KnownGap::B5StrandedPuller));
+            }
+            Err(known_gaps::met_in_conflict(r, epoch(x), epoch(y)))
+        }
         known => Err(known),
     }
 }

@@ -126,6 +126,20 @@ pub enum KnownGap {
     /// (self-fencing, the lease helper's branch) fixes it. Replayed by
     /// `known_gap_b10_a_paused_holder_answers_after_the_failover`.
     B10AnsweredWhileApart,
+    /// Known gap B11: two holders answered in turn with no fault between
+    /// their nodes at the time, and the conflict resolution met them later:
+    /// a split brain that a lagging view started (a standby took the name
+    /// as vacant, or failed over, while its view missed the live holder's
+    /// registration, e.g. after a handover it saw only half of). The
+    /// conflict ends it (the loser's state is merged), but until then both
+    /// answered and a client could see the state go backwards. Signature:
+    /// one of the two holders' epochs is a side of a conflict event
+    /// (`ConflictSuspected`, `ConflictWon`, `ConflictLost`,
+    /// `SplitBrainHealed`) and no separation explains the answers. What
+    /// closes it: the lease (a holder answers only while its peers confirm
+    /// it) and the start-up rule that an unreached peer is unknown, not
+    /// down. Replayed by `known_gap_b11_a_stale_view_starts_a_second_holder`.
+    B11SplitBrainFromAStaleView,
 }
 
 impl KnownGap {
@@ -140,6 +154,7 @@ impl KnownGap {
             KnownGap::B6NeverRetires => "B6 an old holder whose HandoverDone was lost stays Retiring forever",
             KnownGap::B7ResumedOverASuccessor => "B7 an old holder resumed after its successor had served and crashed: loss unreported",
             KnownGap::B8StateSentToNobody => "B8 an old holder sent its state to a puller that had given up: the state is lost",
+            KnownGap::B11SplitBrainFromAStaleView => "B11 two holders answered in turn with nothing between them; a conflict healed them later (a lagging view started the second)",
             KnownGap::B10AnsweredWhileApart => "B10 a holder answered while a detected split or a pause separated it from the newer holder (no lease yet)",
         }
     }
@@ -290,4 +305,23 @@ pub fn answered_while_apart(r: &Replay, apart: crate::replay::Apart) -> Option<K
         Apart::Undetected if r.outcome.quorum => Some(KnownGap::B10AnsweredWhileApart),
         Apart::Undetected | Apart::Never => None,
     }
+}
+
+/// B11: the holder at epoch `x` or the one at `y` was a split-brain
+/// holder that a conflict met later (see
+/// [`KnownGap::B11SplitBrainFromAStaleView`]): its epoch is one side of a
+/// conflict event. (The other side may be a successor of the other holder,
+/// when the name moved on meanwhile.)
+pub fn met_in_conflict(r: &Replay, x: Option<u64>, y: Option<u64>) -> Option<KnownGap> {
+    let ours = |e: Option<u64>| e.is_some() && (e == x || e == y);
+    let met = r.outcome.events.iter().any(|ev| {
+        let other = match &ev.kind {
+            EventKind::ConflictSuspected { other } => other,
+            EventKind::ConflictWon { loser } | EventKind::SplitBrainHealed { loser, .. } => loser,
+            EventKind::ConflictLost { winner } => winner,
+            _ => return false,
+        };
+        ours(ev.epoch) || ours(Some(other.epoch))
+    });
+    met.then_some(KnownGap::B11SplitBrainFromAStaleView)
 }
