@@ -9,8 +9,8 @@ use ractor::ActorProcessingErr;
 use tokio::time::Instant;
 
 use super::checkpoint::Clock;
-use super::phase;
 use super::conflict::Conflict;
+use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::message::{deliver, Answer};
 use crate::{CallErr, EventKind, LeaveReason, Registration, TakeoverActor, TakeoverMessage};

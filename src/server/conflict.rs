@@ -38,8 +38,8 @@ use super::phase::{self, RivalStep, Verdict, YieldExit};
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    Claim, EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo, RegistryEvent,
-    ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
+    Claim, EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo,
+    RegistryEvent, ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
 /// The stage of a holder that lost a split-brain conflict.
