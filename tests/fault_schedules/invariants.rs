@@ -462,25 +462,34 @@ fn apart_or_fail(
 ) -> Result<(), Option<KnownGap>> {
     let go = |i: &ActorId| r.go_at.get(i).copied().unwrap_or(from);
     let from = from.min(go(x)).min(go(y));
-    let (nx, ny) = (r.node_of(x), r.node_of(y));
-    let apart = if nx != ny {
-        r.apart(nx, ny, from, to)
-    } else {
-        // Two instances of one node (one retired, a fresh one failed over
-        // later): the other side is whichever node held the state then.
-        let each: Vec<Apart> = NODES
-            .iter()
-            .filter(|n| **n != nx)
-            .map(|n| r.apart(nx, n, from, to))
-            .collect();
-        if each.contains(&Apart::Undetected) {
-            Apart::Undetected
-        } else if each.contains(&Apart::Detected) {
-            Apart::Detected
-        } else {
-            Apart::Never
+    // Each side with the instances its state moved on to by takeover (see
+    // `Replay::lineage`): an answer of `x` lives on at `x`'s successor, and
+    // `y` could miss it only if it could not hear from where it lived. (The
+    // check compared `x`'s node alone before, and took a holder that failed
+    // over while split from `x`'s successor for one that nothing separated.)
+    let mut each: Vec<Apart> = Vec::new();
+    for p in r.lineage(x, to) {
+        for q in r.lineage(y, to) {
+            let (np, nq) = (r.node_of(&p), r.node_of(&q));
+            if np != nq {
+                each.push(r.apart(np, nq, from, to));
+            } else {
+                // Two instances of one node (one retired, a fresh one failed
+                // over later): the other side is whichever node held the
+                // state then.
+                each.extend(
+                    NODES
+                        .iter()
+                        .filter(|n| **n != np)
+                        .map(|n| r.apart(np, n, from, to)),
+                );
+            }
         }
-    };
+    }
+    let apart = [Apart::Undetected, Apart::Detected, Apart::OneLink]
+        .into_iter()
+        .find(|a| each.contains(a))
+        .unwrap_or(Apart::Never);
     let epoch = |i: &ActorId| r.go_epoch.get(i).copied().flatten();
     match known_gaps::answered_while_apart(r, apart) {
         None if apart == Apart::Undetected => Ok(()),
@@ -525,6 +534,7 @@ fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
                     continue;
                 }
                 if let Err(known) = apart_or_fail(r, inst, top_inst, *top_at, at) {
+                    let known = known.or_else(|| known_gaps::epoch_forgotten(r, &[*epoch, *top]));
                     v.push(
                         CHECK,
                         format!(

@@ -12,7 +12,7 @@ use ractor_takeover::*;
 use crate::ledger::CallId;
 use crate::replay::Replay;
 
-/// A known gap, B1 to B8. The order is the summary's (B1 first).
+/// A known gap, B1 to B12. The order is the summary's (B1 first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KnownGap {
     /// Known bug B1: two holders get the same epoch. Two causes, the first
@@ -140,6 +140,22 @@ pub enum KnownGap {
     /// it) and the start-up rule that an unreached peer is unknown, not
     /// down. Replayed by `known_gap_b11_a_stale_view_starts_a_second_holder`.
     B11SplitBrainFromAStaleView,
+    /// Known gap B12 (quorum mode): a one-link split (`x | y` detected,
+    /// the third node `z` linked to both) gives both ends a majority
+    /// (`x, z` and `y, z`), so quorum does not stop the second holder: the
+    /// end that loses sight of the holder sees the name vacant (or its
+    /// view of a handover to the other end never arrives) and fails over,
+    /// and both serve until the heal; a client of the second one sees its
+    /// state go backwards, and the answers interleave across epochs. The
+    /// fake's lease does not stop it either (each end's peers answer it).
+    /// What would close it: a standby takes a name only when a majority
+    /// *agrees* that the holder is down (ask `z`, which sees the holder),
+    /// not when a majority is merely live in its own view. Signature: quorum
+    /// mode, the answers are separated by a detected split or held link of
+    /// the two nodes and by nothing between either of them and the third.
+    /// Replayed by `known_gap_b12_a_one_link_split_has_two_quorums`
+    /// (seeds 581, 642, 943).
+    B12QuorumOnBothEndsOfOneLink,
 }
 
 impl KnownGap {
@@ -155,6 +171,7 @@ impl KnownGap {
             KnownGap::B7ResumedOverASuccessor => "B7 an old holder resumed after its successor had served and crashed: loss unreported",
             KnownGap::B8StateSentToNobody => "B8 an old holder sent its state to a puller that had given up: the state is lost",
             KnownGap::B11SplitBrainFromAStaleView => "B11 two holders answered in turn with nothing between them; a conflict healed them later (a lagging view started the second)",
+            KnownGap::B12QuorumOnBothEndsOfOneLink => "B12 quorum mode: a one-link split gave both ends a majority through the third node, and both served",
             KnownGap::B10AnsweredWhileApart => "B10 a holder answered while a detected split or a pause separated it from the newer holder (no lease yet)",
         }
     }
@@ -182,6 +199,21 @@ pub fn epoch_shared(r: &Replay, insts: &BTreeSet<ActorId>) -> Option<KnownGap> {
         })
     });
     b1.then_some(KnownGap::B1EpochTie)
+}
+
+/// B1, for the order of epochs (invariant i): one of `epochs` was taken
+/// twice, with a crash between ([`epoch_shared`]). The epochs' order says
+/// nothing then: the crash took the only views that had seen the epoch, so
+/// the node that answered next did not know it was there to stay above
+/// (seed 600: `a` restarts cut off and takes epoch 1 again after `b`
+/// served epoch 2; seed 506: `a` fails over at epoch 16 and crashes before
+/// its registration reached anyone, `b` then takes 14, and `a` later takes
+/// 16 again).
+pub fn epoch_forgotten(r: &Replay, epochs: &[u64]) -> Option<KnownGap> {
+    epochs.iter().find_map(|e| {
+        let insts = r.epoch_insts.get(e).filter(|i| i.len() > 1)?;
+        epoch_shared(r, insts)
+    })
 }
 
 /// B5, B6, B8: the cluster did not settle, and an instance that is not as it
@@ -301,6 +333,8 @@ pub fn lost_in_an_unreported_crash(r: &Replay, call: &CallId) -> Option<KnownGap
 pub fn answered_while_apart(r: &Replay, apart: crate::replay::Apart) -> Option<KnownGap> {
     use crate::replay::Apart;
     match apart {
+        Apart::OneLink if r.outcome.quorum => Some(KnownGap::B12QuorumOnBothEndsOfOneLink),
+        Apart::OneLink => Some(KnownGap::B10AnsweredWhileApart),
         Apart::Detected => Some(KnownGap::B10AnsweredWhileApart),
         Apart::Undetected if r.outcome.quorum => Some(KnownGap::B10AnsweredWhileApart),
         Apart::Undetected | Apart::Never => None,

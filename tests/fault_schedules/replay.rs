@@ -54,6 +54,11 @@ pub enum Apart {
     /// answered although a peer could have declared it down, what the
     /// holder lease fixes.
     Detected,
+    /// Only a detected split or held link of the two nodes, with nothing
+    /// between either of them and the third node meanwhile: in quorum mode
+    /// both ends see a majority through the third (B12); without quorum,
+    /// as `Detected`.
+    OneLink,
     /// Nothing separated them.
     Never,
 }
@@ -224,7 +229,80 @@ impl<'o> Replay<'o> {
             }
             seen = Apart::Detected;
         }
-        seen
+        if seen == Apart::Detected && self.one_link(x, y, from, to) {
+            Apart::OneLink
+        } else {
+            seen
+        }
+    }
+
+    /// Whether, between `from` and `to`, nodes `x` and `y` (indices) were
+    /// separated only by splits or held links of their own link (no pause
+    /// of either), and the third node by nothing from either of them.
+    fn one_link(&self, x: usize, y: usize, from: usize, to: usize) -> bool {
+        let Some(z) = (0..NODES.len()).find(|n| *n != x && *n != y) else {
+            return false;
+        };
+        let overlaps = |s: &Separation| s.from <= to && s.to >= from;
+        let touches = |s: &Separation, n: usize| {
+            let (p, q) = s.nodes;
+            if q > NODES.len() {
+                // A pause (paused, MAX - other).
+                p == n || usize::MAX - q == n
+            } else {
+                p == n || q == n
+            }
+        };
+        self.separations.iter().filter(|s| overlaps(s)).all(|s| {
+            let pause = s.nodes.1 > NODES.len();
+            let own_link = !pause && s.nodes == (x.min(y), x.max(y));
+            own_link || !(touches(s, x) || touches(s, y) || touches(s, z))
+        })
+    }
+
+    /// `x` and the instances its state moved on to by takeover up to log
+    /// position `to`, in order: each successor installed (`StateTransferred`)
+    /// the state of the one before it, under any epoch that one served.
+    /// Why: a call acknowledged by `x` lives on at `x`'s successor once `x`
+    /// handed over; whether a later holder could have known of it depends on
+    /// whether that successor and the later holder could talk, not `x`.
+    pub fn lineage(&self, x: &ActorId, to: usize) -> Vec<ActorId> {
+        let mut chain = vec![*x];
+        let mut i = 0;
+        while i < chain.len() {
+            let z = chain[i];
+            i += 1;
+            let served = |e: u64| self.epoch_insts.get(&e).is_some_and(|s| s.contains(&z));
+            for ev in &self.outcome.events {
+                let (EventKind::StateTransferred { from, .. }, Some(epoch)) = (&ev.kind, ev.epoch)
+                else {
+                    continue;
+                };
+                if from.node.as_str() != self.node_of(&z) || !served(from.epoch) {
+                    continue;
+                }
+                // The successor's go under that epoch, before `to` (an
+                // instance can go twice; with B1 an (epoch, node) may repeat:
+                // the latest go wins, as in `find_stranded_pullers`).
+                let next = self.outcome.log[..to.min(self.outcome.log.len())]
+                    .iter()
+                    .filter_map(|e| match e {
+                        Entry::Go {
+                            inst,
+                            epoch: Some(e),
+                            ..
+                        } if *e == epoch && self.node_of(inst) == ev.node.as_str() => Some(inst),
+                        _ => None,
+                    })
+                    .last();
+                if let Some(s) = next {
+                    if !chain.contains(s) {
+                        chain.push(*s);
+                    }
+                }
+            }
+        }
+        chain
     }
 
     /// The node an instance ran on ("?" if the harness never spawned it).
