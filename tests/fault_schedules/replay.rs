@@ -286,15 +286,15 @@ impl<'o> Replay<'o> {
                 // the latest go wins, as in `find_stranded_pullers`).
                 let next = self.outcome.log[..to.min(self.outcome.log.len())]
                     .iter()
-                    .filter_map(|e| match e {
+                    .rev()
+                    .find_map(|e| match e {
                         Entry::Go {
                             inst,
                             epoch: Some(e),
                             ..
                         } if *e == epoch && self.node_of(inst) == ev.node.as_str() => Some(inst),
                         _ => None,
-                    })
-                    .last();
+                    });
                 if let Some(s) = next {
                     if !chain.contains(s) {
                         chain.push(*s);
