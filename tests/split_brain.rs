@@ -421,3 +421,63 @@ async fn a_restarted_preferred_node_that_registered_normal_loses() {
         .unwrap();
     assert_eq!(state.calls, last, "every acknowledged call is in the state");
 }
+
+/// Issue 10, items 1 to 3 on the fake, beside `tests/real_hang_epochs.rs`:
+/// the preferred holder `a` hangs (`pause`), `b` fails over once its node
+/// sees `a` down and serves a client on `c`; then `a` resumes beside it.
+/// With the default resolver and the default merge (keep the winner's
+/// state) `b` (lineage: its failover) wins against `a` (lineage 0), though
+/// `a` has the higher priority: every call `b` acknowledged is kept. The
+/// client calls without pause through the resume, the conflict and the
+/// takeover that moves the name back to `a`, and each answer counts
+/// exactly one call more than the one before: no answer from the resumed
+/// holder's old state, nothing it was told is lost.
+#[tokio::test]
+async fn a_paused_preferred_holder_loses_to_the_failover_holder() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    cluster.set_detection_time(Duration::from_millis(200));
+    let (config, counter) = lineage_config(false);
+    let mut events = Watcher::new(&config.events);
+    let running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
+    client(&cluster, "a")
+        .call(CounterMsg::Add(1), TIMEOUT)
+        .await
+        .unwrap();
+
+    tracing::info!("--- pause a; b fails over");
+    cluster.pause("a");
+    events.registered("b").await;
+    let on_c = client(&cluster, "c");
+    wait_until("c's client resolves the name to b", || {
+        let on_c = on_c.clone();
+        async move { on_c.whereis().is_some_and(|h| h.node.as_str() == "b") }
+    })
+    .await;
+    let caller = Caller::start(on_c, 0);
+    caller.wait_calls(20).await;
+
+    tracing::info!("--- resume a beside b");
+    cluster.resume("a");
+    let ev = events
+        .wait_for("the winner merges", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert_eq!(ev.node.as_str(), "b", "the newer lineage wins");
+    wait_stopped("a's old instance retired", &running[0]).await;
+    let at_heal = caller.calls();
+    caller.wait_calls(at_heal + 20).await;
+
+    tracing::info!("--- a fresh instance on a takes the name over, with b's state");
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    wait_holder_everywhere(&cluster, "a").await;
+    let at_takeover = caller.calls();
+    caller.wait_calls(at_takeover + 20).await;
+    let last = caller.stop().await;
+    let state = client(&cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+}
