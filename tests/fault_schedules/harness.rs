@@ -85,6 +85,9 @@ pub struct Outcome {
     pub crashes: [u32; 3],
     /// The schedule ran in quorum mode.
     pub quorum: bool,
+    /// Its nodes kept the epochs they saw across crashes
+    /// (`FakeCluster::set_durable`).
+    pub durable: bool,
 }
 
 struct Run {
@@ -528,6 +531,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
 
     let outcome = Outcome {
         quorum: s.quorum,
+        durable: s.durable,
         log: run.log.take(),
         calls: calls.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         takeovers: run

@@ -534,7 +534,9 @@ fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
                     continue;
                 }
                 if let Err(known) = apart_or_fail(r, inst, top_inst, *top_at, at) {
-                    let known = known.or_else(|| known_gaps::epoch_forgotten(r, &[*epoch, *top]));
+                    let known = known
+                        .or_else(|| known_gaps::epoch_forgotten(r, &[*epoch, *top]))
+                        .or_else(|| known_gaps::normal_after_a_crash(r, inst));
                     v.push(
                         CHECK,
                         format!(

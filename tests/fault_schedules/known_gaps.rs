@@ -216,6 +216,21 @@ pub fn epoch_forgotten(r: &Replay, epochs: &[u64]) -> Option<KnownGap> {
     })
 }
 
+/// B4, for the order of epochs (invariant i): the instance `x` that
+/// answered under the older epoch started `Normal` after a crash, on nodes
+/// that are not durable: a node that restarted cut off from every node
+/// that had seen a holder knows no epoch, registers the vacant name as
+/// `Normal` and takes the lowest epoch of its class, below the ones the
+/// crashed holder served (seed 2050964561: `a` holds at 4 and crashes, `c`
+/// restarts split from `b` and takes epoch 3). Durable nodes remember the
+/// epochs they saw and take one above.
+pub fn normal_after_a_crash(r: &Replay, x: &ActorId) -> Option<KnownGap> {
+    let started = r.go_at.get(x)?;
+    let normal = matches!(r.go_start.get(x), Some(StartType::Normal));
+    let after_crash = r.crashes_at.iter().any(|c| c < started);
+    (normal && after_crash && !r.outcome.durable).then_some(KnownGap::B4RestartedAsNormal)
+}
+
 /// B5, B6, B8: the cluster did not settle, and an instance that is not as it
 /// should be (`a` holds, `b` and `c` wait) is one those gaps leave behind.
 pub fn not_settled(r: &Replay) -> Option<KnownGap> {

@@ -153,10 +153,34 @@ impl<'o> Replay<'o> {
         let end = self.outcome.log.len();
         let mut open: Vec<Separation> = Vec::new();
         let pair = |x: usize, y: usize| (x.min(y), x.max(y));
+        // Slow dials waiting for their node's next restart: (node, peer, ms).
+        let mut dials: Vec<(usize, usize, u64)> = Vec::new();
+        let mut down = [false; NODES.len()];
+        // Restarts with a slow dial: (where, node, peer, when the dial is done).
+        let mut slow: Vec<(usize, usize, usize, u64)> = Vec::new();
         for (at, e) in self.outcome.log.iter().enumerate() {
-            let Entry::Fault { fault, .. } = e else {
+            if let Entry::Crash { node, .. } = e {
+                down[*node] = true;
+            }
+            let Entry::Fault { fault, at_ms } = e else {
                 continue;
             };
+            match *fault {
+                Fault::SlowDial(x, y, d) => dials.push((x, y, d)),
+                // A restart of a node that was up is no restart (the
+                // harness ignores it) and leaves its dials pending.
+                Fault::Restart(x) if down[x] => {
+                    down[x] = false;
+                    for (n, y, d) in std::mem::take(&mut dials) {
+                        if n == x {
+                            slow.push((at, x, y, at_ms + d));
+                        } else {
+                            dials.push((n, y, d));
+                        }
+                    }
+                }
+                _ => {}
+            }
             let mut close = |nodes: (usize, usize), held: bool, open: &mut Vec<Separation>| {
                 open.retain(|s| {
                     let done = s.nodes == nodes && s.held == held;
@@ -201,6 +225,23 @@ impl<'o> Replay<'o> {
             }
         }
         self.separations.extend(open);
+        // A slow dial: the restarted node and that peer count each other
+        // down and cannot talk until the dial completes (`delay_dial`), a
+        // detected separation. The log times faults only: it lasts until
+        // the first fault at or after the dial's end (or the log's end).
+        for (from, x, y, done_ms) in slow {
+            let to = self.outcome.log[from..]
+                .iter()
+                .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= done_ms))
+                .map_or(end, |i| from + i);
+            self.separations.push(Separation {
+                nodes: pair(x, y),
+                from,
+                to,
+                undetected: false,
+                held: false,
+            });
+        }
     }
 
     /// Whether nodes `x` and `y` (names) were apart at some point between
