@@ -293,12 +293,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         let transfers = &mut state.transfers;
-        let at = transfers.incoming.iter().position(|i| i.of == of);
-        if at.is_none() && offset == 0 {
-            // A newer state from the same sender: the older one will not
-            // be finished.
+        if offset == 0 {
+            // A part at 0 starts a state: a newer one from the same sender
+            // (the older one will not be finished), or the same one sent
+            // again from the start (a conflict's loser that served again
+            // and yields again resends its offer under the same name; read
+            // as a continuation, its first part failed the whole offer and
+            // the loser's state was dropped: seed 2050965744).
             transfers.incoming.retain(|i| slot(&i.of) != slot(&of));
         }
+        let at = transfers.incoming.iter().position(|i| i.of == of);
         let got = at.map(|i| {
             let i = &transfers.incoming[i];
             (i.total, i.got.len() as u64)

@@ -406,6 +406,34 @@ fn known_gap_b12_a_one_link_split_has_two_quorums() {
     }
 }
 
+/// Seed 2050965744 (a 5000-schedule random run; quorum mode, states in
+/// 16-byte parts): `a` lost a conflict to `b` and offered its state in
+/// parts; `b`'s wait for it ran out (`MergeMissed`), `a`'s yield timed out,
+/// it served again, lost again and sent the same offer again from the
+/// start. `b` read the new first part as the continuation of the old
+/// transfer (same sender, same `PartOf`), failed the whole offer
+/// (`SplitBrainHealed { outcome: None }`), sent `MergeDone`, and `a`
+/// retired: the calls `a` had acknowledged were lost (invariant 2, no crash
+/// had them). Now a part at offset 0 always starts the state afresh
+/// (`server/transfer.rs`, `on_state_part`). The seed must replay with no
+/// violation outside the known gaps.
+#[test]
+fn a_merge_offer_sent_again_starts_afresh() {
+    let run = run_seed(2_050_965_744);
+    if let Some(report) = run.report(false) {
+        panic!("seed 2050965744:\n{report}");
+    }
+    let healed_unread = run
+        .outcome
+        .as_ref()
+        .expect("the run completes")
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::SplitBrainHealed { outcome: None, .. }))
+        .count();
+    assert_eq!(healed_unread, 0, "a merge offer was dropped unread");
+}
+
 /// Seeds of a 5000-schedule random run whose only unexplained violations
 /// (invariant i) came from the replay's model of the faults: a slow dial
 /// (`FakeCluster::delay_dial`: the next restart of a node completes its
