@@ -138,7 +138,8 @@ pub enum KnownGap {
     /// `SplitBrainHealed`) and no separation explains the answers. What
     /// closes it: the lease (a holder answers only while its peers confirm
     /// it) and the start-up rule that an unreached peer is unknown, not
-    /// down. Replayed by `known_gap_b11_a_stale_view_starts_a_second_holder`.
+    /// down. Replayed by `known_gap_b11_a_stale_view_starts_a_second_holder`
+    /// (seed 552).
     B11SplitBrainFromAStaleView,
     /// Known gap B12 (quorum mode): a one-link split (`x | y` detected,
     /// the third node `z` linked to both) gives both ends a majority
