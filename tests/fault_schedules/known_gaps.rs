@@ -122,9 +122,13 @@ pub enum KnownGap {
     /// discarded by the conflict. Signature: the answers in question are
     /// separated by a *detected* separation of the two nodes (a split, a
     /// held link or a pause) and by no undetected partition (which is the
-    /// documented limit without quorum, not a gap). The holder lease
-    /// (self-fencing, the lease helper's branch) fixes it. Replayed by
-    /// `known_gap_b10_a_paused_holder_answers_after_the_failover`.
+    /// documented limit without quorum, not a gap). The holder lease closed
+    /// the paused-holder case: its replay,
+    /// `known_gap_b10_a_paused_holder_answers_after_the_failover` (seed 44),
+    /// runs clean. What the signature still matches is mostly the two
+    /// holders of a detected split without quorum, each of which keeps its
+    /// lease by design (`docs/lease.md`); in quorum mode a one-link split is
+    /// B12.
     B10AnsweredWhileApart,
     /// Known gap B11: two holders answered in turn with no fault between
     /// their nodes at the time, and the conflict resolution met them later:
