@@ -35,8 +35,12 @@ pub(super) struct Holder {
     /// started `Normal`), what our [`crate::Claim`]s carry.
     pub(super) lineage: crate::Epoch,
     /// The last loser whose state we merged: it stays registered until it
-    /// reads `MergeDone`, and is no rival meanwhile.
-    pub(super) merged: Option<crate::RegistrationInfo>,
+    /// reads `MergeDone`, and is no rival meanwhile. The instance counts,
+    /// not only its `(epoch, node)`: a node that restarted without its
+    /// epochs (B1) can register the name again under the very same pair,
+    /// and that is a new rival (seed 2321795355: ignored as the merged
+    /// loser, it held its calls for good).
+    pub(super) merged: Option<Registration>,
     /// Quorum mode: it saw no majority at its last call, and holds calls
     /// until it does.
     pub(super) quorum_lost: bool,

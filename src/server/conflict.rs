@@ -106,13 +106,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &mut state.stage else {
             return Ok(());
         };
-        let rival = phase::rival(
-            others.iter().map(Registration::info),
-            predecessor,
-            holder.merged.as_ref(),
-        )
-        .and_then(|r| others.iter().find(|m| m.info() == r))
-        .cloned();
+        let merged = holder
+            .merged
+            .as_ref()
+            .filter(|m| others.iter().any(|o| same_instance(o, m)))
+            .map(Registration::info);
+        let rival = phase::rival(others.iter().map(Registration::info), predecessor, merged)
+            .and_then(|r| others.iter().find(|m| m.info() == r))
+            .cloned();
         let current = holder.conflict.as_ref();
         match rival {
             Some(r) if current.is_some_and(|c| c.other.info() == r.info()) => Ok(()),
@@ -243,11 +244,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .conflict
             .as_ref()
             .map(|c| (c.other.info(), c.theirs.is_some(), c.merge_by.is_some()));
+        let merged = holder
+            .merged
+            .as_ref()
+            .filter(|m| reachable.as_ref().is_some_and(|r| same_instance(r, m)))
+            .map(Registration::info);
         let step = phase::on_rival_claim(
             &claim.holder,
             &self.name,
             me.as_ref().map(Registration::info),
-            holder.merged.as_ref(),
+            merged,
             current,
             reachable.is_some(),
         );
@@ -459,17 +465,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 bytes,
             },
         );
-        if let Some(to) = self.registry.resolve(&loser) {
+        let to = self.registry.resolve(&loser);
+        if let Some(to) = &to {
             deliver(
                 &state.registry,
-                &to,
+                to,
                 TakeoverMessage::<A>::Handover(HandoverMsg::MergeDone {
                     loser: loser.clone(),
                 }),
             );
         }
         if let Stage::Holder(holder) = &mut state.stage {
-            holder.merged = Some(loser.clone());
+            holder.merged = to;
             if holder
                 .conflict
                 .as_ref()
@@ -594,4 +601,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
         }
     }
+}
+
+/// Whether two registrations are the same instance's same registration.
+fn same_instance(a: &Registration, b: &Registration) -> bool {
+    a.info() == b.info() && a.cell().get_id() == b.cell().get_id()
 }

@@ -462,3 +462,20 @@ fn slow_dials_and_normal_restarts_explain_interleaved_answers() {
         }
     }
 }
+
+/// Seed 2321795355 (a 3000-schedule random run; nodes not durable): `a`
+/// merged the state of a conflict's loser `b` at epoch 2; `b` then crashed,
+/// restarted knowing no epoch and registered the name `Normal` at epoch 2
+/// again (B1). `a` took that new registration for the loser it had merged
+/// (same epoch, same node) and ignored its claims, while `b` held its calls
+/// for good below `a` (`ConflictSuspected`): the cluster never settled. The
+/// merged loser is now remembered with its instance
+/// (`server/calls.rs`, `Holder::merged`). The seed must replay with no
+/// violation outside the known gaps.
+#[test]
+fn a_reused_epoch_is_no_merged_loser() {
+    let run = run_seed(2_321_795_355);
+    if let Some(report) = run.report(false) {
+        panic!("seed 2321795355:\n{report}");
+    }
+}
