@@ -277,15 +277,31 @@ const LONG_RUN_SEEDS: [(u64, &str); 5] = [
     ),
 ];
 
-/// Every seed of [`LONG_RUN_SEEDS`] replays without any violation, known
-/// gap or not.
+/// Every seed of [`LONG_RUN_SEEDS`] replays without any violation of
+/// invariants 1 to 4 (what they reproduced), known gap or not, and with no
+/// violation that no known gap explains. Issue 10's invariants (i) to
+/// (iii), added after these seeds were found, may show known gaps there
+/// (3373128272 has two holders of a detected split without quorum, B10),
+/// as any schedule may. One exception, named: since the default resolver
+/// keeps the newer lineage, seed 1208702206 runs differently after its
+/// first conflict, and a split-brain holder (`b`) crashes with calls it
+/// acknowledged (B2, which no event can report); the bug it reproduced (a
+/// yielding holder holding again, the loss unreported) stays fixed.
 #[test]
 fn long_run_regressions_stay_fixed() {
+    const ALLOWED: [(u64, KnownGap); 1] = [(1_208_702_206, KnownGap::B2SplitBrainCrash)];
     for (seed, what) in LONG_RUN_SEEDS {
         let run = run_seed(seed);
-        if let Some(report) = run.report(true) {
+        if let Some(report) = run.report(false) {
             panic!("seed {seed} ({what}):\n{report}");
         }
+        let known_old: Vec<&Violation> = run
+            .violations
+            .iter()
+            .filter(|v| v.check.starts_with(|c: char| c.is_ascii_digit()))
+            .filter(|v| !v.known.is_some_and(|k| ALLOWED.contains(&(seed, k))))
+            .collect();
+        assert!(known_old.is_empty(), "seed {seed} ({what}): {known_old:?}");
     }
 }
 
