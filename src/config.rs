@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use crate::{ConfigErr, ConflictResolver, EventHub, Placement, PriorityThenEpoch};
+use crate::{ConfigErr, ConflictResolver, EventHub, NewerLineage, Placement};
 
 /// Settings of a [`crate::TakeoverServer`]. Start from `Default` and change
 /// what you need with the `with_*` methods.
@@ -48,13 +48,17 @@ pub struct TakeoverConfig {
     /// which leaves moves to explicit [`crate::TakeoverRef::takeover`] and
     /// [`crate::TakeoverRef::failover`] calls.
     pub placement: Option<Placement>,
-    /// Who wins when two holders of the name meet after a partition.
-    /// Default: [`PriorityThenEpoch`](crate::resolver::PriorityThenEpoch).
+    /// Who wins when two holders of the name meet after a partition or a
+    /// hang (default [`NewerLineage`](crate::resolver::NewerLineage): the newer state wins).
     pub resolver: Arc<dyn ConflictResolver>,
-    /// How long a holder that sees a newer registration of its name waits for
-    /// that instance's handover request before it treats it as a conflict.
-    /// Calls are held (not served) meanwhile, so a stale holder stops serving
-    /// at once. Default: 1 s.
+    /// How often a holder that sees another registration of its name sends
+    /// it its claim again while no claim came back (a lost message, or a
+    /// view that lags), and how long it waits for a newer registration's
+    /// handover request before it reports `ConflictSuspected`. A holder
+    /// below the newer registration holds its calls (does not serve) until
+    /// the state request or the claim comes, so a stale holder stops
+    /// serving at once; a rival's claim settles the conflict without
+    /// waiting for the grace. Default: 1 s.
     pub conflict_grace: Duration,
     /// Warm standby: send checkpoints of the state to the standbys.
     /// Default: `None` (off).
@@ -126,7 +130,7 @@ impl Default for TakeoverConfig {
             state_part_bytes: 4 << 20,
             events: EventHub::default(),
             placement: None,
-            resolver: Arc::new(PriorityThenEpoch),
+            resolver: Arc::new(NewerLineage),
             conflict_grace: Duration::from_secs(1),
             checkpoint: None,
             quorum: false,

@@ -104,6 +104,14 @@ pub enum EventKind {
         /// The winner.
         winner: RegistrationInfo,
     },
+    /// The winner of a conflict held its calls for the loser's state, which
+    /// did not come within `pull_timeout` (lost on the way, or the loser
+    /// could not send it): it serves without it. What the loser
+    /// acknowledged and did not forward is not in this holder's state.
+    MergeMissed {
+        /// The loser it waited for.
+        loser: RegistrationInfo,
+    },
     /// The winner received the loser's state.
     SplitBrainHealed {
         /// The loser.

@@ -157,8 +157,9 @@ pub(crate) use registry::Registration;
 pub(crate) use registry::RegistrationInfo;
 pub(crate) use registry::Registry;
 pub(crate) use registry::RegistryEvent;
+pub(crate) use resolver::Claim;
 pub(crate) use resolver::ConflictResolver;
-pub(crate) use resolver::PriorityThenEpoch;
+pub(crate) use resolver::NewerLineage;
 
 // Every Rust block of the README compiles (and runs, unless marked
 // `no_run`) with the doctests, so the quick start cannot rot.

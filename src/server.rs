@@ -342,7 +342,7 @@ impl<A: TakeoverActor> ServerState<A> {
                 Stage::Retiring(r) => Some(r.successor().epoch),
                 _ => None,
             },
-            suspect: matches!(&self.stage, Stage::Holder(h) if h.suspect.is_some()),
+            suspect: matches!(&self.stage, Stage::Holder(h) if h.conflict.is_some()),
         }
     }
 }
@@ -687,6 +687,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 successor,
                 answerer,
             } => self.on_handover_unknown(state, successor, answerer).await,
+            HandoverMsg::Rival { claim, want_reply } => {
+                self.on_rival(myself, state, claim, want_reply).await
+            }
             HandoverMsg::MergeOffer {
                 loser,
                 winner_epoch,
@@ -732,8 +735,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         start: StartType,
         warm: Warm<A>,
     ) -> Result<(), ActorProcessingErr> {
+        let epoch = state.epoch();
         if let Stage::Holder(holder) = &mut state.stage {
-            holder.suspect = None;
+            holder.conflict = None;
+            holder.lineage = phase::lineage_of(&start, epoch);
         }
         state.memory.failed_takeovers = 0;
         self.leave_standbys(warm);

@@ -187,7 +187,8 @@ async fn a_takeover_moves_a_state_bigger_than_the_frame_cap() {
 
 /// A split brain healed with states sixteen times the frame cap on both
 /// sides: the loser's state reaches the winner's merge hook intact (in
-/// parts), and the one holder left carries both ballasts.
+/// parts), and the one holder left carries both ballasts. (The winner is
+/// `b`, whose state descends from its failover; `a` started `Normal`.)
 #[tokio::test]
 async fn a_merge_moves_a_state_bigger_than_the_frame_cap() {
     init_tracing();
@@ -235,12 +236,14 @@ async fn a_merge_moves_a_state_bigger_than_the_frame_cap() {
     };
     assert_eq!(*outcome, Some(MergeOutcome::Merged), "the offer was read");
     assert!(*bytes > BIG, "the whole offer came ({bytes} bytes)");
+    // The default resolver keeps the newer lineage: `b`'s failover.
+    assert_eq!(healed.node.as_str(), "b", "the failover holder wins");
     events
         .wait_for("the loser retires", |e| {
             matches!(e.kind, EventKind::Retired { .. })
         })
         .await;
-    wait_holder_everywhere(&cluster, "a").await;
+    wait_holder_everywhere(&cluster, "b").await;
     let got = client(&cluster, "b")
         .call(BlobMsg::Get, TIMEOUT)
         .await

@@ -13,9 +13,10 @@ mod support;
 /// wait for its lease, and by the time it is back `a` sees `b`'s
 /// registration. One holder at the end.
 ///
-/// What happens after that (placement gives `a` the priority, so it wins
-/// the conflict and re-registers above `b`, which serves until it sees
-/// that) is checked by `tests/real_hang_epochs.rs`.
+/// What happens after that (the conflict: `b`, whose state descends from
+/// its failover, wins against `a`, and placement then moves the name back
+/// to `a` by a takeover, with `b`'s state) is checked by
+/// `tests/real_hang_epochs.rs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_holder_never_answers_after_its_successor() {
     support::init_tracing();

@@ -8,11 +8,20 @@ use std::time::Duration;
 use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::registry::NodeName;
+use ractor_takeover::resolver::PriorityThenEpoch;
 use ractor_takeover::status::Phase;
 use ractor_takeover::*;
 use support::*;
 
+/// The scenarios written for the resolver that was the default before
+/// `NewerLineage` (priority first) keep it: they check what it still does.
 fn config(counter_merges: bool) -> (TakeoverConfig, Counter) {
+    let (config, counter) = lineage_config(counter_merges);
+    (config.with_resolver(PriorityThenEpoch), counter)
+}
+
+/// The default resolver (`NewerLineage`).
+fn lineage_config(counter_merges: bool) -> (TakeoverConfig, Counter) {
     let config = TakeoverConfig::default()
         .with_placement(
             Placement::parse("a > b > c").with_standby_grace(Duration::from_millis(200)),
@@ -289,4 +298,185 @@ async fn quorum_mode_holder_in_the_minority_holds_its_calls() {
             .total,
         12
     );
+}
+
+/// Waits until `instance` stopped (it retired after losing a conflict).
+async fn wait_stopped(what: &str, instance: &TakeoverRef<Counter>) {
+    wait_until(what, || {
+        let i = instance.clone();
+        async move { i.get_status() == ractor::ActorStatus::Stopped }
+    })
+    .await;
+}
+
+/// Issue 10, items 2 and 3, with the default resolver and the default merge
+/// (keep the winner's state): the preferred holder `a` is cut off, `b` fails
+/// over and serves a client on `c`. At the heal `a` (lineage 0: it started
+/// `Normal`) loses to `b` (lineage: its failover's epoch), although `a` has
+/// the higher priority: `b` keeps every call it acknowledged. The client
+/// calls without pause through the heal and the takeover that moves the
+/// name back to `a` (a fresh instance there), and each answer counts
+/// exactly one call more than the one before: its state never goes
+/// backwards, nothing it was told is lost.
+#[tokio::test]
+async fn a_cut_off_preferred_holder_loses_to_the_failover_holder() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (config, counter) = lineage_config(false);
+    let mut events = Watcher::new(&config.events);
+    let running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
+    client(&cluster, "a")
+        .call(CounterMsg::Add(1), TIMEOUT)
+        .await
+        .unwrap();
+
+    tracing::info!("--- cut a off; b fails over");
+    cluster.split("a", "b");
+    cluster.split("a", "c");
+    events.registered("b").await;
+    let caller = Caller::start(client(&cluster, "c"), 0);
+    caller.wait_calls(20).await;
+
+    tracing::info!("--- heal: a resumes beside b");
+    cluster.heal_all();
+    let ev = events
+        .wait_for("the winner merges", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert_eq!(ev.node.as_str(), "b", "the newer lineage wins");
+    assert!(matches!(
+        ev.kind,
+        EventKind::SplitBrainHealed {
+            outcome: Some(MergeOutcome::KeptWinner),
+            ..
+        }
+    ));
+    wait_stopped("a's old instance retired", &running[0]).await;
+    let at_heal = caller.calls();
+    caller.wait_calls(at_heal + 20).await;
+
+    tracing::info!("--- a fresh instance on a takes the name over, with b's state");
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    wait_holder_everywhere(&cluster, "a").await;
+    let at_takeover = caller.calls();
+    caller.wait_calls(at_takeover + 20).await;
+    let last = caller.stop().await;
+    let state = client(&cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+}
+
+/// Issue 10, item 3 (second way): the preferred node `a` crashes, `b` fails
+/// over and serves; `a` restarts cut off from both peers, finds the name
+/// vacant and registers `Normal` beside the live holder, with an empty
+/// state. At the heal it loses (lineage 0 against a served state), though it
+/// has the higher priority and the newer epoch: `b`'s state survives, and
+/// placement then moves the name to `a` by a takeover, with that state.
+#[tokio::test]
+async fn a_restarted_preferred_node_that_registered_normal_loses() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let (config, counter) = lineage_config(false);
+    let mut events = Watcher::new(&config.events);
+    let _running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
+
+    tracing::info!("--- crash a; b fails over");
+    cluster.crash("a");
+    events.registered("b").await;
+    let caller = Caller::start(client(&cluster, "c"), 0);
+    caller.wait_calls(20).await;
+
+    tracing::info!("--- a restarts cut off and registers Normal");
+    cluster.split("a", "b");
+    cluster.split("a", "c");
+    cluster.restart("a");
+    let restarted = spawn_with(&cluster, "a", &config, &counter).await;
+    assert_eq!(events.registered("a").await, StartType::Normal);
+
+    tracing::info!("--- heal: the fresh Normal holder meets the live one");
+    cluster.heal_all();
+    let ev = events
+        .wait_for("the winner merges", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert_eq!(ev.node.as_str(), "b", "the served state wins");
+    wait_stopped("a's Normal instance retired", &restarted).await;
+    let at_heal = caller.calls();
+    caller.wait_calls(at_heal + 20).await;
+
+    tracing::info!("--- a fresh instance on a takes the name over, with b's state");
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    wait_holder_everywhere(&cluster, "a").await;
+    let at_takeover = caller.calls();
+    caller.wait_calls(at_takeover + 20).await;
+    let last = caller.stop().await;
+    let state = client(&cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+}
+
+/// Issue 10, items 1 to 3 on the fake, beside `tests/real_hang_epochs.rs`:
+/// the preferred holder `a` hangs (`pause`), `b` fails over once its node
+/// sees `a` down and serves a client on `c`; then `a` resumes beside it.
+/// With the default resolver and the default merge (keep the winner's
+/// state) `b` (lineage: its failover) wins against `a` (lineage 0), though
+/// `a` has the higher priority: every call `b` acknowledged is kept. The
+/// client calls without pause through the resume, the conflict and the
+/// takeover that moves the name back to `a`, and each answer counts
+/// exactly one call more than the one before: no answer from the resumed
+/// holder's old state, nothing it was told is lost.
+#[tokio::test]
+async fn a_paused_preferred_holder_loses_to_the_failover_holder() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    cluster.set_detection_time(Duration::from_millis(200));
+    let (config, counter) = lineage_config(false);
+    let mut events = Watcher::new(&config.events);
+    let running = start(&cluster, &config, &counter, &mut events, &["b", "c"]).await;
+    client(&cluster, "a")
+        .call(CounterMsg::Add(1), TIMEOUT)
+        .await
+        .unwrap();
+
+    tracing::info!("--- pause a; b fails over");
+    cluster.pause("a");
+    events.registered("b").await;
+    let on_c = client(&cluster, "c");
+    wait_until("c's client resolves the name to b", || {
+        let on_c = on_c.clone();
+        async move { on_c.whereis().is_some_and(|h| h.node.as_str() == "b") }
+    })
+    .await;
+    let caller = Caller::start(on_c, 0);
+    caller.wait_calls(20).await;
+
+    tracing::info!("--- resume a beside b");
+    cluster.resume("a");
+    let ev = events
+        .wait_for("the winner merges", |e| {
+            matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    assert_eq!(ev.node.as_str(), "b", "the newer lineage wins");
+    wait_stopped("a's old instance retired", &running[0]).await;
+    let at_heal = caller.calls();
+    caller.wait_calls(at_heal + 20).await;
+
+    tracing::info!("--- a fresh instance on a takes the name over, with b's state");
+    let _a = spawn_with(&cluster, "a", &config, &counter).await;
+    wait_holder_everywhere(&cluster, "a").await;
+    let at_takeover = caller.calls();
+    caller.wait_calls(at_takeover + 20).await;
+    let last = caller.stop().await;
+    let state = client(&cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state.calls, last, "every acknowledged call is in the state");
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Epoch, RegistrationInfo, StateCodecErr};
+use crate::{Claim, Epoch, RegistrationInfo, StateCodecErr};
 
 /// The handover protocol, between two instances of one name.
 ///
@@ -94,6 +94,27 @@ pub(crate) enum HandoverMsg {
     HandoverAborted {
         /// The instance whose takeover failed.
         successor: RegistrationInfo,
+    },
+    /// Holder to a rival holder of the same name (one that is neither the
+    /// predecessor it took over from nor its successor): here is my claim.
+    /// It says "this is not a takeover", so neither side waits out
+    /// `conflict_grace`, and it carries the lineage the resolver needs:
+    /// both sides decide with the same two claims, so they agree.
+    ///
+    /// ```text
+    ///   holder X                                   holder Y
+    ///     |-- Rival{claim X, want_reply} ------------>| (Y holds from here if X ranks above it)
+    ///     |<----------- Rival{claim Y, no reply} -----| both decide on (X, Y)
+    ///   winner: holds its calls until the merge       loser: stops, yields:
+    ///     |<----------- MergeOffer{state} ------------| forwards its held calls
+    ///     | merge, serve the held calls               |
+    ///     |------------ MergeDone ------------------->| unregisters, drains
+    /// ```
+    Rival {
+        /// The sender's claim, the same in every `Rival` it sends this rival.
+        claim: Claim,
+        /// The sender has no claim from us yet: answer with ours.
+        want_reply: bool,
     },
     /// Split-brain loser to winner: my state (or why none); I forward to you
     /// from now on.

@@ -9,6 +9,7 @@ use ractor::ActorProcessingErr;
 use tokio::time::Instant;
 
 use super::checkpoint::Clock;
+use super::conflict::Conflict;
 use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::message::{deliver, Answer};
@@ -25,10 +26,21 @@ pub(super) struct Pending<A: TakeoverActor> {
 /// along, so that it resumes where it was.
 #[derive(Default)]
 pub(super) struct Holder {
-    /// A newer registration of our name that has not (yet) asked for a
-    /// handover: calls wait in the buffer until it does, or the conflict is
-    /// resolved.
-    pub(super) suspect: Option<Registration>,
+    /// Another live registration of our name that is not our handover
+    /// partner: a takeover under way (it ranks above ours and its state
+    /// request is coming) or a rival holder. Calls wait in the buffer while
+    /// it [`Conflict::holds`].
+    pub(super) conflict: Option<Conflict>,
+    /// The epoch of the takeover or failover our state descends from (0:
+    /// started `Normal`), what our [`crate::Claim`]s carry.
+    pub(super) lineage: crate::Epoch,
+    /// The last loser whose state we merged: it stays registered until it
+    /// reads `MergeDone`, and is no rival meanwhile. The instance counts,
+    /// not only its `(epoch, node)`: a node that restarted without its
+    /// epochs (B1) can register the name again under the very same pair,
+    /// and that is a new rival (seed 2321795355: ignored as the merged
+    /// loser, it held its calls for good).
+    pub(super) merged: Option<Registration>,
     /// Quorum mode: it saw no majority at its last call, and holds calls
     /// until it does.
     pub(super) quorum_lost: bool,
@@ -46,9 +58,9 @@ pub(super) const LEASE_RECHECK: Duration = Duration::from_millis(20);
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     /// Whether this instance may answer a call now: it holds the name, no
-    /// rival is suspected or in view above it, (quorum mode) it sees a
-    /// majority, and it holds a lease. The one place this is decided; every
-    /// path that serves asks it, before each call.
+    /// conflict holds its calls, no registration ranks above it in view,
+    /// (quorum mode) it sees a majority, and it holds a lease. The one place
+    /// this is decided; every path that serves asks it, before each call.
     ///
     /// Why the view is read here and not only through the registry pump:
     /// after a hang, the calls queued in the mailbox come before the pump's
@@ -57,7 +69,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &state.stage else {
             return false;
         };
-        holder.suspect.is_none()
+        holder.conflict.as_ref().is_none_or(|c| !c.holds())
             && state.failed.is_none()
             && !self.rival_in_view(state)
             && self.quorum_now(state)
@@ -125,7 +137,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         }
         if self.rival_in_view(state) {
-            if matches!(&state.stage, Stage::Holder(h) if h.suspect.is_none()) {
+            if matches!(&state.stage, Stage::Holder(h) if h.conflict.is_none()) {
                 return self.check_conflict(state).await;
             }
             // Keep looking: the lease events must still be published.
@@ -150,7 +162,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match &mut state.stage {
             Stage::Yielding(_) => self.yielding_call(state, call),
             Stage::Holder(h) => {
-                let unsuspected = h.suspect.is_none();
+                let unsuspected = h.conflict.is_none();
                 self.hold(state, call);
                 // A newer holder in view that the pump has not told us of yet
                 // (its news queue behind this call): start the conflict path.

@@ -1,35 +1,45 @@
-//! Split brain: two holders of one name after a partition heals.
+//! Split brain: two holders of one name, after a partition heals or a hung
+//! holder resumes beside the one that failed over from it.
 //!
-//! A holder that sees a registration of its name ranked above its own holds
-//! its calls (a stale holder stops serving at once) and waits
-//! `conflict_grace` for that instance's state request: a takeover steals
-//! first and asks right after, so a request means a normal handover. With no
-//! request, both holders ask the resolver, which gives the same answer on
-//! every node:
+//! A holder that sees another live registration of its name (not the
+//! predecessor it took over from, not a loser it merged) sends it its
+//! [`Claim`] in a `Rival` message. One ranked above ours may also be a
+//! takeover whose state request is right behind its steal: calls are held
+//! from the moment it shows, and its state request (a handover) or its
+//! claim (a rival holder) says which. Once both claims are known, both
+//! holders ask the resolver with the same two claims, so they agree:
 //!
 //! ```text
-//!   winner (lower rank)                       loser
-//!     | steal: rank above the loser's           |
-//!     | serve the held calls                    | sees the winner above it,
-//!     |                                         | no request: resolver says it lost
-//!     |<---------- MergeOffer{state} -----------| forwards every call to the winner
-//!     | merge hook (default: keep own state)    |
-//!     |----------- MergeDone ------------------>| unregisters, a standby again
+//!   winner                                    loser
+//!     |<---------- Rival{claim} ---------------->|  each holds from here on
+//!     | resolver: win; holds its calls           | resolver: lose; stops answering
+//!     |<---------- MergeOffer{state} ------------| forwards its held calls, then
+//!     | merge hook (default: keep own state)     | every call, to the winner
+//!     | re-registers above the loser if needed,  |
+//!     | serves the held calls                    |
+//!     |----------- MergeDone ------------------->| unregisters, a standby again
 //! ```
 //!
-//! If the winner ranks above the loser already, it skips the steal.
+//! The loser's held and later calls reach the winner after its offer (same
+//! link, in order), so the winner serves them on the merged state: no
+//! client sees the state go backwards across the heal. If the offer does
+//! not come within `pull_timeout`, the winner serves without it and says so
+//! (`MergeMissed`). Placement then moves the name to the preferred node by
+//! an ordinary takeover, with its state.
 
 use std::sync::Arc;
 
 use ractor::{ActorProcessingErr, ActorRef};
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
 use super::calls::Pending;
-use super::phase::{self, Verdict, YieldExit};
+use super::phase::{self, RivalStep, Verdict, YieldExit};
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::message::deliver;
 use crate::{
-    EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo, RegistryEvent,
-    ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
+    Claim, EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo,
+    RegistryEvent, ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
 /// The stage of a holder that lost a split-brain conflict.
@@ -40,9 +50,44 @@ pub(super) struct Yielding {
     holder: Holder,
 }
 
+/// A holder's open question with another registration of its name.
+pub(super) struct Conflict {
+    other: Registration,
+    /// Our claim as we first sent it: the verdict must use exactly what the
+    /// other side got.
+    ours: Claim,
+    theirs: Option<Claim>,
+    /// It ranked above ours when it showed: maybe a takeover, so we hold
+    /// until its state request or its claim says which.
+    above: bool,
+    /// We won: we hold our calls for its merge offer until then.
+    merge_by: Option<Instant>,
+    seen: Instant,
+    warned: bool,
+    /// The conflict tick: it resends our claim while we have none from the
+    /// other (it may have been lost, or its node did not see us yet).
+    tick: Option<AbortHandle>,
+}
+
+impl Conflict {
+    /// Whether the holder holds its calls for this conflict.
+    pub(super) fn holds(&self) -> bool {
+        (self.above && self.theirs.is_none()) || self.merge_by.is_some()
+    }
+}
+
+impl Drop for Conflict {
+    fn drop(&mut self) {
+        if let Some(t) = self.tick.take() {
+            t.abort();
+        }
+    }
+}
+
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// On a holder: is there a registration ranked above ours? If so, hold
-    /// calls and give it `conflict_grace` to ask for a handover.
+    /// On a holder: is there another registration of our name to settle
+    /// with? Opens a conflict with it (and sends our claim), or closes one
+    /// whose rival left our view.
     pub(super) async fn check_conflict(
         &self,
         state: &mut ServerState<A>,
@@ -50,37 +95,108 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Some(me) = state.ctx.registration.clone() else {
             return Ok(());
         };
-        let top = self.registry.lookup(&self.name);
+        let my_id = state.ctx.myself.get_id();
+        let others: Vec<Registration> = self
+            .registry
+            .members(&self.name)
+            .into_iter()
+            .filter(|m| m.cell().get_id() != my_id)
+            .collect();
+        let predecessor = state.memory.took_over.as_ref().map(|(from, _)| from);
         let Stage::Holder(holder) = &mut state.stage else {
             return Ok(());
         };
-        match top.filter(|top| phase::ranks_above(Some(top.info()), me.info())) {
+        let merged = holder
+            .merged
+            .as_ref()
+            .filter(|m| others.iter().any(|o| same_instance(o, m)))
+            .map(Registration::info);
+        let rival = phase::rival(others.iter().map(Registration::info), predecessor, merged)
+            .and_then(|r| others.iter().find(|m| m.info() == r))
+            .cloned();
+        let current = holder.conflict.as_ref();
+        match rival {
+            Some(r) if current.is_some_and(|c| c.other.info() == r.info()) => Ok(()),
+            Some(_) if current.is_some_and(|c| c.merge_by.is_some()) => Ok(()),
             Some(other) => {
-                if holder.suspect.as_ref().map(Registration::info) != Some(other.info()) {
-                    // Usually a takeover whose state request is right behind
-                    // its steal: not worth a warning until the grace passes.
-                    tracing::debug!(other = ?other.info(), "a registration above ours; holding calls");
-                    holder.suspect = Some(other);
-                    self.timer(
-                        state,
-                        self.config.conflict_grace,
-                        TakeoverMessage::ConflictTick(me.epoch()),
-                    );
-                }
+                let above = phase::ranks_above(Some(other.info()), me.info());
+                tracing::debug!(other = ?other.info(), above, "another registration of our name; sending our claim");
+                let ours = Claim::new(me.info().clone(), holder.lineage);
+                holder.conflict = Some(Conflict {
+                    other,
+                    ours,
+                    theirs: None,
+                    above,
+                    merge_by: None,
+                    seen: Instant::now(),
+                    warned: false,
+                    tick: None,
+                });
+                self.send_claim(state, true);
+                self.arm_conflict_tick(state);
                 Ok(())
             }
             None => {
-                let suspected = holder.suspect.take().is_some();
-                if (suspected || holder.quorum_lost) && self.may_answer(state) {
-                    self.serve_buffered(state).await?;
+                if let Some(c) = holder.conflict.take() {
+                    if c.merge_by.is_some() {
+                        self.merge_missed(state, c.other.info().clone());
+                    }
                 }
-                Ok(())
+                self.serve_held_if_answering(state).await
             }
         }
     }
 
-    /// A registry change on a holder: did the rival we wait on die? Else,
-    /// check for a conflict again.
+    /// Sends our claim to the rival of the open conflict.
+    fn send_claim(&self, state: &ServerState<A>, want_reply: bool) {
+        let Stage::Holder(Holder {
+            conflict: Some(c), ..
+        }) = &state.stage
+        else {
+            return;
+        };
+        deliver(
+            &state.registry,
+            &c.other,
+            TakeoverMessage::<A>::Handover(HandoverMsg::Rival {
+                claim: c.ours.clone(),
+                want_reply,
+            }),
+        );
+    }
+
+    /// (Re)starts the conflict tick of the open conflict.
+    fn arm_conflict_tick(&self, state: &mut ServerState<A>) {
+        let Some(epoch) = state.epoch() else {
+            return;
+        };
+        let tick = self
+            .timer(
+                state,
+                self.config.conflict_grace,
+                TakeoverMessage::ConflictTick(epoch),
+            )
+            .abort_handle();
+        if let Stage::Holder(Holder {
+            conflict: Some(c), ..
+        }) = &mut state.stage
+        {
+            if let Some(old) = c.tick.replace(tick) {
+                old.abort();
+            }
+        }
+    }
+
+    fn merge_missed(&self, state: &ServerState<A>, loser: RegistrationInfo) {
+        tracing::warn!(
+            ?loser,
+            "the conflict's loser never sent its state; serving without it"
+        );
+        self.publish(state, EventKind::MergeMissed { loser });
+    }
+
+    /// A registry change on a holder: did the rival we settle with die?
+    /// Else, check for a conflict again.
     pub(super) async fn holder_on_change(
         &self,
         state: &mut ServerState<A>,
@@ -89,101 +205,174 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &mut state.stage else {
             return Ok(());
         };
-        let rival = holder.suspect.as_ref().map(Registration::info);
+        // Only a rival that holds the name (its claim came) or may have
+        // stolen it (it ranks above ours) had calls of its own to lose; a
+        // lower registration that never answered is a leftover.
+        let rival = holder
+            .conflict
+            .as_ref()
+            .filter(|c| c.above || c.theirs.is_some())
+            .map(|c| c.other.info());
         let resolves = rival.is_some_and(|r| self.registry.resolve(r).is_some());
         if !phase::rival_died(event, rival, resolves) {
             return self.check_conflict(state).await;
         }
-        let Some(rival) = holder.suspect.take() else {
+        let Some(rival) = holder.conflict.take() else {
             return Ok(());
         };
-        tracing::warn!(rival = ?rival.info(), "a rival holder died before the split brain healed: holding again as a failover from it");
-        self.hold_again_as_failover(state, rival.info(), None)
+        tracing::warn!(rival = ?rival.other.info(), "a rival holder died before the split brain healed: holding again as a failover from it");
+        self.hold_again_as_failover(state, rival.other.info(), None)
             .await?;
         self.serve_held_if_answering(state).await
     }
 
-    /// The conflict grace passed (the guard in `dispatch` checked it is this
-    /// epoch's) with no state request from the rival.
-    pub(super) async fn on_conflict_tick(
+    /// A rival holder's claim.
+    pub(super) async fn on_rival(
         &self,
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
+        claim: Claim,
+        want_reply: bool,
     ) -> Result<(), ActorProcessingErr> {
-        let (Some(me), Stage::Holder(holder)) = (state.ctx.registration.clone(), &mut state.stage)
+        let me = state.ctx.registration.clone();
+        let reachable = self.registry.resolve(&claim.holder);
+        let Stage::Holder(holder) = &mut state.stage else {
+            tracing::debug!(?claim, "a rival's claim, but we do not hold; ignored");
+            return Ok(());
+        };
+        let current = holder
+            .conflict
+            .as_ref()
+            .map(|c| (c.other.info(), c.theirs.is_some(), c.merge_by.is_some()));
+        let merged = holder
+            .merged
+            .as_ref()
+            .filter(|m| reachable.as_ref().is_some_and(|r| same_instance(r, m)))
+            .map(Registration::info);
+        let step = phase::on_rival_claim(
+            &claim.holder,
+            &self.name,
+            me.as_ref().map(Registration::info),
+            merged,
+            current,
+            reachable.is_some(),
+        );
+        let (Some(me), Some(other)) = (me, reachable) else {
+            return Ok(());
+        };
+        match step {
+            RivalStep::Ignore | RivalStep::Busy => return Ok(()),
+            RivalStep::AnswerOnly => {
+                if want_reply {
+                    self.send_claim(state, false);
+                }
+                return Ok(());
+            }
+            RivalStep::Decide => {}
+        }
+        let fresh = holder
+            .conflict
+            .as_ref()
+            .is_none_or(|c| c.other.info() != other.info());
+        if fresh {
+            holder.conflict = Some(Conflict {
+                above: phase::ranks_above(Some(other.info()), me.info()),
+                other,
+                ours: Claim::new(me.info().clone(), holder.lineage),
+                theirs: None,
+                merge_by: None,
+                seen: Instant::now(),
+                warned: false,
+                tick: None,
+            });
+        }
+        if let Some(c) = &mut holder.conflict {
+            c.theirs = Some(claim);
+        }
+        // Our claim goes first: a loser's merge offer must reach the winner
+        // after the claim it decides with (same link, in order).
+        if fresh || want_reply {
+            self.send_claim(state, false);
+        }
+        if fresh {
+            self.arm_conflict_tick(state);
+        }
+        self.decide(myself, state, me).await
+    }
+
+    /// Both claims are known: win (hold for the merge) or yield.
+    async fn decide(
+        &self,
+        _myself: ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+        me: Registration,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Holder(Holder {
+            conflict: Some(c), ..
+        }) = &mut state.stage
         else {
             return Ok(());
         };
-        let Some(other) = holder.suspect.clone() else {
+        let Some(theirs) = &c.theirs else {
             return Ok(());
         };
-        let still_above = self
-            .registry
-            .resolve(other.info())
-            .is_some_and(|o| phase::ranks_above(Some(o.info()), me.info()));
-        if !still_above {
-            holder.suspect = None;
-            if self.may_answer(state) {
-                self.serve_buffered(state).await?;
-            }
-            return Ok(());
-        }
-        tracing::warn!(other = ?other.info(), "a registration above ours never asked for a handover: two holders");
-        self.publish(
-            state,
-            EventKind::ConflictSuspected {
-                other: other.info().clone(),
-            },
-        );
         let placement = self.config.placement.as_ref();
-        match phase::verdict(&*self.config.resolver, me.info(), other.info(), placement) {
-            Verdict::Win => self.win(myself, state, me, other).await,
+        match phase::verdict(&*self.config.resolver, &c.ours, theirs, placement) {
+            Verdict::Win => {
+                c.merge_by = Some(Instant::now() + self.config.pull_timeout);
+                let loser = c.other.info().clone();
+                tracing::warn!(?loser, ours = ?c.ours, ?theirs, "split brain: this holder wins; holding calls for the loser's state");
+                self.publish(state, EventKind::ConflictWon { loser });
+                Ok(())
+            }
             Verdict::Yield => {
-                self.yield_to(state, me, other);
+                let winner = c.other.clone();
+                self.yield_to(state, me, winner);
                 Ok(())
             }
         }
     }
 
-    /// Wins a conflict: re-register above the loser so every lookup agrees,
-    /// and serve the held calls.
-    async fn win(
+    /// The conflict tick (the guard in `dispatch` checked it is this
+    /// epoch's and a conflict is open): give up waiting for a merge that did
+    /// not come, or send our claim again.
+    pub(super) async fn on_conflict_tick(
         &self,
-        myself: ActorRef<TakeoverMessage<A>>,
+        _myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
-        me: Registration,
-        loser: Registration,
     ) -> Result<(), ActorProcessingErr> {
-        match self.registry.steal(&self.name, myself.get_cell()).await {
-            Ok(new) => {
-                self.registry
-                    .unregister(me.info(), LeaveReason::Unregistered);
-                self.set_registration(state, Some(new));
+        let Stage::Holder(holder) = &mut state.stage else {
+            return Ok(());
+        };
+        let Some(c) = &mut holder.conflict else {
+            return Ok(());
+        };
+        if let Some(by) = c.merge_by {
+            if Instant::now() >= by {
+                let loser = c.other.info().clone();
+                holder.conflict = None;
+                self.merge_missed(state, loser);
+                return self.serve_held_if_answering(state).await;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "conflict won, but the steal failed; retrying after the grace");
-                self.clear_suspect(state);
-                return self.check_conflict(state).await;
+        } else if c.theirs.is_none() {
+            if c.above && !c.warned && c.seen.elapsed() >= self.config.conflict_grace {
+                c.warned = true;
+                let other = c.other.info().clone();
+                tracing::warn!(
+                    ?other,
+                    "a registration above ours neither asked for a handover nor sent a claim yet"
+                );
+                self.publish(state, EventKind::ConflictSuspected { other });
             }
+            self.send_claim(state, true);
         }
-        tracing::warn!(loser = ?loser.info(), "split brain: this holder wins");
-        self.clear_suspect(state);
-        self.publish(
-            state,
-            EventKind::ConflictWon {
-                loser: loser.info().clone(),
-            },
-        );
-        self.serve_buffered(state).await
+        self.arm_conflict_tick(state);
+        Ok(())
     }
 
-    fn clear_suspect(&self, state: &mut ServerState<A>) {
-        if let Stage::Holder(holder) = &mut state.stage {
-            holder.suspect = None;
-        }
-    }
-
-    /// Loses a conflict: offer the state to the winner, forward from now on.
+    /// Loses a conflict: stop answering, offer the state to the winner,
+    /// forward the held calls (after the offer, so the winner serves them on
+    /// the merged state) and every call from now on.
     fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
         tracing::warn!(winner = ?winner.info(), "split brain: this holder loses; offering its state");
         match self.encode_for_transfer(&state.user) {
@@ -208,7 +397,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Holder(holder) = &mut state.stage else {
             return;
         };
-        holder.suspect = None;
+        holder.conflict = None;
         let holder = std::mem::take(holder);
         for call in std::mem::take(&mut state.buffer) {
             self.forward(state, &winner, call);
@@ -277,12 +466,62 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 bytes,
             },
         );
-        if let Some(to) = self.registry.resolve(&loser) {
+        let to = self.registry.resolve(&loser);
+        if let Some(to) = &to {
             deliver(
                 &state.registry,
-                &to,
-                TakeoverMessage::<A>::Handover(HandoverMsg::MergeDone { loser }),
+                to,
+                TakeoverMessage::<A>::Handover(HandoverMsg::MergeDone {
+                    loser: loser.clone(),
+                }),
             );
+        }
+        if let Stage::Holder(holder) = &mut state.stage {
+            holder.merged = to;
+            if holder
+                .conflict
+                .as_ref()
+                .is_some_and(|c| c.other.info() == &loser)
+            {
+                holder.conflict = None;
+            }
+        }
+        self.rank_above(state, &loser).await?;
+        self.check_conflict(state).await
+    }
+
+    /// After a merge: re-register above the loser if it ranks above us, so
+    /// every lookup resolves to the winner (the lineage stays: no state
+    /// came with the steal).
+    async fn rank_above(
+        &self,
+        state: &mut ServerState<A>,
+        loser: &RegistrationInfo,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(me) = state.ctx.registration.clone() else {
+            return Ok(());
+        };
+        if !phase::ranks_above(Some(loser), me.info()) {
+            return Ok(());
+        }
+        let cell = state.ctx.myself.get_cell();
+        match self.registry.steal(&self.name, cell).await {
+            Ok(new) => {
+                self.registry
+                    .unregister(me.info(), LeaveReason::Unregistered);
+                self.set_registration(state, Some(new));
+                self.publish(
+                    state,
+                    EventKind::ConflictWon {
+                        loser: loser.clone(),
+                    },
+                );
+            }
+            Err(e) => {
+                // The loser forwards to us and retires: lookups agree again
+                // once its registration is gone.
+                tracing::warn!(error = %e, "merged, but could not re-register above the loser");
+            }
         }
         Ok(())
     }
@@ -352,7 +591,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let winner = y.winner.info().clone();
         let exit = phase::yield_ended(self.registry.resolve(&winner).is_some());
         let mut holder = std::mem::take(&mut y.holder);
-        holder.suspect = None;
+        holder.conflict = None;
         match exit {
             YieldExit::HoldAgainAsFailover => {
                 tracing::warn!(
@@ -369,4 +608,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
         }
     }
+}
+
+/// Whether two registrations are the same instance's same registration.
+fn same_instance(a: &Registration, b: &Registration) -> bool {
+    a.info() == b.info() && a.cell().get_id() == b.cell().get_id()
 }

@@ -80,7 +80,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         // Calls held since the steal showed up arrived before this request:
         // they are ours to answer, and go into the state we send.
         if let Stage::Holder(h) = &mut state.stage {
-            h.suspect = None;
+            h.conflict = None;
             // Without a lease the calls left wait in the buffer; they go to
             // the successor with our state (below), which serves them after
             // it: they are never answered here without a lease.

@@ -25,7 +25,7 @@
 use std::cmp::Ordering;
 
 use crate::{
-    ConflictResolver, Epoch, LeaveReason, NodeName, Phase, Placement, RegistrationInfo,
+    Claim, ConflictResolver, Epoch, LeaveReason, NodeName, Phase, Placement, RegistrationInfo,
     RegistryEvent, StartType, StateCodecErr,
 };
 
@@ -323,27 +323,92 @@ pub(super) fn rival_died(
     }
 }
 
+/// The lineage of a holder that starts holding with `start` under `epoch`:
+/// the epoch of the takeover or failover that installed its state, or 0
+/// for a `Normal` start (no state received). A takeover takes its own new
+/// epoch rather than inheriting the old holder's lineage: epochs only grow,
+/// so the holder whose state moved or was recovered last has the highest
+/// lineage, and the takeover needs nothing on the wire. A conflict winner
+/// that re-registers keeps its lineage (no new state came with the steal).
+pub(super) fn lineage_of(start: &StartType, epoch: Option<Epoch>) -> Epoch {
+    match start {
+        StartType::Normal => 0,
+        StartType::Takeover { .. } | StartType::Failover { .. } => epoch.unwrap_or(0),
+    }
+}
+
+/// The rival a holder must settle with: the highest-ranked registration of
+/// its name in view, among `others` (every registration that is not one of
+/// ours), that is neither the predecessor it took over from (it retires
+/// once it reads our `HandoverDone`) nor a loser it merged already (it
+/// retires once it reads `MergeDone`).
+pub(super) fn rival<'a>(
+    others: impl Iterator<Item = &'a RegistrationInfo>,
+    predecessor: Option<&RegistrationInfo>,
+    merged: Option<&RegistrationInfo>,
+) -> Option<&'a RegistrationInfo> {
+    others
+        .filter(|o| Some(*o) != predecessor && Some(*o) != merged)
+        .max_by(|a, b| a.rank().cmp(&b.rank()))
+}
+
 /// Who keeps the name when two holders met.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Verdict {
-    /// We keep it, and re-register above the loser.
+    /// We keep it: hold calls until the loser's state is merged.
     Win,
-    /// We offer our state to the other and forward to it.
+    /// We stop, offer our state to the other and forward to it.
     Yield,
 }
 
-/// The conflict rule, in one place: the resolver compares both holders, the
-/// same way on every node, and only a strict win keeps the name.
+/// The conflict rule, in one place: the resolver compares both claims (ours
+/// as we sent it, theirs as it came), the same way on every node, and only
+/// a strict win keeps the name.
 pub(super) fn verdict(
     resolver: &dyn ConflictResolver,
-    me: &RegistrationInfo,
-    other: &RegistrationInfo,
+    ours: &Claim,
+    theirs: &Claim,
     placement: Option<&Placement>,
 ) -> Verdict {
-    if resolver.compare(me, other, placement) == Ordering::Greater {
+    if resolver.compare(ours, theirs, placement) == Ordering::Greater {
         Verdict::Win
     } else {
         Verdict::Yield
+    }
+}
+
+/// What a holder does with a `Rival` claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RivalStep {
+    /// Not for us (another name, our own registration, a loser merged
+    /// already, or a rival we cannot reach yet: it sends again).
+    Ignore,
+    /// We decided already: answer with our claim if asked, nothing more.
+    AnswerOnly,
+    /// The first claim from this rival: record it, answer if asked, decide.
+    Decide,
+    /// We are waiting for another loser's state: it sends again later.
+    Busy,
+}
+
+/// `current`: the rival we have a conflict with, whether we have its claim,
+/// whether we wait for a merge. `reachable`: its registration is in view.
+pub(super) fn on_rival_claim(
+    claim: &RegistrationInfo,
+    name: &str,
+    me: Option<&RegistrationInfo>,
+    merged: Option<&RegistrationInfo>,
+    current: Option<(&RegistrationInfo, bool, bool)>,
+    reachable: bool,
+) -> RivalStep {
+    if claim.name != name || me.is_none_or(|me| me == claim) || merged == Some(claim) {
+        return RivalStep::Ignore;
+    }
+    match current {
+        Some((other, true, _)) if other == claim => RivalStep::AnswerOnly,
+        Some((other, _, true)) if other != claim => RivalStep::Busy,
+        _ if !reachable => RivalStep::Ignore,
+        _ => RivalStep::Decide,
     }
 }
 

@@ -294,12 +294,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         let transfers = &mut state.transfers;
         if offset == 0 {
-            // A newer state from the same sender: the older one will not
-            // be finished. Even of the very same transfer: a split-brain
-            // loser whose yield timed out offers again under the same
-            // `PartOf`, and the sender drops the first stream when it starts
-            // the second (fault seeds 221371574 and 221374644: taken for a
-            // part that did not continue, the loser's state was dropped).
+            // A part at 0 starts a state: a newer one from the same sender
+            // (the older one will not be finished), or the same one sent
+            // again from the start, even under the very same `PartOf` (a
+            // split-brain loser whose yield timed out, or that served again
+            // and yields again, offers again; read as a continuation, its
+            // first part failed the whole offer and the loser's state was
+            // dropped: fault seeds 221371574, 221374644 and 2050965744).
             transfers.incoming.retain(|i| slot(&i.of) != slot(&of));
         }
         let at = transfers.incoming.iter().position(|i| i.of == of);

@@ -86,6 +86,11 @@ pub struct Outcome {
     /// Instance -> (node, its node's crash count at spawn).
     pub insts: HashMap<ActorId, (usize, u32)>,
     pub crashes: [u32; 3],
+    /// The schedule ran in quorum mode.
+    pub quorum: bool,
+    /// Its nodes kept the epochs they saw across crashes
+    /// (`FakeCluster::set_durable`).
+    pub durable: bool,
 }
 
 struct Run {
@@ -532,6 +537,8 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
     collector.abort();
 
     let outcome = Outcome {
+        quorum: s.quorum,
+        durable: s.durable,
         log: run.log.take(),
         calls: calls.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         takeovers: run

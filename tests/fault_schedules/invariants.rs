@@ -2,16 +2,17 @@
 //! run's history replayed once (`replay.rs`). A violation that matches a
 //! known gap's signature (`known_gaps.rs`) carries it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use ractor::ActorId;
 use ractor_takeover::event::EventKind;
 use ractor_takeover::*;
 
 use crate::harness::{Outcome, TAKEOVER_TIMEOUT};
 use crate::known_gaps::{self, KnownGap};
 use crate::ledger::{CallId, Entry, LedgerReply};
-use crate::replay::Replay;
+use crate::replay::{Apart, Replay};
 use crate::NODES;
 
 /// What a run counted (the summary adds them up).
@@ -137,6 +138,9 @@ pub fn check(o: &Outcome) -> (Stats, Vec<Violation>) {
     failovers_install_the_checkpoint(&r, &mut v);
     takeovers_by_their_deadline(&r, &mut v);
     nothing_fails(&r, &mut v);
+    answers_never_interleave_across_epochs(&r, &mut v);
+    conflicts_keep_acknowledged_calls(&r, &mut v);
+    no_client_sees_its_state_go_backwards(&r, &mut v);
     (Stats::of(&r), v.0)
 }
 
@@ -431,5 +435,249 @@ fn nothing_fails(r: &Replay, v: &mut Violations) {
             "4 nothing fails",
             format!("{} panic(s) on the schedule's thread", o.panics),
         );
+    }
+}
+
+/// Whether the apply at `at` of `call` by `node` at `epoch` is the one its
+/// acknowledgement names (an OK the client saw).
+fn acked_here(r: &Replay, call: &CallId, node: &str, epoch: Option<u64>) -> bool {
+    r.acked
+        .get(call)
+        .is_some_and(|(n, e)| n == node && *e == epoch)
+}
+
+/// Classifies two answers (or an answer and a state that lacks one) of the
+/// instances `x` and `y` up to log position `to`: `Ok(())` when an
+/// undetected partition separated their nodes outside quorum mode (the
+/// documented limit), a known gap when only a detected separation did, an
+/// error when nothing did. The window starts at the earlier of the two
+/// instances' `go`: a holder paused while it held, then resumed, answers
+/// the calls queued during its pause after the separation ended, before it
+/// learns of the newer holder (the hung-holder gap the lease closes).
+fn apart_or_fail(
+    r: &Replay,
+    x: &ActorId,
+    y: &ActorId,
+    from: usize,
+    to: usize,
+) -> Result<(), Option<KnownGap>> {
+    let go = |i: &ActorId| r.go_at.get(i).copied().unwrap_or(from);
+    let from = from.min(go(x)).min(go(y));
+    // Each side with the instances its state moved on to by takeover (see
+    // `Replay::lineage`): an answer of `x` lives on at `x`'s successor, and
+    // `y` could miss it only if it could not hear from where it lived. (The
+    // check compared `x`'s node alone before, and took a holder that failed
+    // over while split from `x`'s successor for one that nothing separated.)
+    let mut each: Vec<Apart> = Vec::new();
+    for p in r.lineage(x, to) {
+        for q in r.lineage(y, to) {
+            let (np, nq) = (r.node_of(&p), r.node_of(&q));
+            if np != nq {
+                each.push(r.apart(np, nq, from, to));
+            } else {
+                // Two instances of one node (one retired, a fresh one failed
+                // over later): the other side is whichever node held the
+                // state then.
+                each.extend(
+                    NODES
+                        .iter()
+                        .filter(|n| **n != np)
+                        .map(|n| r.apart(np, n, from, to)),
+                );
+            }
+        }
+    }
+    let apart = [Apart::Undetected, Apart::Detected, Apart::OneLink]
+        .into_iter()
+        .find(|a| each.contains(a))
+        .unwrap_or(Apart::Never);
+    let epoch = |i: &ActorId| r.go_epoch.get(i).copied().flatten();
+    match known_gaps::answered_while_apart(r, apart) {
+        None if apart == Apart::Undetected => Ok(()),
+        None => {
+            let stranded = |i: &ActorId| {
+                epoch(i).is_some_and(|e| r.stranded.contains(&(r.node_of(i).to_string(), e)))
+            };
+            if stranded(x) || stranded(y) {
+                return Err(Some(KnownGap::B5StrandedPuller));
+            }
+            Err(known_gaps::met_in_conflict(r, epoch(x), epoch(y)))
+        }
+        known => Err(known),
+    }
+}
+
+/// (i, issue 10) Answers for the name never interleave across epochs: in
+/// the order the holders applied them, no call acknowledged under an epoch
+/// comes after one acknowledged under a newer epoch. A conflict winner
+/// whose epoch is below the loser's re-registers above it before it serves
+/// the held calls, so a healed conflict keeps the order too.
+fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "i answers never interleave across epochs";
+    let mut newest: Option<(u64, usize, String, ActorId)> = None;
+    let mut reported: BTreeSet<(u64, u64)> = BTreeSet::new();
+    for (at, e) in r.outcome.log.iter().enumerate() {
+        let Entry::Apply {
+            inst,
+            node,
+            epoch: Some(epoch),
+            call,
+        } = e
+        else {
+            continue;
+        };
+        if !acked_here(r, call, node, Some(*epoch)) {
+            continue;
+        }
+        match &newest {
+            Some((top, top_at, top_node, top_inst)) if epoch < top => {
+                if !reported.insert((*epoch, *top)) {
+                    continue;
+                }
+                if let Err(known) = apart_or_fail(r, inst, top_inst, *top_at, at) {
+                    let known = known
+                        .or_else(|| known_gaps::epoch_forgotten(r, &[*epoch, *top]))
+                        .or_else(|| known_gaps::normal_after_a_crash(r, inst));
+                    v.push(
+                        CHECK,
+                        format!(
+                            "call {call:?} acknowledged by {node} at epoch {epoch} after an OK of epoch {top} on {top_node}"
+                        ),
+                        known,
+                    );
+                }
+            }
+            Some((top, ..)) if epoch == top => {
+                newest = Some((*epoch, at, node.clone(), *inst));
+            }
+            _ => newest = Some((*epoch, at, node.clone(), *inst)),
+        }
+    }
+}
+
+/// Every instance's state after each log position, replayed as the
+/// ledger's hooks logged it (go installs, apply adds, merge replaces).
+fn states_along(
+    r: &Replay,
+    mut each: impl FnMut(usize, &Entry, &HashMap<ActorId, BTreeSet<CallId>>),
+) {
+    let mut states: HashMap<ActorId, BTreeSet<CallId>> = HashMap::new();
+    for (at, e) in r.outcome.log.iter().enumerate() {
+        each(at, e, &states);
+        match e {
+            Entry::Go { inst, content, .. } | Entry::Merged { inst, content, .. } => {
+                states.insert(*inst, content.clone());
+            }
+            Entry::Apply { inst, call, .. } => {
+                states.entry(*inst).or_default().insert(*call);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Where each call was (first) applied in the log.
+fn applied_at(r: &Replay) -> BTreeMap<CallId, usize> {
+    let mut at = BTreeMap::new();
+    for (i, e) in r.outcome.log.iter().enumerate() {
+        if let Entry::Apply { call, .. } = e {
+            at.entry(*call).or_insert(i);
+        }
+    }
+    at
+}
+
+/// (ii, issue 10) No acknowledged call is discarded by a conflict: every
+/// call acknowledged that was in the loser's state when the winner merged
+/// it is in the winner's state after the merge, unless both sides answered
+/// calls during an undetected partition (outside quorum mode; in quorum
+/// mode, never: B10 until the lease).
+fn conflicts_keep_acknowledged_calls(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "ii conflicts keep acknowledged calls";
+    let applied = applied_at(r);
+    let mut found: Vec<(ActorId, ActorId, CallId, usize, usize)> = Vec::new();
+    states_along(r, |at, e, states| {
+        let Entry::Merged {
+            inst,
+            loser,
+            content,
+            ..
+        } = e
+        else {
+            return;
+        };
+        let losers = r
+            .epoch_insts
+            .get(&loser.epoch)
+            .into_iter()
+            .flatten()
+            .filter(|l| r.node_of(l) == loser.node.as_str() && *l != inst);
+        for l in losers {
+            for call in states.get(l).into_iter().flatten() {
+                if r.acked.contains_key(call) && !content.contains(call) {
+                    let from = applied.get(call).copied().unwrap_or(0);
+                    found.push((*l, *inst, *call, from, at));
+                }
+            }
+        }
+    });
+    for (l, w, call, from, at) in found {
+        let (loser, winner) = (r.node_of(&l), r.node_of(&w));
+        if let Err(known) = apart_or_fail(r, &l, &w, from, at) {
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?}, acknowledged and in {loser}'s state, was discarded when {winner} merged it"
+                ),
+                known,
+            );
+        }
+    }
+}
+
+/// (iii, issue 10) A client never sees its state go backwards: the state a
+/// call is acknowledged on has the client's previous acknowledged call,
+/// unless a crash lost that one (invariant 2 checks that loss is
+/// reported), or the two answers were apart as in (i).
+fn no_client_sees_its_state_go_backwards(r: &Replay, v: &mut Violations) {
+    const CHECK: &str = "iii no client sees its state go backwards";
+    let applied = applied_at(r);
+    let mut prev: BTreeMap<u32, (CallId, ActorId)> = BTreeMap::new();
+    let mut found: Vec<(CallId, ActorId, CallId, ActorId, usize)> = Vec::new();
+    states_along(r, |at, e, states| {
+        let Entry::Apply {
+            inst,
+            node,
+            epoch,
+            call,
+        } = e
+        else {
+            return;
+        };
+        if !acked_here(r, call, node, *epoch) {
+            return;
+        }
+        if let Some((p, p_inst)) = prev.insert(call.0, (*call, *inst)) {
+            let has = states.get(inst).is_some_and(|s| s.contains(&p));
+            if !has && r.crashed_holders_of(&p).0.is_empty() {
+                found.push((p, p_inst, *call, *inst, at));
+            }
+        }
+    });
+    for (p, p_inst, call, inst, at) in found {
+        let Some((p_node, p_epoch)) = r.acked.get(&p) else {
+            continue;
+        };
+        let node = r.node_of(&inst);
+        let from = applied.get(&p).copied().unwrap_or(0);
+        if let Err(known) = apart_or_fail(r, &p_inst, &inst, from, at) {
+            v.push(
+                CHECK,
+                format!(
+                    "call {call:?} acknowledged by {node} on a state without the client's previous acknowledged call {p:?} (by {p_node} at epoch {p_epoch:?})"
+                ),
+                known,
+            );
+        }
     }
 }

@@ -14,7 +14,7 @@ use ractor_takeover::*;
 use crate::ledger::CallId;
 use crate::replay::Replay;
 
-/// A known gap, B1 to B8. The order is the summary's (B1 first).
+/// A known gap, B1 to B12. The order is the summary's (B1 first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KnownGap {
     /// Known bug B1: two holders get the same epoch. Two causes, the first
@@ -119,6 +119,54 @@ pub enum KnownGap {
     /// `HandoverAborted`). Replayed by
     /// `known_bug_b8_state_sent_to_a_puller_that_gave_up`.
     B8StateSentToNobody,
+    /// Known gap B10 (issue 10, "a holder lease"): a holder answers while
+    /// a peer can have declared it down, or after it resumed from a pause
+    /// (it answers the calls that queued while it hung before it learns of
+    /// the failover holder), or on the minority side of a detected split
+    /// (without quorum). Two holders then answer in turn, a client can see
+    /// the state go backwards, and what the other side acknowledged can be
+    /// discarded by the conflict. Signature: the answers in question are
+    /// separated by a *detected* separation of the two nodes (a split, a
+    /// held link or a pause) and by no undetected partition (which is the
+    /// documented limit without quorum, not a gap). The holder lease closed
+    /// the paused-holder case: its replay,
+    /// `known_gap_b10_a_paused_holder_answers_after_the_failover` (seed 44),
+    /// runs clean. What the signature still matches is mostly the two
+    /// holders of a detected split without quorum, each of which keeps its
+    /// lease by design (`docs/lease.md`); in quorum mode a one-link split is
+    /// B12.
+    B10AnsweredWhileApart,
+    /// Known gap B11: two holders answered in turn with no fault between
+    /// their nodes at the time, and the conflict resolution met them later:
+    /// a split brain that a lagging view started (a standby took the name
+    /// as vacant, or failed over, while its view missed the live holder's
+    /// registration, e.g. after a handover it saw only half of). The
+    /// conflict ends it (the loser's state is merged), but until then both
+    /// answered and a client could see the state go backwards. Signature:
+    /// one of the two holders' epochs is a side of a conflict event
+    /// (`ConflictSuspected`, `ConflictWon`, `ConflictLost`,
+    /// `SplitBrainHealed`) and no separation explains the answers. What
+    /// closes it: the lease (a holder answers only while its peers confirm
+    /// it) and the start-up rule that an unreached peer is unknown, not
+    /// down. Replayed by `known_gap_b11_a_stale_view_starts_a_second_holder`
+    /// (seed 552).
+    B11SplitBrainFromAStaleView,
+    /// Known gap B12 (quorum mode): a one-link split (`x | y` detected,
+    /// the third node `z` linked to both) gives both ends a majority
+    /// (`x, z` and `y, z`), so quorum does not stop the second holder: the
+    /// end that loses sight of the holder sees the name vacant (or its
+    /// view of a handover to the other end never arrives) and fails over,
+    /// and both serve until the heal; a client of the second one sees its
+    /// state go backwards, and the answers interleave across epochs. The
+    /// fake's lease does not stop it either (each end's peers answer it).
+    /// What would close it: a standby takes a name only when a majority
+    /// *agrees* that the holder is down (ask `z`, which sees the holder),
+    /// not when a majority is merely live in its own view. Signature: quorum
+    /// mode, the answers are separated by a detected split or held link of
+    /// the two nodes and by nothing between either of them and the third.
+    /// Replayed by `known_gap_b12_a_one_link_split_has_two_quorums`
+    /// (seeds 581, 642, 943).
+    B12QuorumOnBothEndsOfOneLink,
 }
 
 impl KnownGap {
@@ -133,6 +181,9 @@ impl KnownGap {
             KnownGap::B6NeverRetires => "B6 an old holder whose HandoverDone was lost stays Retiring forever",
             KnownGap::B7ResumedOverASuccessor => "B7 an old holder resumed after its successor had served and crashed: loss unreported",
             KnownGap::B8StateSentToNobody => "B8 an old holder sent its state to a puller that had given up: the state is lost",
+            KnownGap::B11SplitBrainFromAStaleView => "B11 two holders answered in turn with nothing between them; a conflict healed them later (a lagging view started the second)",
+            KnownGap::B12QuorumOnBothEndsOfOneLink => "B12 quorum mode: a one-link split gave both ends a majority through the third node, and both served",
+            KnownGap::B10AnsweredWhileApart => "B10 a holder answered while a detected split or a pause separated it from the newer holder (no lease yet)",
         }
     }
 }
@@ -159,6 +210,36 @@ pub fn epoch_shared(r: &Replay, insts: &BTreeSet<ActorId>) -> Option<KnownGap> {
         })
     });
     b1.then_some(KnownGap::B1EpochTie)
+}
+
+/// B1, for the order of epochs (invariant i): one of `epochs` was taken
+/// twice, with a crash between ([`epoch_shared`]). The epochs' order says
+/// nothing then: the crash took the only views that had seen the epoch, so
+/// the node that answered next did not know it was there to stay above
+/// (seed 600: `a` restarts cut off and takes epoch 1 again after `b`
+/// served epoch 2; seed 506: `a` fails over at epoch 16 and crashes before
+/// its registration reached anyone, `b` then takes 14, and `a` later takes
+/// 16 again).
+pub fn epoch_forgotten(r: &Replay, epochs: &[u64]) -> Option<KnownGap> {
+    epochs.iter().find_map(|e| {
+        let insts = r.epoch_insts.get(e).filter(|i| i.len() > 1)?;
+        epoch_shared(r, insts)
+    })
+}
+
+/// B4, for the order of epochs (invariant i): the instance `x` that
+/// answered under the older epoch started `Normal` after a crash, on nodes
+/// that are not durable: a node that restarted cut off from every node
+/// that had seen a holder knows no epoch, registers the vacant name as
+/// `Normal` and takes the lowest epoch of its class, below the ones the
+/// crashed holder served (seed 2050964561: `a` holds at 4 and crashes, `c`
+/// restarts split from `b` and takes epoch 3). Durable nodes remember the
+/// epochs they saw and take one above.
+pub fn normal_after_a_crash(r: &Replay, x: &ActorId) -> Option<KnownGap> {
+    let started = r.go_at.get(x)?;
+    let normal = matches!(r.go_start.get(x), Some(StartType::Normal));
+    let after_crash = r.crashes_at.iter().any(|c| c < started);
+    (normal && after_crash && !r.outcome.durable).then_some(KnownGap::B4RestartedAsNormal)
 }
 
 /// B5, B6, B8: the cluster did not settle, and an instance that is not as it
@@ -268,4 +349,39 @@ pub fn lost_in_an_unreported_crash(r: &Replay, call: &CallId) -> Option<KnownGap
     } else {
         None
     }
+}
+
+/// B10: two holders' answers (or an answer and a state missing it) were
+/// separated by a detected split, held link or pause of their nodes; an
+/// undetected partition is no gap (`None` here, the caller allows it when
+/// it may). In quorum mode an undetected partition counts as B10 too: both
+/// sides may see a majority of a stale view, and only the lease stops that.
+pub fn answered_while_apart(r: &Replay, apart: crate::replay::Apart) -> Option<KnownGap> {
+    use crate::replay::Apart;
+    match apart {
+        Apart::OneLink if r.outcome.quorum => Some(KnownGap::B12QuorumOnBothEndsOfOneLink),
+        Apart::OneLink => Some(KnownGap::B10AnsweredWhileApart),
+        Apart::Detected => Some(KnownGap::B10AnsweredWhileApart),
+        Apart::Undetected if r.outcome.quorum => Some(KnownGap::B10AnsweredWhileApart),
+        Apart::Undetected | Apart::Never => None,
+    }
+}
+
+/// B11: the holder at epoch `x` or the one at `y` was a split-brain
+/// holder that a conflict met later (see
+/// [`KnownGap::B11SplitBrainFromAStaleView`]): its epoch is one side of a
+/// conflict event. (The other side may be a successor of the other holder,
+/// when the name moved on meanwhile.)
+pub fn met_in_conflict(r: &Replay, x: Option<u64>, y: Option<u64>) -> Option<KnownGap> {
+    let ours = |e: Option<u64>| e.is_some() && (e == x || e == y);
+    let met = r.outcome.events.iter().any(|ev| {
+        let other = match &ev.kind {
+            EventKind::ConflictSuspected { other } => other,
+            EventKind::ConflictWon { loser } | EventKind::SplitBrainHealed { loser, .. } => loser,
+            EventKind::ConflictLost { winner } => winner,
+            _ => return false,
+        };
+        ours(ev.epoch) || ours(Some(other.epoch))
+    });
+    met.then_some(KnownGap::B11SplitBrainFromAStaleView)
 }

@@ -279,15 +279,31 @@ const LONG_RUN_SEEDS: [(u64, &str); 5] = [
     ),
 ];
 
-/// Every seed of [`LONG_RUN_SEEDS`] replays without any violation, known
-/// gap or not.
+/// Every seed of [`LONG_RUN_SEEDS`] replays without any violation of
+/// invariants 1 to 4 (what they reproduced), known gap or not, and with no
+/// violation that no known gap explains. Issue 10's invariants (i) to
+/// (iii), added after these seeds were found, may show known gaps there
+/// (3373128272 has two holders of a detected split without quorum, B10),
+/// as any schedule may. One exception, named: since the default resolver
+/// keeps the newer lineage, seed 1208702206 runs differently after its
+/// first conflict, and a split-brain holder (`b`) crashes with calls it
+/// acknowledged (B2, which no event can report); the bug it reproduced (a
+/// yielding holder holding again, the loss unreported) stays fixed.
 #[test]
 fn long_run_regressions_stay_fixed() {
+    const ALLOWED: [(u64, KnownGap); 1] = [(1_208_702_206, KnownGap::B2SplitBrainCrash)];
     for (seed, what) in LONG_RUN_SEEDS {
         let run = run_seed(seed);
-        if let Some(report) = run.report(true) {
+        if let Some(report) = run.report(false) {
             panic!("seed {seed} ({what}):\n{report}");
         }
+        let known_old: Vec<&Violation> = run
+            .violations
+            .iter()
+            .filter(|v| v.check.starts_with(|c: char| c.is_ascii_digit()))
+            .filter(|v| !v.known.is_some_and(|k| ALLOWED.contains(&(seed, k))))
+            .collect();
+        assert!(known_old.is_empty(), "seed {seed} ({what}): {known_old:?}");
     }
 }
 
@@ -305,5 +321,179 @@ fn known_bug_reused_epoch_livelocks_a_merge() {
     let run = run_seed(3_584_301_186);
     if let Some(report) = run.report(true) {
         panic!("seed 3584301186:\n{report}");
+    }
+}
+
+/// B10, seed 44: `a` (the holder) is paused at 75 ms, `c` takes the name
+/// over meanwhile, and `a` resumes: it answers a call that queued while it
+/// hung under its old epoch, before it learns of `c`; the client's next
+/// call, answered by `c`, sees a state without it (invariant iii). The
+/// conflict then merges `a`'s state, so nothing is lost, but the client
+/// saw its state go backwards. The holder lease (a resumed holder checks
+/// its lease before it answers anything queued) closed it: the seed now
+/// replays without B10 and stays a regression. (B10's signature still
+/// matches two holders of a detected split without quorum, which keep
+/// both leases by design: `docs/lease.md`.)
+#[test]
+fn known_gap_b10_a_paused_holder_answers_after_the_failover() {
+    replay_known_bug(44, KnownGap::B10AnsweredWhileApart);
+}
+
+/// B11, seed 552: `b` fails over from `a` behind an `a | b` partition,
+/// `c` takes the name over from `b` (epoch 3) while `a` still holds
+/// (epoch 1), and `c` answers a client on its node on a state without the
+/// call `a` had just acknowledged (invariant iii), until the conflict
+/// merges them. (Seed 71, the earlier replay, is explained since the
+/// checker follows each answer's state through its takeovers: a held link
+/// separated the two holders there, B12 in quorum mode.)
+#[test]
+#[ignore = "known gap B11: a lagging view starts a second holder that answers until the conflict heals it"]
+fn known_gap_b11_a_stale_view_starts_a_second_holder() {
+    replay_known_bug(552, KnownGap::B11SplitBrainFromAStaleView);
+}
+
+/// Seeds whose only unexplained violations (issue 10's invariants i and
+/// iii) came from the checker pairing the wrong nodes: a client's call was
+/// acknowledged by `x`, `x` then handed the name (and the call) over to
+/// `w` by takeover, and a third node failed over while split from `w` and
+/// answered the client's next call on a state without it. The check asked
+/// whether `x`'s node and the answering node were apart (they were not)
+/// instead of following the state to `w` (split from the answering node:
+/// the two holders of a detected split, B10 without quorum, B12 with it).
+/// Now `apart_or_fail` follows each side's lineage through its takeovers
+/// (`Replay::lineage`). Each seed must replay with no violation outside the
+/// known gaps, and still show the gap it does show.
+#[test]
+fn conflict_invariants_follow_the_state_through_takeovers() {
+    for (seed, gap) in [
+        (581, KnownGap::B12QuorumOnBothEndsOfOneLink),
+        (642, KnownGap::B12QuorumOnBothEndsOfOneLink),
+        (726, KnownGap::B10AnsweredWhileApart),
+        (943, KnownGap::B12QuorumOnBothEndsOfOneLink),
+        (1080, KnownGap::B10AnsweredWhileApart),
+    ] {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(false) {
+            panic!("seed {seed}:\n{report}");
+        }
+        assert!(
+            run.known().contains(&gap),
+            "seed {seed} no longer shows {gap}: {:?}",
+            run.known()
+        );
+    }
+}
+
+/// Seeds 600 and 506: answers interleaved across epochs (invariant i)
+/// because a crash took the only views that had seen the newer epoch, B1's
+/// cause: in 600 `a` restarts cut off (`b` down, `c` behind an undetected
+/// partition) and takes epoch 1 again after `b` served epoch 2; in 506 `a`
+/// fails over at epoch 16 and crashes 8 ms later, its registration still on
+/// a delayed link, so `b` fails over at 14, and `a` later takes 16 again.
+/// The check now names B1 (`known_gaps::epoch_forgotten`) when one of the
+/// two epochs was taken twice with a crash between; nothing else may fail.
+#[test]
+fn interleaved_answers_after_a_forgotten_epoch_are_b1() {
+    for seed in [506, 600] {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(false) {
+            panic!("seed {seed}:\n{report}");
+        }
+        assert!(
+            run.violations
+                .iter()
+                .any(|v| v.check.starts_with("i ") && v.known == Some(KnownGap::B1EpochTie)),
+            "seed {seed}: no interleaving classified as B1"
+        );
+    }
+}
+
+/// B12 ([`KnownGap::B12QuorumOnBothEndsOfOneLink`]), seeds 581, 642 and
+/// 943 (quorum mode). 642: `a` holds (epoch 10, taken over from `b`), an
+/// `a | c` split at 2275 ms; `c` sees the name vacant, counts `b` and
+/// itself live (a majority) and fails over at epoch 12 with an empty
+/// state, while `a` still sees `a` and `b` (a majority too) and serves
+/// until `a | b` splits at 2594 ms: two holders, a client on `c` sees its
+/// state go backwards. 581 is the same with `b`'s handover to `a`; in 943
+/// `b` fails over at epoch 5 on a view 28 ms behind `c`'s takeover (epoch
+/// 6) and answers after it (invariant i).
+#[test]
+#[ignore = "known gap B12: in quorum mode a one-link split gives both ends a majority"]
+fn known_gap_b12_a_one_link_split_has_two_quorums() {
+    for seed in [642, 581, 943] {
+        replay_known_bug(seed, KnownGap::B12QuorumOnBothEndsOfOneLink);
+    }
+}
+
+/// Seed 2050965744 (a 5000-schedule random run; quorum mode, states in
+/// 16-byte parts): `a` lost a conflict to `b` and offered its state in
+/// parts; `b`'s wait for it ran out (`MergeMissed`), `a`'s yield timed out,
+/// it served again, lost again and sent the same offer again from the
+/// start. `b` read the new first part as the continuation of the old
+/// transfer (same sender, same `PartOf`), failed the whole offer
+/// (`SplitBrainHealed { outcome: None }`), sent `MergeDone`, and `a`
+/// retired: the calls `a` had acknowledged were lost (invariant 2, no crash
+/// had them). Now a part at offset 0 always starts the state afresh
+/// (`server/transfer.rs`, `on_state_part`). The seed must replay with no
+/// violation outside the known gaps.
+#[test]
+fn a_merge_offer_sent_again_starts_afresh() {
+    let run = run_seed(2_050_965_744);
+    if let Some(report) = run.report(false) {
+        panic!("seed 2050965744:\n{report}");
+    }
+    let healed_unread = run
+        .outcome
+        .as_ref()
+        .expect("the run completes")
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::SplitBrainHealed { outcome: None, .. }))
+        .count();
+    assert_eq!(healed_unread, 0, "a merge offer was dropped unread");
+}
+
+/// Seeds of a 5000-schedule random run whose only unexplained violations
+/// (invariant i) came from the replay's model of the faults: a slow dial
+/// (`FakeCluster::delay_dial`: the next restart of a node completes its
+/// session with one peer only later, both count each other down meanwhile)
+/// was no separation in `Replay::separations`, so a node that restarted,
+/// could not reach the holder and failed over beside it looked as if
+/// nothing had separated them. It is a detected separation now, from the
+/// restart to the dial's end. 2050964561 is B4 (a node restarted cut off
+/// with nodes not durable, took the name as `Normal` at a low epoch and
+/// answered below the crashed holder's epoch: `known_gaps::normal_after_a_crash`).
+#[test]
+fn slow_dials_and_normal_restarts_explain_interleaved_answers() {
+    for seed in [
+        2_050_961_667,
+        2_050_961_798,
+        2_050_962_990,
+        2_050_963_346,
+        2_050_963_870,
+        2_050_964_561,
+        2_050_965_052,
+    ] {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(false) {
+            panic!("seed {seed}:\n{report}");
+        }
+    }
+}
+
+/// Seed 2321795355 (a 3000-schedule random run; nodes not durable): `a`
+/// merged the state of a conflict's loser `b` at epoch 2; `b` then crashed,
+/// restarted knowing no epoch and registered the name `Normal` at epoch 2
+/// again (B1). `a` took that new registration for the loser it had merged
+/// (same epoch, same node) and ignored its claims, while `b` held its calls
+/// for good below `a` (`ConflictSuspected`): the cluster never settled. The
+/// merged loser is now remembered with its instance
+/// (`server/calls.rs`, `Holder::merged`). The seed must replay with no
+/// violation outside the known gaps.
+#[test]
+fn a_reused_epoch_is_no_merged_loser() {
+    let run = run_seed(2_321_795_355);
+    if let Some(report) = run.report(false) {
+        panic!("seed 2321795355:\n{report}");
     }
 }

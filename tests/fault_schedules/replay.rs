@@ -30,6 +30,42 @@ pub struct Failover {
     pub content: BTreeSet<CallId>,
 }
 
+/// A time two nodes could not talk (log positions `from..to`; `to` is the
+/// log's end if it never ended before the final heal).
+#[derive(Clone, Debug)]
+pub struct Separation {
+    /// The nodes (a paused node is separated from both others).
+    pub nodes: (usize, usize),
+    pub from: usize,
+    pub to: usize,
+    /// No heartbeat sees it: an undetected partition (`Fault::Partition`).
+    /// A split, a held link and a paused process are detected (the peers
+    /// count the other node down after the detection time).
+    pub undetected: bool,
+    /// A held link (ends at its release), not a split or partition (ends
+    /// at a heal of the pair).
+    pub held: bool,
+}
+
+/// How two holders' answers overlapping a time may be explained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Apart {
+    /// An undetected partition separated them meanwhile: both sides serve,
+    /// the documented limit without quorum (issue 10's (ii)).
+    Undetected,
+    /// Only a detected separation (split, held link, pause): a holder
+    /// answered although a peer could have declared it down, what the
+    /// holder lease fixes.
+    Detected,
+    /// Only a detected split or held link of the two nodes, with nothing
+    /// between either of them and the third node meanwhile: in quorum mode
+    /// both ends see a majority through the third (B12); without quorum,
+    /// as `Detected`.
+    OneLink,
+    /// Nothing separated them.
+    Never,
+}
+
 /// The facts of one run, from its log and its events.
 pub struct Replay<'o> {
     pub outcome: &'o Outcome,
@@ -72,6 +108,8 @@ pub struct Replay<'o> {
     pub abandoned: BTreeSet<(String, u64)>,
     /// Acknowledged call -> the (node, epoch) its acknowledgement named.
     pub acked: BTreeMap<CallId, (String, Option<u64>)>,
+    /// Every time two nodes could not talk, in log order.
+    pub separations: Vec<Separation>,
 }
 
 impl<'o> Replay<'o> {
@@ -99,8 +137,10 @@ impl<'o> Replay<'o> {
             unretired: BTreeSet::new(),
             abandoned: BTreeSet::new(),
             acked: BTreeMap::new(),
+            separations: Vec::new(),
         };
         r.replay_log();
+        r.find_separations();
         r.find_stranded_pullers();
         r.find_unfinished_handovers();
         for c in &o.calls {
@@ -109,6 +149,204 @@ impl<'o> Replay<'o> {
             }
         }
         r
+    }
+
+    fn find_separations(&mut self) {
+        use crate::generator::Fault;
+        let end = self.outcome.log.len();
+        let mut open: Vec<Separation> = Vec::new();
+        let pair = |x: usize, y: usize| (x.min(y), x.max(y));
+        // Slow dials waiting for their node's next restart: (node, peer, ms).
+        let mut dials: Vec<(usize, usize, u64)> = Vec::new();
+        let mut down = [false; NODES.len()];
+        // Restarts with a slow dial: (where, node, peer, when the dial is done).
+        let mut slow: Vec<(usize, usize, usize, u64)> = Vec::new();
+        for (at, e) in self.outcome.log.iter().enumerate() {
+            if let Entry::Crash { node, .. } = e {
+                down[*node] = true;
+            }
+            let Entry::Fault { fault, at_ms } = e else {
+                continue;
+            };
+            match *fault {
+                Fault::SlowDial(x, y, d) => dials.push((x, y, d)),
+                // A restart of a node that was up is no restart (the
+                // harness ignores it) and leaves its dials pending.
+                Fault::Restart(x) if down[x] => {
+                    down[x] = false;
+                    for (n, y, d) in std::mem::take(&mut dials) {
+                        if n == x {
+                            slow.push((at, x, y, at_ms + d));
+                        } else {
+                            dials.push((n, y, d));
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let mut close = |nodes: (usize, usize), held: bool, open: &mut Vec<Separation>| {
+                open.retain(|s| {
+                    let done = s.nodes == nodes && s.held == held;
+                    if done {
+                        self.separations.push(Separation {
+                            to: at,
+                            ..s.clone()
+                        });
+                    }
+                    !done
+                });
+            };
+            match *fault {
+                Fault::Split(x, y) | Fault::Partition(x, y) | Fault::Hold(x, y) => {
+                    open.push(Separation {
+                        nodes: pair(x, y),
+                        from: at,
+                        to: end,
+                        undetected: matches!(fault, Fault::Partition(..)),
+                        held: matches!(fault, Fault::Hold(..)),
+                    });
+                }
+                Fault::Heal(x, y) => close(pair(x, y), false, &mut open),
+                Fault::Release(x, y) => close(pair(x, y), true, &mut open),
+                Fault::Pause(n) => {
+                    for o in (0..NODES.len()).filter(|o| *o != n) {
+                        open.push(Separation {
+                            nodes: (n, usize::MAX - o),
+                            from: at,
+                            to: end,
+                            undetected: false,
+                            held: false,
+                        });
+                    }
+                }
+                Fault::Resume(n) => {
+                    for o in (0..NODES.len()).filter(|o| *o != n) {
+                        close((n, usize::MAX - o), false, &mut open);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.separations.extend(open);
+        // A slow dial: the restarted node and that peer count each other
+        // down and cannot talk until the dial completes (`delay_dial`), a
+        // detected separation. The log times faults only: it lasts until
+        // the first fault at or after the dial's end (or the log's end).
+        for (from, x, y, done_ms) in slow {
+            let to = self.outcome.log[from..]
+                .iter()
+                .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= done_ms))
+                .map_or(end, |i| from + i);
+            self.separations.push(Separation {
+                nodes: pair(x, y),
+                from,
+                to,
+                undetected: false,
+                held: false,
+            });
+        }
+    }
+
+    /// Whether nodes `x` and `y` (names) were apart at some point between
+    /// log positions `from` and `to`: a pause of either counts, as does a
+    /// split, partition or held link between them.
+    pub fn apart(&self, x: &str, y: &str, from: usize, to: usize) -> Apart {
+        let idx = |n: &str| NODES.iter().position(|m| *m == n);
+        let (Some(x), Some(y)) = (idx(x), idx(y)) else {
+            return Apart::Never;
+        };
+        let mut seen = Apart::Never;
+        for s in &self.separations {
+            let (p, q) = s.nodes;
+            // A pause is stored as (paused, MAX - other).
+            let between = if q > NODES.len() {
+                let other = usize::MAX - q;
+                (p == x && other == y) || (p == y && other == x)
+            } else {
+                (p, q) == (x.min(y), x.max(y))
+            };
+            if !between || s.from > to || s.to < from {
+                continue;
+            }
+            if s.undetected {
+                return Apart::Undetected;
+            }
+            seen = Apart::Detected;
+        }
+        if seen == Apart::Detected && self.one_link(x, y, from, to) {
+            Apart::OneLink
+        } else {
+            seen
+        }
+    }
+
+    /// Whether, between `from` and `to`, nodes `x` and `y` (indices) were
+    /// separated only by splits or held links of their own link (no pause
+    /// of either), and the third node by nothing from either of them.
+    fn one_link(&self, x: usize, y: usize, from: usize, to: usize) -> bool {
+        let Some(z) = (0..NODES.len()).find(|n| *n != x && *n != y) else {
+            return false;
+        };
+        let overlaps = |s: &Separation| s.from <= to && s.to >= from;
+        let touches = |s: &Separation, n: usize| {
+            let (p, q) = s.nodes;
+            if q > NODES.len() {
+                // A pause (paused, MAX - other).
+                p == n || usize::MAX - q == n
+            } else {
+                p == n || q == n
+            }
+        };
+        self.separations.iter().filter(|s| overlaps(s)).all(|s| {
+            let pause = s.nodes.1 > NODES.len();
+            let own_link = !pause && s.nodes == (x.min(y), x.max(y));
+            own_link || !(touches(s, x) || touches(s, y) || touches(s, z))
+        })
+    }
+
+    /// `x` and the instances its state moved on to by takeover up to log
+    /// position `to`, in order: each successor installed (`StateTransferred`)
+    /// the state of the one before it, under any epoch that one served.
+    /// Why: a call acknowledged by `x` lives on at `x`'s successor once `x`
+    /// handed over; whether a later holder could have known of it depends on
+    /// whether that successor and the later holder could talk, not `x`.
+    pub fn lineage(&self, x: &ActorId, to: usize) -> Vec<ActorId> {
+        let mut chain = vec![*x];
+        let mut i = 0;
+        while i < chain.len() {
+            let z = chain[i];
+            i += 1;
+            let served = |e: u64| self.epoch_insts.get(&e).is_some_and(|s| s.contains(&z));
+            for ev in &self.outcome.events {
+                let (EventKind::StateTransferred { from, .. }, Some(epoch)) = (&ev.kind, ev.epoch)
+                else {
+                    continue;
+                };
+                if from.node.as_str() != self.node_of(&z) || !served(from.epoch) {
+                    continue;
+                }
+                // The successor's go under that epoch, before `to` (an
+                // instance can go twice; with B1 an (epoch, node) may repeat:
+                // the latest go wins, as in `find_stranded_pullers`).
+                let next = self.outcome.log[..to.min(self.outcome.log.len())]
+                    .iter()
+                    .rev()
+                    .find_map(|e| match e {
+                        Entry::Go {
+                            inst,
+                            epoch: Some(e),
+                            ..
+                        } if *e == epoch && self.node_of(inst) == ev.node.as_str() => Some(inst),
+                        _ => None,
+                    });
+                if let Some(s) = next {
+                    if !chain.contains(s) {
+                        chain.push(*s);
+                    }
+                }
+            }
+        }
+        chain
     }
 
     /// The node an instance ran on ("?" if the harness never spawned it).

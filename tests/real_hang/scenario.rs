@@ -45,6 +45,9 @@ pub type Record = (Instant, Result<PowerReply, CallErr>);
 pub struct Outcome {
     /// Every answer, in the order the client received them.
     pub records: Vec<Record>,
+    /// Which caller (an index into `CALLERS`) got each of `records`: a
+    /// caller sends its next report only after the answer to the last.
+    pub caller_of: Vec<usize>,
     /// When `a` was stopped.
     pub stopped: Instant,
     /// The epoch `a` answered under before it was stopped.
@@ -93,7 +96,7 @@ pub async fn run() -> Outcome {
     .await;
 
     tracing::info!("--- {} callers report without pause", CALLERS.len());
-    let records: Arc<Mutex<Vec<Record>>> = Arc::default();
+    let records: Arc<Mutex<Vec<(Record, usize)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = CALLERS
         .iter()
@@ -109,7 +112,10 @@ pub async fn run() -> Outcome {
                         seq,
                     };
                     let result = client.call(report, deadline).await;
-                    records.lock().unwrap().push((Instant::now(), result));
+                    records
+                        .lock()
+                        .unwrap()
+                        .push(((Instant::now(), result), caller));
                 }
             })
         })
@@ -119,7 +125,7 @@ pub async fn run() -> Outcome {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(_, r)| r.as_ref().is_ok_and(|r| r.node == node))
+            .filter(|((_, r), _)| r.as_ref().is_ok_and(|r| r.node == node))
             .count()
     };
     wait_for("200 reports answered by a", || answered_by("a") >= 200).await;
@@ -153,7 +159,8 @@ pub async fn run() -> Outcome {
     }
 
     let holders = me.members(NAME).len();
-    let records = records.lock().unwrap().clone();
+    let (records, caller_of): (Vec<Record>, Vec<usize>) =
+        records.lock().unwrap().iter().cloned().unzip();
     let hung_epoch = records
         .iter()
         .filter(|(at, _)| *at < stopped)
@@ -174,6 +181,7 @@ pub async fn run() -> Outcome {
     me.shutdown();
     Outcome {
         records,
+        caller_of,
         stopped,
         hung_epoch,
         holders,
