@@ -102,7 +102,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     on_b.call("linus".into(), t).await?;
 
     // The heal: the two holders meet, the resolver picks one on both sides
-    // (placement first: a), and the loser offers its state to the winner.
+    // (by default the newer lineage: b, whose failover is the newer state),
+    // and the loser offers its state to the winner.
     cluster.heal("a", "b");
     loop {
         let event = events.recv().await?;
