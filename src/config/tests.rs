@@ -55,7 +55,7 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.max_state_bytes, 1 << 30);
     assert_eq!(c.state_part_bytes, 4 << 20);
     assert_eq!(c.placement, None);
-    assert_eq!(format!("{:?}", c.resolver), "PriorityThenEpoch");
+    assert_eq!(format!("{:?}", c.resolver), "NewerLineage");
     assert_eq!(c.conflict_grace, Duration::from_secs(1));
     assert_eq!(c.checkpoint, None);
     assert!(!c.quorum);
