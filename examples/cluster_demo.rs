@@ -1,6 +1,6 @@
 //! Run with: cargo run --release --example cluster_demo
 //!
-//! The seed's scenario on real `ractor_cluster` nodes, each a separate OS
+//! Erlang's classic takeover scenario on real `ractor_cluster` nodes, each a separate OS
 //! process on loopback with a cookie: a globally registered power monitor
 //! placed on `a > b > c`. This process starts the three node processes (it
 //! re-runs itself with `node`), joins as a client node and reports without

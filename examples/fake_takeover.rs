@@ -1,6 +1,6 @@
 //! Run with: cargo run --example fake_takeover --features test-util
 //!
-//! The power monitor from the seed thread, on a fake three-node cluster in one
+//! A power monitor (the classic Erlang takeover example), on a fake three-node cluster in one
 //! process: "power_monitor" starts on a, a client on c reports power failures
 //! without pause, and the server is taken over to b and then back to the
 //! same instance on a, which waited as a standby meanwhile. You will see a timeline of the instances' events (who holds

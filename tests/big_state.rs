@@ -188,7 +188,8 @@ async fn a_takeover_moves_a_state_bigger_than_the_frame_cap() {
 /// A split brain healed with states sixteen times the frame cap on both
 /// sides: the loser's state reaches the winner's merge hook intact (in
 /// parts), and the one holder left carries both ballasts. (The winner is
-/// `b`, whose state descends from its failover; `a` started `Normal`.)
+/// `b`, whose state descends from its failover; `a` started `Normal`; then
+/// placement moves the merged state back to `a`.)
 #[tokio::test]
 async fn a_merge_moves_a_state_bigger_than_the_frame_cap() {
     init_tracing();
@@ -243,8 +244,21 @@ async fn a_merge_moves_a_state_bigger_than_the_frame_cap() {
             matches!(e.kind, EventKind::Retired { .. })
         })
         .await;
-    wait_holder_everywhere(&cluster, "b").await;
-    let got = client(&cluster, "b")
+    // The loser is a standby again, on the preferred node: placement takes
+    // the name back to `a` by an ordinary takeover, merged state and all.
+    events
+        .wait_for("a takes the name back", |e| {
+            on(e, "a")
+                && matches!(
+                    e.kind,
+                    EventKind::Registered {
+                        start: StartType::Takeover { .. }
+                    }
+                )
+        })
+        .await;
+    wait_holder_everywhere(&cluster, "a").await;
+    let got = client(&cluster, "a")
         .call(BlobMsg::Get, TIMEOUT)
         .await
         .expect("one holder serves");

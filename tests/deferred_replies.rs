@@ -132,7 +132,8 @@ async fn a_port_answers_its_own_caller() {
     }
 }
 
-/// A split brain healed while a caller waits on the loser: the loser
+/// A split brain healed while a caller waits on the loser (`a`, whose
+/// `Normal` start loses to `b`'s failover, the newer lineage): the loser
 /// answers the port it holds `Moved` when it offers its state, the caller
 /// sends again and the winner answers it. (The default merge keeps the
 /// winner's locks: the one taken on the loser's side is gone, so the
@@ -163,21 +164,24 @@ async fn a_merge_answers_the_losers_waiters_moved() {
             support::on(e, "b") && matches!(e.kind, EventKind::Registered { .. })
         })
         .await;
-    let on_c = client(&cluster, "c");
-    wait_until("c sees b as holder", || {
-        let holder = on_c.whereis();
-        async move { holder.is_some_and(|h| h.node.as_str() == "b") }
+    // The loser will be `a`: it started `Normal`, and `b`'s failover is
+    // the newer lineage. A caller on a's side takes the lock there and
+    // another waits for it.
+    let on_a = client(&cluster, "a");
+    wait_until("a still serves on its side", || {
+        let holder = on_a.whereis();
+        async move { holder.is_some_and(|h| h.node.as_str() == "a") }
     })
     .await;
-    let _taken = call_t!(on_c, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free on b");
+    let _taken = call_t!(on_a, LockMessage::Acquire, 5_000, KEY.to_string()).expect("free on a");
     let busy = Arc::new(AtomicBool::new(false));
-    let waiters = vec![waiter(client(&cluster, "c"), busy, TIMEOUT)];
-    wait_until("a caller waits on b", || async {
-        waiting(&on_c).await == 1
+    let waiters = vec![waiter(client(&cluster, "a"), busy, TIMEOUT)];
+    wait_until("a caller waits on a", || async {
+        waiting(&on_a).await == 1
     })
     .await;
 
-    tracing::info!("--- heal: a wins, b offers its state");
+    tracing::info!("--- heal: b wins, a offers its state");
     cluster.heal_all();
     let ids = ends_granted(waiters, |e| *e == CallErr::Moved).await;
     assert_eq!(ids.len(), 1);

@@ -5,7 +5,7 @@
 //!
 //! - [`lock_manager`]: a lock manager with a blocking acquire, answered
 //!   later through a `Reply`: the server of the deferred-reply tests.
-//! - [`power_monitor`]: the seed's power monitor, the server every real node
+//! - [`power_monitor`]: a power monitor (the classic Erlang takeover example), the server every real node
 //!   here runs.
 //! - [`node`]: one real node (a `ractor_cluster` node running the power
 //!   monitor) and its command line, shared by the `test-node` binary and the

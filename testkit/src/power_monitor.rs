@@ -1,4 +1,4 @@
-//! The seed's power monitor: a cluster-global server that counts
+//! A power monitor (the classic Erlang takeover example): a cluster-global server that counts
 //! power-failure reports from clients and answers queries. Shared by the
 //! multi-process demo, the test node and the real-cluster tests.
 

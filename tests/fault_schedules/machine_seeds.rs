@@ -1,7 +1,8 @@
 //! Seeds that a 20 000-schedule release run found with the faults of real
-//! machines (paused nodes, frame limits, slow dials), each replayed strictly
-//! (no violation at all, known gap or not) by
-//! [`machine_fault_seeds_stay_fixed`]. Kept apart from `regressions.rs`,
+//! machines (paused nodes, frame limits, slow dials), each replayed by
+//! [`machine_fault_seeds_stay_fixed`]: strictly for invariants 1 to 4 (no
+//! violation at all, known gap or not), and to the suite's rule for the
+//! conflict invariants (i) to (iii) (no violation outside a known gap). Kept apart from `regressions.rs`,
 //! which other seeds' work extends.
 
 use crate::driver::run_seed;
@@ -41,14 +42,24 @@ const MACHINE_FAULT_SEEDS: [(u64, &str); 2] = [
     ),
 ];
 
-/// Every seed of [`MACHINE_FAULT_SEEDS`] replays without any violation.
+/// Every seed of [`MACHINE_FAULT_SEEDS`] replays without any violation of
+/// invariants 1 to 4, and with none of (i) to (iii) outside a known gap.
+/// Why not strictly for (i) to (iii): they came after these seeds were
+/// fixed, and 2324582863 now shows known gap B10 under them (both sides of
+/// a detected split answer, each with its lease: allowed without quorum).
 #[test]
 fn machine_fault_seeds_stay_fixed() {
     for (seed, what) in MACHINE_FAULT_SEEDS {
         let run = run_seed(seed);
-        if let Some(report) = run.report(true) {
+        if let Some(report) = run.report(false) {
             panic!("seed {seed} ({what}):\n{report}");
         }
+        let old: Vec<_> = run
+            .violations
+            .iter()
+            .filter(|v| v.check.starts_with(|c: char| c.is_ascii_digit()))
+            .collect();
+        assert!(old.is_empty(), "seed {seed} ({what}): {old:?}");
     }
 }
 
