@@ -165,7 +165,7 @@ pub fn svc_name(i: usize) -> String {
 pub const HOLDERS: &str = "HOLDERS";
 
 /// A `takeover` line on a node's stdin makes its first name's instance
-/// take the name over (a manual takeover, [`ractor_takeover::takeover`]);
+/// take the name over (a manual takeover, [`ractor_takeover::TakeoverRef::takeover`]);
 /// the node answers `TAKEOVER node=<node> result=<Ok(HandoverReport) or
 /// Err(TakeoverErr) as Debug>`.
 pub const TAKEOVER: &str = "takeover";
