@@ -7,15 +7,18 @@
 //! carries; a sweep timer, which runs on the holder alone, expires grants
 //! that were not released in time. Node `b` takes the server over while a
 //! caller waits: the waiting caller is told `CallErr::Moved`, asks again,
-//! and gets the lock from `b`.
+//! and gets the lock from `b`. Then `b`'s node crashes while another caller
+//! waits: told its holder is down, it asks again and `a`, which fails over,
+//! grants it; the sweep, now on `a`, expires that grant. A plain ractor
+//! supervisor links both instances and survives it all.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use ractor::ActorProcessingErr;
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, SupervisionEvent};
 use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::{call_t, cast, CallErr, GlobalClient, Reply, StartType};
-use ractor_takeover::{TakeoverActor, TakeoverCtx, TakeoverServer};
+use ractor_takeover::{call_t, cast, CallErr, GlobalClient, Placement, Reply, StartType};
+use ractor_takeover::{TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverServer};
 use serde::{Deserialize, Serialize};
 
 /// How often the sweep runs, and how many sweeps a grant lives.
@@ -136,34 +139,55 @@ impl TakeoverActor for LockManager {
 }
 
 /// Acquires `key`, asking again when a takeover moved the server while
-/// the call waited.
+/// the call waited (`Moved`: handled, not answered), or when the holder's
+/// node died (`HolderDown`, `NoReply`: its locks died with it).
 async fn acquire(locks: &GlobalClient<LockManager>, key: &str) -> Result<(u64, u32), CallErr> {
-    let mut moved = 0;
+    let mut retries = 0;
     loop {
         match call_t!(locks, LockMsg::Acquire, 5_000, key.to_string()) {
-            Err(CallErr::Moved) => moved += 1,
-            other => return other.map(|grant| (grant, moved)),
+            Err(CallErr::Moved | CallErr::HolderDown { .. } | CallErr::NoReply) => retries += 1,
+            other => return other.map(|grant| (grant, retries)),
         }
+    }
+}
+
+/// A plain ractor supervisor: it links the instances and logs what
+/// happens to them. A takeover does not stop them.
+struct Supervisor;
+
+impl Actor for Supervisor {
+    type Msg = ();
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(&self, _: ActorRef<()>, _: ()) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        _: ActorRef<()>,
+        event: SupervisionEvent,
+        _: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        println!("supervisor: {event:?}");
+        Ok(())
     }
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cluster = FakeCluster::new(["a", "b"]);
-    let server = |n| {
-        TakeoverServer::new(
-            "locks",
-            LockManager,
-            cluster.registry(n),
-            Default::default(),
-        )
-    };
-    let (_on_a, _) = server("a").spawn(()).await?;
-    let (on_b, _) = server("b").spawn(()).await?;
-    let locks = GlobalClient::<LockManager>::new("locks", cluster.registry("b"));
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    // Equal priority: nothing moves back by itself, a crash fails over.
+    let config = TakeoverConfig::default().with_placement(Placement::parse("a, b"));
+    let (supervisor, _) = Actor::spawn(None, Supervisor, ()).await?;
+    let server = |n| TakeoverServer::new("locks", LockManager, cluster.registry(n), config.clone());
+    let (_on_a, _) = server("a").spawn_linked((), supervisor.get_cell()).await?;
+    let (on_b, _) = server("b").spawn_linked((), supervisor.get_cell()).await?;
+    let locks = GlobalClient::<LockManager>::new("locks", cluster.registry("c"));
 
     let (first, _) = acquire(&locks, "door").await?;
-    println!("got the lock at once: grant {first}");
+    println!("got the lock at once on a: grant {first}");
     let waiter = tokio::spawn({
         let locks = locks.clone();
         async move { acquire(&locks, "door").await }
@@ -175,16 +199,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report.start
     );
     cast!(locks, LockMsg::Release("door".into(), first))?;
-    let (second, moved) = waiter.await??;
+    let (second, retries) = waiter.await??;
     println!(
-        "the waiter got grant {second} from b when it was released (told Moved {moved} time(s))"
+        "the waiter got grant {second} from b when it was released (asked {retries} more time(s))"
     );
-    // Never released: the sweep on b expires it, and the next caller gets the lock.
-    let (third, _) = acquire(&locks, "door").await?;
-    println!("grant {second} expired; the next caller got grant {third}");
-    assert!(
-        first < second && second < third,
-        "grant ids go on with the state"
+
+    // b's node dies while a caller waits for the lock that grant 2 holds.
+    let waiter = tokio::spawn({
+        let locks = locks.clone();
+        async move { acquire(&locks, "door").await }
+    });
+    tokio::task::yield_now().await;
+    cluster.crash("b");
+    let (third, retries) = waiter.await??;
+    println!("b crashed; the waiter asked again {retries} time(s) and got grant {third} from a");
+
+    // Never released: the sweep, which a started when it failed over,
+    // expires it, and the next caller gets the lock.
+    let (fourth, _) = acquire(&locks, "door").await?;
+    println!("grant {third} expired on a; the next caller got grant {fourth}");
+    assert_ne!(third, fourth, "the sweep freed the lock");
+    assert_eq!(
+        supervisor.get_status(),
+        ActorStatus::Running,
+        "the supervisor survived it all"
     );
+    println!("the supervisor still runs, with the instance on a linked to it");
     Ok(())
 }
