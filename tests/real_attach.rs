@@ -10,10 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-attach-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,30 +23,13 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attached_nodes_take_over_and_fail_over() {
     support::init_tracing();
-    let ports = free_ports(3);
-    let names = ["client", "a", "b"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "b > a".to_string()),
-            ("attach", "true".to_string()),
-        ]
-    };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let mesh = Mesh::new(&["client", "a", "b"], COOKIE);
+    let flags = |me: &str| mesh.flags(me, &[("placement", "b > a"), ("attach", "true")]);
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
 
-    let _a = NodeProc::start("a", &flags("a", 1), &log);
+    let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
@@ -68,7 +50,7 @@ async fn attached_nodes_take_over_and_fail_over() {
     }
 
     tracing::info!("--- b starts, attached too, and takes the name over");
-    let b = NodeProc::start("b", &flags("b", 2), &log);
+    let b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["HandoverDone"]).await;
     wait_for("the client sees b as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "b")

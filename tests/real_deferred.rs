@@ -11,12 +11,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{call_t, cast, CallErr, GlobalClient};
 use ractor_takeover_testkit::lock_manager::{
     ends_granted, waiter, waiting, LockMessage, LockProtocol, KEY, LOCKS,
 };
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 use tokio::time::Instant;
 
 const COOKIE: &str = "real-deferred-test";
@@ -53,32 +52,23 @@ async fn wait_waiting(client: &GlobalClient<LockProtocol>, n: usize, on: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_acquires_through_a_takeover_and_a_kill() {
     support::init_tracing();
-    let ports = free_ports(4);
-    let names = ["client", "a", "b", "c"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "b > a > c".to_string()),
-            ("pull-timeout-ms", "10000".to_string()),
-            ("locks", "true".to_string()),
-        ]
+    let mesh = Mesh::new(&["client", "a", "b", "c"], COOKIE);
+    let flags = |me: &str| {
+        mesh.flags(
+            me,
+            &[
+                ("placement", "b > a > c"),
+                ("pull-timeout-ms", "10000"),
+                ("locks", "true"),
+            ],
+        )
     };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let me = mesh.client_node().await;
     // Typed by the protocol: this node links no lock manager behaviour.
     let client = LOCKS.client(me.registry());
     let log = Log::default();
 
-    let _a = NodeProc::start("a", &flags("a", 1), &log);
+    let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered", "Normal"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
@@ -94,7 +84,7 @@ async fn waiting_acquires_through_a_takeover_and_a_kill() {
     wait_waiting(&client, WAITERS, "a").await;
 
     tracing::info!("--- b starts and takes over while they wait");
-    let b = NodeProc::start("b", &flags("b", 2), &log);
+    let b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["Registered", "Takeover"]).await;
     wait_for("the client sees b as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "b")
@@ -114,7 +104,7 @@ async fn waiting_acquires_through_a_takeover_and_a_kill() {
     );
 
     tracing::info!("--- a standby on c; the client takes the lock on b; callers wait");
-    let _c = NodeProc::start("c", &flags("c", 3), &log);
+    let _c = NodeProc::start("c", &flags("c"), &log);
     log.wait("c", &["Standby"]).await;
     let _held = call_t!(client, LockMessage::Acquire, 10_000, KEY.to_string()).expect("free lock");
     let waiters: Vec<_> = (0..WAITERS)

@@ -9,10 +9,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{CallErr, GlobalClient};
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-panic-test";
 /// Long on purpose: a caller that waited it out would be the bug.
@@ -26,30 +25,14 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_handler_answers_a_remote_caller_at_once() {
     support::init_tracing();
-    let ports = free_ports(3);
-    let names = ["client", "a", "b"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "a > b".to_string()),
-        ]
-    };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let mesh = Mesh::new(&["client", "a", "b"], COOKIE);
+    let flags = |me: &str| mesh.flags(me, &[("placement", "a > b")]);
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
-    let _a = NodeProc::start("a", &flags("a", 1), &log);
+    let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered", "Normal"]).await;
-    let _b = NodeProc::start("b", &flags("b", 2), &log);
+    let _b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["Standby"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")

@@ -9,11 +9,10 @@ mod support;
 
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::node::{INSTANCE, TAKEOVER};
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-standby-again-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,32 +26,15 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retired_instance_stays_a_standby_and_takes_the_name_back() {
     support::init_tracing();
-    let ports = free_ports(3);
-    let names = ["client", "a", "b"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "a, b".to_string()),
-            ("pull-timeout-ms", "10000".to_string()),
-        ]
-    };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let mesh = Mesh::new(&["client", "a", "b"], COOKIE);
+    let flags = |me: &str| mesh.flags(me, &[("placement", "a, b"), ("pull-timeout-ms", "10000")]);
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
 
-    let mut a = NodeProc::start("a", &flags("a", 1), &log);
+    let mut a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered", "Normal"]).await;
-    let mut b = NodeProc::start("b", &flags("b", 2), &log);
+    let mut b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["EVENT", "Standby"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")

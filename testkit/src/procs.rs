@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
+
 /// Generous: a debug build moving a 64 MiB state on a loaded CI machine.
 pub const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -95,6 +97,65 @@ pub fn mesh_peers(names: &[&str], ports: &[u16], me: &str) -> String {
         .map(|(n, port)| format!("{n}@127.0.0.1:{port}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A full mesh of nodes on loopback with free ports, the first of them
+/// (`names[0]`) this test process as a client node: what every
+/// real-process test sets up before it starts its node processes.
+pub struct Mesh {
+    names: Vec<String>,
+    ports: Vec<u16>,
+    cookie: String,
+}
+
+impl Mesh {
+    /// Free ports for `names` (the first is this process), all with `cookie`.
+    pub fn new(names: &[&str], cookie: &str) -> Self {
+        Self {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            ports: free_ports(names.len()),
+            cookie: cookie.to_string(),
+        }
+    }
+
+    /// The port of node `me`.
+    pub fn port(&self, me: &str) -> u16 {
+        let i = self.names.iter().position(|n| n == me);
+        self.ports[i.unwrap_or_else(|| panic!("{me} is not in the mesh"))]
+    }
+
+    /// The `--peers` value of node `me`: every other node of the mesh.
+    pub fn peers_of(&self, me: &str) -> String {
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        mesh_peers(&names, &self.ports, me)
+    }
+
+    /// The test node flags of node `me`: its port, peers and the cookie,
+    /// then `extra`.
+    pub fn flags(&self, me: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+        let mut flags = vec![
+            ("port", self.port(me).to_string()),
+            ("peers", self.peers_of(me)),
+            ("cookie", self.cookie.clone()),
+        ];
+        flags.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+        flags
+    }
+
+    /// Starts this process as the mesh's first node (a client node).
+    pub async fn client_node(&self) -> ClusterNode {
+        let me = &self.names[0];
+        let peers: Vec<PeerAddr> = self
+            .peers_of(me)
+            .split(',')
+            .map(|p| p.parse().expect("a peer address"))
+            .collect();
+        let config =
+            ClusterConfig::new(me.as_str(), self.port(me), self.cookie.clone()).with_peers(peers);
+        ClusterNode::start(config)
+            .await
+            .expect("the client node starts")
+    }
 }
 
 /// Every line any node printed, in arrival order, tagged with the node.
