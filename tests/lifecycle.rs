@@ -532,3 +532,46 @@ async fn a_retired_instance_gets_checkpoints_as_a_fresh_standby() {
     assert_eq!(ca.call(CounterMsg::Get, TIMEOUT).await.unwrap().total, 7);
     on_a.stop(None);
 }
+
+/// Without warm standby, a retired instance goes back to the state `init`
+/// made: a failover to it later starts from that, as any standby's would,
+/// and never serves the state it handed over (older than its successor's).
+/// `real_deferred.rs` shows what the old state did on real processes: a
+/// waiter queued behind a lock already released on the successor.
+#[tokio::test]
+async fn a_retired_instance_fails_over_from_init_s_state_not_the_one_it_handed_over() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default();
+    let on_a = spawn(&cluster, "a", &config).await;
+    let on_b = spawn(&cluster, "b", &config).await;
+    let cc = client(&cluster, "c");
+    assert_eq!(cc.call(CounterMsg::Add(5), TIMEOUT).await.unwrap().total, 5);
+    on_b.takeover(TIMEOUT).await.expect("takeover to b");
+    support::wait_phase(&on_a, Phase::Standby).await;
+    assert_eq!(cc.call(CounterMsg::Add(2), TIMEOUT).await.unwrap().total, 7);
+
+    tracing::info!("--- b crashes; a fails over with no checkpoint");
+    cluster.crash("b");
+    let report = on_a.failover("b", TIMEOUT).await.expect("failover to a");
+    assert!(
+        matches!(
+            report.start,
+            StartType::Failover {
+                checkpoint: None,
+                ..
+            }
+        ),
+        "{:?}",
+        report.start
+    );
+    let state = client(&cluster, "a")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.total, 0,
+        "the failover starts from init's state, not from the 5 that a handed over"
+    );
+    on_a.stop(None);
+}
