@@ -12,10 +12,10 @@ mod support;
 
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr, DEFAULT_MAX_FRAME_BYTES};
+use ractor_takeover::cluster::DEFAULT_MAX_FRAME_BYTES;
 use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-big-state-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -48,32 +48,20 @@ fn bytes_in(log: &Log, node: &str, needles: &[&str]) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_and_a_merge_of_a_state_above_the_frame_cap_complete() {
     support::init_tracing();
-    let ports = free_ports(4);
-    let names = ["client", "a", "b", "c"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "a > b > c".to_string()),
-            ("pull-timeout-ms", "60000".to_string()),
-        ]
+    let mesh = Mesh::new(&["client", "a", "b", "c"], COOKIE);
+    let flags = |me: &str| {
+        mesh.flags(
+            me,
+            &[("placement", "a > b > c"), ("pull-timeout-ms", "60000")],
+        )
     };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
 
-    let _b = NodeProc::start("b", &flags("b", 2), &log);
+    let _b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["Registered", "Normal"]).await;
-    let _c = NodeProc::start("c", &flags("c", 3), &log);
+    let _c = NodeProc::start("c", &flags("c"), &log);
     log.wait("c", &["Standby"]).await;
     wait_for("the client sees b as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "b")
@@ -86,7 +74,7 @@ async fn a_takeover_and_a_merge_of_a_state_above_the_frame_cap_complete() {
     assert_eq!(grown.node, "b");
 
     tracing::info!("--- a starts and takes over a state above the frame cap");
-    let a = NodeProc::start("a", &flags("a", 1), &log);
+    let a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["HandoverDone"]).await;
     assert!(log.any("a", &["Registered", "Takeover", "from: \"b\""]));
     let moved = bytes_in(&log, "a", &["StateTransferred"]);

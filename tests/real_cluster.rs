@@ -10,10 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::{CallErr, GlobalClient};
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-cluster-test";
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -33,34 +32,22 @@ type Record = (u8, Result<PowerReply, CallErr>);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_then_takeover_back_with_a_64_mib_state() {
     support::init_tracing();
-    let ports = free_ports(4);
-    let names = ["client", "a", "b", "c"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "a > b > c".to_string()),
-            ("pull-timeout-ms", "60000".to_string()),
-        ]
+    let mesh = Mesh::new(&["client", "a", "b", "c"], COOKIE);
+    let flags = |me: &str| {
+        mesh.flags(
+            me,
+            &[("placement", "a > b > c"), ("pull-timeout-ms", "60000")],
+        )
     };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
 
-    let a = NodeProc::start("a", &flags("a", 1), &log);
+    let a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered", "Normal"]).await;
-    let _b = NodeProc::start("b", &flags("b", 2), &log);
+    let _b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["Standby"]).await;
-    let _c = NodeProc::start("c", &flags("c", 3), &log);
+    let _c = NodeProc::start("c", &flags("c"), &log);
     log.wait("c", &["Standby"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
@@ -113,7 +100,7 @@ async fn failover_then_takeover_back_with_a_64_mib_state() {
     assert_eq!(big.node, "b");
 
     phase.store(2, Ordering::SeqCst);
-    let _a = NodeProc::start("a", &flags("a", 1), &log);
+    let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["HandoverDone"]).await;
     wait_for("200 reports answered by a after the takeover", || {
         answered_by("a", 2) >= 200

@@ -13,10 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::GlobalClient;
 use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, NAME};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 use tokio::time::Instant;
 
 const COOKIE: &str = "real-standby-kill-test";
@@ -34,33 +33,17 @@ const MARGIN: Duration = Duration::from_millis(250);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_standby_pauses_the_holder_no_longer_than_the_lease_bound() {
     support::init_tracing();
-    let ports = free_ports(4);
-    let names = ["client", "a", "b", "c"];
-    let peers_of = |me: &str| mesh_peers(&names, &ports, me);
-    let flags = |me: &str, i: usize| {
-        vec![
-            ("port", ports[i].to_string()),
-            ("peers", peers_of(me)),
-            ("cookie", COOKIE.to_string()),
-            ("placement", "a > b > c".to_string()),
-        ]
-    };
-    let client_peers: Vec<PeerAddr> = peers_of("client")
-        .split(',')
-        .map(|p| p.parse().unwrap())
-        .collect();
-    let me =
-        ClusterNode::start(ClusterConfig::new("client", ports[0], COOKIE).with_peers(client_peers))
-            .await
-            .expect("client node");
+    let mesh = Mesh::new(&["client", "a", "b", "c"], COOKIE);
+    let flags = |me: &str| mesh.flags(me, &[("placement", "a > b > c")]);
+    let me = mesh.client_node().await;
     let client = GlobalClient::<PowerMonitor>::new(NAME, me.registry());
     let log = Log::default();
 
-    let _a = NodeProc::start("a", &flags("a", 1), &log);
+    let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("a", &["Registered", "Normal"]).await;
-    let b = NodeProc::start("b", &flags("b", 2), &log);
+    let b = NodeProc::start("b", &flags("b"), &log);
     log.wait("b", &["Standby"]).await;
-    let _c = NodeProc::start("c", &flags("c", 3), &log);
+    let _c = NodeProc::start("c", &flags("c"), &log);
     log.wait("c", &["Standby"]).await;
     wait_for("the client sees a as holder", || {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
