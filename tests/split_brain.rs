@@ -300,6 +300,26 @@ async fn quorum_mode_holder_in_the_minority_holds_its_calls() {
     );
 }
 
+/// After a heal that `b` won: the client goes on calling; the loser on `a`
+/// is a standby again, on the preferred node, so placement takes the name
+/// back by an ordinary takeover, with b's state; every call the client was
+/// acknowledged is in that state.
+async fn a_takes_the_name_back(cluster: &FakeCluster, caller: Caller, on_a: &TakeoverRef<Counter>) {
+    let at_heal = caller.calls();
+    caller.wait_calls(at_heal + 20).await;
+    tracing::info!("--- the instance on a takes the name back, with b's state");
+    wait_phase(on_a, Phase::Holder).await;
+    wait_holder_everywhere(cluster, "a").await;
+    let at_takeover = caller.calls();
+    caller.wait_calls(at_takeover + 20).await;
+    let last = caller.stop().await;
+    let state = client(cluster, "c")
+        .call(CounterMsg::Get, TIMEOUT)
+        .await
+        .unwrap();
+    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+}
+
 /// Issue 10, items 2 and 3, with the default resolver and the default merge
 /// (keep the winner's state): the preferred holder `a` is cut off, `b` fails
 /// over and serves a client on `c`. At the heal `a` (lineage 0: it started
@@ -343,22 +363,7 @@ async fn a_cut_off_preferred_holder_loses_to_the_failover_holder() {
             ..
         }
     ));
-    let at_heal = caller.calls();
-    caller.wait_calls(at_heal + 20).await;
-
-    // The loser is a standby again, on the preferred node: placement takes
-    // the name back by an ordinary takeover, with b's state.
-    tracing::info!("--- the instance on a takes the name back, with b's state");
-    wait_phase(&running[0], Phase::Holder).await;
-    wait_holder_everywhere(&cluster, "a").await;
-    let at_takeover = caller.calls();
-    caller.wait_calls(at_takeover + 20).await;
-    let last = caller.stop().await;
-    let state = client(&cluster, "c")
-        .call(CounterMsg::Get, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+    a_takes_the_name_back(&cluster, caller, &running[0]).await;
 }
 
 /// Issue 10, item 3 (second way): the preferred node `a` crashes, `b` fails
@@ -396,22 +401,7 @@ async fn a_restarted_preferred_node_that_registered_normal_loses() {
         })
         .await;
     assert_eq!(ev.node.as_str(), "b", "the served state wins");
-    let at_heal = caller.calls();
-    caller.wait_calls(at_heal + 20).await;
-
-    // The loser is a standby again, on the preferred node: placement takes
-    // the name back by an ordinary takeover, with b's state.
-    tracing::info!("--- the instance on a takes the name back, with b's state");
-    wait_phase(&restarted, Phase::Holder).await;
-    wait_holder_everywhere(&cluster, "a").await;
-    let at_takeover = caller.calls();
-    caller.wait_calls(at_takeover + 20).await;
-    let last = caller.stop().await;
-    let state = client(&cluster, "c")
-        .call(CounterMsg::Get, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+    a_takes_the_name_back(&cluster, caller, &restarted).await;
 }
 
 /// Issue 10, items 1 to 3 on the fake, beside `tests/real_hang_epochs.rs`:
@@ -457,20 +447,5 @@ async fn a_paused_preferred_holder_loses_to_the_failover_holder() {
         })
         .await;
     assert_eq!(ev.node.as_str(), "b", "the newer lineage wins");
-    let at_heal = caller.calls();
-    caller.wait_calls(at_heal + 20).await;
-
-    // The loser is a standby again, on the preferred node: placement takes
-    // the name back by an ordinary takeover, with b's state.
-    tracing::info!("--- the instance on a takes the name back, with b's state");
-    wait_phase(&running[0], Phase::Holder).await;
-    wait_holder_everywhere(&cluster, "a").await;
-    let at_takeover = caller.calls();
-    caller.wait_calls(at_takeover + 20).await;
-    let last = caller.stop().await;
-    let state = client(&cluster, "c")
-        .call(CounterMsg::Get, TIMEOUT)
-        .await
-        .unwrap();
-    assert_eq!(state.calls, last, "every acknowledged call is in the state");
+    a_takes_the_name_back(&cluster, caller, &running[0]).await;
 }
