@@ -53,6 +53,10 @@
 /// let server = TakeoverServer::new("kv", Kv, cluster.registry("a"), Default::default());
 /// let (_kv, _) = server.spawn(()).await.unwrap();
 /// let client = GlobalClient::<Kv>::new("kv", cluster.registry("b"));
+/// // A call waits for the holder to reach b's view; a cast fails at once
+/// // (`CallErr::NotRegistered`) while it has not.
+/// let none = call_t!(client, KvMessage::Get, 5_000, "x".to_string());
+/// assert_eq!(none, Ok(None));
 /// cast!(client, KvMessage::Put("x".into(), 7)).unwrap();
 /// let x = call_t!(client, KvMessage::Get, 5_000, "x".to_string());
 /// assert_eq!(x, Ok(Some(7)));
