@@ -40,7 +40,9 @@
 //!   [`crate::TakeoverConfig::state_part_bytes`]). Every node of a cluster
 //!   must use the same setting.
 
+mod beacon;
 mod config;
+mod detector;
 mod guard;
 mod heartbeat;
 mod lease;
@@ -98,6 +100,9 @@ struct Inner {
     node_server: ActorRef<NodeServerMessage>,
     heartbeat: ActorRef<HeartbeatMsg>,
     watcher: ActorRef<WatcherMsg>,
+    /// The failure detector's own thread and socket (see `beacon`); it
+    /// stops when the node is shut down or dropped.
+    beacon: beacon::Beacon,
     /// The accept loop of the node's port (see `listener`); `None` when
     /// the node is attached to the application's own node server, which
     /// then listens itself.
@@ -111,6 +116,8 @@ struct Inner {
 /// What the heartbeat actor and the registry share.
 pub(crate) struct Shared {
     pub(crate) started: Instant,
+    /// This process's incarnation (see `beacon::incarnation`).
+    pub(crate) incarnation: u64,
     pub(crate) state: Mutex<SharedState>,
     pub(crate) events: broadcast::Sender<RegistryEvent>,
     /// The per-name watches of instances and clients ([`Registry::watch`]).
@@ -132,6 +139,27 @@ pub(crate) struct SharedState {
     pub(crate) answered: HashMap<NodeName, Instant>,
     /// Set when this node stalled: pongs to pings sent before it give no lease.
     pub(crate) fence: Option<Instant>,
+    /// The latest ping round (both paths share the numbers) and when each
+    /// recent round was sent: a pong proves liveness as of its ping's send
+    /// time, never as of its arrival.
+    pub(crate) seq: u64,
+    pub(crate) sent: std::collections::VecDeque<(u64, Instant)>,
+    /// When each peer's heartbeats arrived, for the failure detector.
+    pub(crate) arrivals: HashMap<NodeName, detector::Arrivals>,
+    /// Peers with a ractor_cluster session (their heartbeat actor in pg): a
+    /// peer is up only with one, since its registrations reach us there.
+    pub(crate) sessions: BTreeSet<NodeName>,
+    /// Peers whose heartbeats say they are client-only: they hold nothing,
+    /// so they count neither for the lease nor for a safe lookup.
+    pub(crate) clients: BTreeSet<NodeName>,
+    /// How many times this node declared each peer down (told to the peer
+    /// in each pong).
+    pub(crate) downs: HashMap<NodeName, u64>,
+    /// Per peer, `(its incarnation, how many of its downs of us a session
+    /// pong has covered)`: a pong on the beacon's path that shows more
+    /// gives no lease until one on the session comes (see
+    /// `heartbeat::answered`).
+    pub(crate) accounted: HashMap<NodeName, (u64, u64)>,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
     /// The newest registration seen per name, live or gone: its epoch is
@@ -202,6 +230,10 @@ impl ClusterNode {
         let tcp = listener::bind(config.port)
             .await
             .map_err(ClusterErr::Listen)?;
+        // The beacon's UDP socket takes the same port number, so peers find
+        // it at the address they dial.
+        let port = tcp.local_addr().map_err(ClusterErr::Listen)?.port();
+        let udp = beacon::bind(port).map_err(ClusterErr::Listen)?;
         // The node server's own listener cannot be turned off: loopback
         // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
@@ -233,7 +265,7 @@ impl ClusterNode {
             },
             gates,
         ));
-        Self::run_on(config, state, node_server, Some(accept), true).await
+        Self::run_on(config, state, node_server, udp, Some(accept), true).await
     }
 
     /// Attaches the crate's registry and heartbeat to a
@@ -262,7 +294,8 @@ impl ClusterNode {
         config: ClusterConfig,
     ) -> Result<Self, ClusterErr> {
         let state = Self::prepare(&config)?;
-        Self::run_on(config, state, node_server, None, false).await
+        let udp = beacon::bind(config.port).map_err(ClusterErr::Listen)?;
+        Self::run_on(config, state, node_server, udp, None, false).await
     }
 
     /// Refuses settings that cannot work, and reads the state directory.
@@ -285,11 +318,13 @@ impl ClusterNode {
         config: ClusterConfig,
         state: SharedState,
         node_server: ActorRef<NodeServerMessage>,
+        udp: std::net::UdpSocket,
         accept: Option<tokio::task::JoinHandle<()>>,
         owns_server: bool,
     ) -> Result<Self, ClusterErr> {
         let shared = Arc::new(Shared {
             started: Instant::now(),
+            incarnation: beacon::incarnation(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,
             watchers: Watchers::default(),
@@ -306,12 +341,15 @@ impl ClusterNode {
             },
         )
         .await?;
+        let beacon = beacon::Beacon::spawn(udp, config.clone(), shared.clone(), heartbeat.clone())
+            .map_err(|e| ClusterErr::Spawn(ractor::SpawnErr::StartupFailed(Box::new(e))))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 node_server,
                 heartbeat,
                 watcher,
+                beacon,
                 accept,
                 owns_server,
                 shared,
@@ -340,6 +378,7 @@ impl ClusterNode {
     /// server leaves that server running: only the heartbeat and the
     /// watcher stop.
     pub fn shutdown(&self) {
+        self.inner.beacon.stop();
         self.inner.heartbeat.stop(None);
         self.inner.watcher.stop(None);
         if let Some(accept) = &self.inner.accept {
@@ -365,7 +404,10 @@ impl ClusterNode {
     pub fn lease_until(&self) -> Option<Instant> {
         let lease = self.inner.config.lease_duration()?;
         let s = self.shared().lock();
-        lease::lease_until(&s.alive, &s.answered, s.fence, lease, Instant::now())
+        // Client-only peers hold nothing and never take a name: whether
+        // they could declare us down does not matter.
+        let holders: BTreeSet<NodeName> = s.alive.difference(&s.clients).cloned().collect();
+        lease::lease_until(&holders, &s.answered, s.fence, lease, Instant::now())
     }
 
     /// Waits until every configured peer is known: heard from, or known
@@ -379,11 +421,11 @@ impl ClusterNode {
         loop {
             let known = {
                 let s = shared.lock();
-                self.inner
-                    .config
-                    .peers
-                    .iter()
-                    .all(|p| s.alive.contains(&p.node) || s.known_down.contains(&p.node))
+                self.inner.config.peers.iter().all(|p| {
+                    s.alive.contains(&p.node)
+                        || s.known_down.contains(&p.node)
+                        || s.clients.contains(&p.node)
+                })
             } || Instant::now() >= give_up;
             if known {
                 return true;
@@ -406,6 +448,9 @@ impl ClusterNode {
     ) -> BoxFuture<'_, Result<Registration, RegistryErr>> {
         let name = name.to_string();
         Box::pin(async move {
+            if self.inner.config.client_only {
+                return Err(RegistryErr::ClientOnly(self.inner.config.node.clone()));
+            }
             if only_if_free {
                 if let Some(holder) = self.lookup(&name) {
                     return Err(RegistryErr::AlreadyRegistered {
