@@ -13,15 +13,19 @@
 //!   maps the token straight to the instance, so local calls stay unserialized.
 //! - **Failure detection.** ractor_cluster pings but never times a pong out,
 //!   so a dead or partitioned peer can stay in pg for a long time. Each node
-//!   runs a heartbeat actor (a member of the scope's heartbeat group) that
-//!   pings every peer every `heartbeat_interval`; a peer silent for
-//!   `heartbeat_misses` intervals is down: its registrations are ignored and
-//!   a [`RegistryEvent::NodeDown`] goes out, so placement can fail over.
-//!   The heartbeat actors live in a pg scope of their own, and a separate
-//!   watcher actor turns registration changes into events, so a storm of pg
-//!   changes never queues ahead of a ping. A node whose own heartbeat timer
-//!   fires far late (it stalled) suspects itself first: it gives every peer
-//!   a fresh detection window before it judges any of them.
+//!   pings every peer every `heartbeat_interval` on two paths: its heartbeat
+//!   actor on the session (a member of the scope's heartbeat group), and
+//!   the beacon, a thread with a UDP socket of its own (`beacon`), which
+//!   alone judges silence, by phi accrual above a floor of
+//!   `interval x misses` (`detector`): a peer down has its registrations
+//!   ignored and a [`RegistryEvent::NodeDown`] goes out, so placement can
+//!   fail over. Why a path of its own: on the session a heartbeat waits
+//!   behind megabytes of state parts and the session's backlog, and on the
+//!   runtime behind CPU-bound handlers; a live node looked down under load.
+//!   A separate watcher actor turns registration changes into events. A
+//!   node whose beacon timer fires far late (the whole process stalled)
+//!   suspects itself first: it gives every peer a fresh detection window
+//!   before it judges any of them.
 //! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
 //!   have declared this node down, from the send times of the pings its
 //!   peers answered (see `docs/lease.md`).
