@@ -164,6 +164,11 @@ pub(crate) struct SharedState {
     /// gives no lease until one on the session comes (see
     /// `heartbeat::answered`).
     pub(crate) accounted: HashMap<NodeName, (u64, u64)>,
+    /// Members learnt from seeds and peers (not configured here): where
+    /// each listens, and when it was learnt (a safe lookup waits for it up
+    /// to `startup_timeout` from then). `learnt` counts the additions.
+    pub(crate) members: HashMap<NodeName, (String, Instant)>,
+    pub(crate) learnt: u64,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
     /// The newest registration seen per name, live or gone: its epoch is
@@ -269,7 +274,7 @@ impl ClusterNode {
             },
             gates,
         ));
-        Self::run_on(config, state, node_server, udp, Some(accept), true).await
+        Self::run_on(config, state, node_server, udp, port, Some(accept), true).await
     }
 
     /// Attaches the crate's registry and heartbeat to a
@@ -299,7 +304,8 @@ impl ClusterNode {
     ) -> Result<Self, ClusterErr> {
         let state = Self::prepare(&config)?;
         let udp = beacon::bind(config.port).map_err(ClusterErr::Listen)?;
-        Self::run_on(config, state, node_server, udp, None, false).await
+        let port = config.port;
+        Self::run_on(config, state, node_server, udp, port, None, false).await
     }
 
     /// Refuses settings that cannot work, and reads the state directory.
@@ -323,6 +329,7 @@ impl ClusterNode {
         state: SharedState,
         node_server: ActorRef<NodeServerMessage>,
         udp: std::net::UdpSocket,
+        port: u16,
         accept: Option<tokio::task::JoinHandle<()>>,
         owns_server: bool,
     ) -> Result<Self, ClusterErr> {
@@ -342,6 +349,7 @@ impl ClusterNode {
                 config: config.clone(),
                 shared: shared.clone(),
                 node_server: node_server.clone(),
+                advertised: format!("{}:{port}", config.hostname),
             },
         )
         .await?;
@@ -421,20 +429,42 @@ impl ClusterNode {
     async fn peers_known(&self, deadline: Instant) -> bool {
         let shared = self.shared();
         let mut changed = shared.changed.subscribe();
-        let give_up = shared.started + self.inner.config.startup_timeout;
+        let config = &self.inner.config;
+        let give_up = shared.started + config.startup_timeout;
         loop {
-            let known = {
+            let now = Instant::now();
+            let (known, wake) = {
                 let s = shared.lock();
-                self.inner.config.peers.iter().all(|p| {
-                    s.alive.contains(&p.node)
-                        || s.known_down.contains(&p.node)
-                        || s.clients.contains(&p.node)
-                })
-            } || Instant::now() >= give_up;
+                let known = |node: &NodeName| {
+                    s.alive.contains(node)
+                        || s.known_down.contains(node)
+                        || s.clients.contains(node)
+                };
+                let configured = now >= give_up
+                    || config
+                        .peers
+                        .iter()
+                        .chain(&config.seeds)
+                        .all(|p| known(&p.node));
+                // A member learnt from a seed or a peer is waited for as
+                // long, from when it was learnt.
+                let learnt = s
+                    .members
+                    .iter()
+                    .all(|(node, (_, at))| known(node) || now >= *at + config.startup_timeout);
+                let next = s
+                    .members
+                    .values()
+                    .map(|(_, at)| *at + config.startup_timeout)
+                    .filter(|at| *at > now)
+                    .chain([give_up])
+                    .min()
+                    .unwrap_or(give_up);
+                (configured && learnt, next.max(now).min(deadline))
+            };
             if known {
                 return true;
             }
-            let wake = give_up.min(deadline);
             match tokio::time::timeout_at(wake, changed.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return false,
@@ -567,19 +597,28 @@ impl Registry for ClusterNode {
             let not_settled = || RegistryErr::NotSettled {
                 waited: started.elapsed(),
             };
-            tracing::debug!("safe_lookup: waiting for peers");
-            if !self.peers_known(deadline).await {
-                return Err(not_settled());
-            }
-            let barrier = self
-                .inner
-                .heartbeat
-                .call(HeartbeatMsg::Barrier, Some(deadline - Instant::now()))
-                .await;
-            tracing::debug!(ok = barrier.is_ok(), "safe_lookup: barrier done");
-            match barrier {
-                Ok(ractor::rpc::CallResult::Success(())) => {}
-                _ => return Err(not_settled()),
+            // Again whenever the round trip taught us members (a peer tells
+            // them before its pong): names may be held there.
+            loop {
+                let learnt = self.shared().lock().learnt;
+                tracing::debug!("safe_lookup: waiting for peers");
+                if !self.peers_known(deadline).await {
+                    return Err(not_settled());
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                let barrier = self
+                    .inner
+                    .heartbeat
+                    .call(HeartbeatMsg::Barrier, Some(left))
+                    .await;
+                tracing::debug!(ok = barrier.is_ok(), "safe_lookup: barrier done");
+                match barrier {
+                    Ok(ractor::rpc::CallResult::Success(())) => {}
+                    _ => return Err(not_settled()),
+                }
+                if self.shared().lock().learnt == learnt {
+                    break;
+                }
             }
             // The watcher records the newest registrations (`newest_seen`)
             // from pg changes; let it catch up with what the barrier let in.

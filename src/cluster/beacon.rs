@@ -171,7 +171,7 @@ struct Run {
 impl Run {
     fn run(&mut self) {
         let v6 = self.socket.local_addr().is_ok_and(|a| a.is_ipv6());
-        for peer in &self.config.peers {
+        for peer in self.config.peers.iter().chain(&self.config.seeds) {
             // Resolved once: a peer's address is its identity's, and a
             // name that does not resolve yet is learnt from its pings.
             if let Some(addr) = peer.addr.to_socket_addrs().ok().and_then(|mut a| a.next()) {
@@ -219,6 +219,24 @@ impl Run {
     }
 
     fn ping_all(&mut self) {
+        // Members learnt from peers: their beacons are at their addresses.
+        let learnt: Vec<(NodeName, String)> = {
+            let s = self.shared.lock();
+            s.members
+                .iter()
+                .filter(|(n, _)| !self.addrs.contains_key(*n))
+                .map(|(n, (a, _))| (n.clone(), a.clone()))
+                .collect()
+        };
+        let v6 = self.socket.local_addr().is_ok_and(|a| a.is_ipv6());
+        for (node, addr) in learnt {
+            // Literal addresses only: a name lookup here could block this
+            // thread past its tick (a member known by host name is learnt
+            // from its own pings instead).
+            if let Ok(addr) = addr.parse::<SocketAddr>() {
+                self.addrs.insert(node, fit(addr, v6));
+            }
+        }
         let seq = heartbeat::next_round(&self.shared, &self.config);
         for (node, addr) in &self.addrs {
             self.ping(node, *addr, seq);

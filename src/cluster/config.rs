@@ -106,6 +106,18 @@ pub struct ClusterConfig {
     /// its heartbeats, and then neither count it for their holders' lease
     /// nor wait for it in a safe lookup: a client that hangs pauses nobody.
     pub client_only: bool,
+    /// Seed nodes, `name@host:port`: members of a running cluster to join
+    /// through. Default: none. A node dials its seeds at once (a seed need
+    /// not know it), and every member it has a session with tells it the
+    /// others (their names and addresses), which it then dials too; they
+    /// learn it in turn. So a new node or a client lists one or two members
+    /// instead of every node being listed everywhere. Safe lookups wait
+    /// for seeds as for `peers`, and for every member learnt from them (up
+    /// to `startup_timeout` from when it was learnt), so a joining node
+    /// never takes a name held on a member it has not reached yet. A seed
+    /// should not also list the joining node in its `peers` (both would
+    /// dial at once).
+    pub seeds: Vec<PeerAddr>,
 }
 
 impl ClusterConfig {
@@ -131,7 +143,14 @@ impl ClusterConfig {
             phi_threshold: Some(8.0),
             max_detection: None,
             client_only: false,
+            seeds: Vec::new(),
         }
+    }
+
+    /// Sets [`Self::seeds`].
+    pub fn with_seeds(mut self, seeds: Vec<PeerAddr>) -> Self {
+        self.seeds = seeds;
+        self
     }
 
     /// Sets the phi accrual detector (the default; see

@@ -23,7 +23,7 @@ use ractor::{pg, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, S
 use ractor_cluster::NodeServerMessage;
 use tokio::time::Instant;
 
-use super::{detector, ClusterConfig, Shared};
+use super::{detector, ClusterConfig, PeerAddr, Shared};
 use crate::{NodeName, RegistryEvent};
 
 /// The pg scope of the heartbeat actors, apart from the registrations'.
@@ -59,6 +59,10 @@ pub(crate) enum HeartbeatMsg {
         downs: u64,
         client: bool,
     },
+    /// From a peer, when our session comes up: the members it knows,
+    /// itself included, by name and `host:port` (client-only ones left out:
+    /// nobody needs to dial them).
+    Members(Vec<(NodeName, String)>),
     /// Local: ping everyone over the sessions, dial the missing.
     Tick,
     /// Local: the beacon declared this peer down.
@@ -91,6 +95,13 @@ impl ractor::Message for HeartbeatMsg {
     }
 
     fn serialize(self) -> Result<SerializedMessage, BoxedDowncastErr> {
+        if let Self::Members(members) = self {
+            return Ok(SerializedMessage::Cast {
+                variant: "members".into(),
+                args: postcard::to_allocvec(&members).map_err(|_| BoxedDowncastErr)?,
+                metadata: None,
+            });
+        }
         let (variant, wire) = match self {
             Self::Ping { from, seq, client } => (
                 "ping",
@@ -131,6 +142,10 @@ impl ractor::Message for HeartbeatMsg {
         let SerializedMessage::Cast { variant, args, .. } = bytes else {
             return Err(BoxedDowncastErr);
         };
+        if variant == "members" {
+            let members = postcard::from_bytes(&args).map_err(|_| BoxedDowncastErr)?;
+            return Ok(Self::Members(members));
+        }
         let w: Wire = postcard::from_bytes(&args).map_err(|_| BoxedDowncastErr)?;
         match variant.as_str() {
             "ping" => Ok(Self::Ping {
@@ -308,6 +323,8 @@ pub(crate) struct Args {
     pub(crate) config: ClusterConfig,
     pub(crate) shared: Arc<Shared>,
     pub(crate) node_server: ActorRef<NodeServerMessage>,
+    /// Where peers reach this node, `host:port`, as told to them.
+    pub(crate) advertised: String,
 }
 
 pub(crate) struct State {
@@ -319,6 +336,10 @@ pub(crate) struct State {
     dialing: HashMap<NodeName, Instant>,
     /// Peers being probed (start-up only).
     probing: BTreeSet<NodeName>,
+    /// Peers we have had a session with: a seed or a learnt member is
+    /// dialed at once until then (it may not know us), and by the pair
+    /// rule after (it knows us now).
+    met: BTreeSet<NodeName>,
 }
 
 impl State {
@@ -388,14 +409,50 @@ impl State {
     fn dial_missing(&mut self, myself: &ActorRef<HeartbeatMsg>) {
         let connected: BTreeSet<NodeName> = self.peer_cells().into_iter().map(|(n, _)| n).collect();
         let me = self.args.config.node.clone();
-        for peer in self.args.config.peers.clone() {
+        self.met.extend(connected.iter().cloned());
+        let configured: BTreeSet<NodeName> = self
+            .args
+            .config
+            .peers
+            .iter()
+            .map(|p| p.node.clone())
+            .collect();
+        let learnt: Vec<PeerAddr> = self
+            .args
+            .shared
+            .lock()
+            .members
+            .iter()
+            .filter(|(n, _)| !configured.contains(*n))
+            .map(|(n, (addr, _))| PeerAddr::new(n.clone(), addr.clone()))
+            .collect();
+        let seeds = self
+            .args
+            .config
+            .seeds
+            .iter()
+            .filter(|p| !configured.contains(&p.node));
+        let targets: Vec<(PeerAddr, bool)> = self
+            .args
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.clone(), false))
+            .chain(seeds.cloned().map(|p| (p, true)))
+            .chain(learnt.into_iter().map(|p| (p, true)))
+            .collect();
+        for (peer, joining) in targets {
             if connected.contains(&peer.node) || peer.node == me {
                 self.unconnected_ticks.remove(&peer.node);
                 continue;
             }
             let waited = self.unconnected_ticks.entry(peer.node.clone()).or_default();
             *waited += 1;
-            if peer.node < me && *waited < ORDERLESS_AFTER {
+            // A seed or a member learnt from others may not know us, so it
+            // would never dial: we do, at once, until we have met it. A
+            // configured peer follows the pair rule (it may dial us too).
+            let dial_now = joining && !self.met.contains(&peer.node);
+            if !dial_now && peer.node < me && *waited < ORDERLESS_AFTER {
                 self.probe(myself, &peer.node, &peer.addr);
                 continue;
             }
@@ -457,6 +514,47 @@ impl State {
 }
 
 impl State {
+    /// The members this node knows, itself included, for a peer that just
+    /// came up (client-only nodes left out).
+    fn members(&self) -> Vec<(NodeName, String)> {
+        let config = &self.args.config;
+        let s = self.args.shared.lock();
+        let mut out: HashMap<NodeName, String> = config
+            .peers
+            .iter()
+            .chain(&config.seeds)
+            .map(|p| (p.node.clone(), p.addr.clone()))
+            .chain(s.members.iter().map(|(n, (a, _))| (n.clone(), a.clone())))
+            .filter(|(n, _)| !s.clients.contains(n))
+            .collect();
+        if !config.client_only {
+            out.insert(config.node.clone(), self.args.advertised.clone());
+        }
+        out.into_iter().collect()
+    }
+
+    /// A peer told us its members: the ones we did not know are learnt, and
+    /// dialed at once.
+    fn learn(&mut self, members: Vec<(NodeName, String)>) {
+        let config = &self.args.config;
+        let now = Instant::now();
+        let mut s = self.args.shared.lock();
+        for (node, addr) in members {
+            let known = node == config.node
+                || config
+                    .peers
+                    .iter()
+                    .chain(&config.seeds)
+                    .any(|p| p.node == node)
+                || s.members.contains_key(&node);
+            if !known {
+                tracing::info!(node = %config.node, peer = %node, %addr, "member learnt");
+                s.members.insert(node, (addr, now));
+                s.learnt += 1;
+            }
+        }
+    }
+
     /// During start-up, finds out whether a peer that we wait to be dialed
     /// by listens at all: a refused connection means no process is there,
     /// so nothing can be registered there and the peer is known down; an
@@ -491,6 +589,11 @@ impl State {
     /// Nothing listens at `node`'s address: known down (not up, so no event).
     fn refused(&mut self, node: &NodeName) {
         let mut s = self.args.shared.lock();
+        // Nothing listens where a learnt member was: it left. Forget it (a
+        // member that comes back tells us again when it joins).
+        if s.members.remove(node).is_some() {
+            tracing::info!(node = %self.args.config.node, peer = %node, "learnt member gone: forgotten");
+        }
         if !s.alive.contains(node) && s.known_down.insert(node.clone()) {
             tracing::info!(node = %self.args.config.node, peer = %node, "peer not listening: known down");
             drop(s);
@@ -522,6 +625,7 @@ impl Actor for Heartbeat {
             unconnected_ticks: HashMap::new(),
             dialing: HashMap::new(),
             probing: BTreeSet::new(),
+            met: BTreeSet::new(),
         };
         let sessions: BTreeSet<NodeName> = state.peer_cells().into_iter().map(|(n, _)| n).collect();
         state.args.shared.lock().sessions.extend(sessions);
@@ -576,6 +680,10 @@ impl Actor for Heartbeat {
                 state.dial_missing(&myself);
             }
             HeartbeatMsg::PeerDown(node) => state.settle_barriers(&node, u64::MAX),
+            HeartbeatMsg::Members(members) => {
+                state.learn(members);
+                state.dial_missing(&myself);
+            }
             HeartbeatMsg::Probed { node, refused } => {
                 state.probing.remove(&node);
                 if refused {
@@ -627,10 +735,14 @@ impl Actor for Heartbeat {
             GroupChangeMessage::Join(scope, group, cells)
                 if scope == HB_SCOPE && group == GROUP =>
             {
-                let mut s = state.args.shared.lock();
+                let members = state.members();
                 for cell in cells.iter().filter(|c| !c.get_id().is_local()) {
                     if let Some(node) = node_of(cell) {
-                        s.sessions.insert(node);
+                        state.args.shared.lock().sessions.insert(node);
+                        // Before any pong of ours on this session: a peer
+                        // that joins through us knows the members before
+                        // its first safe lookup's round trip ends.
+                        let _ = cell.send_message(HeartbeatMsg::Members(members.clone()));
                     }
                 }
             }

@@ -71,6 +71,10 @@ pub struct ClusterArgs {
     /// and its peers count it neither for their lease nor in a safe lookup.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub client_only: bool,
+    /// Seed nodes, `name@host:port`, comma-separated: members of a running
+    /// cluster to join through (`ClusterConfig::with_seeds`).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<PeerAddr>,
 }
 
 impl ClusterArgs {
@@ -83,6 +87,7 @@ impl ClusterArgs {
             Some(dir) => config.with_state_dir(dir),
             None => config,
         };
+        let config = config.with_seeds(self.seeds.clone());
         let config = if self.client_only {
             config.client_only()
         } else {
