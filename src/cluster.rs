@@ -29,13 +29,14 @@
 //! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
 //!   have declared this node down, from the send times of the pings its
 //!   peers answered (see `docs/lease.md`).
-//! - **Safe lookup.** It answers only after every configured peer is either
-//!   heard from or known down (declared down, or refusing connections; a
-//!   peer that accepts and stays silent is waited for up to
-//!   [`ClusterConfig::startup_timeout`]), then after a ping round trip to
-//!   every live peer: a session delivers in order, so the pong proves that
-//!   every pg change the peer made before it has reached us (what
-//!   `global:sync` does).
+//! - **Safe lookup.** It answers only after every configured peer, seed
+//!   and member learnt from them is either heard from or known down
+//!   (declared down, or refusing connections; a peer that accepts and stays
+//!   silent is waited for up to [`ClusterConfig::startup_timeout`], a
+//!   learnt member as long from when it was learnt), then after a ping
+//!   round trip to every live peer that is not client-only: a session
+//!   delivers in order, so the pong proves that every pg change the peer
+//!   made before it has reached us (what `global:sync` does).
 //! - **Big states, small frames.** Inbound frames are capped at
 //!   `max_frame_bytes` (16 MiB by default, ractor_cluster's own) on every
 //!   connection, before the cookie handshake too: the cap is how much an
