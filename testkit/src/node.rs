@@ -67,6 +67,14 @@ pub struct ClusterArgs {
     /// (`ClusterNode::attach`) instead of letting the crate start its own.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub attach: bool,
+    /// A client-only node (`ClusterConfig::client_only`): it holds no name,
+    /// and its peers count it neither for their lease nor in a safe lookup.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub client_only: bool,
+    /// Seed nodes, `name@host:port`, comma-separated: members of a running
+    /// cluster to join through (`ClusterConfig::with_seeds`).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<PeerAddr>,
 }
 
 impl ClusterArgs {
@@ -78,6 +86,12 @@ impl ClusterArgs {
         let config = match &self.state_dir {
             Some(dir) => config.with_state_dir(dir),
             None => config,
+        };
+        let config = config.with_seeds(self.seeds.clone());
+        let config = if self.client_only {
+            config.client_only()
+        } else {
+            config
         };
         let config = match self.max_frame_bytes {
             Some(max) => config.with_max_frame_bytes(max),
@@ -170,10 +184,17 @@ pub const HOLDERS: &str = "HOLDERS";
 /// Err(TakeoverErr) as Debug>`.
 pub const TAKEOVER: &str = "takeover";
 
+/// A `hog <ms>` line on a node's stdin saturates its runtime: one
+/// CPU-bound task per worker thread, each spinning for `<ms>` without an
+/// await (what a CPU-bound handler does to the node it runs on); the node
+/// prints `HOGGED node=<node> ms=<ms>` when they are done.
+pub const HOG: &str = "hog";
+
 /// What a line on stdin asks for.
 enum Ask {
     Holders,
     Takeover,
+    Hog(u64),
 }
 
 /// Printed once per instance a node spawns:
@@ -289,6 +310,10 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
             let ask = match line.as_str() {
                 "holders" => Ask::Holders,
                 TAKEOVER => Ask::Takeover,
+                hog if hog.starts_with(HOG) => match hog[HOG.len()..].trim().parse() {
+                    Ok(ms) => Ask::Hog(ms),
+                    Err(_) => return,
+                },
                 _ => return,
             };
             let _ = queries.send(ask);
@@ -302,6 +327,7 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
                 println!("{}", holders_line(&name, q, &slots).await);
             }
             Ask::Takeover => println!("{}", takeover_line(&name, &slots).await),
+            Ask::Hog(ms) => hog(&name, ms),
         }
     }
     // No stdin to read: run until killed.
@@ -377,6 +403,24 @@ async fn start_instance(
             }
             other => return other,
         }
+    }
+}
+
+/// Saturates every worker thread of this runtime for `ms` (see [`HOG`]).
+fn hog(node: &str, ms: u64) {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..workers {
+        let (done, node) = (done.clone(), node.to_string());
+        tokio::spawn(async move {
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == workers {
+                println!("HOGGED node={node} ms={ms}");
+            }
+        });
     }
 }
 
