@@ -253,6 +253,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         handled: u64,
         bytes: Vec<u8>,
     ) {
+        self.store_checkpoint(state, holder, seq, handled, bytes, true);
+    }
+
+    /// Keeps a checkpoint or a whole-state replica if it is newer than the
+    /// one we have. Why `publish`: a synchronous replica comes with every
+    /// call, and an event per call would flood the hub.
+    fn store_checkpoint(
+        &self,
+        state: &mut ServerState<A>,
+        holder: RegistrationInfo,
+        seq: u64,
+        handled: u64,
+        bytes: Vec<u8>,
+        publish: bool,
+    ) {
         let reject = |state: &ServerState<A>, reason: String| {
             tracing::warn!(%reason, "checkpoint refused");
             self.publish(state, EventKind::CheckpointRejected { reason });
@@ -299,7 +314,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     // A whole state in parts is a synchronous replica too.
                     self.ack_replica(state, &holder, seq, false);
                 }
-                self.publish(state, EventKind::CheckpointStored { holder, seq });
+                if publish {
+                    self.publish(state, EventKind::CheckpointStored { holder, seq });
+                }
             }
             Err(e) => reject(state, e.to_string()),
         }
@@ -322,7 +339,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         let delta = match body.image {
             ReplicaImage::Full(bytes) => {
-                return self.on_checkpoint(state, holder, seq, handled, bytes);
+                return self.store_checkpoint(state, holder, seq, handled, bytes, false);
             }
             ReplicaImage::Delta(d) => d,
         };
