@@ -522,10 +522,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
-            TakeoverMessage::SyncTick(epoch) => {
-                self.on_sync_tick(state, epoch);
-                Ok(())
-            }
+            TakeoverMessage::SyncTick(epoch) => self.on_sync_tick(state, epoch).await,
             TakeoverMessage::Info(own) => self.on_info(state, own).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
@@ -696,8 +693,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 standby,
                 need_full,
             } => {
-                self.on_replica_ack(state, holder_epoch, seq, standby, need_full);
-                Ok(())
+                self.on_replica_ack(state, holder_epoch, seq, standby, need_full)
+                    .await
             }
             HandoverMsg::StateReply {
                 requester_epoch,
@@ -794,7 +791,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if let Stage::Holder(holder) = &mut state.stage {
             holder.clock.dirty = true;
         }
-        self.sync_begin(state);
+        self.sync_begin(state, &start);
         tracing::info!(?start, "holder");
         self.publish(state, EventKind::Registered { start });
         // A failover can land beside a holder it could not see: resolve it.

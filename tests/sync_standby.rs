@@ -376,3 +376,33 @@ async fn deltas_keep_every_acknowledged_call_and_a_late_standby_catches_up() {
     let client = GlobalClient::<Log>::new("log", cluster.registry("c"));
     assert_eq!(client.call(20, TIMEOUT).await.unwrap(), 21);
 }
+
+/// Takeovers back and forth with deltas: each moves no state (the
+/// standby in sync has it, and an old holder back as a standby keeps the
+/// state it handed over and gets only what changed since), and the log
+/// holds every entry, in order.
+#[tokio::test]
+async fn takeovers_back_and_forth_with_deltas_move_no_state() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default().with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let log = |node| TakeoverServer::new("log", Log, cluster.registry(node), config.clone());
+    let (a, _) = log("a").spawn(()).await.unwrap();
+    events.registered("a").await;
+    let (b, _) = log("b").spawn(()).await.unwrap();
+    let client = GlobalClient::<Log>::new("log", cluster.registry("c"));
+    let mut n = 0u64;
+    for round in 0..6 {
+        for _ in 0..5 {
+            n += 1;
+            assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);
+        }
+        let to = if round % 2 == 0 { &b } else { &a };
+        let report = to.takeover(TIMEOUT).await.unwrap();
+        tracing::info!(round, ?report, "--- takeover");
+        assert_eq!(report.state_bytes, 0, "round {round}: the standby was in sync");
+    }
+    n += 1;
+    assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);
+}

@@ -74,6 +74,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             && !self.rival_in_view(state)
             && self.quorum_now(state)
             && self.lease_now(state)
+            && !self.sync_holds(state)
     }
 
     /// Whether a registration of our name ranks above ours in the view.

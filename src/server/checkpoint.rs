@@ -53,6 +53,19 @@ impl<A: TakeoverActor> Warm<A> {
         self.stored.as_ref().map(|s| (s.holder_epoch, s.seq))
     }
 
+    /// Keeps the state an old holder handed over to the successor at
+    /// `epoch`, as replica 0 of that epoch (synchronous standby).
+    pub(super) fn keep_handed_over(&mut self, epoch: Epoch, state: A::State) {
+        self.stored = Some(Stored {
+            holder_epoch: epoch,
+            seq: 0,
+            handled: 0,
+            bytes: 0,
+            received: Instant::now(),
+            state,
+        });
+    }
+
     /// Takes the stored state if it is replica `seq` of `holder_epoch`.
     pub(super) fn take_if(&mut self, holder_epoch: Epoch, seq: u64) -> Option<A::State> {
         if self.have() != Some((holder_epoch, seq)) {
@@ -113,6 +126,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(reg) => {
                 if let Stage::Standby(s) = &mut state.stage {
                     s.warm_mut().reg = Some(reg);
+                }
+                // Synchronous standby: tell the holder what we have, so
+                // that it sends what we lack (see `sync`).
+                let have = match &state.stage {
+                    Stage::Standby(s) => s.warm().have(),
+                    _ => None,
+                };
+                if let (true, Some((epoch, seq)), Some(holder)) =
+                    (self.sync_on(), have, self.registry.lookup(&self.name))
+                {
+                    if holder.epoch() == epoch {
+                        self.ack_replica(state, holder.info(), seq, false);
+                    }
                 }
             }
             Err(e) => {

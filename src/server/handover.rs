@@ -256,8 +256,27 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(Err(e)) => Some(CallErr::Handler(e.to_string())),
             Err(panic) => Some(CallErr::Panicked(panic_message(panic.as_ref()))),
         };
-        self.reset_to_initial(state);
-        self.enter(state, Stage::Standby(Standby::default()), None);
+        // Synchronous standby: the state we handed over is where the
+        // successor's tenure starts (its replica 0); kept, the successor
+        // sends us only what changed since, not the whole state again.
+        let kept = self.sync_on().then(|| {
+            let initial = match &state.initial {
+                Ok(bytes) => self.behaviour.decode_state(bytes),
+                Err(e) => Err(e.clone()),
+            };
+            initial.map(|init| std::mem::replace(&mut state.user, init))
+        });
+        match kept {
+            Some(Ok(handed)) => {
+                let mut standby = Standby::default();
+                standby.warm_mut().keep_handed_over(to.epoch, handed);
+                self.enter(state, Stage::Standby(standby), None);
+            }
+            _ => {
+                self.reset_to_initial(state);
+                self.enter(state, Stage::Standby(Standby::default()), None);
+            }
+        }
         if let Some(error) = error {
             // As a failing handler: the queue is answered, then it fails.
             self.fail(state, error);

@@ -59,6 +59,16 @@ pub(super) struct SyncOut<A: TakeoverActor> {
     degraded: bool,
     /// A `SyncTick` is on its way.
     ticking: bool,
+    /// The recent deltas, oldest first, after the last whole state: a
+    /// standby a few replicas behind (the old holder of a takeover, back
+    /// as a standby with the state it handed over) catches up with them
+    /// instead of the whole state.
+    history: VecDeque<(u64, u64, Vec<u8>)>,
+    history_bytes: usize,
+    /// Since when no standby could store a call (refuse mode holds calls
+    /// for up to `ack_timeout` before it refuses them: a takeover leaves
+    /// the new holder without a standby until the old one is back).
+    alone_since: Option<Instant>,
 }
 
 impl<A: TakeoverActor> Default for SyncOut<A> {
@@ -69,6 +79,9 @@ impl<A: TakeoverActor> Default for SyncOut<A> {
             epoch: None,
             degraded: false,
             ticking: false,
+            history: VecDeque::new(),
+            history_bytes: 0,
+            alone_since: None,
         }
     }
 }
@@ -90,6 +103,10 @@ struct Peer {
     sent_at: Option<Instant>,
     /// It lacks a replica a delta would build on: it gets the whole state.
     broken: bool,
+    /// It has a replica of this tenure to build on: it got one from us,
+    /// or is the old holder of our takeover (it kept the state it handed
+    /// over as replica 0). Otherwise it gets the whole state.
+    known: bool,
     /// A whole state in parts is on its way to it, as this replica: the
     /// deltas made meanwhile wait here (they would overtake the parts).
     in_parts: Option<u64>,
@@ -100,6 +117,10 @@ struct Peer {
 /// Deltas queued behind a state in parts, at most: past it the standby
 /// gets the whole state again once the parts are in.
 const QUEUE_MAX_BYTES: usize = 64 << 20;
+
+/// The recent deltas kept to catch a standby up, at most (bytes, count).
+const HISTORY_MAX_BYTES: usize = 16 << 20;
+const HISTORY_MAX: usize = 10_000;
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     pub(super) fn sync_on(&self) -> bool {
@@ -113,6 +134,28 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Some(s) if s.on_no_standby == NoStandby::Refuse => self.stored_upto(state).is_none(),
             _ => false,
         }
+    }
+
+    /// Refuse mode, and no standby for less than `ack_timeout`: calls wait
+    /// in the buffer for one (a takeover's old holder coming back as a
+    /// standby, a standby restarting) before they are refused.
+    pub(super) fn sync_holds(&self, state: &mut ServerState<A>) -> bool {
+        let Some(sync) = &self.config.sync else {
+            return false;
+        };
+        if sync.on_no_standby != NoStandby::Refuse || !matches!(state.stage, Stage::Holder(_)) {
+            return false;
+        }
+        if self.stored_upto(state).is_some() {
+            state.sync.alone_since = None;
+            return false;
+        }
+        let since = *state.sync.alone_since.get_or_insert_with(Instant::now);
+        let holds = since.elapsed() < sync.ack_timeout;
+        if holds {
+            self.arm_sync_tick(state);
+        }
+        holds
     }
 
     /// After a call was applied: replicate its effect, and answer once it
@@ -153,16 +196,28 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// A new tenure (`go` has run): every standby gets the whole state.
-    pub(super) fn sync_begin(&self, state: &mut ServerState<A>) {
+    pub(super) fn sync_begin(&self, state: &mut ServerState<A>, start: &crate::StartType) {
         if !self.sync_on() {
             return;
         }
-        // Deltas describe changes since the last replica: `go`'s own are
-        // in the whole state sent now.
-        let _ = self.behaviour.take_delta(&mut state.user);
         state.sync.peers.clear();
+        state.sync.history.clear();
+        state.sync.history_bytes = 0;
+        state.sync.alone_since = None;
         state.sync.epoch = state.ctx.epoch();
-        self.replicate(state, None);
+        if let (crate::StartType::Takeover { from }, Stage::Holder(h)) = (start, &state.stage) {
+            // The old holder keeps the state it handed over as replica 0
+            // of our tenure (see `handover::handed_over`): what `go`
+            // changed, as a delta, is all it lacks. Only if our numbers
+            // start at 0, as a pulled takeover's do.
+            if h.clock.seq == 0 {
+                let peer = state.sync.peers.entry(from.clone()).or_default();
+                peer.known = true;
+            }
+        }
+        // `go`'s changes, on top of the state we started from.
+        let delta = self.behaviour.take_delta(&mut state.user);
+        self.replicate(state, delta);
         self.arm_sync_tick(state);
     }
 
@@ -208,6 +263,24 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 None
             }
         };
+        match &delta {
+            Some(d) => {
+                let sync = &mut state.sync;
+                sync.history_bytes += d.len();
+                sync.history.push_back((seq, handled, d.clone()));
+                while sync.history_bytes > HISTORY_MAX_BYTES || sync.history.len() > HISTORY_MAX {
+                    match sync.history.pop_front() {
+                        Some((_, _, old)) => sync.history_bytes -= old.len(),
+                        None => break,
+                    }
+                }
+            }
+            None => {
+                // A whole state: no delta before it builds on it.
+                state.sync.history.clear();
+                state.sync.history_bytes = 0;
+            }
+        }
         let mut full: Option<Arc<Vec<u8>>> = None;
         for standby in self.registry.members(&standby_name(&self.name)) {
             let node = standby.node().clone();
@@ -222,13 +295,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }
                 continue;
             }
-            if let (Some(d), false, true) = (&delta, peer.broken, peer.sent + 1 == seq) {
+            if let (Some(d), false, true) =
+                (&delta, peer.broken, peer.known && peer.sent + 1 == seq)
+            {
                 peer.sent = seq;
                 peer.sent_at = Some(Instant::now());
                 let body = ReplicaBody {
                     image: ReplicaImage::Delta(d.clone()),
                 };
                 self.send_replica(state, &standby, &me, seq, handled, body);
+                continue;
+            }
+            // A few replicas behind (it came back as a standby since):
+            // the deltas it lacks, this one included, if we kept them.
+            let from = peer.sent + 1;
+            if delta.is_some()
+                && !peer.broken
+                && peer.known
+                && self.catch_up(state, &standby, &me, from)
+            {
                 continue;
             }
             if full.is_none() {
@@ -280,6 +365,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             peer.sent = seq;
             peer.sent_at = Some(Instant::now());
             peer.broken = false;
+            peer.known = true;
             if bytes.len() > self.config.state_part_bytes {
                 peer.in_parts = Some(seq);
             }
@@ -401,7 +487,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// Every quarter `ack_timeout` while holding: a standby that joined or
     /// whose replica got no acknowledgement in time gets the whole state;
     /// answers that waited `ack_timeout` make async mode fall back.
-    pub(super) fn on_sync_tick(&self, state: &mut ServerState<A>, epoch: Epoch) {
+    pub(super) async fn on_sync_tick(
+        &self,
+        state: &mut ServerState<A>,
+        epoch: Epoch,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        self.sync_tick(state, epoch);
+        // Calls held for a standby: served (or refused) now.
+        self.serve_held_if_answering(state).await
+    }
+
+    fn sync_tick(&self, state: &mut ServerState<A>, epoch: Epoch) {
         state.sync.ticking = false;
         let Some(sync) = self.config.sync.clone() else {
             return;
@@ -421,6 +517,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let mut full: Option<Arc<Vec<u8>>> = None;
         for standby in self.registry.members(&standby_name(&self.name)) {
             let peer = state.sync.peers.entry(standby.node().clone()).or_default();
+            if peer.known && peer.sent_at.is_none() {
+                // The old holder of our takeover: it says what it has
+                // when it is back; the whole state only if it does not.
+                peer.sent_at = Some(now);
+                continue;
+            }
             let lagging = peer.acked < current
                 && peer.in_parts.is_none()
                 && peer
@@ -464,7 +566,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// On the holder: a standby's acknowledgement.
-    pub(super) fn on_replica_ack(
+    pub(super) async fn on_replica_ack(
+        &self,
+        state: &mut ServerState<A>,
+        holder_epoch: Epoch,
+        seq: u64,
+        standby: NodeName,
+        need_full: bool,
+    ) -> Result<(), ractor::ActorProcessingErr> {
+        self.replica_ack(state, holder_epoch, seq, standby, need_full);
+        // Calls held for want of a standby: this may be the one.
+        self.serve_held_if_answering(state).await
+    }
+
+    fn replica_ack(
         &self,
         state: &mut ServerState<A>,
         holder_epoch: Epoch,
@@ -509,17 +624,70 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.send_replica(state, &to, &me, seq, handled, body);
             }
         }
-        if need_full {
-            let (current, handled) = match &state.stage {
-                Stage::Holder(h) => (h.clock.seq, h.clock.handled),
-                _ => return,
-            };
+        let (current, handled) = match &state.stage {
+            Stage::Holder(h) => (h.clock.seq, h.clock.handled),
+            _ => return,
+        };
+        // It acknowledged a replica older than the ones we sent it, or
+        // than ours when we sent it nothing since (a standby that came
+        // back says what it has): the deltas since, if we still have
+        // them all, else the whole state.
+        let behind = state
+            .sync
+            .peers
+            .get(to.node())
+            .filter(|p| p.in_parts.is_none() && p.acked < current && p.sent <= p.acked)
+            .map(|p| (p.acked, p.known));
+        let caught_up = match (need_full, behind) {
+            (false, Some((acked, true))) => self.catch_up(state, &to, &me, acked + 1),
+            (false, _) => true,
+            (true, _) => false,
+        };
+        if !caught_up {
             match self.encode_for_transfer(&state.user) {
                 Ok(b) => self.send_full(state, &to, &me, current, handled, Arc::new(b)),
                 Err(e) => tracing::warn!(error = %e, "state does not encode; no replica"),
             }
         }
         self.release(state);
+    }
+
+    /// Sends `to` the kept deltas from replica `from` on, if none is
+    /// missing; whether it did.
+    fn catch_up(
+        &self,
+        state: &mut ServerState<A>,
+        to: &Registration,
+        me: &RegistrationInfo,
+        from: u64,
+    ) -> bool {
+        let complete = state
+            .sync
+            .history
+            .front()
+            .is_some_and(|(first, _, _)| *first <= from);
+        if !complete {
+            return false;
+        }
+        let deltas: Vec<_> = state
+            .sync
+            .history
+            .iter()
+            .filter(|(s, _, _)| *s >= from)
+            .cloned()
+            .collect();
+        tracing::debug!(standby = %to.node(), from, n = deltas.len(), "catching a standby up with deltas");
+        for (seq, handled, d) in deltas {
+            if let Some(peer) = state.sync.peers.get_mut(to.node()) {
+                peer.sent = seq;
+                peer.sent_at = Some(Instant::now());
+            }
+            let body = ReplicaBody {
+                image: ReplicaImage::Delta(d),
+            };
+            self.send_replica(state, to, me, seq, handled, body);
+        }
+        true
     }
 
     /// Whether `requester` holds our state as it is now, so that a
