@@ -346,6 +346,11 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     /// on as a standby with it (reset it here if a failover to this standby
     /// should not start from it; a takeover back replaces it). The default
     /// does nothing. An error fails the instance.
+    ///
+    /// With synchronous standby, what this hook leaves in `state` is kept
+    /// as this standby's copy of the state its successor started from, and
+    /// the successor sends only its changes on top: leave the state as it
+    /// is here (release what it refers to outside, not what is in it).
     fn on_handed_over(
         &self,
         ctx: &TakeoverCtx<Self>,

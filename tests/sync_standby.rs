@@ -401,7 +401,10 @@ async fn takeovers_back_and_forth_with_deltas_move_no_state() {
         let to = if round % 2 == 0 { &b } else { &a };
         let report = to.takeover(TIMEOUT).await.unwrap();
         tracing::info!(round, ?report, "--- takeover");
-        assert_eq!(report.state_bytes, 0, "round {round}: the standby was in sync");
+        assert_eq!(
+            report.state_bytes, 0,
+            "round {round}: the standby was in sync"
+        );
     }
     n += 1;
     assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);

@@ -67,7 +67,7 @@
 //! the table, the JSON lines and the timing helpers. Node processes are
 //! started and stopped (by PID) with `ractor_takeover_testkit::procs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::process::Command;
@@ -83,8 +83,8 @@ use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::status::Phase;
 use ractor_takeover::{
-    CallErr, GlobalClient, Placement, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverRef,
-    TakeoverServer,
+    CallErr, GlobalClient, Placement, StateCodecErr, SyncStandby, TakeoverActor, TakeoverConfig,
+    TakeoverCtx, TakeoverRef, TakeoverServer,
 };
 use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs};
 use ractor_takeover_testkit::procs::{free_ports, NodeProc};
@@ -104,6 +104,7 @@ mod node_process;
 mod pause;
 mod scale;
 mod server;
+mod sync;
 
 use actors::{envelope_call, find_member, Control, Echo, Mem, Slot, TakeoverOutcome};
 use cluster::{ctl, real_benchmarks, takeover_other, wait_until, Cluster};
@@ -118,6 +119,8 @@ use server::{Bench, BenchMsg, BenchReply, ClientRec};
 
 /// The benchmark server's global name (manual moves between `a` and `b`).
 const NAME: &str = "bench";
+/// The same server with synchronous standby on (`sync.rs`), on `a` and `b`.
+const SYNC_NAME: &str = "bench_sync";
 /// The failover server's global name (placement `a > c`).
 const FO_NAME: &str = "bench_fo";
 const FO_PLACEMENT: &str = "a > c";
@@ -259,7 +262,15 @@ struct Opts {
     verbose: bool,
 }
 
-const PHASES: [&str; 6] = ["fake", "rtt", "throughput", "pause", "failover", "hang"];
+const PHASES: [&str; 7] = [
+    "fake",
+    "rtt",
+    "throughput",
+    "pause",
+    "failover",
+    "hang",
+    "sync",
+];
 const SIZES: [(&str, u64); 3] = [("1k", KIB), ("1m", MIB), ("64m", 64 * MIB)];
 
 impl Opts {
