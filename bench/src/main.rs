@@ -45,7 +45,12 @@
 //! - `peak_rss_64m` (VmHWM of `a` and `b` through the 64 MiB takeovers) and
 //!   its ratio to the state size.
 //!
-//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover,hang`
+//! - `sync_*` (`sync.rs`): synchronous standby on (`bench_sync`, on `a`
+//!   and `b` too) against off (`bench`) in the same run: round trip and
+//!   calls/s ratios from 1 and 8 clients, takeover pauses of 1 KiB and
+//!   64 MiB.
+//!
+//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover,hang,sync`
 //! (default: all); `--sizes 1k,1m,64m` (default: all; `--skip-64m`);
 //! `--takeovers N` (100 per size for 1k and 1m); `--takeovers-64m N` (20);
 //! `--budget-64m-s S` (150: the 64 MiB series stops early after that long
