@@ -517,6 +517,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let mut full: Option<Arc<Vec<u8>>> = None;
         for standby in self.registry.members(&standby_name(&self.name)) {
             let peer = state.sync.peers.entry(standby.node().clone()).or_default();
+            if peer.in_parts.is_some()
+                && peer
+                    .sent_at
+                    .is_some_and(|t| now.duration_since(t) >= sync.ack_timeout)
+                && !self.checkpoint_going_to(state, standby.info())
+            {
+                // The whole state in parts was given up on the way (a
+                // closed session, a stalled transfer): it goes again.
+                let Some(peer) = state.sync.peers.get_mut(standby.node()) else {
+                    continue;
+                };
+                peer.in_parts = None;
+                peer.broken = true;
+                peer.queued.clear();
+                peer.queued_bytes = 0;
+            }
+            let Some(peer) = state.sync.peers.get_mut(standby.node()) else {
+                continue;
+            };
             if peer.known && peer.sent_at.is_none() {
                 // The old holder of our takeover: it says what it has
                 // when it is back; the whole state only if it does not.
