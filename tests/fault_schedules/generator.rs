@@ -208,7 +208,7 @@ impl Schedule {
             buffer,
             parts: (seed % 5 == 4).then_some(16),
             sync: (seed % 7 == 3).then(|| {
-                if (seed / 7) % 2 == 0 {
+                if (seed / 7).is_multiple_of(2) {
                     SyncStandby::refuse()
                 } else {
                     SyncStandby::fall_back_to_async()
