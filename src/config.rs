@@ -68,6 +68,74 @@ pub struct TakeoverConfig {
     /// all in a minority partition (and in a cluster that has lost its
     /// majority). Needs a placement. Default: `false`.
     pub quorum: bool,
+    /// Synchronous standby: a holder answers a call only once the standby
+    /// that would take over after a crash has stored the call's effect.
+    /// Default: `None` (off). See [`SyncStandby`].
+    pub sync: Option<SyncStandby>,
+}
+
+/// Synchronous standby ([`TakeoverConfig::with_sync_standby`]): the holder
+/// answers a call only after the next standby in priority has stored the
+/// call's effect (the new state, or the delta the behaviour describes with
+/// [`crate::TakeoverActor::take_delta`]). In quorum mode it also waits
+/// until a majority of the placement's nodes (itself included) has it.
+///
+/// Which standby: the standbys of the highest placement priority that has
+/// one (all of them, for a group of equal priority; all standbys without a
+/// placement), since that is the one a crash failover starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStandby {
+    /// What a holder does when no standby can store a call: see
+    /// [`NoStandby`].
+    pub on_no_standby: NoStandby,
+    /// How long a holder waits for a standby's acknowledgement before it
+    /// counts the standby unreachable (at least 1 ms). Why not the failure
+    /// detector alone: a hung standby stays in view until it is declared
+    /// down. Default: 500 ms.
+    pub ack_timeout: Duration,
+}
+
+/// What a synchronous holder does when no standby it must wait for is in
+/// view, or none acknowledged within [`SyncStandby::ack_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoStandby {
+    /// Consistency: refuse new calls with [`crate::CallErr::NoStandby`]
+    /// (not applied) while no standby is in view; calls already applied
+    /// wait for an acknowledgement (a caller whose deadline passes gets
+    /// `Timeout`: applied, maybe not stored). Nothing acknowledged is lost
+    /// by a crash, and there is no holder that answers while alone.
+    Refuse,
+    /// Availability: answer at once, as warm standby would, and publish
+    /// [`crate::EventKind::SyncLost`]; synchronous again, with
+    /// [`crate::EventKind::SyncRestored`], once a standby has caught up.
+    /// A crash while alone loses what was answered meanwhile.
+    Async,
+}
+
+impl SyncStandby {
+    /// Refuse calls when no standby can store them (consistency).
+    pub fn refuse() -> Self {
+        Self {
+            on_no_standby: NoStandby::Refuse,
+            ack_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// Answer without a standby and say so (availability).
+    pub fn fall_back_to_async() -> Self {
+        Self {
+            on_no_standby: NoStandby::Async,
+            ack_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// Sets [`Self::ack_timeout`].
+    pub fn with_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
 }
 
 /// When a holder sends checkpoints of its state to the standbys.
@@ -134,6 +202,7 @@ impl Default for TakeoverConfig {
             conflict_grace: Duration::from_secs(1),
             checkpoint: None,
             quorum: false,
+            sync: None,
         }
     }
 }
@@ -186,6 +255,11 @@ impl TakeoverConfig {
         }
         if self.quorum && self.placement.is_none() {
             return Err(ConfigErr::QuorumWithoutPlacement);
+        }
+        if let Some(sync) = &self.sync {
+            if sync.ack_timeout < Duration::from_millis(1) {
+                return Err(ConfigErr::ZeroTimeout("the sync standby's ack_timeout"));
+            }
         }
         Ok(())
     }
@@ -255,6 +329,14 @@ impl TakeoverConfig {
     /// Turns warm standby on: see [`CheckpointPolicy`].
     pub fn with_checkpoints(mut self, policy: CheckpointPolicy) -> Self {
         self.checkpoint = Some(policy);
+        self
+    }
+
+    /// Turns synchronous standby on: see [`SyncStandby`]. It replaces
+    /// checkpoints (every call's effect is replicated), so a
+    /// [`CheckpointPolicy`] set beside it sends none.
+    pub fn with_sync_standby(mut self, sync: SyncStandby) -> Self {
+        self.sync = Some(sync);
         self
     }
 

@@ -217,6 +217,10 @@ pub enum CallErr {
     /// (its handler did, or its instance stopped with the port in its
     /// state). The request was handled, perhaps only in part.
     ReplyDropped,
+    /// Synchronous standby with [`crate::NoStandby::Refuse`]: no standby
+    /// could store the call's effect, so the holder did not apply it.
+    /// Retry once a standby runs (or choose `NoStandby::Async`).
+    NoStandby,
 }
 
 impl fmt::Display for CallErr {
@@ -241,6 +245,10 @@ impl fmt::Display for CallErr {
             Self::InstanceStopped(e) => write!(
                 f,
                 "the holder stopped before handling this call (its handler failed: {e}); the call was not applied, retry"
+            ),
+            Self::NoStandby => write!(
+                f,
+                "no synchronous standby could store the call, so it was not applied; retry once a standby runs"
             ),
             Self::HolderDown { node } => write!(
                 f,

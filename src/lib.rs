@@ -119,6 +119,8 @@ pub use behaviour::TakeoverActor;
 pub use behaviour::TakeoverCtx;
 pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
+pub use config::NoStandby;
+pub use config::SyncStandby;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
 pub use error::ConfigErr;

@@ -37,6 +37,7 @@ mod handover;
 mod info;
 mod phase;
 mod placement;
+mod sync;
 mod takeover;
 mod transfer;
 
@@ -291,6 +292,9 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// calls: handled after the held calls, once it serves (see
     /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
     infos: VecDeque<A::Info>,
+    /// Synchronous standby: answers waiting for a standby's
+    /// acknowledgement, and what each standby has (see `sync`).
+    sync: self::sync::SyncOut<A>,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
@@ -429,6 +433,7 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             lease_recheck: false,
             held: Default::default(),
             infos: VecDeque::new(),
+            sync: Default::default(),
         })
     }
 
@@ -517,6 +522,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
+            TakeoverMessage::SyncTick(epoch) => self.on_sync_tick(state, epoch).await,
             TakeoverMessage::Info(own) => self.on_info(state, own).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
@@ -596,6 +602,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         event: Option<EventKind>,
     ) -> Stage<A> {
         let from = std::mem::replace(&mut state.stage, to);
+        if from.phase() == Phase::Holder && state.stage.phase() != Phase::Holder {
+            // Synchronous standby: our state goes on with a successor (a
+            // takeover) or a winner (a merge offer), effects included.
+            self.sync_release_all(state);
+        }
         debug_assert!(
             phase::may_enter(from.phase(), state.stage.phase()),
             "no transition {:?} -> {:?} in the phase machine",
@@ -654,7 +665,37 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             HandoverMsg::StateRequest {
                 holder_epoch,
                 requester,
-            } => self.on_state_request(state, holder_epoch, requester).await,
+                have,
+            } => {
+                self.on_state_request(state, holder_epoch, requester, have)
+                    .await
+            }
+            HandoverMsg::StateUnchanged {
+                requester_epoch,
+                holder_epoch,
+                seq,
+            } => {
+                self.on_state_unchanged(state, requester_epoch, holder_epoch, seq)
+                    .await
+            }
+            HandoverMsg::Replica {
+                holder,
+                seq,
+                handled,
+                body,
+            } => {
+                self.on_replica(state, holder, seq, handled, body);
+                Ok(())
+            }
+            HandoverMsg::ReplicaAck {
+                holder_epoch,
+                seq,
+                standby,
+                need_full,
+            } => {
+                self.on_replica_ack(state, holder_epoch, seq, standby, need_full)
+                    .await
+            }
             HandoverMsg::StateReply {
                 requester_epoch,
                 result,
@@ -747,6 +788,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.behaviour
             .go(&state.ctx, &start, &mut state.user)
             .await?;
+        if let Stage::Holder(holder) = &mut state.stage {
+            holder.clock.dirty = true;
+        }
+        self.sync_begin(state, &start);
         tracing::info!(?start, "holder");
         self.publish(state, EventKind::Registered { start });
         // A failover can land beside a holder it could not see: resolve it.

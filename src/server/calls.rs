@@ -74,6 +74,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             && !self.rival_in_view(state)
             && self.quorum_now(state)
             && self.lease_now(state)
+            && !self.sync_holds(state)
     }
 
     /// Whether a registration of our name ranks above ours in the view.
@@ -243,19 +244,29 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .as_ref()
             .and_then(|r| r.port_slot())
             .map(std::sync::Arc::downgrade);
+        if self.sync_on() && self.sync_refuses(state) {
+            // Consistency: nobody could store its effect, so it is not applied.
+            if let Some(reply) = call.reply {
+                reply.send(Err(CallErr::NoStandby));
+            }
+            return Ok(());
+        }
         let handled =
             AssertUnwindSafe(self.behaviour.handle(&state.ctx, call.msg, &mut state.user))
                 .catch_unwind()
                 .await;
         let error = match handled {
             Ok(Ok(answer)) => {
-                if let Some(reply) = call.reply {
-                    reply.send(Ok(answer));
-                }
                 if let Some(kept) = port.and_then(|w| w.upgrade()) {
                     state.held.keep(&kept);
                 }
                 self.after_serve(state);
+                if self.sync_on() {
+                    // Answered once a standby stored it (see `sync`).
+                    self.sync_answer(state, call.reply, answer);
+                } else if let Some(reply) = call.reply {
+                    reply.send(Ok(answer));
+                }
                 return Ok(());
             }
             Ok(Err(e)) => CallErr::Handler(e.to_string()),
@@ -279,6 +290,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         tracing::error!(%why, "handler failed: giving the name up and stopping");
         self.publish(state, EventKind::HandlerFailed { error });
         state.failed = Some(why.clone());
+        self.sync_fail(state);
         self.end_tenure(state);
         if let Some(me) = self.set_registration(state, None) {
             self.registry

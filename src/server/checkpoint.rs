@@ -14,8 +14,9 @@ use tokio::time::Instant;
 
 use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
+use crate::message::{deliver, ReplicaBody, ReplicaImage};
 use crate::{
-    CheckpointInfo, Epoch, EventKind, LeaveReason, NodeName, PartOf, Registration,
+    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, NodeName, PartOf, Registration,
     RegistrationInfo, StartType, TakeoverActor, TakeoverMessage,
 };
 
@@ -46,14 +47,57 @@ struct Stored<A: TakeoverActor> {
     state: A::State,
 }
 
+impl<A: TakeoverActor> Warm<A> {
+    /// The checkpoint or replica it holds, as `(holder epoch, seq)`.
+    pub(super) fn have(&self) -> Option<(Epoch, u64)> {
+        self.stored.as_ref().map(|s| (s.holder_epoch, s.seq))
+    }
+
+    /// Keeps the state an old holder handed over to the successor at
+    /// `epoch`, as replica 0 of that epoch (synchronous standby).
+    pub(super) fn keep_handed_over(&mut self, epoch: Epoch, state: A::State) {
+        self.stored = Some(Stored {
+            holder_epoch: epoch,
+            seq: 0,
+            handled: 0,
+            bytes: 0,
+            received: Instant::now(),
+            state,
+        });
+    }
+
+    /// Takes the stored state if it is replica `seq` of `holder_epoch`.
+    pub(super) fn take_if(&mut self, holder_epoch: Epoch, seq: u64) -> Option<A::State> {
+        if self.have() != Some((holder_epoch, seq)) {
+            return None;
+        }
+        self.stored.take().map(|s| s.state)
+    }
+}
+
+/// The warm part of a standby, or of a standby that pulls (it keeps
+/// storing replicas: the holder it pulls from may serve a few more calls).
+fn warm_of<A: TakeoverActor>(stage: &mut Stage<A>) -> Option<&mut Warm<A>> {
+    match stage {
+        Stage::Standby(s) => Some(s.warm_mut()),
+        Stage::Pulling(p) => Some(p.warm_mut()),
+        _ => None,
+    }
+}
+
 /// A holder's side: calls handled, and when the last checkpoint was taken.
 /// It lives as long as the instance holds (across a retirement or a yield
 /// that ends in serving again), so checkpoint numbers keep rising.
 #[derive(Default)]
 pub(super) struct Clock {
-    handled: u64,
-    at: u64,
-    seq: u64,
+    pub(super) handled: u64,
+    pub(super) at: u64,
+    /// The newest checkpoint or replica's number (synchronous standby's
+    /// replicas count here too, see `sync`).
+    pub(super) seq: u64,
+    /// The state may have changed since checkpoint or replica `seq` (a
+    /// call, an info, a merge, `go`): a takeover must move it.
+    pub(super) dirty: bool,
 }
 
 impl Clock {
@@ -63,14 +107,15 @@ impl Clock {
     }
 }
 
-fn standby_name(name: &str) -> String {
+pub(super) fn standby_name(name: &str) -> String {
     format!("{name}#standby")
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// A standby joins the standby group (only with warm standby on).
+    /// A standby joins the standby group (only with warm or synchronous
+    /// standby on).
     pub(super) async fn join_standbys(&self, state: &mut ServerState<A>) {
-        if self.config.checkpoint.is_none() {
+        if self.config.checkpoint.is_none() && self.config.sync.is_none() {
             return;
         }
         if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
@@ -81,6 +126,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(reg) => {
                 if let Stage::Standby(s) = &mut state.stage {
                     s.warm_mut().reg = Some(reg);
+                }
+                // Synchronous standby: tell the holder what we have, so
+                // that it sends what we lack (see `sync`).
+                let have = match &state.stage {
+                    Stage::Standby(s) => s.warm().have(),
+                    _ => None,
+                };
+                if let (true, Some((epoch, seq)), Some(holder)) =
+                    (self.sync_on(), have, self.registry.lookup(&self.name))
+                {
+                    if holder.epoch() == epoch {
+                        self.ack_replica(state, holder.info(), seq, false);
+                    }
                 }
             }
             Err(e) => {
@@ -130,6 +188,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         holder.clock.handled += 1;
+        holder.clock.dirty = true;
+        if self.sync_on() {
+            // Every call's effect is replicated (see `sync`): no checkpoint.
+            return;
+        }
         let every = self.config.checkpoint.as_ref().and_then(|p| p.every_calls);
         if every.is_some_and(|n| holder.clock.handled - holder.clock.at >= n) {
             self.send_checkpoint(state);
@@ -139,7 +202,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// The checkpoint timer fired (the guard in `dispatch` checked it is this
     /// holder's).
     pub(super) fn on_checkpoint_tick(&self, state: &mut ServerState<A>, epoch: Epoch) {
-        if matches!(&state.stage, Stage::Holder(h) if h.clock.handled > h.clock.at) {
+        if self.sync_on() {
+            return;
+        }
+        if matches!(&state.stage, Stage::Holder(h) if h.clock.handled > h.clock.at || h.clock.dirty)
+        {
             self.send_checkpoint(state);
         }
         if let Some(every) = self.config.checkpoint.as_ref().and_then(|p| p.every) {
@@ -160,6 +227,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         holder.clock.at = holder.clock.handled;
+        holder.clock.dirty = false;
         let bytes = match self.behaviour.encode_state(&state.user) {
             Ok(b) if b.len() <= self.config.max_state_bytes => b,
             Ok(b) => {
@@ -211,6 +279,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         handled: u64,
         bytes: Vec<u8>,
     ) {
+        self.store_checkpoint(state, holder, seq, handled, bytes, true);
+    }
+
+    /// Keeps a checkpoint or a whole-state replica if it is newer than the
+    /// one we have. Why `publish`: a synchronous replica comes with every
+    /// call, and an event per call would flood the hub.
+    fn store_checkpoint(
+        &self,
+        state: &mut ServerState<A>,
+        holder: RegistrationInfo,
+        seq: u64,
+        handled: u64,
+        bytes: Vec<u8>,
+        publish: bool,
+    ) {
         let reject = |state: &ServerState<A>, reason: String| {
             tracing::warn!(%reason, "checkpoint refused");
             self.publish(state, EventKind::CheckpointRejected { reason });
@@ -218,14 +301,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if holder.name != self.name {
             return reject(state, format!("it is for {:?}", holder.name));
         }
-        let Stage::Standby(standby) = &state.stage else {
+        let Some(warm) = warm_of(&mut state.stage) else {
             return;
         };
-        let have = standby
-            .warm()
-            .stored
-            .as_ref()
-            .map(|s| (s.holder_epoch, s.seq));
+        let have = warm.have();
+        if self.sync_on() && have == Some((holder.epoch, seq)) {
+            // Sent again (its acknowledgement was late or lost): we have it.
+            return self.ack_replica(state, &holder, seq, false);
+        }
         if let (false, Some((epoch, have_seq))) =
             (phase::checkpoint_newer(have, holder.epoch, seq), have)
         {
@@ -243,8 +326,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         match self.behaviour.decode_state(&bytes) {
             Ok(decoded) => {
-                if let Stage::Standby(standby) = &mut state.stage {
-                    standby.warm_mut().stored = Some(Stored {
+                if let Some(warm) = warm_of(&mut state.stage) {
+                    warm.stored = Some(Stored {
                         holder_epoch: holder.epoch,
                         seq,
                         handled,
@@ -253,10 +336,82 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         state: decoded,
                     });
                 }
-                self.publish(state, EventKind::CheckpointStored { holder, seq });
+                if self.sync_on() {
+                    // A whole state in parts is a synchronous replica too.
+                    self.ack_replica(state, &holder, seq, false);
+                }
+                if publish {
+                    self.publish(state, EventKind::CheckpointStored { holder, seq });
+                }
             }
             Err(e) => reject(state, e.to_string()),
         }
+    }
+
+    /// On a standby (synchronous standby): store a replica, fenced as a
+    /// checkpoint is, and acknowledge what we hold.
+    pub(super) fn on_replica(
+        &self,
+        state: &mut ServerState<A>,
+        holder: RegistrationInfo,
+        seq: u64,
+        handled: u64,
+        body: ReplicaBody,
+    ) {
+        if holder.name != self.name {
+            let reason = format!("a replica for {:?}", holder.name);
+            tracing::warn!(%reason, "replica refused");
+            return self.publish(state, EventKind::CheckpointRejected { reason });
+        }
+        let delta = match body.image {
+            ReplicaImage::Full(bytes) => {
+                return self.store_checkpoint(state, holder, seq, handled, bytes, false);
+            }
+            ReplicaImage::Delta(d) => d,
+        };
+        let Some(warm) = warm_of(&mut state.stage) else {
+            return;
+        };
+        let follows = warm.have() == Some((holder.epoch, seq.wrapping_sub(1)));
+        let Some(stored) = warm.stored.as_mut().filter(|_| follows) else {
+            tracing::debug!(seq, have = ?warm.have(), "a delta that does not follow our replica; asking for the whole state");
+            return self.ack_replica(state, &holder, 0, true);
+        };
+        match self.behaviour.apply_delta(&mut stored.state, &delta) {
+            Ok(()) => {
+                stored.seq = seq;
+                stored.handled = handled;
+                stored.received = Instant::now();
+                self.ack_replica(state, &holder, seq, false);
+            }
+            Err(e) => {
+                // Half applied, perhaps: not a state to fail over from.
+                warm.stored = None;
+                let reason = format!("delta {seq} does not apply: {e}");
+                tracing::warn!(%reason, "replica refused; the stored state is dropped");
+                self.publish(state, EventKind::CheckpointRejected { reason });
+                self.ack_replica(state, &holder, 0, true);
+            }
+        }
+    }
+
+    fn ack_replica(
+        &self,
+        state: &ServerState<A>,
+        holder: &RegistrationInfo,
+        seq: u64,
+        need_full: bool,
+    ) {
+        let Some(to) = self.registry.resolve(holder) else {
+            return;
+        };
+        let ack = HandoverMsg::ReplicaAck {
+            holder_epoch: holder.epoch,
+            seq,
+            standby: self.registry.node().clone(),
+            need_full,
+        };
+        deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(ack));
     }
 
     /// The start type of a failover, installing the newest checkpoint of

@@ -457,6 +457,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 None
             }
         };
+        if let Stage::Holder(h) = &mut state.stage {
+            h.clock.dirty = true;
+        }
+        self.sync_changed(state);
         tracing::info!(?loser, ?outcome, "split brain healed");
         self.publish(
             state,

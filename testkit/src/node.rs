@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{ArgAction, Args};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
 use ractor_takeover::status::Phase;
-use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverRef, TakeoverServer};
+use ractor_takeover::{
+    CheckpointPolicy, Placement, SyncStandby, TakeoverConfig, TakeoverRef, TakeoverServer,
+};
 
 use crate::power_monitor::{PowerMonitor, NAME};
 
@@ -150,6 +152,10 @@ pub struct NodeArgs {
     /// Warm standby: a checkpoint every this many calls (0: off).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
+    /// Synchronous standby: `refuse` (consistency) or `async`
+    /// (availability) when no standby can store a call; off without it.
+    #[arg(long)]
+    pub sync_standby: Option<String>,
     /// Exit when standard input closes: a node started by a test or the demo
     /// ends with its parent, even if the parent is killed.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
@@ -269,6 +275,12 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     let config = match args.checkpoint_every {
         0 => config,
         n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
+    };
+    let config = match args.sync_standby.as_deref() {
+        None => config,
+        Some("refuse") => config.with_sync_standby(SyncStandby::refuse()),
+        Some("async") => config.with_sync_standby(SyncStandby::fall_back_to_async()),
+        Some(other) => return Err(format!("--sync-standby {other:?}: refuse or async").into()),
     };
     let many = args.names > 0;
     let mut events = config.events.subscribe();

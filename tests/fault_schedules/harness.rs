@@ -136,6 +136,9 @@ impl Run {
         if let Some(part) = s.parts {
             config = config.with_state_part_bytes(part);
         }
+        if let Some(sync) = &s.sync {
+            config = config.with_sync_standby(sync.clone());
+        }
         config = config.with_quorum(s.quorum);
         let failures: Failures = Arc::default();
         let (watchdog, _) = Actor::spawn(None, Watchdog, failures.clone())

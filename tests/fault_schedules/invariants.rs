@@ -230,7 +230,9 @@ fn calls_answered_once(r: &Replay, v: &mut Violations) {
             Err(
                 e @ (CallErr::NotRegistered(_)
                 | CallErr::BufferFull { .. }
-                | CallErr::InstanceStopped(_)),
+                | CallErr::InstanceStopped(_)
+                // Synchronous standby, refuse mode: no standby to store it.
+                | CallErr::NoStandby),
             ) => {
                 if let Some(by) = r.applied.get(&c.call) {
                     v.fail(

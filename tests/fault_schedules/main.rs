@@ -157,12 +157,17 @@ fn fault_schedules() {
         started.elapsed()
     );
     println!("  {:?}", summary.stats);
+    println!(
+        "  synchronous standby: {} schedules, {} acknowledged calls lost with a crash (reported)",
+        summary.sync_schedules, summary.sync_lost_reported
+    );
     for (k, seeds) in &summary.known {
         println!(
-            "  known bug {k}: {} schedules ({} in quorum mode, {} durable), e.g. seeds {:?}",
+            "  known bug {k}: {} schedules ({} in quorum mode, {} durable, {} sync standby), e.g. seeds {:?}",
             seeds.len(),
             summary.known_in_quorum.get(k).copied().unwrap_or(0),
             summary.known_durable.get(k).copied().unwrap_or(0),
+            summary.known_in_sync.get(k).copied().unwrap_or(0),
             &seeds[..seeds.len().min(8)]
         );
     }

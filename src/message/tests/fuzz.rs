@@ -200,10 +200,36 @@ fn random_result(rng: &mut StdRng) -> Result<Vec<u8>, ReplyErr> {
 
 /// A valid protocol message of any variant, with random fields.
 fn random_handover(rng: &mut StdRng) -> HandoverMsg {
-    match rng.random_range(0..11) {
+    match rng.random_range(0..14) {
         0 => HandoverMsg::StateRequest {
             holder_epoch: random_epoch(rng),
             requester: random_info(rng),
+            have: rng
+                .random_bool(0.5)
+                .then(|| (random_epoch(rng), random_epoch(rng))),
+        },
+        11 => HandoverMsg::StateUnchanged {
+            requester_epoch: random_epoch(rng),
+            holder_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+        },
+        12 => HandoverMsg::Replica {
+            holder: random_info(rng),
+            seq: random_epoch(rng),
+            handled: rng.random(),
+            body: crate::message::ReplicaBody {
+                image: if rng.random_bool(0.5) {
+                    crate::message::ReplicaImage::Full(random_state_bytes(rng))
+                } else {
+                    crate::message::ReplicaImage::Delta(random_state_bytes(rng))
+                },
+            },
+        },
+        13 => HandoverMsg::ReplicaAck {
+            holder_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+            standby: random_info(rng).node,
+            need_full: rng.random_bool(0.5),
         },
         1 => HandoverMsg::StateReply {
             requester_epoch: random_epoch(rng),
