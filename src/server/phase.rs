@@ -389,6 +389,12 @@ pub(super) enum RivalStep {
     Decide,
     /// We are waiting for another loser's state: it sends again later.
     Busy,
+    /// The loser we merged sends its claim again: it never read our
+    /// `MergeDone` (lost on a partition), its yield timed out and it holds
+    /// again. It is a rival once more: forget the merge and decide anew
+    /// (seed 1506719230: ignored as the merged loser, it held its calls
+    /// for good and the name never settled).
+    MergedResumed,
 }
 
 /// `current`: the rival we have a conflict with, whether we have its claim,
@@ -401,8 +407,18 @@ pub(super) fn on_rival_claim(
     current: Option<(&RegistrationInfo, bool, bool)>,
     reachable: bool,
 ) -> RivalStep {
-    if claim.name != name || me.is_none_or(|me| me == claim) || merged == Some(claim) {
+    if claim.name != name || me.is_none_or(|me| me == claim) {
         return RivalStep::Ignore;
+    }
+    // A yielding loser sends no claim after its merge offer (its claims go
+    // first, on the same link): one that comes later is from a loser that
+    // holds again.
+    if merged == Some(claim) {
+        return if reachable {
+            RivalStep::MergedResumed
+        } else {
+            RivalStep::Ignore
+        };
     }
     match current {
         Some((other, true, _)) if other == claim => RivalStep::AnswerOnly,

@@ -416,8 +416,15 @@ fn a_rival_claim_is_decided_once() {
     assert_eq!(step(&y, Some((&x, true, true)), true), RivalStep::Busy);
     assert_eq!(step(&y, Some((&x, false, false)), true), RivalStep::Decide);
     assert_eq!(step(&me, None, true), RivalStep::Ignore);
+    // The loser we merged claims again: it missed `MergeDone` and holds
+    // again (seed 1506719230), so it is a rival once more; out of view it
+    // waits until it is back.
     assert_eq!(
         on_rival_claim(&x, "counter", Some(&me), Some(&x), None, true),
+        RivalStep::MergedResumed
+    );
+    assert_eq!(
+        on_rival_claim(&x, "counter", Some(&me), Some(&x), None, false),
         RivalStep::Ignore
     );
     assert_eq!(
