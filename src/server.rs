@@ -412,7 +412,11 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             .await?;
         let initial = self.behaviour.encode_state(&user);
         self.registry.attach(&myself.get_cell());
-        let pump = spawn_pump(self.registry.watch(&self.name), myself);
+        let pump = spawn_pump(
+            self.registry.watch(&self.name),
+            self.registry.watch(&checkpoint::standby_name(&self.name)),
+            myself,
+        );
         Ok(ServerState {
             ctx,
             user,
@@ -811,17 +815,35 @@ fn left(event: &RegistryEvent, info: &RegistrationInfo) -> bool {
 
 /// Feeds this node's changes of our name (and node up/down) into the
 /// instance's mailbox, so that they are handled between messages like
-/// everything else. The watch drops nothing, so no change is missed.
+/// everything else; a change of the name's standby group becomes a
+/// placement pass (a standby behind one that left its place may take the
+/// name now). The watches drop nothing, so no change is missed.
 fn spawn_pump<A: TakeoverActor>(
     mut changes: crate::NameWatch,
+    mut standbys: crate::NameWatch,
     myself: ActorRef<TakeoverMessage<A>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = changes.recv().await {
-            if myself
-                .send_message(TakeoverMessage::Registry(event))
-                .is_err()
-            {
+        let mut standbys_open = true;
+        loop {
+            let msg = tokio::select! {
+                event = changes.recv() => match event {
+                    Some(event) => TakeoverMessage::Registry(event),
+                    None => break,
+                },
+                event = standbys.recv(), if standbys_open => match event {
+                    // Node up/down comes through `changes` already.
+                    Some(RegistryEvent::Registered(_) | RegistryEvent::Unregistered { .. }) => {
+                        TakeoverMessage::PlacementTick
+                    }
+                    Some(_) => continue,
+                    None => {
+                        standbys_open = false;
+                        continue;
+                    }
+                },
+            };
+            if myself.send_message(msg).is_err() {
                 break;
             }
         }

@@ -63,16 +63,17 @@ impl Clock {
     }
 }
 
-fn standby_name(name: &str) -> String {
+/// The group every standby of `name` joins: where a holder sends its
+/// checkpoints, and how the nodes behind a standby in line see that it is
+/// in line (see `phase::vacancy_turn`).
+pub(super) fn standby_name(name: &str) -> String {
     format!("{name}#standby")
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// A standby joins the standby group (only with warm standby on).
+    /// A standby joins the standby group. Why with warm standby off too:
+    /// the nodes behind it in placement wait for it on a vacant name.
     pub(super) async fn join_standbys(&self, state: &mut ServerState<A>) {
-        if self.config.checkpoint.is_none() {
-            return;
-        }
         if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
             return;
         }

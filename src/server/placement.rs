@@ -3,6 +3,7 @@
 //! over from a holder of lower priority; and quorum mode, which keeps a
 //! holder in a minority from answering.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ractor::{ActorProcessingErr, ActorRef};
@@ -12,8 +13,8 @@ use super::checkpoint::Warm;
 use super::phase;
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::{
-    EventKind, GoRequest, HandoverReport, RegistryErr, StartType, TakeoverActor, TakeoverErr,
-    TakeoverMessage,
+    EventKind, GoRequest, HandoverReport, NodeName, RegistryErr, StartType, TakeoverActor,
+    TakeoverErr, TakeoverMessage,
 };
 
 /// The stage of a standby.
@@ -218,13 +219,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             None => {
                 let live = self.registry.live_nodes();
-                let Some(wait) = placement.vacancy_wait(&me, &live) else {
-                    return Ok(());
-                };
-                let due = *standby.vacant_since.get_or_insert(now) + wait;
-                if now < due {
-                    self.timer(state, due - now, TakeoverMessage::PlacementTick);
-                    return Ok(());
+                let vacant_since = *standby.vacant_since.get_or_insert(now);
+                // The nodes running a standby of the name (live ones only:
+                // a view ignores the members of a node it counts down).
+                let standing_by: BTreeSet<NodeName> = self
+                    .registry
+                    .members(&super::checkpoint::standby_name(&self.name))
+                    .iter()
+                    .map(|m| m.node().clone())
+                    .collect();
+                match phase::vacancy_turn(placement, &me, &live, &standing_by, now - vacant_since) {
+                    phase::VacancyTurn::NotInLine => return Ok(()),
+                    phase::VacancyTurn::WaitUntil(wait) => {
+                        self.timer(state, wait, TakeoverMessage::PlacementTick);
+                        return Ok(());
+                    }
+                    phase::VacancyTurn::Take => {}
                 }
                 let start = self.vacant_start(state);
                 tracing::info!(?start, "placement: the name is vacant and it is our turn");
