@@ -119,6 +119,7 @@ pub use behaviour::TakeoverActor;
 pub use behaviour::TakeoverCtx;
 pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
+pub use config::MoveLimit;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
 pub use error::ConfigErr;

@@ -291,6 +291,12 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// calls: handled after the held calls, once it serves (see
     /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
     infos: VecDeque<A::Info>,
+    /// Our place among the node's placement takeovers
+    /// ([`TakeoverConfig::move_limit`]): held while we pull, given back as
+    /// soon as the instance is in any other stage (see `Runtime::handle`).
+    move_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A task waits for a permit for us (one at a time).
+    awaiting_permit: bool,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
@@ -433,6 +439,8 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             lease_recheck: false,
             held: Default::default(),
             infos: VecDeque::new(),
+            move_permit: None,
+            awaiting_permit: false,
         })
     }
 
@@ -452,7 +460,13 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let span = state.span.clone();
-        self.dispatch(myself, message, state).instrument(span).await
+        let done = self.dispatch(myself, message, state).instrument(span).await;
+        // A permit counts a pull: whatever ended it (installed, aborted,
+        // failed over, or a takeover that never began), it goes back.
+        if !matches!(state.stage, Stage::Pulling(_)) {
+            state.move_permit = None;
+        }
+        done
     }
 
     /// Why not ractor's default (which stops an actor whose linked child
@@ -521,6 +535,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
+            TakeoverMessage::MovePermit(permit) => {
+                state.awaiting_permit = false;
+                state.move_permit = Some(permit);
+                self.place(myself, state).await
+            }
             TakeoverMessage::Info(own) => self.on_info(state, own).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)

@@ -213,6 +213,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     .iter()
                     .map(|m| (m.cell().get_id() == myself.get_id(), m.node()));
                 if phase::may_take_over(placement, &me, members) {
+                    if !self.move_permit(&myself, state) {
+                        tracing::debug!(holder = %holder.node(), "placement: waiting for a move permit");
+                        return Ok(());
+                    }
                     tracing::info!(holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
                     self.on_go(myself, state, GoRequest::Takeover, None).await?;
                 }
@@ -244,6 +248,38 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
         }
         Ok(())
+    }
+
+    /// Whether we hold one of the node's move permits now
+    /// ([`crate::TakeoverConfig::move_limit`]), taking a free one. If none
+    /// is free, a task waits in line for one and hands it to us in a
+    /// message, which runs placement again (the holder may have changed
+    /// meanwhile; a permit we do not use goes back at once).
+    fn move_permit(
+        &self,
+        myself: &ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+    ) -> bool {
+        if state.move_permit.is_some() {
+            return true;
+        }
+        if let Some(permit) = self.config.move_limit.try_acquire() {
+            state.move_permit = Some(permit);
+            return true;
+        }
+        if !state.awaiting_permit {
+            state.awaiting_permit = true;
+            let limit = self.config.move_limit.clone();
+            let myself = myself.clone();
+            // A stopped instance's message fails: the permit drops, back
+            // to the next in line.
+            tokio::spawn(async move {
+                if let Some(permit) = limit.acquire().await {
+                    let _ = myself.send_message(TakeoverMessage::MovePermit(permit));
+                }
+            });
+        }
+        false
     }
 
     /// Whether this node may start a holder: always, unless quorum mode is on
