@@ -75,6 +75,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
     ) -> Result<(), ActorProcessingErr> {
+        // In line first: a node behind us that sees the name vacant (our
+        // registration not made yet, or not yet reached it) waits for us
+        // instead of taking it at its own turn (see `phase::vacancy_turn`).
+        // Registering as holder below leaves the line again.
+        self.join_standbys(state).await;
         let holder = self
             .registry
             .safe_lookup(&self.name, self.config.whereis_timeout)
