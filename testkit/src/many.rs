@@ -455,6 +455,13 @@ pub struct Run {
     pub accounting: Accounting,
     /// Calls the client made.
     pub calls: usize,
+    /// Per node, how many times one of its instances became holder
+    /// (`Registered` events, any start), over the whole run.
+    pub registrations: BTreeMap<String, usize>,
+    /// Conflict events the nodes printed (`ConflictSuspected`,
+    /// `ConflictWon`, `ConflictLost`): each one means a name had two
+    /// holders at some moment, even if the end shows one.
+    pub conflict_events: usize,
 }
 
 impl std::fmt::Display for Run {
@@ -482,6 +489,20 @@ impl std::fmt::Display for Run {
                 .collect::<Vec<_>>(),
             self.calls,
             self.accounting,
+        )?;
+        let ms = |v: &[Option<u128>]| {
+            let got: Vec<f64> = v.iter().flatten().map(|t| *t as f64).collect();
+            (
+                crate::answers::percentile(&got, 0.5),
+                got.iter().copied().fold(f64::NAN, f64::max),
+            )
+        };
+        let (fo50, fomax) = ms(&self.failover_ms);
+        let (tk50, tkmax) = ms(&self.takeover_gap_ms);
+        write!(
+            f,
+            "; failover ms p50={fo50} max={fomax}; takeover pause ms p50={tk50} max={tkmax}; registrations {:?}; conflict events {}; start cpu {:?}",
+            self.registrations, self.conflict_events, self.start_cpu
         )
     }
 }
@@ -584,6 +605,19 @@ pub async fn failover_and_back(opts: ManyNamesOpts, bounds: &Bounds) -> Run {
     run.takeover_gap_ms = ledger.switch_gaps(&(0..n).collect::<Vec<_>>(), t_restart, &killed);
     run.accounting = ledger.account(Some((&killed, t_kill)));
     run.calls = cluster.calls();
+    for (node, line) in cluster.log.lines() {
+        if !line.starts_with("EVENT ") {
+            continue;
+        }
+        if line.contains(" Registered {") {
+            *run.registrations.entry(node).or_default() += 1;
+        } else if ["ConflictSuspected", "ConflictWon", "ConflictLost"]
+            .iter()
+            .any(|c| line.contains(c))
+        {
+            run.conflict_events += 1;
+        }
+    }
     cluster.stop();
     run
 }
