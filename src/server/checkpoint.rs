@@ -99,11 +99,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// A standby that becomes holder leaves the standby group.
+    /// A standby that becomes holder leaves the standby group. Why not as
+    /// `Unregistered`: a clean leave also joins a tombstone group on the
+    /// real backend (see `cluster::token::tombstone`), one more pg change
+    /// to every peer per name, and nothing reads why a standby left; in a
+    /// mass failover those changes queue in every session ahead of the
+    /// heartbeats.
     pub(super) fn leave_standbys(&self, warm: Warm<A>) {
         if let Some(reg) = warm.reg {
             self.registry
-                .unregister(reg.info(), LeaveReason::Unregistered);
+                .unregister(reg.info(), LeaveReason::InstanceDied);
         }
     }
 
