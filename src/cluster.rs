@@ -61,6 +61,7 @@ pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, M
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -116,6 +117,17 @@ struct Inner {
     /// [`ClusterNode::shutdown`]), or the application did.
     owns_server: bool,
     shared: Arc<Shared>,
+    /// The safe lookups' shared ping rounds (see [`ClusterNode::barrier`]).
+    barriers: Barriers,
+}
+
+/// Tickets of the safe lookups that asked for a ping round, and the newest
+/// one a completed round covers.
+#[derive(Default)]
+struct Barriers {
+    asked: AtomicU64,
+    /// Held while a round is out: who asks meanwhile waits for the next.
+    covered: tokio::sync::Mutex<u64>,
 }
 
 /// What the heartbeat actor and the registry share.
@@ -172,6 +184,9 @@ pub(crate) struct SharedState {
     pub(crate) learnt: u64,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
+    /// `local` by metadata, so an unregistration finds its token without a
+    /// scan of every registration of the node (thousands of names).
+    local_by_info: HashMap<RegistrationInfo, ActorId>,
     /// The newest registration seen per name, live or gone: its epoch is
     /// the highest (fencing tokens never go back), and its node is where the
     /// name was last held.
@@ -366,6 +381,7 @@ impl ClusterNode {
                 accept,
                 owns_server,
                 shared,
+                barriers: Barriers::default(),
             }),
         })
     }
@@ -475,6 +491,45 @@ impl ClusterNode {
         }
     }
 
+    /// A ping round trip to every live peer begun after this call, shared
+    /// with the safe lookups that wait meanwhile; `false` if it did not
+    /// complete by `deadline`.
+    ///
+    /// Why shared: every instance's start runs a safe lookup, and one round
+    /// of pings per lookup made the start-up of N names N rounds to every
+    /// peer, on the heartbeat's own path. A round begun after a lookup asked
+    /// proves for it what its own would have (every pg change a peer made
+    /// before answering has reached us), so the lookups that asked while a
+    /// round was out share the next one: at most two rounds per burst.
+    async fn barrier(&self, deadline: Instant) -> bool {
+        let rounds = &self.inner.barriers;
+        let ticket = rounds.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(mut covered) = tokio::time::timeout_at(deadline, rounds.covered.lock()).await else {
+            return false;
+        };
+        if *covered >= ticket {
+            return true;
+        }
+        // Every ticket handed out so far asked before this round begins.
+        let upto = rounds.asked.load(Ordering::SeqCst);
+        let barrier = self
+            .inner
+            .heartbeat
+            .call(
+                HeartbeatMsg::Barrier,
+                Some(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        tracing::debug!(ok = barrier.is_ok(), upto, "safe_lookup: barrier done");
+        match barrier {
+            Ok(ractor::rpc::CallResult::Success(())) => {
+                *covered = upto;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn add(
         &self,
         name: &str,
@@ -535,6 +590,7 @@ impl ClusterNode {
                     token.get_id(),
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
+                s.local_by_info.insert(info.clone(), token.get_id());
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))
@@ -606,16 +662,8 @@ impl Registry for ClusterNode {
                 if !self.peers_known(deadline).await {
                     return Err(not_settled());
                 }
-                let left = deadline.saturating_duration_since(Instant::now());
-                let barrier = self
-                    .inner
-                    .heartbeat
-                    .call(HeartbeatMsg::Barrier, Some(left))
-                    .await;
-                tracing::debug!(ok = barrier.is_ok(), "safe_lookup: barrier done");
-                match barrier {
-                    Ok(ractor::rpc::CallResult::Success(())) => {}
-                    _ => return Err(not_settled()),
+                if !self.barrier(deadline).await {
+                    return Err(not_settled());
                 }
                 if self.shared().lock().learnt == learnt {
                     break;
@@ -628,7 +676,7 @@ impl Registry for ClusterNode {
                 Ok(ractor::rpc::CallResult::Success(())) => {}
                 _ => return Err(not_settled()),
             }
-            self.purge_dead();
+            self.purge_dead(name);
             Ok(self.lookup(name))
         })
     }
@@ -652,11 +700,7 @@ impl Registry for ClusterNode {
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
         let token = {
             let mut s = self.shared().lock();
-            let id = s
-                .local
-                .iter()
-                .find(|(_, (i, _, _))| i == info)
-                .map(|(id, _)| *id);
+            let id = s.local_by_info.remove(info);
             let token = id
                 .and_then(|id| s.local.remove(&id))
                 .map(|(_, _, token)| token);
@@ -717,17 +761,23 @@ impl crate::registry::Transport for ClusterNode {
 }
 
 impl ClusterNode {
-    /// Unregisters our own registrations whose instance died (normally the
-    /// instance does it as it stops; this covers a kill).
-    fn purge_dead(&self) {
-        let dead: Vec<RegistrationInfo> = self
-            .shared()
-            .lock()
-            .local
-            .values()
-            .filter(|(_, instance, _)| !takes_messages(instance))
-            .map(|(info, _, _)| info.clone())
-            .collect();
+    /// Unregisters our own registrations of `name` whose instance died
+    /// (normally the instance does it as it stops; this covers a kill).
+    /// Why one name: every instance's start runs a safe lookup, and a purge
+    /// of every registration of the node made a start-up of N names cost
+    /// N² checks; pg keeps our own members by group, so this reads only
+    /// the few of `name`.
+    fn purge_dead(&self, name: &str) {
+        let tokens = pg::get_scoped_local_members(&SCOPE.to_string(), &name.to_string());
+        let dead: Vec<RegistrationInfo> = {
+            let s = self.shared().lock();
+            tokens
+                .iter()
+                .filter_map(|token| s.local.get(&token.get_id()))
+                .filter(|(_, instance, _)| !takes_messages(instance))
+                .map(|(info, _, _)| info.clone())
+                .collect()
+        };
         for info in dead {
             self.unregister(&info, LeaveReason::InstanceDied);
         }

@@ -72,6 +72,61 @@ pub struct TakeoverConfig {
     /// that would take over after a crash has stored the call's effect.
     /// Default: `None` (off). See [`SyncStandby`].
     pub sync: Option<SyncStandby>,
+    /// How many placement takeovers (a preferred node taking its names back,
+    /// state and all) the instances made from clones of this config run at
+    /// once; the others wait their turn, first come first served. Why: a
+    /// node that comes back with hundreds of names started every takeover
+    /// at once, each pausing its callers and pulling a state, and the
+    /// storm of steals, pulls and registry changes starved heartbeats and
+    /// calls alike. Why here: one config is cloned for every name a node
+    /// runs (as its event hub is), so the limit is the node's; give each
+    /// node's instances their own with [`Self::with_move_limit`].
+    /// Failovers of vacant names and explicit [`crate::TakeoverRef::takeover`]
+    /// calls are not limited. Default: 32; 0 is refused at spawn
+    /// (`ConfigErr::ZeroMoveLimit`).
+    pub move_limit: MoveLimit,
+}
+
+/// The shared permits behind [`TakeoverConfig::move_limit`]: clones share
+/// them.
+#[derive(Clone, Debug)]
+pub struct MoveLimit {
+    limit: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl MoveLimit {
+    /// At most `limit` moves at once among the holders of clones.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+        }
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Moves running now (permits out).
+    pub fn running(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
+    pub(crate) fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+}
+
+impl Default for MoveLimit {
+    fn default() -> Self {
+        Self::new(32)
+    }
 }
 
 /// Synchronous standby ([`TakeoverConfig::with_sync_standby`]): the holder
@@ -203,6 +258,7 @@ impl Default for TakeoverConfig {
             checkpoint: None,
             quorum: false,
             sync: None,
+            move_limit: MoveLimit::default(),
         }
     }
 }
@@ -261,6 +317,9 @@ impl TakeoverConfig {
                 return Err(ConfigErr::ZeroTimeout("the sync standby's ack_timeout"));
             }
         }
+        if self.move_limit.limit() == 0 {
+            return Err(ConfigErr::ZeroMoveLimit);
+        }
         Ok(())
     }
 
@@ -276,6 +335,13 @@ impl TakeoverConfig {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Sets [`Self::move_limit`]: at most `limit` placement takeovers at
+    /// once among this config and its clones (a fresh set of permits).
+    pub fn with_move_limit(mut self, limit: usize) -> Self {
+        self.move_limit = MoveLimit::new(limit);
+        self
     }
 
     /// Sets [`Self::buffer_capacity`].

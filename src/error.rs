@@ -357,6 +357,10 @@ pub enum ConfigErr {
         /// The detection time (the floor).
         detection: Duration,
     },
+    /// `TakeoverConfig::move_limit` is 0: no placement takeover could ever
+    /// start, so a returning preferred node would never get its names
+    /// back. Set it to at least 1.
+    ZeroMoveLimit,
 }
 
 impl fmt::Display for ConfigErr {
@@ -375,6 +379,10 @@ impl fmt::Display for ConfigErr {
                 "state parts of {part_bytes} bytes (plus their envelope) do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
             ),
             Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
+            Self::ZeroMoveLimit => write!(
+                f,
+                "move_limit is 0, so no placement takeover could start; set it to at least 1"
+            ),
             Self::MaxStateBelowPart { max_state, part } => write!(
                 f,
                 "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"

@@ -121,6 +121,7 @@ pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
 pub use config::NoStandby;
 pub use config::SyncStandby;
+pub use config::MoveLimit;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
 pub use error::ConfigErr;

@@ -88,6 +88,10 @@ pub(crate) enum TakeoverMessage<A: TakeoverActor> {
     TransferTick,
     /// A holder without a lease looks again whether it has one.
     LeaseTick,
+    /// A standby waiting its turn for a placement takeover got one of the
+    /// node's permits ([`crate::TakeoverConfig::move_limit`]); it holds it
+    /// while it pulls.
+    MovePermit(tokio::sync::OwnedSemaphorePermit),
     /// One of the instance's own messages, for
     /// [`crate::TakeoverActor::handle_info`]. Only
     /// [`crate::TakeoverCtx`] makes one; it has no wire form.
@@ -116,6 +120,7 @@ impl<A: TakeoverActor> std::fmt::Debug for TakeoverMessage<A> {
             Self::HandlerFailed(why) => f.debug_tuple("HandlerFailed").field(why).finish(),
             Self::TransferTick => f.write_str("TransferTick"),
             Self::LeaseTick => f.write_str("LeaseTick"),
+            Self::MovePermit(_) => f.write_str("MovePermit"),
             Self::Info(info) => f.debug_tuple("Info").field(info).finish(),
         }
     }

@@ -107,17 +107,17 @@ impl Clock {
     }
 }
 
+/// The group every standby of `name` joins: where a holder sends its
+/// checkpoints, and how the nodes behind a standby in line see that it is
+/// in line (see `phase::vacancy_turn`).
 pub(super) fn standby_name(name: &str) -> String {
     format!("{name}#standby")
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// A standby joins the standby group (only with warm or synchronous
-    /// standby on).
+    /// A standby joins the standby group. Why with warm standby off too:
+    /// the nodes behind it in placement wait for it on a vacant name.
     pub(super) async fn join_standbys(&self, state: &mut ServerState<A>) {
-        if self.config.checkpoint.is_none() && self.config.sync.is_none() {
-            return;
-        }
         if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
             return;
         }
@@ -156,11 +156,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// A standby that becomes holder leaves the standby group.
+    /// A standby that becomes holder leaves the standby group. Why not as
+    /// `Unregistered`: a clean leave also joins a tombstone group on the
+    /// real backend (see `cluster::token::tombstone`), one more pg change
+    /// to every peer per name, and nothing reads why a standby left; in a
+    /// mass failover those changes queue in every session ahead of the
+    /// heartbeats.
     pub(super) fn leave_standbys(&self, warm: Warm<A>) {
         if let Some(reg) = warm.reg {
             self.registry
-                .unregister(reg.info(), LeaveReason::Unregistered);
+                .unregister(reg.info(), LeaveReason::InstanceDied);
         }
     }
 

@@ -209,6 +209,9 @@ enum Ask {
 /// start a new one.
 pub const INSTANCE: &str = "INSTANCE";
 
+/// How many instances a node with `--names` starts at once.
+const START_AT_ONCE: usize = 64;
+
 /// One instance per name, each replaced if it fails.
 type Slots = Vec<Arc<Mutex<Option<TakeoverRef<PowerMonitor>>>>>;
 
@@ -305,11 +308,24 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     } else {
         vec![NAME.to_string()]
     };
-    let mut slots: Slots = Vec::with_capacity(names.len());
-    for global in names {
-        let slot = Arc::new(Mutex::new(None));
-        keep_instance(global, &node, &config, slot.clone()).await?;
-        slots.push(slot);
+    let slots: Slots = names.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    // Up to START_AT_ONCE instances start at once, as an application with
+    // many names would start them: one after the other, each waiting out
+    // its safe lookup, made the start-up of thousands of names take one
+    // lookup per name in a row (the node's lookups share their ping rounds
+    // when they run together).
+    let mut starting = tokio::task::JoinSet::new();
+    for (global, slot) in names.into_iter().zip(slots.iter().cloned()) {
+        if starting.len() >= START_AT_ONCE {
+            if let Some(done) = starting.join_next().await {
+                done??;
+            }
+        }
+        let (node, config) = (node.clone(), config.clone());
+        starting.spawn(async move { keep_instance(global, &node, &config, slot).await });
+    }
+    while let Some(done) = starting.join_next().await {
+        done??;
     }
     if many {
         println!("READY node={name} names={}", args.names);

@@ -78,13 +78,22 @@
 //!   `RUST_LOG=ractor_takeover=debug` for the runtime's own logs);
 //! - `FAULT_THREADS=T`: worker threads (default: the available cores);
 //! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
-//!   (drawn in one seed in three otherwise, see `generator::machine_faults`).
+//!   (drawn in one seed in three otherwise, see `generator::machine_faults`);
+//! - `FAULT_NAMES=N`: the many-names mode, N global names per schedule, the
+//!   ledger and N - 1 counters that live through the same faults and must
+//!   each end with one holder on `a` (`many_names.rs`; default 1).
 //!
 //! The long run (50 000 schedules, new seeds each time; about 6 minutes in
 //! release on 2 cores), one command:
 //!
 //! ```sh
 //! FAULT_SCHEDULES=50000 FAULT_BASE=random cargo test --release --all-features --test fault_schedules -- --nocapture
+//! ```
+//!
+//! and its many-names form (fewer schedules: each runs 50 names):
+//!
+//! ```sh
+//! FAULT_NAMES=50 FAULT_SCHEDULES=2000 FAULT_BASE=random cargo test --release --all-features --test fault_schedules -- --nocapture
 //! ```
 
 #[path = "../support/mod.rs"]
@@ -97,6 +106,7 @@ mod invariants;
 mod known_gaps;
 mod ledger;
 mod machine_seeds;
+mod many_names;
 mod regressions;
 mod replay;
 

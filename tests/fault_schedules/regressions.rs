@@ -379,25 +379,35 @@ fn known_gap_b11_a_stale_view_starts_a_second_holder() {
 /// the two holders of a detected split, B10 without quorum, B12 with it).
 /// Now `apart_or_fail` follows each side's lineage through its takeovers
 /// (`Replay::lineage`). Each seed must replay with no violation outside the
-/// known gaps, and still show the gap it does show.
+/// known gaps, and still show the gap it does show (`None`: none). Since a
+/// standby waits for the standby ahead of it in line (issue 11) the seeds
+/// take other paths: 581 and 642 showed B12 and show B10, 726 and 1080
+/// showed B10 and show no gap; 943 still shows B12.
 #[test]
 fn conflict_invariants_follow_the_state_through_takeovers() {
     for (seed, gap) in [
-        (581, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (642, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (726, KnownGap::B10AnsweredWhileApart),
-        (943, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (1080, KnownGap::B10AnsweredWhileApart),
+        (581, Some(KnownGap::B10AnsweredWhileApart)),
+        (642, Some(KnownGap::B10AnsweredWhileApart)),
+        (726, None),
+        (943, Some(KnownGap::B12QuorumOnBothEndsOfOneLink)),
+        (1080, None),
     ] {
         let run = run_seed(seed);
         if let Some(report) = run.report(false) {
             panic!("seed {seed}:\n{report}");
         }
-        assert!(
-            run.known().contains(&gap),
-            "seed {seed} no longer shows {gap}: {:?}",
-            run.known()
-        );
+        match gap {
+            Some(gap) => assert!(
+                run.known().contains(&gap),
+                "seed {seed} no longer shows {gap}: {:?}",
+                run.known()
+            ),
+            None => assert!(
+                run.known().is_empty(),
+                "seed {seed} shows {:?}",
+                run.known()
+            ),
+        }
     }
 }
 
