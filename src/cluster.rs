@@ -45,12 +45,14 @@ mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
+mod marks;
 mod store;
 mod tls;
 mod token;
 mod watcher;
 
 pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES};
+pub use marks::{TakebackHold, DRAINING_GROUP, HOLD_GROUP};
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
@@ -106,6 +108,8 @@ struct Inner {
     /// [`ClusterNode::shutdown`]), or the application did.
     owns_server: bool,
     shared: Arc<Shared>,
+    /// This node's drain marker while it drains (see `marks`).
+    drain_marker: Mutex<Option<ActorRef<marks::MarkerMsg>>>,
 }
 
 /// What the heartbeat actor and the registry share.
@@ -315,6 +319,7 @@ impl ClusterNode {
                 accept,
                 owns_server,
                 shared,
+                drain_marker: Mutex::new(None),
             }),
         })
     }
@@ -352,6 +357,105 @@ impl ClusterNode {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    /// Drains the node before it stops: every name it holds moves, by a
+    /// planned takeover with its state, to the first live node in the
+    /// name's placement that does not drain; placement moves no name here
+    /// until [`undrain`](Self::undrain). Returns once each move is
+    /// confirmed (this node's registration of the name is gone, its
+    /// successor holds) and every call this node forwarded meanwhile has
+    /// been answered (the answers travel through this process), or fails
+    /// with [`DrainErr::Incomplete`] when `timeout` passes first, saying
+    /// what did not move. The node keeps draining after either: stop it, or
+    /// call [`undrain`](Self::undrain).
+    ///
+    /// How others learn of it: a marker actor of this node in the pg group
+    /// [`DRAINING_GROUP`], which dies with the node, so a node that dies
+    /// midway leaves no mark and its names fail over as from any node that
+    /// died (see [`crate::drain`]). Only servers with a
+    /// [`crate::Placement`] move; one without stays until the node stops.
+    ///
+    /// [`DrainErr::Incomplete`]: crate::drain::DrainErr::Incomplete
+    pub async fn drain(
+        &self,
+        timeout: Duration,
+    ) -> Result<crate::drain::DrainReport, crate::drain::DrainErr> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        // The names held now: a takeover to this node that lands after the
+        // mark is a name the placement of its node did not see us drain in.
+        let names: BTreeSet<String> = self
+            .shared()
+            .lock()
+            .local
+            .values()
+            .map(|(info, _, _)| info.name.clone())
+            .collect();
+        self.mark_draining()
+            .await
+            .map_err(|e| crate::drain::DrainErr::Announce(e.to_string()))?;
+        tracing::info!(names = names.len(), "draining");
+        let report =
+            crate::drain::wait_moved(self, names.into_iter().collect(), started, deadline).await;
+        match &report {
+            Ok(r) => tracing::info!(moved = r.moved.len(), took = ?r.took, "drained"),
+            Err(e) => tracing::warn!(error = %e, "drain incomplete"),
+        }
+        report
+    }
+
+    async fn mark_draining(&self) -> Result<(), ractor::SpawnErr> {
+        if self.is_draining() {
+            return Ok(());
+        }
+        let marker = marks::start_drain(&self.inner.config.node).await?;
+        let mut slot = self
+            .inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            // Two drains at once: keep the first mark.
+            Some(_) => marker.stop(None),
+            None => *slot = Some(marker),
+        }
+        Ok(())
+    }
+
+    /// Calls a drain off: placement may move names here again.
+    pub fn undrain(&self) {
+        let marker = self
+            .inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(marker) = marker {
+            marker.stop(None);
+        }
+    }
+
+    /// Whether this node drains (its mark is set).
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Holds takeovers back on every node until the returned hold is
+    /// dropped: a standby of higher priority than its name's holder does
+    /// not take the name back meanwhile (vacant names and names on a
+    /// draining node still move). For a rolling restart: hold, then drain
+    /// and restart each node in turn, then release, so each name moves once
+    /// per restart of its holder's node instead of back to every node that
+    /// returns. Any node may hold, a client-only one too; the hold dies
+    /// with its node, so a wave whose driver crashes does not hold forever.
+    pub async fn hold_takeback(&self) -> Result<TakebackHold, ClusterErr> {
+        let marker = marks::start_hold(&self.inner.config.node).await?;
+        Ok(TakebackHold::new(marker))
     }
 
     /// Until when this node's holders may answer: the earliest, over the
@@ -609,6 +713,18 @@ impl Registry for ClusterNode {
 
     fn lease_until(&self) -> Option<Instant> {
         ClusterNode::lease_until(self)
+    }
+
+    fn draining(&self) -> BTreeSet<NodeName> {
+        let s = self.shared().lock();
+        let me = &self.inner.config.node;
+        marks::draining(|n| n == me || s.alive.contains(n))
+    }
+
+    fn takeback_held(&self) -> bool {
+        let s = self.shared().lock();
+        let me = &self.inner.config.node;
+        marks::held(|n| n == me || s.alive.contains(n))
     }
 }
 
