@@ -145,6 +145,12 @@ pub(crate) struct SharedState {
     /// Why our own tokens left their group, for the Leave event (see
     /// `token::leave_reason`); taken when the event is emitted.
     pub(crate) leaving: HashMap<ActorId, LeaveReason>,
+    /// Our tokens whose registration left, while they linger: the flag
+    /// each token reads to count the calls that still reach it, and the
+    /// token, which a drain flushes (see `crate::drain`).
+    pub(crate) lingering: HashMap<ActorId, (ActorCell, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The lingering flags of our live tokens.
+    pub(crate) linger_flags: HashMap<ActorId, Arc<std::sync::atomic::AtomicBool>>,
     /// Where `newest` is kept across restarts, if configured.
     store: Option<Arc<store::EpochStore>>,
     /// Bumped on every change of `newest`, so the store never writes an
@@ -396,13 +402,60 @@ impl ClusterNode {
             .await
             .map_err(|e| crate::drain::DrainErr::Announce(e.to_string()))?;
         tracing::info!(names = names.len(), "draining");
-        let report =
-            crate::drain::wait_moved(self, names.into_iter().collect(), started, deadline).await;
+        let names = names
+            .into_iter()
+            .filter(|n| crate::drain::moves(n))
+            .collect();
+        let mut report = crate::drain::wait_moved(self, names, started, deadline).await;
+        if report.is_ok() {
+            self.flush_callers(deadline).await;
+            let names = report.map(|r| r.moved.into_iter().map(|m| m.name).collect());
+            report = match names {
+                Ok(names) => crate::drain::wait_moved(self, names, started, deadline).await,
+                Err(e) => Err(e),
+            };
+        }
         match &report {
             Ok(r) => tracing::info!(moved = r.moved.len(), took = ?r.took, "drained"),
             Err(e) => tracing::warn!(error = %e, "drain incomplete"),
         }
         report
+    }
+
+    /// After the names moved: makes sure that every call a peer sent to
+    /// one of this node's registrations before it saw the registration
+    /// leave is counted (see `crate::drain::relay`), so that the drain waits
+    /// for its answer. A ping round trip to every live peer first: a
+    /// session delivers in order, so once a peer answers, it has applied
+    /// our registrations' leaves (it sends no more calls here) and every
+    /// call it sent before has reached this process's mailboxes. Then each
+    /// lingering token answers a flush call: it handled, and counted,
+    /// every call queued before. Bounded by `deadline`: the wait for the
+    /// answers that follows reports what is left.
+    async fn flush_callers(&self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .inner
+            .heartbeat
+            .call(HeartbeatMsg::Barrier, Some(left))
+            .await;
+        let tokens: Vec<ActorCell> = {
+            let mut s = self.shared().lock();
+            s.lingering.retain(|_, (token, _)| takes_messages(token));
+            s.lingering.values().map(|(t, _)| t.clone()).collect()
+        };
+        for token in tokens {
+            let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
+            let flush = ractor::message::SerializedMessage::Call {
+                variant: token::FLUSH.to_string(),
+                args: Vec::new(),
+                reply: tx.into(),
+                metadata: None,
+            };
+            if token.send_serialized(flush).is_ok() {
+                let _ = tokio::time::timeout_at(deadline, rx).await;
+            }
+        }
     }
 
     async fn mark_draining(&self) -> Result<(), ractor::SpawnErr> {
@@ -545,10 +598,12 @@ impl ClusterNode {
             self.shared()
                 .saw(&info)
                 .map_err(|e| RegistryErr::Backend(format!("could not keep the epoch: {e}")))?;
+            let lingering = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let args = token::TokenArgs {
                 instance: instance.clone(),
                 info: info.clone(),
                 registry: self.registry(),
+                lingering: lingering.clone(),
             };
             let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, args)
                 .await
@@ -559,6 +614,7 @@ impl ClusterNode {
                     token.get_id(),
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
+                s.linger_flags.insert(token.get_id(), lingering);
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))
@@ -677,6 +733,10 @@ impl Registry for ClusterNode {
                 .map(|(_, _, token)| token);
             if let Some(token) = &token {
                 s.leaving.insert(token.get_id(), reason.clone());
+                if let Some(flag) = s.linger_flags.remove(&token.get_id()) {
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    s.lingering.insert(token.get_id(), (token.clone(), flag));
+                }
             }
             token
         };

@@ -15,9 +15,13 @@
 //!    to a draining node, and a draining node's standbys take nothing.
 //! 3. The drain waits until no registration of this node is left (each
 //!    retiring holder unregisters once its successor confirmed the state),
-//!    then until every call this node forwarded to a new holder has been
-//!    answered back through it: those answers travel through this process,
-//!    so it must not exit before.
+//!    then until every call that reached this node and went on to a new
+//!    holder has been answered back through it: those answers travel
+//!    through this process, so it must not exit before. Calls still on
+//!    their way from peers that had not yet seen the move are counted too:
+//!    a ping round trip to every live peer proves they have arrived (a
+//!    session delivers in order), and each lingering registration token
+//!    is flushed, so it has counted what it had queued.
 //!
 //! The node then can stop. A drain is bounded by its timeout; what had not
 //! moved by then is in [`DrainErr::Incomplete`].
@@ -95,6 +99,16 @@ impl std::fmt::Display for DrainErr {
 }
 
 impl std::error::Error for DrainErr {}
+
+/// What a standby's registration of a name for warm standby is called
+/// (`"<name>#standby"`): a drain moves the names, not these (a draining
+/// node's standbys leave with the node).
+pub(crate) const STANDBY_SUFFIX: &str = "#standby";
+
+/// Whether a registration of `name` is one a drain moves.
+pub(crate) fn moves(name: &str) -> bool {
+    !name.ends_with(STANDBY_SUFFIX)
+}
 
 /// Waits, after the node announced its drain at `started`, until none of
 /// `names` has a registration on this node any more and no forwarded call

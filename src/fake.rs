@@ -525,7 +525,9 @@ impl FakeCluster {
                 .map(|n| {
                     n.view
                         .iter()
-                        .filter(|(_, regs)| regs.keys().any(|(_, at)| at == me.id()))
+                        .filter(|(name, regs)| {
+                            crate::drain::moves(name) && regs.keys().any(|(_, at)| at == me.id())
+                        })
                         .map(|(name, _)| name.clone())
                         .collect()
                 })

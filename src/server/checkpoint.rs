@@ -64,7 +64,7 @@ impl Clock {
 }
 
 fn standby_name(name: &str) -> String {
-    format!("{name}#standby")
+    format!("{name}{}", crate::drain::STANDBY_SUFFIX)
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
