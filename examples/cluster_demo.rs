@@ -511,9 +511,11 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
             ));
         }
     }
-    say(format!(
-        "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
-    ));
+    if classic {
+        say(format!(
+            "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
+        ));
+    }
     // Dropping a node process kills it (by its PID).
     drop(procs);
     me.shutdown();

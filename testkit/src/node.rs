@@ -157,6 +157,9 @@ pub struct NodeArgs {
     pub drain_timeout_ms: u64,
 }
 
+/// Printed when a SIGTERM's drain starts: `DRAINING node=<node>`.
+pub const DRAINING: &str = "DRAINING";
+
 /// Printed when a SIGTERM's drain ends, before the node exits:
 /// `DRAINED node=<node> complete=<bool> moved=<name>@<node>,.. not_moved=<n>
 /// relays=<n> took_us=<us>`.
@@ -174,7 +177,7 @@ pub fn drain_on_sigterm(node: ClusterNode, timeout: Duration) -> std::io::Result
             return;
         }
         let name = node.config().node.clone();
-        eprintln!("SIGTERM: draining {name}");
+        println!("{DRAINING} node={name}");
         let report = match node.drain(timeout).await {
             Ok(r) => r,
             Err(ractor_takeover::drain::DrainErr::Incomplete(r)) => r,
