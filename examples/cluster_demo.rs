@@ -5,10 +5,16 @@
 //! placed on `a > b > c`. This process starts the three node processes (it
 //! re-runs itself with `node`), joins as a client node and reports without
 //! pause; it SIGKILLs the holder's process (failover to `b`), restarts `a`
-//! (automatic takeover back, state carried over) and prints a timeline, then
-//! one line a script can read:
+//! (automatic takeover back, state carried over), then runs a rolling
+//! restart (SIGTERM each node in turn: it drains, its names move with their
+//! state; restart it; next, with takeovers back held meanwhile) and prints a
+//! timeline, the moves per name (`MOVES`), then one line a script can read:
 //!
 //! `RESULT takeovers=<n> failovers=<n> calls_sent=<n> calls_answered=<n> lost_in_takeover=<n> duplicated=<n> state_ok=<true|false>`
+//!
+//! (`lost_in_takeover` counts every call that failed after the failover:
+//! during the takeover back and the rolling restart.) `--scenario classic`
+//! runs the first part alone, `--scenario rolling` the rolling restart alone.
 //!
 //! One node by hand, one terminal each (same cookie, full mesh of peers):
 //!
@@ -77,6 +83,20 @@ struct DemoArgs {
     /// Mutual TLS everywhere, with a self-signed certificate made for the run.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     tls: bool,
+    /// Which part of the show: the failover and takeover back (`classic`),
+    /// the rolling restart (`rolling`), or one after the other (`all`).
+    #[arg(long, value_enum, default_value_t = Scenario::All)]
+    scenario: Scenario,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scenario {
+    /// SIGKILL the holder (failover), restart it (takeover back).
+    Classic,
+    /// SIGTERM each node in turn (a drain), restart it, next.
+    Rolling,
+    /// Both, classic first.
+    All,
 }
 
 #[tokio::main]
@@ -304,68 +324,102 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
     };
     let pause = |ms| tokio::time::sleep(Duration::from_millis(ms));
 
-    pause(1500).await;
-    collect_until(&mut calls, &|_| false);
-    let before_kill = calls.len();
-    let last_on_a = calls.iter().rev().find_map(|s| {
-        s.result
-            .as_ref()
-            .ok()
-            .filter(|r| r.node == "a")
-            .map(|r| r.total)
-    });
-    say(format!(
-        "SIGKILL node a (holder; {} reports counted there)",
-        last_on_a.unwrap_or(0)
-    ));
-    let killed_at = Instant::now();
-    if let Some(a) = procs.remove("a") {
-        a.kill();
-    }
-    wait_line!("failover to b", |n, l| n == "b" && l.contains("Failover"));
-    let mut first_on_b = None;
-    while first_on_b.is_none() {
-        pause(5).await;
+    let classic = args.scenario != Scenario::Rolling;
+    // The calls of the failover (before_kill..restart_index), whose answers
+    // may start over; every other call must be answered, once.
+    let (mut before_kill, mut restart_index) = (0, 0);
+    let (mut lost_in_failover, mut failed_in_failover) = (0, 0);
+    if classic {
+        pause(1500).await;
         collect_until(&mut calls, &|_| false);
-        first_on_b = calls[before_kill..]
-            .iter()
-            .find(|s| s.result.as_ref().is_ok_and(|r| r.node == "b"))
-            .map(|s| s.at);
-    }
-    let first_b = calls[before_kill..].iter().find_map(|s| {
-        s.result
-            .as_ref()
-            .ok()
-            .filter(|r| r.node == "b")
-            .map(|r| (s.at, r.total))
-    });
-    let (failover_ms, b_started_from) = first_b
-        .map(|(at, total)| {
-            (
-                (at.max(killed_at) - killed_at).as_secs_f64() * 1000.0,
-                total - 1,
-            )
-        })
-        .unwrap_or((f64::NAN, 0));
-    let lost_in_failover = last_on_a.unwrap_or(0).saturating_sub(b_started_from);
-    say(format!(
-        "failover: first call answered by b {failover_ms:.1} ms after the kill; b started from {b_started_from} reports, a had counted {}: {lost_in_failover} reports lost with a",
-        last_on_a.unwrap_or(0)
-    ));
-    say(if checkpoint_every > 0 {
-        format!("  (warm standby, a checkpoint every {checkpoint_every} reports: a failover loses fewer than {checkpoint_every}, plus any checkpoint on the wire)")
-    } else {
-        "  (warm standby off: a failover loses the whole state)".to_string()
-    });
+        before_kill = calls.len();
+        let last_on_a = calls.iter().rev().find_map(|s| {
+            s.result
+                .as_ref()
+                .ok()
+                .filter(|r| r.node == "a")
+                .map(|r| r.total)
+        });
+        say(format!(
+            "SIGKILL node a (holder; {} reports counted there)",
+            last_on_a.unwrap_or(0)
+        ));
+        let killed_at = Instant::now();
+        if let Some(a) = procs.remove("a") {
+            a.kill();
+        }
+        wait_line!("failover to b", |n, l| n == "b" && l.contains("Failover"));
+        let mut first_on_b = None;
+        while first_on_b.is_none() {
+            pause(5).await;
+            collect_until(&mut calls, &|_| false);
+            first_on_b = calls[before_kill..]
+                .iter()
+                .find(|s| s.result.as_ref().is_ok_and(|r| r.node == "b"))
+                .map(|s| s.at);
+        }
+        let first_b = calls[before_kill..].iter().find_map(|s| {
+            s.result
+                .as_ref()
+                .ok()
+                .filter(|r| r.node == "b")
+                .map(|r| (s.at, r.total))
+        });
+        let (failover_ms, b_started_from) = first_b
+            .map(|(at, total)| {
+                (
+                    (at.max(killed_at) - killed_at).as_secs_f64() * 1000.0,
+                    total - 1,
+                )
+            })
+            .unwrap_or((f64::NAN, 0));
+        lost_in_failover = last_on_a.unwrap_or(0).saturating_sub(b_started_from);
+        say(format!(
+            "failover: first call answered by b {failover_ms:.1} ms after the kill; b started from {b_started_from} reports, a had counted {}: {lost_in_failover} reports lost with a",
+            last_on_a.unwrap_or(0)
+        ));
+        say(if checkpoint_every > 0 {
+            format!("  (warm standby, a checkpoint every {checkpoint_every} reports: a failover loses fewer than {checkpoint_every}, plus any checkpoint on the wire)")
+        } else {
+            "  (warm standby off: a failover loses the whole state)".to_string()
+        });
 
-    pause(1500).await;
-    collect_until(&mut calls, &|_| false);
-    let restart_index = calls.len();
-    say("restart node a".into());
-    procs.insert("a", start_node("a", base, &extra, lines_tx.clone())?);
-    wait_line!("takeover back to a", |n, l| n == "a"
-        && l.contains("HandoverDone"));
-    pause(1500).await;
+        pause(1500).await;
+        collect_until(&mut calls, &|_| false);
+        restart_index = calls.len();
+        say("restart node a".into());
+        procs.insert("a", start_node("a", base, &extra, lines_tx.clone())?);
+        wait_line!("takeover back to a", |n, l| n == "a"
+            && l.contains("HandoverDone"));
+        pause(1500).await;
+        collect_until(&mut calls, &|_| false);
+        failed_in_failover = calls[before_kill..restart_index]
+            .iter()
+            .filter(|s| s.result.is_err())
+            .count();
+    }
+    if args.scenario != Scenario::Classic {
+        say("rolling restart: takeovers back held by the client until the wave is done".into());
+        let hold = me.hold_takeback().await?;
+        for name in NODES {
+            say(format!("SIGTERM node {name}: it drains"));
+            if let Some(p) = procs.remove(name) {
+                p.terminate().await;
+            }
+            wait_line!(format!("{name} drained"), |n, l| n == name
+                && l.starts_with("DRAINED"));
+            let drained = log.last().map(|(_, l)| l.clone()).unwrap_or_default();
+            say(format!("{name}: {drained}"));
+            say(format!("restart node {name}"));
+            procs.insert(name, start_node(name, base, &extra, lines_tx.clone())?);
+            wait_line!(format!("{name} ready"), |n, l| n == name
+                && l.starts_with("READY"));
+            pause(500).await;
+        }
+        hold.release();
+        say("rolling restart done; takeovers back released".into());
+    }
+    pause(1000).await;
     stop.store(true, Ordering::Relaxed);
     reporter.await?;
     collect_until(&mut calls, &|_| false);
@@ -384,44 +438,39 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
         .iter()
         .filter_map(|s| s.result.as_ref().ok())
         .collect();
-    let failed_in_failover = calls[before_kill..restart_index]
+    let after_failover = |i: usize| i < before_kill || i >= restart_index;
+    let lost_in_takeover = calls
         .iter()
-        .filter(|s| s.result.is_err())
+        .enumerate()
+        .filter(|(i, s)| after_failover(*i) && s.result.is_err())
         .count();
-    let lost_in_takeover = calls[restart_index..]
+    for (_, s) in calls
         .iter()
-        .filter(|s| s.result.is_err())
-        .count();
-    for failed in calls[restart_index..]
-        .iter()
-        .filter_map(|s| s.result.as_ref().err())
+        .enumerate()
+        .filter(|(i, s)| after_failover(*i) && s.result.is_err())
     {
-        say(format!("a call failed during the takeover: {failed}"));
-    }
-    // Every answer on one holder's lineage must count exactly one more report
-    // than the answer before it; only the failover from a to b may lose some.
-    let mut state_ok = true;
-    for pair in answered.windows(2) {
-        let (prev, next) = (pair[0], pair[1]);
-        let failover_boundary = prev.node == "a" && next.node == "b";
-        if !failover_boundary && next.total != prev.total + 1 {
-            say(format!("answer chain broken: {prev:?} then {next:?}"));
-            state_ok = false;
+        if let Err(failed) = &s.result {
+            say(format!("a call failed outside the failover: {failed}"));
         }
     }
+    // Every answer must count exactly one more report than the answer
+    // before it; only the failover from a to b may lose some.
+    let mut state_ok = true;
+    let mut prev: Option<(usize, &PowerReply)> = None;
+    for (i, s) in calls.iter().enumerate() {
+        let Ok(next) = &s.result else { continue };
+        if let Some((_, p)) = prev {
+            let failover_boundary = classic && i >= before_kill && i < restart_index;
+            if !failover_boundary && next.total != p.total + 1 {
+                say(format!("answer chain broken: {p:?} then {next:?}"));
+                state_ok = false;
+            }
+        }
+        prev = Some((i, next));
+    }
     let duplicated = final_count.duplicates;
-    let last_on_b = answered
-        .iter()
-        .rev()
-        .find(|r| r.node == "b")
-        .map(|r| r.total)
-        .unwrap_or(0);
-    let answered_on_a_after = answered
-        .iter()
-        .skip_while(|r| r.node != "b")
-        .filter(|r| r.node == "a")
-        .count() as u64;
-    state_ok &= final_count.node == "a" && final_count.total == last_on_b + answered_on_a_after;
+    let last_total = answered.last().map(|r| r.total).unwrap_or(0);
+    state_ok &= final_count.node == "a" && final_count.total == last_total;
     let count = |kind: &str, start: &str| {
         log.iter()
             .filter(|(_, l)| l.starts_with("EVENT") && l.contains(kind) && l.contains(start))
@@ -429,6 +478,28 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
     };
     let takeovers = count("HandoverDone", "");
     let failovers = count("Registered", "Failover");
+    // Moves per name, by reason, from the new holders' `Moved` events.
+    let mut moves: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (_, line) in log
+        .iter()
+        .filter(|(_, l)| l.starts_with("EVENT") && l.contains("Moved {"))
+    {
+        let reason = line
+            .split("reason: ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .unwrap_or("?");
+        *moves
+            .entry(NAME.to_string())
+            .or_default()
+            .entry(reason.to_lowercase())
+            .or_default() += 1;
+    }
+    for (name, reasons) in &moves {
+        let total: u64 = reasons.values().sum();
+        let by: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        println!("MOVES name={name} moves={total} {}", by.join(" "));
+    }
     for (kind, what) in [
         ("HandoverDone", "takeover pause"),
         ("StateTransferred", "state transfer"),
@@ -440,9 +511,11 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
             ));
         }
     }
-    say(format!(
-        "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
-    ));
+    if classic {
+        say(format!(
+            "calls failed while no node held the name (failover): {failed_in_failover}; reports lost with a's state: {lost_in_failover}"
+        ));
+    }
     // Dropping a node process kills it (by its PID).
     drop(procs);
     me.shutdown();
@@ -454,7 +527,16 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
         calls.len(),
         answered.len()
     );
-    if lost_in_takeover > 0 || duplicated > 0 || !state_ok || takeovers == 0 || failovers == 0 {
+    // The classic part takes over once and fails over once; the rolling
+    // restart moves the name once per restart of its holder's node (a, then
+    // b: a restarted does not take it back while held).
+    let drains = moves.values().flat_map(|r| r.get("drain")).sum::<u64>();
+    let moves_ok = match args.scenario {
+        Scenario::Classic => takeovers > 0 && failovers > 0,
+        Scenario::Rolling => drains == 2,
+        Scenario::All => takeovers > 0 && failovers > 0 && drains == 2,
+    };
+    if lost_in_takeover > 0 || duplicated > 0 || !state_ok || !moves_ok {
         return Err("the demo did not meet its guarantees".into());
     }
     Ok(())

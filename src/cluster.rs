@@ -52,12 +52,14 @@ mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
+mod marks;
 mod store;
 mod tls;
 mod token;
 mod watcher;
 
 pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES};
+pub use marks::{TakebackHold, DRAINING_GROUP, HOLD_GROUP};
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
@@ -117,6 +119,8 @@ struct Inner {
     /// [`ClusterNode::shutdown`]), or the application did.
     owns_server: bool,
     shared: Arc<Shared>,
+    /// This node's drain marker while it drains (see `marks`).
+    drain_marker: Mutex<Option<ActorRef<marks::MarkerMsg>>>,
     /// The safe lookups' shared ping rounds (see [`ClusterNode::barrier`]).
     barriers: Barriers,
 }
@@ -194,6 +198,12 @@ pub(crate) struct SharedState {
     /// Why our own tokens left their group, for the Leave event (see
     /// `token::leave_reason`); taken when the event is emitted.
     pub(crate) leaving: HashMap<ActorId, LeaveReason>,
+    /// Our tokens whose registration left, while they linger: the flag
+    /// each token reads to count the calls that still reach it, and the
+    /// token, which a drain flushes (see `crate::drain`).
+    pub(crate) lingering: HashMap<ActorId, (ActorCell, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The lingering flags of our live tokens.
+    pub(crate) linger_flags: HashMap<ActorId, Arc<std::sync::atomic::AtomicBool>>,
     /// Where `newest` is kept across restarts, if configured.
     store: Option<Arc<store::EpochStore>>,
     /// Bumped on every change of `newest`, so the store never writes an
@@ -382,6 +392,7 @@ impl ClusterNode {
                 owns_server,
                 shared,
                 barriers: Barriers::default(),
+                drain_marker: Mutex::new(None),
             }),
         })
     }
@@ -420,6 +431,152 @@ impl ClusterNode {
 
     fn shared(&self) -> &Shared {
         &self.inner.shared
+    }
+
+    /// Drains the node before it stops: every name it holds moves, by a
+    /// planned takeover with its state, to the first live node in the
+    /// name's placement that does not drain; placement moves no name here
+    /// until [`undrain`](Self::undrain). Returns once each move is
+    /// confirmed (this node's registration of the name is gone, its
+    /// successor holds) and every call this node forwarded meanwhile has
+    /// been answered (the answers travel through this process), or fails
+    /// with [`DrainErr::Incomplete`] when `timeout` passes first, saying
+    /// what did not move. The node keeps draining after either: stop it, or
+    /// call [`undrain`](Self::undrain).
+    ///
+    /// How others learn of it: a marker actor of this node in the pg group
+    /// [`DRAINING_GROUP`], which dies with the node, so a node that dies
+    /// midway leaves no mark and its names fail over as from any node that
+    /// died (see [`crate::drain`]). Only servers with a
+    /// [`crate::Placement`] move; one without stays until the node stops.
+    ///
+    /// [`DrainErr::Incomplete`]: crate::drain::DrainErr::Incomplete
+    pub async fn drain(
+        &self,
+        timeout: Duration,
+    ) -> Result<crate::drain::DrainReport, crate::drain::DrainErr> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        // The names held now: a takeover to this node that lands after the
+        // mark is a name the placement of its node did not see us drain in.
+        let names: BTreeSet<String> = self
+            .shared()
+            .lock()
+            .local
+            .values()
+            .map(|(info, _, _)| info.name.clone())
+            .collect();
+        self.mark_draining()
+            .await
+            .map_err(|e| crate::drain::DrainErr::Announce(e.to_string()))?;
+        tracing::info!(names = names.len(), "draining");
+        let names = names
+            .into_iter()
+            .filter(|n| crate::drain::moves(n))
+            .collect();
+        let mut report = crate::drain::wait_moved(self, names, started, deadline).await;
+        if report.is_ok() {
+            self.flush_callers(deadline).await;
+            let names = report.map(|r| r.moved.into_iter().map(|m| m.name).collect());
+            report = match names {
+                Ok(names) => crate::drain::wait_moved(self, names, started, deadline).await,
+                Err(e) => Err(e),
+            };
+        }
+        match &report {
+            Ok(r) => tracing::info!(moved = r.moved.len(), took = ?r.took, "drained"),
+            Err(e) => tracing::warn!(error = %e, "drain incomplete"),
+        }
+        report
+    }
+
+    /// After the names moved: makes sure that every call a peer sent to
+    /// one of this node's registrations before it saw the registration
+    /// leave is counted (see `crate::drain::relay`), so that the drain waits
+    /// for its answer. A ping round trip to every live peer first: a
+    /// session delivers in order, so once a peer answers, it has applied
+    /// our registrations' leaves (it sends no more calls here) and every
+    /// call it sent before has reached this process's mailboxes. Then each
+    /// lingering token answers a flush call: it handled, and counted,
+    /// every call queued before. Bounded by `deadline`: the wait for the
+    /// answers that follows reports what is left.
+    async fn flush_callers(&self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self
+            .inner
+            .heartbeat
+            .call(HeartbeatMsg::Barrier, Some(left))
+            .await;
+        let tokens: Vec<ActorCell> = {
+            let mut s = self.shared().lock();
+            s.lingering.retain(|_, (token, _)| takes_messages(token));
+            s.lingering.values().map(|(t, _)| t.clone()).collect()
+        };
+        for token in tokens {
+            let (tx, rx) = ractor::concurrency::oneshot::<Vec<u8>>();
+            let flush = ractor::message::SerializedMessage::Call {
+                variant: token::FLUSH.to_string(),
+                args: Vec::new(),
+                reply: tx.into(),
+                metadata: None,
+            };
+            if token.send_serialized(flush).is_ok() {
+                let _ = tokio::time::timeout_at(deadline, rx).await;
+            }
+        }
+    }
+
+    async fn mark_draining(&self) -> Result<(), ractor::SpawnErr> {
+        if self.is_draining() {
+            return Ok(());
+        }
+        let marker = marks::start_drain(&self.inner.config.node).await?;
+        let mut slot = self
+            .inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            // Two drains at once: keep the first mark.
+            Some(_) => marker.stop(None),
+            None => *slot = Some(marker),
+        }
+        Ok(())
+    }
+
+    /// Calls a drain off: placement may move names here again.
+    pub fn undrain(&self) {
+        let marker = self
+            .inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(marker) = marker {
+            marker.stop(None);
+        }
+    }
+
+    /// Whether this node drains (its mark is set).
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .drain_marker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Holds takeovers back on every node until the returned hold is
+    /// dropped: a standby of higher priority than its name's holder does
+    /// not take the name back meanwhile (vacant names and names on a
+    /// draining node still move). For a rolling restart: hold, then drain
+    /// and restart each node in turn, then release, so each name moves once
+    /// per restart of its holder's node instead of back to every node that
+    /// returns. Any node may hold, a client-only one too; the hold dies
+    /// with its node, so a wave whose driver crashes does not hold forever.
+    pub async fn hold_takeback(&self) -> Result<TakebackHold, ClusterErr> {
+        let marker = marks::start_hold(&self.inner.config.node).await?;
+        Ok(TakebackHold::new(marker))
     }
 
     /// Until when this node's holders may answer: the earliest, over the
@@ -576,10 +733,12 @@ impl ClusterNode {
             self.shared()
                 .saw(&info)
                 .map_err(|e| RegistryErr::Backend(format!("could not keep the epoch: {e}")))?;
+            let lingering = Arc::new(std::sync::atomic::AtomicBool::new(false));
             let args = token::TokenArgs {
                 instance: instance.clone(),
                 info: info.clone(),
                 registry: self.registry(),
+                lingering: lingering.clone(),
             };
             let (token, _) = Actor::spawn(Some(token::actor_name(&info)), Token, args)
                 .await
@@ -591,6 +750,7 @@ impl ClusterNode {
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
                 s.local_by_info.insert(info.clone(), token.get_id());
+                s.linger_flags.insert(token.get_id(), lingering);
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))
@@ -706,6 +866,10 @@ impl Registry for ClusterNode {
                 .map(|(_, _, token)| token);
             if let Some(token) = &token {
                 s.leaving.insert(token.get_id(), reason.clone());
+                if let Some(flag) = s.linger_flags.remove(&token.get_id()) {
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    s.lingering.insert(token.get_id(), (token.clone(), flag));
+                }
             }
             token
         };
@@ -742,6 +906,18 @@ impl Registry for ClusterNode {
 
     fn lease_until(&self) -> Option<Instant> {
         ClusterNode::lease_until(self)
+    }
+
+    fn draining(&self) -> BTreeSet<NodeName> {
+        let s = self.shared().lock();
+        let me = &self.inner.config.node;
+        marks::draining(|n| n == me || s.alive.contains(n))
+    }
+
+    fn takeback_held(&self) -> bool {
+        let s = self.shared().lock();
+        let me = &self.inner.config.node;
+        marks::held(|n| n == me || s.alive.contains(n))
     }
 }
 

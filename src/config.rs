@@ -73,7 +73,7 @@ pub struct TakeoverConfig {
     /// Default: `None` (off). See [`SyncStandby`].
     pub sync: Option<SyncStandby>,
     /// How many placement takeovers (a preferred node taking its names back,
-    /// state and all) the instances made from clones of this config run at
+    /// state and all, or a standby taking a name off a draining node) the instances made from clones of this config run at
     /// once; the others wait their turn, first come first served. Why: a
     /// node that comes back with hundreds of names started every takeover
     /// at once, each pausing its callers and pulling a state, and the

@@ -197,6 +197,46 @@ pub enum EventKind {
     /// The lease is back; the held calls are served (unless a newer holder
     /// showed meanwhile).
     LeaseRegained,
+    /// The name moved to this instance (published by the new holder, after
+    /// its [`EventKind::Registered`], or by a split-brain winner): from
+    /// where, and why. One per move, so counting them counts moves.
+    Moved {
+        /// The node that held the name before, if one is known.
+        from: Option<NodeName>,
+        /// Why it moved.
+        reason: MoveReason,
+    },
+}
+
+/// Why a name moved ([`EventKind::Moved`], [`crate::status::LastMove`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum MoveReason {
+    /// The holder's node drained (`ClusterNode::drain`): a planned takeover
+    /// to the next live node in priority.
+    Drain,
+    /// Placement: a standby of higher priority than the holder's node took
+    /// the name back.
+    Placement,
+    /// The holder went away (its node died or hung, or it stopped).
+    Failover,
+    /// Two holders met after a partition; this one won.
+    Conflict,
+    /// Someone asked for it ([`crate::TakeoverRef::takeover`] or
+    /// [`crate::TakeoverRef::failover`]).
+    Requested,
+}
+
+impl std::fmt::Display for MoveReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MoveReason::Drain => "drain",
+            MoveReason::Placement => "placement",
+            MoveReason::Failover => "failover",
+            MoveReason::Conflict => "conflict",
+            MoveReason::Requested => "requested",
+        })
+    }
 }
 
 /// Where instances publish their [`TakeoverEvent`]s. Cheap to clone; share one

@@ -146,7 +146,24 @@ enum Op {
         newest: Vec<RegistrationInfo>,
         /// The sender restarted: what it no longer has died with it.
         restarted: bool,
+        /// The sender's own marks (drain, holds).
+        marks: Marks,
     },
+    /// The sender's own marks changed.
+    Marks {
+        from: NodeName,
+        marks: Marks,
+    },
+}
+
+/// The marks a node sets for the whole cluster: it drains, it holds
+/// takeovers back (as many holds as it took). On a real node each is a
+/// marker actor in pg (`cluster::marks`); here they travel on the links as
+/// registry changes do, and die with their node as pg's proxies do.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) draining: bool,
+    pub(crate) holds: u32,
 }
 
 fn pair(a: &NodeName, b: &NodeName) -> Link {
@@ -292,6 +309,7 @@ impl FakeCluster {
                 from: from.clone(),
                 entries,
                 newest: w.nodes[from].newest(),
+                marks: w.nodes[from].own,
                 restarted: false,
             };
             self.enqueue(&mut w, from, to, ItemKind::Op(sync));
@@ -329,6 +347,8 @@ impl FakeCluster {
             }
             n.in_flight = 0;
             n.fencing.clear();
+            n.own = Marks::default();
+            n.marks.clear();
             n.changed();
             std::mem::take(&mut n.attached)
         };
@@ -388,6 +408,7 @@ impl FakeCluster {
             from: peer.clone(),
             entries: w.nodes[peer].entries_of(peer),
             newest: w.nodes[peer].newest(),
+            marks: w.nodes[peer].own,
             restarted: false,
         };
         self.enqueue(w, peer, node, ItemKind::Op(sync));
@@ -395,6 +416,7 @@ impl FakeCluster {
             from: node.clone(),
             entries: w.nodes[node].entries_of(node),
             newest: w.nodes[node].newest(),
+            marks: w.nodes[node].own,
             restarted: true,
         };
         self.enqueue(w, node, peer, ItemKind::Op(hello));
@@ -440,6 +462,79 @@ impl FakeCluster {
             .nodes
             .get(&NodeName::new(node))
             .map_or(0, |n| n.watchers.delivered())
+    }
+
+    /// Marks `node` as draining (or not): placement on every node it
+    /// reaches moves its names away and none to it. See
+    /// [`FakeCluster::drain`].
+    pub fn set_draining(&self, node: &str, draining: bool) {
+        self.set_marks(node, |m| m.draining = draining);
+    }
+
+    /// Holds takeovers back, as `ClusterNode::hold_takeback` does, on
+    /// behalf of `node` until [`FakeCluster::release_takeback`]; dies with
+    /// `node` if it crashes.
+    pub fn hold_takeback(&self, node: &str) {
+        self.set_marks(node, |m| m.holds += 1);
+    }
+
+    /// Releases one hold of `node`'s.
+    pub fn release_takeback(&self, node: &str) {
+        self.set_marks(node, |m| m.holds = m.holds.saturating_sub(1));
+    }
+
+    fn set_marks(&self, node: &str, change: impl FnOnce(&mut Marks)) {
+        let id = NodeName::new(node);
+        let mut w = self.world();
+        let marks = {
+            let Some(n) = w.nodes.get_mut(&id).filter(|n| n.up) else {
+                return;
+            };
+            let before = n.own;
+            change(&mut n.own);
+            let after = n.own;
+            n.marks_changed(&id, before, after);
+            n.changed();
+            after
+        };
+        tracing::info!(node, ?marks, "--- marks");
+        let peers: Vec<NodeName> = w.nodes.keys().filter(|p| **p != id).cloned().collect();
+        for peer in peers {
+            let op = Op::Marks {
+                from: id.clone(),
+                marks,
+            };
+            self.enqueue(&mut w, &id, &peer, ItemKind::Op(op));
+        }
+    }
+
+    /// Drains `node` as `ClusterNode::drain` does: marks it draining, then
+    /// waits until each name it holds has moved and every call it forwarded
+    /// was answered, or `timeout`.
+    pub async fn drain(
+        &self,
+        node: &str,
+        timeout: Duration,
+    ) -> Result<crate::drain::DrainReport, crate::drain::DrainErr> {
+        let started = Instant::now();
+        let me = self.node(node);
+        let names: Vec<String> = {
+            let w = self.world();
+            w.nodes
+                .get(me.id())
+                .map(|n| {
+                    n.view
+                        .iter()
+                        .filter(|(name, regs)| {
+                            crate::drain::moves(name) && regs.keys().any(|(_, at)| at == me.id())
+                        })
+                        .map(|(name, _)| name.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        self.set_draining(node, true);
+        crate::drain::wait_moved(&me, names, started, started + timeout).await
     }
 
     /// The holder of `name` in each up node's view.

@@ -64,7 +64,9 @@
 //!   keeps the name when a healed partition leaves two holders;
 //! - [`registry`]: the [`Registry`] trait, one node's
 //!   view of the global names, its events, epochs and node names;
-//! - [`status`]: what an instance reports about itself;
+//! - [`status`]: what an instance reports about itself, and the last move
+//!   of its name;
+//! - [`drain`]: what a node's drain reports (`ClusterNode::drain`);
 //! - [`codec`]: how a state travels (postcard by default, or a
 //!   [`StateCodec`] of your own), and
 //!   `#[serde(with = "ractor_takeover::codec::bytes")]` for big blobs;
@@ -96,6 +98,7 @@ mod client;
 pub mod cluster;
 pub mod codec;
 mod config;
+pub mod drain;
 mod error;
 pub mod event;
 #[cfg(feature = "test-util")]
@@ -119,15 +122,16 @@ pub use behaviour::TakeoverActor;
 pub use behaviour::TakeoverCtx;
 pub use client::GlobalClient;
 pub use config::CheckpointPolicy;
+pub use config::MoveLimit;
 pub use config::NoStandby;
 pub use config::SyncStandby;
-pub use config::MoveLimit;
 pub use config::TakeoverConfig;
 pub use error::CallErr;
 pub use error::ConfigErr;
 pub use error::InfoErr;
 pub use error::StateCodecErr;
 pub use error::TakeoverErr;
+pub use event::MoveReason;
 pub use message::HandoverReport;
 pub use placement::Placement;
 pub use protocol::GlobalName;

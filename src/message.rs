@@ -26,7 +26,7 @@ pub(crate) use info::OwnInfo;
 // Where the server's files have always found it.
 pub(crate) use protocol::{HandoverMsg, PartOf, ReplicaBody, ReplicaImage, ReplyErr};
 pub(crate) use routing::deliver;
-pub use status::{HandoverReport, InstanceStatus, Phase};
+pub use status::{HandoverReport, InstanceStatus, LastMove, Phase};
 
 use ractor::RpcReplyPort;
 

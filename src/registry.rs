@@ -176,6 +176,21 @@ pub enum RegistryEvent {
     NodeUp(NodeName),
     /// A peer node went down or was disconnected.
     NodeDown(NodeName),
+    /// A node started draining (`draining: true`: placement moves its names
+    /// away and moves none to it) or stopped (its drain was called off, or
+    /// it went away; see [`Registry::draining`]).
+    Draining {
+        /// The node.
+        node: NodeName,
+        /// Whether it drains now.
+        draining: bool,
+    },
+    /// A hold on takeovers back was set or released somewhere in the
+    /// cluster (see [`Registry::takeback_held`]).
+    TakebackHold {
+        /// Whether takeovers back are held now.
+        held: bool,
+    },
 }
 
 /// One node's view of the cluster-global names: the naming side of a
@@ -263,6 +278,26 @@ pub trait Registry: transport::Transport {
     /// the detection time minus a margin (`ClusterConfig::lease_margin`),
     /// and voids it after this node stalled until every peer answered again.
     fn lease_until(&self) -> Option<tokio::time::Instant>;
+
+    /// The nodes that drain in this view (this one included, if it does):
+    /// placement moves their names to the next live node in priority and
+    /// moves no name to them. Why a view of its own and not `live_nodes`:
+    /// a draining node is up and still serves (and forwards) until each of
+    /// its names has moved. A draining node that goes away drops out of it
+    /// with its registrations. The default knows none.
+    fn draining(&self) -> BTreeSet<NodeName> {
+        BTreeSet::new()
+    }
+
+    /// Whether some node of this view holds takeovers back: a standby of
+    /// higher priority than the holder's node does not take the name back
+    /// while it is set (a vacant name, or a holder that drains, still
+    /// moves). A rolling restart sets it, so that each name moves once per
+    /// restart of its holder's node, not back and forth. The hold dies with
+    /// the node that set it. The default: never held.
+    fn takeback_held(&self) -> bool {
+        false
+    }
 
     /// The newest registration of `name` this node has seen, live or gone
     /// (its epoch is the highest this node knows). An instance that starts

@@ -328,6 +328,11 @@ struct Memory {
     /// Takeovers of ours that failed in a row since we last held the name:
     /// the next try backs off by this much (see `Placement::retry_delay`).
     failed_takeovers: u32,
+    /// Why the takeover under way started (placement sets it, a `go` from
+    /// the handle says `Requested`): the `Moved` event's reason once it ends.
+    move_reason: Option<crate::MoveReason>,
+    /// The last move of the name to this instance, for its status.
+    last_move: Option<crate::status::LastMove>,
 }
 
 impl<A: TakeoverActor> ServerState<A> {
@@ -506,6 +511,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_call(state, Pending { msg, reply }).await
             }
             TakeoverMessage::Go { request, reply } => {
+                state.memory.move_reason = Some(crate::MoveReason::Requested);
                 self.on_go(myself, state, request, reply).await
             }
             TakeoverMessage::Status(reply) => {
@@ -513,6 +519,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     phase: state.stage.phase(),
                     epoch: state.epoch(),
                     node: self.registry.node().clone(),
+                    last_move: state.memory.last_move.clone(),
                 });
                 Ok(())
             }
@@ -580,6 +587,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     phase: state.stage.phase(),
                     epoch: state.epoch(),
                     node: self.registry.node().clone(),
+                    last_move: state.memory.last_move.clone(),
                 });
                 Ok(())
             }
@@ -816,9 +824,38 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         self.sync_begin(state, &start);
         tracing::info!(?start, "holder");
+        let reason = state.memory.move_reason.take();
+        let moved = match &start {
+            StartType::Normal => None,
+            StartType::Failover { from, .. } => Some((from.clone(), crate::MoveReason::Failover)),
+            StartType::Takeover { from } => {
+                Some((from.clone(), reason.unwrap_or(crate::MoveReason::Requested)))
+            }
+        };
         self.publish(state, EventKind::Registered { start });
+        if let Some((from, reason)) = moved {
+            self.moved(state, Some(from), reason);
+        }
         // A failover can land beside a holder it could not see: resolve it.
         self.check_conflict(state).await
+    }
+
+    /// The name moved to us: say so, and keep it for the status.
+    pub(super) fn moved(
+        &self,
+        state: &mut ServerState<A>,
+        from: Option<crate::NodeName>,
+        reason: crate::MoveReason,
+    ) {
+        tracing::info!(?from, %reason, "moved here");
+        if let Some(epoch) = state.epoch() {
+            state.memory.last_move = Some(crate::status::LastMove {
+                from: from.clone(),
+                reason,
+                epoch,
+            });
+        }
+        self.publish(state, EventKind::Moved { from, reason });
     }
 
     /// Whether `instance` holds any live registration of our name.

@@ -5,4 +5,5 @@
 
 pub use crate::behaviour::CheckpointInfo;
 pub use crate::message::InstanceStatus;
+pub use crate::message::LastMove;
 pub use crate::message::Phase;

@@ -65,6 +65,11 @@
 //! duplicated, names with two holders; its nodes are the test node's
 //! (`test-node --names N`, `test-node client`).
 //!
+//! The drain series is one too (`-- drain`, `drain.rs`): the time of a
+//! node's drain (SIGTERM of the test node) with 1 KiB, 1 MiB and 64 MiB
+//! states, min/median/max, and as multiples of a plain remote call's round
+//! trip in the same run.
+//!
 //! Layout: here the command line and the run; `server.rs` the benchmark
 //! server, `actors.rs` Echo and Control, `node_process.rs` the node role,
 //! `cluster.rs` the node processes and the real figures' driver, `fake.rs`,
@@ -100,6 +105,7 @@ use tokio::time::Instant;
 
 mod actors;
 mod cluster;
+mod drain;
 mod failover;
 mod fake;
 mod figures;
@@ -167,6 +173,9 @@ enum Role {
     /// The scale series: many global names on real node processes
     /// (issue 11; `scale --help`).
     Scale(scale::ScaleArgs),
+    /// The drain series: a node's drain with 1 KiB, 1 MiB and 64 MiB states
+    /// (`drain --help`).
+    Drain(drain::DrainArgs),
 }
 
 /// A node process's flags.
@@ -244,6 +253,10 @@ async fn main() -> Result<(), AnyErr> {
             role: Some(Role::Scale(args)),
             ..
         } => scale::run_scale(args).await,
+        Cli {
+            role: Some(Role::Drain(args)),
+            ..
+        } => drain::run_drain(args).await,
         Cli {
             role: Some(Role::Bench(args)),
             ..

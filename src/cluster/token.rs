@@ -82,7 +82,16 @@ pub(crate) struct TokenArgs {
     pub(crate) instance: ActorCell,
     pub(crate) info: RegistrationInfo,
     pub(crate) registry: Arc<dyn Registry>,
+    /// Set once the registration left (the token lingers): every call
+    /// that still reaches it is counted until answered (see
+    /// `crate::drain`), since its answer comes back through this process.
+    pub(crate) lingering: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// The variant of a call a drain sends a lingering token: answered at
+/// once, it proves that the token handled (and counted) every message
+/// queued before it.
+pub(crate) const FLUSH: &str = "ractor_takeover|flush";
 
 pub(crate) struct TokenMsg(SerializedMessage);
 
@@ -119,7 +128,27 @@ impl Actor for Token {
         msg: TokenMsg,
         state: &mut TokenArgs,
     ) -> Result<(), ActorProcessingErr> {
-        let Err(refused) = state.instance.send_serialized(msg.0) else {
+        let msg = match msg.0 {
+            SerializedMessage::Call { variant, reply, .. } if variant == FLUSH => {
+                let _ = reply.send(Vec::new());
+                return Ok(());
+            }
+            SerializedMessage::Call {
+                variant,
+                args,
+                reply,
+                metadata,
+            } if state.lingering.load(std::sync::atomic::Ordering::Acquire) => {
+                SerializedMessage::Call {
+                    variant,
+                    args,
+                    reply: crate::drain::relay::port(reply),
+                    metadata,
+                }
+            }
+            other => other,
+        };
+        let Err(refused) = state.instance.send_serialized(msg) else {
             return Ok(());
         };
         // The instance retired or died: it handled nothing, so a call goes

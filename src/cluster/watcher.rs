@@ -12,6 +12,7 @@ use std::sync::Arc;
 use ractor::pg::GroupChangeMessage;
 use ractor::{pg, Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use super::marks::{self, Mark};
 use super::{member_info, Shared, SCOPE};
 use crate::RegistryEvent;
 
@@ -62,6 +63,27 @@ impl Actor for Watcher {
         let SupervisionEvent::ProcessGroupChanged(change) = event else {
             return Ok(());
         };
+        match &change {
+            GroupChangeMessage::Join(scope, group, cells)
+            | GroupChangeMessage::Leave(scope, group, cells)
+                if scope == SCOPE =>
+            {
+                let joined = matches!(change, GroupChangeMessage::Join(..));
+                for cell in cells {
+                    match marks::mark_of(group, cell) {
+                        Some(Mark::Draining(node)) => shared.emit(RegistryEvent::Draining {
+                            node,
+                            draining: joined,
+                        }),
+                        Some(Mark::Hold) => shared.emit(RegistryEvent::TakebackHold {
+                            held: marks::held(|_| true),
+                        }),
+                        None => {}
+                    }
+                }
+            }
+            _ => {}
+        }
         match change {
             GroupChangeMessage::Join(scope, group, cells) if scope == SCOPE => {
                 for cell in cells {

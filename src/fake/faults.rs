@@ -195,6 +195,7 @@ impl FakeCluster {
                 from: id.clone(),
                 entries: w.nodes[&id].entries_of(&id),
                 newest: w.nodes[&id].newest(),
+                marks: w.nodes[&id].own,
                 restarted: false,
             };
             self.enqueue(&mut w, &id, &peer, ItemKind::Op(sync));
@@ -215,6 +216,7 @@ impl FakeCluster {
                 from: peer.clone(),
                 entries: w.nodes[&peer].entries_of(&peer),
                 newest: w.nodes[&peer].newest(),
+                marks: w.nodes[&peer].own,
                 restarted: false,
             };
             self.enqueue(&mut w, &peer, &id, ItemKind::Op(answer));
@@ -269,6 +271,7 @@ impl FakeCluster {
                 from: a.clone(),
                 entries: w.nodes[a].entries_of(a),
                 newest: w.nodes[a].newest(),
+                marks: w.nodes[a].own,
                 restarted: false,
             };
             self.enqueue(w, a, b, ItemKind::Op(sync));

@@ -227,6 +227,19 @@ impl Registry for FakeNode {
         }
     }
 
+    fn draining(&self) -> BTreeSet<NodeName> {
+        let w = self.cluster.world();
+        match w.nodes.get(&self.id) {
+            Some(me) if me.up => me.draining(&self.id),
+            _ => BTreeSet::new(),
+        }
+    }
+
+    fn takeback_held(&self) -> bool {
+        let w = self.cluster.world();
+        w.nodes.get(&self.id).is_some_and(|me| me.up && me.held())
+    }
+
     fn subscribe(&self) -> broadcast::Receiver<RegistryEvent> {
         let w = self.cluster.world();
         match w.nodes.get(&self.id) {

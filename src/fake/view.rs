@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use ractor::ActorCell;
 use tokio::sync::{broadcast, watch};
 
-use super::Op;
+use super::{Marks, Op};
 use crate::registry::Watchers;
 use crate::{Epoch, LeaveReason, NodeName, RegistrationInfo, RegistryEvent};
 
@@ -32,6 +32,10 @@ pub(super) struct NodeState {
     /// re-synced with it since. Its lease is void until none is left, as a
     /// real node's after a stall until every peer answered again.
     pub(super) fencing: BTreeSet<NodeName>,
+    /// This node's own marks.
+    pub(super) own: Marks,
+    /// The marks of the peers, as the links brought them.
+    pub(super) marks: BTreeMap<NodeName, Marks>,
 }
 
 impl NodeState {
@@ -48,7 +52,51 @@ impl NodeState {
             down: BTreeSet::new(),
             newest: HashMap::new(),
             fencing: BTreeSet::new(),
+            own: Marks::default(),
+            marks: BTreeMap::new(),
         }
+    }
+
+    /// The draining nodes in this view, `me` included if it drains.
+    pub(super) fn draining(&self, me: &NodeName) -> BTreeSet<NodeName> {
+        let mut out: BTreeSet<NodeName> = self
+            .marks
+            .iter()
+            .filter(|(_, m)| m.draining)
+            .map(|(n, _)| n.clone())
+            .collect();
+        if self.own.draining {
+            out.insert(me.clone());
+        }
+        out
+    }
+
+    /// Whether any node in this view holds takeovers back.
+    pub(super) fn held(&self) -> bool {
+        self.own.holds > 0 || self.marks.values().any(|m| m.holds > 0)
+    }
+
+    /// Tells the watches what a change of `node`'s marks means.
+    pub(super) fn marks_changed(&self, node: &NodeName, before: Marks, after: Marks) {
+        if before.draining != after.draining {
+            self.emit(RegistryEvent::Draining {
+                node: node.clone(),
+                draining: after.draining,
+            });
+        }
+        if (before.holds > 0) != (after.holds > 0) {
+            self.emit(RegistryEvent::TakebackHold { held: self.held() });
+        }
+    }
+
+    fn set_peer_marks(&mut self, node: &NodeName, marks: Marks) {
+        let before = self.marks.get(node).copied().unwrap_or_default();
+        if marks == Marks::default() {
+            self.marks.remove(node);
+        } else {
+            self.marks.insert(node.clone(), marks);
+        }
+        self.marks_changed(node, before, marks);
     }
 
     pub(super) fn changed(&self) {
@@ -134,6 +182,8 @@ impl NodeState {
                 self.down.insert(node.clone());
                 // A peer declared down no longer counts for the lease.
                 self.fencing.remove(&node);
+                // Its marks die with it, as its pg markers would.
+                self.set_peer_marks(&node, Marks::default());
                 self.emit(RegistryEvent::NodeDown(node));
             }
             Op::Sync {
@@ -141,7 +191,9 @@ impl NodeState {
                 entries,
                 newest,
                 restarted,
+                marks,
             } => {
+                self.set_peer_marks(&from, marks);
                 for info in &newest {
                     self.saw(info);
                 }
@@ -164,6 +216,7 @@ impl NodeState {
                 self.fencing.remove(&from);
                 self.emit(RegistryEvent::NodeUp(from));
             }
+            Op::Marks { from, marks } => self.set_peer_marks(&from, marks),
         }
         self.changed();
     }

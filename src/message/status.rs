@@ -49,4 +49,20 @@ pub struct InstanceStatus {
     pub epoch: Option<Epoch>,
     /// Its node.
     pub node: crate::NodeName,
+    /// The last time the name moved to this instance: from where, why,
+    /// under which epoch. It stays after the instance hands the name on:
+    /// the holder's is the newest.
+    pub last_move: Option<LastMove>,
+}
+
+/// One move of a name to an instance ([`InstanceStatus::last_move`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LastMove {
+    /// The node that held the name before, if known.
+    pub from: Option<crate::NodeName>,
+    /// Why the name moved.
+    pub reason: crate::event::MoveReason,
+    /// The epoch the instance held it under.
+    pub epoch: Epoch,
 }

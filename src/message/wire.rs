@@ -195,7 +195,10 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                             // on as it is, no bridge, and the answer comes
                             // from where the call goes.
                             AnswerTo::Bytes(slot) => match slot.take_port() {
-                                Some(port) => port,
+                                // Relayed and counted: the answer comes back
+                                // through this process, which a drain must
+                                // keep up until it has (see `crate::drain`).
+                                Some(port) => crate::drain::relay::port(port),
                                 None => {
                                     tracing::debug!("call answered already; not forwarded");
                                     return Err(BoxedDowncastErr);

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::RegistryEvent;
 
 /// The changes to one name in one node's view, and every peer node going up
-/// or down, in the order the view applied them ([`crate::Registry::watch`]).
+/// or down or draining, and takeovers back held or released, in the order the view applied them ([`crate::Registry::watch`]).
 /// Nothing is ever dropped for a slow reader.
 #[derive(Debug)]
 pub struct NameWatch {
@@ -78,7 +78,10 @@ impl Watchers {
                     }
                 }
             }
-            RegistryEvent::NodeUp(_) | RegistryEvent::NodeDown(_) => {
+            RegistryEvent::NodeUp(_)
+            | RegistryEvent::NodeDown(_)
+            | RegistryEvent::Draining { .. }
+            | RegistryEvent::TakebackHold { .. } => {
                 by_name.values_mut().for_each(&mut send);
                 by_name.retain(|_, txs| !txs.is_empty());
             }

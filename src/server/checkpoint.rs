@@ -111,7 +111,7 @@ impl Clock {
 /// checkpoints, and how the nodes behind a standby in line see that it is
 /// in line (see `phase::vacancy_turn`).
 pub(super) fn standby_name(name: &str) -> String {
-    format!("{name}#standby")
+    format!("{name}{}", crate::drain::STANDBY_SUFFIX)
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {

@@ -187,12 +187,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    fn merge_missed(&self, state: &ServerState<A>, loser: RegistrationInfo) {
+    fn merge_missed(&self, state: &mut ServerState<A>, loser: RegistrationInfo) {
         tracing::warn!(
             ?loser,
             "the conflict's loser never sent its state; serving without it"
         );
+        let from = loser.node.clone();
         self.publish(state, EventKind::MergeMissed { loser });
+        self.moved(state, Some(from), crate::MoveReason::Conflict);
     }
 
     /// A registry change on a holder: did the rival we settle with die?
@@ -474,6 +476,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 bytes,
             },
         );
+        self.moved(state, Some(loser.node.clone()), crate::MoveReason::Conflict);
         let to = self.registry.resolve(&loser);
         if let Some(to) = &to {
             deliver(

@@ -228,6 +228,65 @@ pub(super) fn vacancy_turn(
     }
 }
 
+/// Why a standby that sees a holder takes the name over, if it does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum MoveNow {
+    /// It stays a standby.
+    Stay,
+    /// The holder's node has lower priority than ours (a takeover back).
+    Placement,
+    /// The holder's node drains, and we are `rank`-th (from 0) in priority
+    /// order among the live nodes that do not: the `rank`-th waits `rank`
+    /// standby graces, in case the ones before it run no instance.
+    Drain {
+        /// Our place in line.
+        rank: usize,
+    },
+}
+
+/// Placement with drains and holds, on a standby that sees a holder.
+/// `members` are `(is it us, its node)`, `eligible` the live nodes that do
+/// not drain, `draining` the nodes that do, `held` whether takeovers back
+/// are held.
+///
+/// A draining node's standby never takes a name (it is about to stop). A
+/// draining holder is left for the first eligible node in priority order,
+/// whatever its priority against the holder's: a drain moves a name down as
+/// well as up. Every other registration in view must be below us or drain
+/// too, for the same reason as in [`may_take_over`] (B9). A hold stops
+/// takeovers back only: a drain must still move the name, or the node could
+/// not stop.
+pub(super) fn move_now<'a>(
+    placement: &Placement,
+    me: &NodeName,
+    members: impl Iterator<Item = (bool, &'a NodeName)> + Clone,
+    eligible: &BTreeSet<NodeName>,
+    draining: &BTreeSet<NodeName>,
+    held: bool,
+) -> MoveNow {
+    if draining.contains(me) {
+        return MoveNow::Stay;
+    }
+    let holder_drains = members
+        .clone()
+        .last()
+        .is_some_and(|(_, n)| draining.contains(n));
+    if holder_drains {
+        let others_below = members
+            .clone()
+            .all(|(ours, node)| !ours && (draining.contains(node) || placement.outranks(me, node)));
+        return match placement.order(eligible).iter().position(|n| n == me) {
+            Some(rank) if others_below => MoveNow::Drain { rank },
+            _ => MoveNow::Stay,
+        };
+    }
+    if !held && may_take_over(placement, me, members) {
+        MoveNow::Placement
+    } else {
+        MoveNow::Stay
+    }
+}
+
 // ---- Pulling --------------------------------------------------------------
 
 /// How a pull ends early.

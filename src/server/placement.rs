@@ -13,9 +13,18 @@ use super::checkpoint::Warm;
 use super::phase;
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::{
-    EventKind, GoRequest, HandoverReport, NodeName, RegistryErr, StartType, TakeoverActor,
-    TakeoverErr, TakeoverMessage,
+    EventKind, GoRequest, HandoverReport, MoveReason, NodeName, RegistryErr, StartType,
+    TakeoverActor, TakeoverErr, TakeoverMessage,
 };
+
+/// The live nodes that may take a name: those that do not drain.
+fn eligible(
+    mut live: std::collections::BTreeSet<crate::NodeName>,
+    draining: &std::collections::BTreeSet<crate::NodeName>,
+) -> std::collections::BTreeSet<crate::NodeName> {
+    live.retain(|n| !draining.contains(n));
+    live
+}
 
 /// The stage of a standby.
 pub(super) struct Standby<A: TakeoverActor> {
@@ -24,6 +33,8 @@ pub(super) struct Standby<A: TakeoverActor> {
     warm: Warm<A>,
     /// Since when the name has been vacant in our view.
     vacant_since: Option<Instant>,
+    /// Since when the holder's node has been draining in our view.
+    drain_seen: Option<Instant>,
     /// No self-initiated takeover before this (after a failed one).
     retry_at: Option<Instant>,
 }
@@ -33,6 +44,7 @@ impl<A: TakeoverActor> Default for Standby<A> {
         Self {
             warm: Warm::default(),
             vacant_since: None,
+            drain_seen: None,
             retry_at: None,
         }
     }
@@ -60,6 +72,7 @@ impl<A: TakeoverActor> Standby<A> {
         Self {
             warm,
             vacant_since: None,
+            drain_seen: None,
             retry_at,
         }
     }
@@ -93,7 +106,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             // Only the first live node in priority order registers at once;
             // the others wait their turn as standbys.
             Some(placement) => {
-                let order = placement.order(&self.registry.live_nodes());
+                let live = eligible(self.registry.live_nodes(), &self.registry.draining());
+                let order = placement.order(&live);
                 order.first() == Some(self.registry.node())
             }
             None => true,
@@ -217,17 +231,48 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let members = members
                     .iter()
                     .map(|m| (m.cell().get_id() == myself.get_id(), m.node()));
-                if phase::may_take_over(placement, &me, members) {
-                    if !self.move_permit(&myself, state) {
-                        tracing::debug!(holder = %holder.node(), "placement: waiting for a move permit");
-                        return Ok(());
+                let draining = self.registry.draining();
+                let eligible = eligible(self.registry.live_nodes(), &draining);
+                let held = self.registry.takeback_held();
+                let decision = phase::move_now(placement, &me, members, &eligible, &draining, held);
+                if !matches!(decision, phase::MoveNow::Drain { .. }) {
+                    standby.drain_seen = None;
+                }
+                match decision {
+                    phase::MoveNow::Stay => {}
+                    phase::MoveNow::Placement => {
+                        if !self.move_permit(&myself, state) {
+                            tracing::debug!(holder = %holder.node(), "placement: waiting for a move permit");
+                            return Ok(());
+                        }
+                        tracing::info!(holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
+                        state.memory.move_reason = Some(MoveReason::Placement);
+                        self.on_go(myself, state, GoRequest::Takeover, None).await?;
                     }
-                    tracing::info!(holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
-                    self.on_go(myself, state, GoRequest::Takeover, None).await?;
+                    phase::MoveNow::Drain { rank } => {
+                        // The k-th in line gives the ones before it k graces
+                        // to take the name (they may run no instance of it).
+                        let due = *standby.drain_seen.get_or_insert(now)
+                            + placement.standby_grace * rank as u32;
+                        if now < due {
+                            self.timer(state, due - now, TakeoverMessage::PlacementTick);
+                            return Ok(());
+                        }
+                        // A drain of hundreds of names is a storm of moves
+                        // as a return is: it waits its turn the same way.
+                        if !self.move_permit(&myself, state) {
+                            tracing::debug!(holder = %holder.node(), "placement: waiting for a move permit");
+                            return Ok(());
+                        }
+                        tracing::info!(holder = %holder.node(), "placement: the holder's node drains; taking over");
+                        state.memory.move_reason = Some(MoveReason::Drain);
+                        self.on_go(myself, state, GoRequest::Takeover, None).await?;
+                    }
                 }
             }
             None => {
-                let live = self.registry.live_nodes();
+                // A draining node takes no vacant name, and is not waited for.
+                let live = eligible(self.registry.live_nodes(), &self.registry.draining());
                 let vacant_since = *standby.vacant_since.get_or_insert(now);
                 // The nodes running a standby of the name (live ones only:
                 // a view ignores the members of a node it counts down).

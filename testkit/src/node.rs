@@ -13,6 +13,9 @@
 //! Either way it answers a `holders` line on its stdin with one line saying
 //! which of its names it holds (see [`HOLDERS`]), which is how a test counts
 //! names with two holders without trusting anyone's view of the registry.
+//!
+//! On SIGTERM it drains ([`drain_on_sigterm`]): its names move to the next
+//! live node in priority, it prints one [`DRAINED`] line, and it exits.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -168,6 +171,58 @@ pub struct NodeArgs {
     /// instead of the power monitor.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub locks: bool,
+    /// On SIGTERM, how long the node drains (`ClusterNode::drain`) before
+    /// it exits anyway.
+    #[arg(long, default_value_t = 30_000)]
+    pub drain_timeout_ms: u64,
+}
+
+/// Printed when a SIGTERM's drain starts: `DRAINING node=<node>`.
+pub const DRAINING: &str = "DRAINING";
+
+/// Printed when a SIGTERM's drain ends, before the node exits:
+/// `DRAINED node=<node> complete=<bool> moved=<name>@<node>,.. not_moved=<n>
+/// relays=<n> took_us=<us>`.
+pub const DRAINED: &str = "DRAINED";
+
+/// On SIGTERM: drain the node (its names move to the next live node in
+/// priority, with their state), say how it went, stop the node and exit,
+/// as a node stopped for a deploy should. Why exit 0 even when the drain
+/// did not complete: the names that did not move fail over, as from a node
+/// that died, and the supervisor asked for a stop, not a retry.
+pub fn drain_on_sigterm(node: ClusterNode, timeout: Duration) -> std::io::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        if term.recv().await.is_none() {
+            return;
+        }
+        let name = node.config().node.clone();
+        println!("{DRAINING} node={name}");
+        let report = match node.drain(timeout).await {
+            Ok(r) => r,
+            Err(ractor_takeover::drain::DrainErr::Incomplete(r)) => r,
+            Err(e) => {
+                eprintln!("drain failed: {e}");
+                std::process::exit(1);
+            }
+        };
+        let moved: Vec<String> = report
+            .moved
+            .iter()
+            .map(|m| format!("{}@{}", m.name, m.to.node))
+            .collect();
+        println!(
+            "{DRAINED} node={name} complete={} moved={} not_moved={} relays={} took_us={}",
+            report.is_complete(),
+            moved.join(","),
+            report.not_moved.len(),
+            report.relays_in_flight,
+            report.took.as_micros()
+        );
+        node.shutdown();
+        std::process::exit(0);
+    });
+    Ok(())
 }
 
 /// The global name of service `i` of a node started with `--names`.
@@ -270,6 +325,7 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     } else {
         ClusterNode::start(config).await?
     };
+    drain_on_sigterm(node.clone(), Duration::from_millis(args.drain_timeout_ms))?;
     let placement = Placement::parse(&args.placement)
         .with_failover_delay(Duration::from_millis(args.failover_delay_ms));
     let config = TakeoverConfig::default()

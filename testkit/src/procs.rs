@@ -299,6 +299,22 @@ impl NodeProc {
         stdin.flush()
     }
 
+    /// SIGTERM (the test node drains, then exits), and wait until the
+    /// process has exited by itself; panics if it has not within the
+    /// polling deadline of [`wait_for`].
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        tracing::info!("--- SIGTERM node {}", self.name);
+        signal_pid(self.pid(), "TERM").expect("kill -TERM");
+        let mut status = None;
+        let what = format!("{} exits after its SIGTERM", self.name);
+        wait_for(&what, || {
+            status = self.child.try_wait().ok().flatten();
+            status.is_some()
+        })
+        .await;
+        status.expect("an exit status")
+    }
+
     /// SIGKILL, and wait for the process to be gone.
     pub fn kill(mut self) {
         tracing::info!("--- SIGKILL node {}", self.name);

@@ -256,6 +256,115 @@ fn regression_b9_a_standby_between_two_holders_stays_put() {
     assert!(!may_take_over(&placement, &b, members.into_iter()));
 }
 
+fn set(nodes: &[&str]) -> BTreeSet<NodeName> {
+    nodes.iter().map(|n| node(n)).collect()
+}
+
+/// A drain hands a name to the first live node in priority order that does
+/// not drain, up or down; the next ones wait their turn; a draining node's
+/// standby never takes a name.
+#[test]
+fn a_draining_holder_is_left_to_the_first_eligible_node() {
+    let placement = Placement::parse("a > b > c");
+    let (a, b, c) = (node("a"), node("b"), node("c"));
+    let drains_a = set(&["a"]);
+    let eligible = set(&["b", "c"]);
+    let holder_a = [(false, &a)];
+    assert_eq!(
+        move_now(
+            &placement,
+            &b,
+            holder_a.into_iter(),
+            &eligible,
+            &drains_a,
+            false
+        ),
+        MoveNow::Drain { rank: 0 }
+    );
+    assert_eq!(
+        move_now(
+            &placement,
+            &c,
+            holder_a.into_iter(),
+            &eligible,
+            &drains_a,
+            false
+        ),
+        MoveNow::Drain { rank: 1 }
+    );
+    // Down the order too: c drains, a higher node a takes it (a hold does
+    // not stop a drain).
+    let drains_c = set(&["c"]);
+    let holder_c = [(false, &c)];
+    assert_eq!(
+        move_now(
+            &placement,
+            &a,
+            holder_c.into_iter(),
+            &set(&["a", "b"]),
+            &drains_c,
+            true
+        ),
+        MoveNow::Drain { rank: 0 }
+    );
+    // The draining node's own standby stays, even above the holder.
+    assert_eq!(
+        move_now(
+            &placement,
+            &a,
+            holder_c.into_iter(),
+            &set(&["b"]),
+            &set(&["a"]),
+            false
+        ),
+        MoveNow::Stay
+    );
+}
+
+/// Placement never takes a name back to a draining node, and a hold on
+/// takeovers back keeps a returned node of higher priority from moving the
+/// name again in the middle of a restart wave.
+#[test]
+fn no_takeover_back_to_a_draining_node_nor_while_held() {
+    let placement = Placement::parse("a > b > c");
+    let (a, b) = (node("a"), node("b"));
+    let holder_b = [(false, &b)];
+    let none = BTreeSet::new();
+    assert_eq!(
+        move_now(
+            &placement,
+            &a,
+            holder_b.into_iter(),
+            &set(&["a", "b"]),
+            &none,
+            false
+        ),
+        MoveNow::Placement
+    );
+    assert_eq!(
+        move_now(
+            &placement,
+            &a,
+            holder_b.into_iter(),
+            &set(&["a", "b"]),
+            &none,
+            true
+        ),
+        MoveNow::Stay
+    );
+    assert_eq!(
+        move_now(
+            &placement,
+            &a,
+            holder_b.into_iter(),
+            &set(&["b"]),
+            &set(&["a"]),
+            false
+        ),
+        MoveNow::Stay
+    );
+}
+
 // ---- Pulling exits --------------------------------------------------------
 
 #[test]
