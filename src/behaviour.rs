@@ -342,10 +342,12 @@ pub trait TakeoverActor: Sized + Send + Sync + 'static {
     /// that took over from it (`to`, a successor or a split-brain winner
     /// that merged its state) confirmed, and this instance gave the name
     /// up. Close files, flush what belongs to the holder; its timers are
-    /// cancelled already. `state` is what it handed over: the instance goes
-    /// on as a standby with it (reset it here if a failover to this standby
-    /// should not start from it; a takeover back replaces it). The default
-    /// does nothing. An error fails the instance.
+    /// cancelled already. `state` is what it handed over. Afterwards the
+    /// instance goes on as a standby from the state [`TakeoverActor::init`]
+    /// made, not from this one: what it handed over is older than its
+    /// successor's state as soon as the successor serves, so a failover to
+    /// this standby (without a newer checkpoint) must not start from it.
+    /// The default does nothing. An error fails the instance.
     ///
     /// With synchronous standby, what this hook leaves in `state` is kept
     /// as this standby's copy of the state its successor started from, and

@@ -203,8 +203,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
 /// The span every log line of one instance carries.
 fn instance_span(name: &str, node: &crate::NodeName, epoch: Option<Epoch>) -> tracing::Span {
     match epoch {
-        Some(epoch) => tracing::info_span!("takeover", %name, %node, epoch),
-        None => tracing::info_span!("takeover", %name, %node),
+        // A root span: made while the old epoch's span is entered, it would
+        // nest under it, one level deeper per epoch.
+        Some(epoch) => tracing::info_span!(parent: None, "takeover", %name, %node, epoch),
+        None => tracing::info_span!(parent: None, "takeover", %name, %node),
     }
 }
 

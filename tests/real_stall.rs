@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::registry::{Registry, RegistryEvent};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, signal_pid, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
 use tokio::time::Instant;
 
 const COOKIE: &str = "real-stall-test";
@@ -57,21 +57,36 @@ async fn a_stalled_node_suspects_itself_first() {
     let mut events = x.subscribe();
 
     tracing::info!("--- stop this whole process for {STALL:?}");
-    // The fault itself, not a wait: the helper resumes us after the stall.
+    // The fault itself, not a wait: a helper process stops us, and resumes
+    // us after the stall. Why the helper sends the stop too, and why we
+    // watch our own clock for it: a SIGSTOP takes effect when some thread
+    // of ours next runs, which may be after a `kill` we ran ourselves has
+    // returned (CI saw this thread go on for a moment). The instant before
+    // the gap is the last one before the stop.
     let me = std::process::id();
     let mut helper = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!("sleep {}; kill -CONT {me}", STALL.as_secs()))
+        .arg(format!(
+            "kill -STOP {me}; sleep {}; kill -CONT {me}",
+            STALL.as_secs()
+        ))
         .spawn()
-        .expect("the helper that resumes us");
-    let stopping = Instant::now();
-    signal_pid(me, "STOP").expect("stop this process");
-    let resumed = Instant::now();
+        .expect("the helper that stops and resumes us");
+    let began = Instant::now();
+    let mut stopping = began;
+    let resumed = loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let now = Instant::now();
+        if now.duration_since(stopping) > STALL / 2 {
+            break now;
+        }
+        assert!(
+            now.duration_since(began) < STALL * 4,
+            "the process was never stopped"
+        );
+        stopping = now;
+    };
     let _ = helper.wait();
-    assert!(
-        resumed.duration_since(stopping) > STALL / 2,
-        "the process was stopped"
-    );
 
     let mut samples = Vec::new();
     while resumed.elapsed() < Duration::from_secs(2) {

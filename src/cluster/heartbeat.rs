@@ -752,7 +752,26 @@ impl Actor for Heartbeat {
                 for cell in cells {
                     // The session closed (the OS closes a killed process's
                     // sockets at once): no need to wait for missed beats.
-                    if let Some(node) = node_of(&cell).filter(|_| !cell.get_id().is_local()) {
+                    // Unless another session to the same node is still
+                    // there: when both ends dial at once (a node resumed
+                    // from a stop finds its peer's dials queued), ractor_cluster
+                    // stops the duplicates, and their Leave may come after
+                    // the Join of the session it keeps. Taken for a close,
+                    // it left the peer down for good while its session
+                    // carried its registrations and claims: two holders that
+                    // never met (real_startup saw it).
+                    let Some(node) = node_of(&cell).filter(|_| !cell.get_id().is_local()) else {
+                        continue;
+                    };
+                    if state
+                        .peer_cells()
+                        .iter()
+                        .any(|(n, c)| *n == node && c.get_id() != cell.get_id())
+                    {
+                        tracing::debug!(peer = %node, "a duplicate session to the peer closed; another carries on");
+                        continue;
+                    }
+                    {
                         state.args.shared.lock().sessions.remove(&node);
                         declare_down(
                             &state.args.shared,
