@@ -52,12 +52,16 @@ mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
+mod liveness;
 mod store;
 mod tls;
 mod token;
 mod watcher;
 
-pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES};
+pub use config::{
+    ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RUNTIME_TIMEOUT,
+    MIN_FRAME_BYTES,
+};
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
@@ -133,6 +137,8 @@ struct Barriers {
 /// What the heartbeat actor and the registry share.
 pub(crate) struct Shared {
     pub(crate) started: Instant,
+    /// When the node's runtime last proved it runs (see `liveness`).
+    pub(crate) runtime: liveness::RuntimeClock,
     /// This process's incarnation (see `beacon::incarnation`).
     pub(crate) incarnation: u64,
     pub(crate) state: Mutex<SharedState>,
@@ -258,7 +264,7 @@ impl ClusterNode {
         // The beacon's UDP socket takes the same port number, so peers find
         // it at the address they dial.
         let port = tcp.local_addr().map_err(ClusterErr::Listen)?.port();
-        let udp = beacon::bind(port).map_err(ClusterErr::Listen)?;
+        let udp = beacon::bind(port).map_err(|source| ClusterErr::BeaconPort { port, source })?;
         // The node server's own listener cannot be turned off: loopback
         // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
@@ -319,8 +325,8 @@ impl ClusterNode {
         config: ClusterConfig,
     ) -> Result<Self, ClusterErr> {
         let state = Self::prepare(&config)?;
-        let udp = beacon::bind(config.port).map_err(ClusterErr::Listen)?;
         let port = config.port;
+        let udp = beacon::bind(port).map_err(|source| ClusterErr::BeaconPort { port, source })?;
         Self::run_on(config, state, node_server, udp, port, None, false).await
     }
 
@@ -349,8 +355,10 @@ impl ClusterNode {
         accept: Option<tokio::task::JoinHandle<()>>,
         owns_server: bool,
     ) -> Result<Self, ClusterErr> {
+        let started = Instant::now();
         let shared = Arc::new(Shared {
-            started: Instant::now(),
+            started,
+            runtime: liveness::RuntimeClock::new(started),
             incarnation: beacon::incarnation(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,

@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::heartbeat::{self, HeartbeatMsg};
-use super::{lease, ClusterConfig, Shared};
+use super::{lease, liveness, ClusterConfig, Shared};
 use crate::NodeName;
 
 const TAG: usize = 32;
@@ -133,6 +133,7 @@ impl Beacon {
         heartbeat: ActorRef<HeartbeatMsg>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        liveness::spawn_ticker(shared.clone(), config.runtime_tick(), stop.clone());
         let mut run = Run {
             socket,
             config,
@@ -141,6 +142,7 @@ impl Beacon {
             stop: stop.clone(),
             addrs: HashMap::new(),
             pinged: HashMap::new(),
+            silent: false,
         };
         std::thread::Builder::new()
             .name(format!("ractor_takeover-beacon-{}", run.config.node))
@@ -166,6 +168,8 @@ struct Run {
     /// The newest ping seen per peer, `(incarnation, round)`: an older one
     /// (a replay) is ignored.
     pinged: HashMap<NodeName, (u64, u64)>,
+    /// The runtime is wedged: no ping, no pong (see `liveness`).
+    silent: bool,
 }
 
 impl Run {
@@ -191,7 +195,10 @@ impl Run {
                 }
                 last_tick = now;
                 next_tick = now + interval;
-                self.ping_all();
+                self.check_runtime(now);
+                if !self.silent {
+                    self.ping_all();
+                }
                 self.judge(now);
             }
             let wait = next_tick
@@ -209,6 +216,28 @@ impl Run {
                 // shows up here on Linux: nothing to do but go on.
                 Err(e) => tracing::trace!(error = %e, "beacon receive"),
             }
+        }
+    }
+
+    /// Falls silent while the node's runtime is wedged, and speaks again
+    /// once it ticks.
+    fn check_runtime(&mut self, now: Instant) {
+        let silence = self.shared.runtime.silence(now);
+        let wedged = liveness::is_wedged(silence, self.config.runtime_timeout);
+        if wedged == self.silent {
+            return;
+        }
+        self.silent = wedged;
+        if wedged {
+            tracing::error!(
+                node = %self.config.node,
+                ?silence,
+                "the node's runtime has run no task for longer than runtime_timeout: \
+                 heartbeats stop until it runs again, so peers declare this node down"
+            );
+        } else {
+            tracing::warn!(node = %self.config.node, "the node's runtime runs again: heartbeats resume");
+            heartbeat::runtime_resumed(&self.shared, &self.config, now);
         }
     }
 
@@ -287,6 +316,9 @@ impl Run {
         if beat.to != self.config.node || beat.from == self.config.node {
             return;
         }
+        // Between two ticks too: a wedge must not be answered for until the
+        // next round.
+        self.check_runtime(Instant::now());
         if beat.pong {
             heartbeat::heard(&self.shared, &self.config, &beat.from, false, beat.client);
             heartbeat::answered(
@@ -309,6 +341,11 @@ impl Run {
         *newest = (beat.inc, beat.seq);
         self.addrs.insert(beat.from.clone(), src);
         let came_up = heartbeat::heard(&self.shared, &self.config, &beat.from, true, beat.client);
+        if self.silent {
+            // Heard (the peer stays up here), not answered: a pong would
+            // tell the peer this node works while its runtime is wedged.
+            return;
+        }
         let downs = self
             .shared
             .lock()

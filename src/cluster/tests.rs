@@ -144,8 +144,10 @@ fn detector_settings_that_cannot_work_are_refused() {
 }
 
 fn shared() -> Shared {
+    let started = Instant::now();
     Shared {
-        started: Instant::now(),
+        started,
+        runtime: super::liveness::RuntimeClock::new(started),
         incarnation: 1,
         state: Mutex::new(SharedState::default()),
         events: broadcast::channel(16).0,
