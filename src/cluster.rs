@@ -25,7 +25,9 @@
 //!   A separate watcher actor turns registration changes into events. A
 //!   node whose beacon timer fires far late (the whole process stalled)
 //!   suspects itself first: it gives every peer a fresh detection window
-//!   before it judges any of them.
+//!   before it judges any of them. A node whose runtime has run no task
+//!   for [`ClusterConfig::runtime_timeout`] (wedged) falls silent on that
+//!   path, so its peers declare it down and its names fail over.
 //! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
 //!   have declared this node down, from the send times of the pings its
 //!   peers answered (see `docs/lease.md`).

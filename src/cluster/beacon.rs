@@ -14,7 +14,10 @@
 //! priority among its messages, so the separate path is a socket of our
 //! own. The OS schedules this thread on time whatever the runtime does;
 //! only a stop of the whole process (SIGSTOP, a VM pause) stops it, and
-//! that is what the stall rule is for.
+//! that is what the stall rule is for. The other side of running apart:
+//! it would answer for a runtime that is wedged for good, so it speaks
+//! only while the runtime proves it runs ([`super::liveness`]): silent
+//! after `runtime_timeout` without a tick, listening still.
 //!
 //! Each datagram carries an HMAC-SHA256 tag keyed by the cluster cookie, so
 //! a stranger cannot make a dead node look alive or forge an answer (a

@@ -73,6 +73,11 @@ pub struct ClusterArgs {
     /// and its peers count it neither for their lease nor in a safe lookup.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub client_only: bool,
+    /// How long the runtime may run no task before the failure detector
+    /// falls silent (`ClusterConfig::runtime_timeout`; default: the
+    /// crate's, 5 s).
+    #[arg(long)]
+    pub runtime_timeout_ms: Option<u64>,
     /// Seed nodes, `name@host:port`, comma-separated: members of a running
     /// cluster to join through (`ClusterConfig::with_seeds`).
     #[arg(long, value_delimiter = ',')]
@@ -97,6 +102,10 @@ impl ClusterArgs {
         };
         let config = match self.max_frame_bytes {
             Some(max) => config.with_max_frame_bytes(max),
+            None => config,
+        };
+        let config = match self.runtime_timeout_ms {
+            Some(ms) => config.with_runtime_timeout(Duration::from_millis(ms)),
             None => config,
         };
         let Some(dir) = &self.tls_dir else {
