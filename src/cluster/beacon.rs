@@ -418,6 +418,93 @@ mod tests {
         assert_eq!(open("cookie", &bytes[..10]), None);
     }
 
+    struct Sink;
+
+    impl ractor::Actor for Sink {
+        type Msg = HeartbeatMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<HeartbeatMsg>,
+            _: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A ping from `b` to `a`, round `seq`, sealed under `cookie`.
+    fn ping(cookie: &str, seq: u64) -> Vec<u8> {
+        let beat = Beat {
+            pong: false,
+            from: NodeName::new("b"),
+            to: NodeName::new("a"),
+            inc: 9,
+            seq,
+            downs: 0,
+            client: false,
+        };
+        seal(cookie, &beat).unwrap()
+    }
+
+    /// While the runtime has not ticked for longer than `runtime_timeout`,
+    /// a peer's ping is recorded (the peer stays up: this node must not
+    /// declare its live peers down and so hold a lease from nobody) but not
+    /// answered; once the runtime ticks again, pings are answered and the
+    /// lease is fenced from then.
+    #[tokio::test]
+    async fn a_wedged_runtime_listens_but_does_not_answer() {
+        use std::sync::Mutex;
+        let config = ClusterConfig::new("a", 0, "cookie");
+        let now = Instant::now();
+        let started = now - Duration::from_secs(10);
+        let shared = Arc::new(Shared {
+            started,
+            runtime: liveness::RuntimeClock::new(started),
+            incarnation: 1,
+            state: Mutex::new(Default::default()),
+            events: tokio::sync::broadcast::channel(16).0,
+            watchers: Default::default(),
+            changed: tokio::sync::watch::channel(0).0,
+        });
+        shared.lock().sessions.insert(NodeName::new("b"));
+        let (sink, _) = ractor::Actor::spawn(None, Sink, ()).await.unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let src = peer.local_addr().unwrap();
+        let mut run = Run {
+            socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            config,
+            shared: shared.clone(),
+            heartbeat: sink.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            addrs: HashMap::new(),
+            pinged: HashMap::new(),
+            silent: false,
+        };
+        let mut buf = [0u8; MAX_DATAGRAM];
+
+        run.receive(&ping("cookie", 1), src);
+        assert!(run.silent, "10 s without a tick is a wedge");
+        assert!(shared.lock().alive.contains(&NodeName::new("b")), "b is up");
+        assert!(shared.lock().arrivals.contains_key(&NodeName::new("b")));
+        // A datagram sent on loopback is in the receiver's buffer when
+        // `send_to` returns: nothing there means nothing was sent.
+        assert!(peer.recv_from(&mut buf).is_err(), "a wedged node answered");
+        assert_eq!(shared.lock().fence, None);
+
+        shared.runtime.tick(Instant::now());
+        run.receive(&ping("cookie", 2), src);
+        assert!(!run.silent, "the runtime ticked again");
+        assert!(shared.lock().fence.is_some(), "the lease is fenced");
+        let (n, _) = peer.recv_from(&mut buf).expect("a pong once it runs");
+        let pong = open("cookie", &buf[..n]).unwrap();
+        assert!(pong.pong);
+        assert_eq!(pong.seq, 2);
+        sink.stop(None);
+    }
+
     /// RFC 4231 test case 2.
     #[test]
     fn hmac_matches_rfc_4231() {
