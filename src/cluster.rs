@@ -25,7 +25,9 @@
 //!   A separate watcher actor turns registration changes into events. A
 //!   node whose beacon timer fires far late (the whole process stalled)
 //!   suspects itself first: it gives every peer a fresh detection window
-//!   before it judges any of them.
+//!   before it judges any of them. A node whose runtime has run no task
+//!   for [`ClusterConfig::runtime_timeout`] (wedged) falls silent on that
+//!   path, so its peers declare it down and its names fail over.
 //! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
 //!   have declared this node down, from the send times of the pings its
 //!   peers answered (see `docs/lease.md`).
@@ -52,13 +54,17 @@ mod guard;
 mod heartbeat;
 mod lease;
 mod listener;
+mod liveness;
 mod marks;
 mod store;
 mod tls;
 mod token;
 mod watcher;
 
-pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, MIN_FRAME_BYTES};
+pub use config::{
+    ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, DEFAULT_RUNTIME_TIMEOUT,
+    MIN_FRAME_BYTES,
+};
 pub use marks::{TakebackHold, DRAINING_GROUP, HOLD_GROUP};
 pub use tls::{ClusterTls, TlsErr};
 
@@ -137,6 +143,8 @@ struct Barriers {
 /// What the heartbeat actor and the registry share.
 pub(crate) struct Shared {
     pub(crate) started: Instant,
+    /// When the node's runtime last proved it runs (see `liveness`).
+    pub(crate) runtime: liveness::RuntimeClock,
     /// This process's incarnation (see `beacon::incarnation`).
     pub(crate) incarnation: u64,
     pub(crate) state: Mutex<SharedState>,
@@ -268,7 +276,7 @@ impl ClusterNode {
         // The beacon's UDP socket takes the same port number, so peers find
         // it at the address they dial.
         let port = tcp.local_addr().map_err(ClusterErr::Listen)?.port();
-        let udp = beacon::bind(port).map_err(ClusterErr::Listen)?;
+        let udp = beacon::bind(port).map_err(|source| ClusterErr::BeaconPort { port, source })?;
         // The node server's own listener cannot be turned off: loopback
         // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
@@ -329,8 +337,8 @@ impl ClusterNode {
         config: ClusterConfig,
     ) -> Result<Self, ClusterErr> {
         let state = Self::prepare(&config)?;
-        let udp = beacon::bind(config.port).map_err(ClusterErr::Listen)?;
         let port = config.port;
+        let udp = beacon::bind(port).map_err(|source| ClusterErr::BeaconPort { port, source })?;
         Self::run_on(config, state, node_server, udp, port, None, false).await
     }
 
@@ -359,8 +367,10 @@ impl ClusterNode {
         accept: Option<tokio::task::JoinHandle<()>>,
         owns_server: bool,
     ) -> Result<Self, ClusterErr> {
+        let started = Instant::now();
         let shared = Arc::new(Shared {
-            started: Instant::now(),
+            started,
+            runtime: liveness::RuntimeClock::new(started),
             incarnation: beacon::incarnation(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,

@@ -334,6 +334,16 @@ pub enum ConfigErr {
         /// The heartbeat interval.
         interval: Duration,
     },
+    /// `ClusterConfig::runtime_timeout` is shorter than the heartbeat
+    /// interval: an ordinary late tick of a loaded runtime would be taken
+    /// for a wedge, and the node would fall silent while it works. Raise
+    /// it (the default is 5 s).
+    RuntimeTimeoutBelowInterval {
+        /// The runtime timeout.
+        runtime_timeout: Duration,
+        /// The heartbeat interval.
+        interval: Duration,
+    },
     /// `TakeoverConfig::quorum` is on but there is no placement: quorum is
     /// a majority of the placement's nodes, so there would be no quorum
     /// check at all. Set a placement or turn quorum off.
@@ -394,6 +404,13 @@ impl fmt::Display for ConfigErr {
             Self::LeaseBelowInterval { lease, interval } => write!(
                 f,
                 "the holder lease {lease:?} is not longer than the heartbeat interval {interval:?}, so it runs out before a heartbeat can renew it; lower the lease margin or the interval, or raise the misses"
+            ),
+            Self::RuntimeTimeoutBelowInterval {
+                runtime_timeout,
+                interval,
+            } => write!(
+                f,
+                "runtime_timeout {runtime_timeout:?} is shorter than the heartbeat interval {interval:?}, so a loaded but working runtime would be taken for a wedged one; raise runtime_timeout"
             ),
             Self::QuorumWithoutPlacement => write!(
                 f,

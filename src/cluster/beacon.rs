@@ -14,7 +14,10 @@
 //! priority among its messages, so the separate path is a socket of our
 //! own. The OS schedules this thread on time whatever the runtime does;
 //! only a stop of the whole process (SIGSTOP, a VM pause) stops it, and
-//! that is what the stall rule is for.
+//! that is what the stall rule is for. The other side of running apart:
+//! it would answer for a runtime that is wedged for good, so it speaks
+//! only while the runtime proves it runs ([`super::liveness`]): silent
+//! after `runtime_timeout` without a tick, listening still.
 //!
 //! Each datagram carries an HMAC-SHA256 tag keyed by the cluster cookie, so
 //! a stranger cannot make a dead node look alive or forge an answer (a
@@ -36,7 +39,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use super::heartbeat::{self, HeartbeatMsg};
-use super::{lease, ClusterConfig, Shared};
+use super::{lease, liveness, ClusterConfig, Shared};
 use crate::NodeName;
 
 const TAG: usize = 32;
@@ -133,6 +136,7 @@ impl Beacon {
         heartbeat: ActorRef<HeartbeatMsg>,
     ) -> std::io::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
+        liveness::spawn_ticker(shared.clone(), config.runtime_tick(), stop.clone());
         let mut run = Run {
             socket,
             config,
@@ -141,6 +145,7 @@ impl Beacon {
             stop: stop.clone(),
             addrs: HashMap::new(),
             pinged: HashMap::new(),
+            silent: false,
         };
         std::thread::Builder::new()
             .name(format!("ractor_takeover-beacon-{}", run.config.node))
@@ -166,6 +171,8 @@ struct Run {
     /// The newest ping seen per peer, `(incarnation, round)`: an older one
     /// (a replay) is ignored.
     pinged: HashMap<NodeName, (u64, u64)>,
+    /// The runtime is wedged: no ping, no pong (see `liveness`).
+    silent: bool,
 }
 
 impl Run {
@@ -191,7 +198,10 @@ impl Run {
                 }
                 last_tick = now;
                 next_tick = now + interval;
-                self.ping_all();
+                self.check_runtime(now);
+                if !self.silent {
+                    self.ping_all();
+                }
                 self.judge(now);
             }
             let wait = next_tick
@@ -209,6 +219,28 @@ impl Run {
                 // shows up here on Linux: nothing to do but go on.
                 Err(e) => tracing::trace!(error = %e, "beacon receive"),
             }
+        }
+    }
+
+    /// Falls silent while the node's runtime is wedged, and speaks again
+    /// once it ticks.
+    fn check_runtime(&mut self, now: Instant) {
+        let silence = self.shared.runtime.silence(now);
+        let wedged = liveness::is_wedged(silence, self.config.runtime_timeout);
+        if wedged == self.silent {
+            return;
+        }
+        self.silent = wedged;
+        if wedged {
+            tracing::error!(
+                node = %self.config.node,
+                ?silence,
+                "the node's runtime has run no task for longer than runtime_timeout: \
+                 heartbeats stop until it runs again, so peers declare this node down"
+            );
+        } else {
+            tracing::warn!(node = %self.config.node, "the node's runtime runs again: heartbeats resume");
+            heartbeat::runtime_resumed(&self.shared, &self.config, now);
         }
     }
 
@@ -287,6 +319,9 @@ impl Run {
         if beat.to != self.config.node || beat.from == self.config.node {
             return;
         }
+        // Between two ticks too: a wedge must not be answered for until the
+        // next round.
+        self.check_runtime(Instant::now());
         if beat.pong {
             heartbeat::heard(&self.shared, &self.config, &beat.from, false, beat.client);
             heartbeat::answered(
@@ -309,6 +344,11 @@ impl Run {
         *newest = (beat.inc, beat.seq);
         self.addrs.insert(beat.from.clone(), src);
         let came_up = heartbeat::heard(&self.shared, &self.config, &beat.from, true, beat.client);
+        if self.silent {
+            // Heard (the peer stays up here), not answered: a pong would
+            // tell the peer this node works while its runtime is wedged.
+            return;
+        }
         let downs = self
             .shared
             .lock()
@@ -376,6 +416,93 @@ mod tests {
         flipped[3] ^= 1;
         assert_eq!(open("cookie", &flipped), None);
         assert_eq!(open("cookie", &bytes[..10]), None);
+    }
+
+    struct Sink;
+
+    impl ractor::Actor for Sink {
+        type Msg = HeartbeatMsg;
+        type State = ();
+        type Arguments = ();
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<HeartbeatMsg>,
+            _: (),
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            Ok(())
+        }
+    }
+
+    /// A ping from `b` to `a`, round `seq`, sealed under `cookie`.
+    fn ping(cookie: &str, seq: u64) -> Vec<u8> {
+        let beat = Beat {
+            pong: false,
+            from: NodeName::new("b"),
+            to: NodeName::new("a"),
+            inc: 9,
+            seq,
+            downs: 0,
+            client: false,
+        };
+        seal(cookie, &beat).unwrap()
+    }
+
+    /// While the runtime has not ticked for longer than `runtime_timeout`,
+    /// a peer's ping is recorded (the peer stays up: this node must not
+    /// declare its live peers down and so hold a lease from nobody) but not
+    /// answered; once the runtime ticks again, pings are answered and the
+    /// lease is fenced from then.
+    #[tokio::test]
+    async fn a_wedged_runtime_listens_but_does_not_answer() {
+        use std::sync::Mutex;
+        let config = ClusterConfig::new("a", 0, "cookie");
+        let now = Instant::now();
+        let started = now - Duration::from_secs(10);
+        let shared = Arc::new(Shared {
+            started,
+            runtime: liveness::RuntimeClock::new(started),
+            incarnation: 1,
+            state: Mutex::new(Default::default()),
+            events: tokio::sync::broadcast::channel(16).0,
+            watchers: Default::default(),
+            changed: tokio::sync::watch::channel(0).0,
+        });
+        shared.lock().sessions.insert(NodeName::new("b"));
+        let (sink, _) = ractor::Actor::spawn(None, Sink, ()).await.unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let src = peer.local_addr().unwrap();
+        let mut run = Run {
+            socket: UdpSocket::bind("127.0.0.1:0").unwrap(),
+            config,
+            shared: shared.clone(),
+            heartbeat: sink.clone(),
+            stop: Arc::new(AtomicBool::new(false)),
+            addrs: HashMap::new(),
+            pinged: HashMap::new(),
+            silent: false,
+        };
+        let mut buf = [0u8; MAX_DATAGRAM];
+
+        run.receive(&ping("cookie", 1), src);
+        assert!(run.silent, "10 s without a tick is a wedge");
+        assert!(shared.lock().alive.contains(&NodeName::new("b")), "b is up");
+        assert!(shared.lock().arrivals.contains_key(&NodeName::new("b")));
+        // A datagram sent on loopback is in the receiver's buffer when
+        // `send_to` returns: nothing there means nothing was sent.
+        assert!(peer.recv_from(&mut buf).is_err(), "a wedged node answered");
+        assert_eq!(shared.lock().fence, None);
+
+        shared.runtime.tick(Instant::now());
+        run.receive(&ping("cookie", 2), src);
+        assert!(!run.silent, "the runtime ticked again");
+        assert!(shared.lock().fence.is_some(), "the lease is fenced");
+        let (n, _) = peer.recv_from(&mut buf).expect("a pong once it runs");
+        let pong = open("cookie", &buf[..n]).unwrap();
+        assert!(pong.pong);
+        assert_eq!(pong.seq, 2);
+        sink.stop(None);
     }
 
     /// RFC 4231 test case 2.

@@ -118,7 +118,28 @@ pub struct ClusterConfig {
     /// should not also list the joining node in its `peers` (both would
     /// dial at once).
     pub seeds: Vec<PeerAddr>,
+    /// The longest this node's tokio runtime may go without running a task
+    /// before its failure detector falls silent. Default: 5 s
+    /// ([`DEFAULT_RUNTIME_TIMEOUT`]); at least one heartbeat interval.
+    ///
+    /// Why: the detector runs on a thread of its own, so that a runtime
+    /// that is merely busy is not taken for a dead one; but a runtime that
+    /// is *wedged* (every worker blocked by a task that never yields, or a
+    /// deadlock) would then be answered for forever, and no standby would
+    /// ever take its names. A task on the runtime ticks every quarter of
+    /// this (at most every heartbeat interval); when the last tick is older
+    /// than this, the detector neither sends nor answers heartbeats (it
+    /// still listens, so it declares no live peer down), peers declare the
+    /// node down by their usual rule, and standbys take its names. It
+    /// speaks again at the runtime's next tick. Set it above the longest a
+    /// handler of yours may hold every worker at once: the default leaves
+    /// room for the 3 s of `tests/real_detector_load.rs`. A failover after
+    /// a wedge takes about this plus the detection time.
+    pub runtime_timeout: Duration,
 }
+
+/// The default [`ClusterConfig::runtime_timeout`]: 5 s.
+pub const DEFAULT_RUNTIME_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl ClusterConfig {
     /// A node named `node` listening on `127.0.0.1:port` with `cookie`. The
@@ -144,7 +165,21 @@ impl ClusterConfig {
             max_detection: None,
             client_only: false,
             seeds: Vec::new(),
+            runtime_timeout: DEFAULT_RUNTIME_TIMEOUT,
         }
+    }
+
+    /// Sets [`Self::runtime_timeout`].
+    pub fn with_runtime_timeout(mut self, timeout: Duration) -> Self {
+        self.runtime_timeout = timeout;
+        self
+    }
+
+    /// How often the runtime proves it is alive to the failure detector:
+    /// a quarter of [`Self::runtime_timeout`], at most one heartbeat
+    /// interval.
+    pub(crate) fn runtime_tick(&self) -> Duration {
+        (self.runtime_timeout / 4).min(self.heartbeat_interval)
     }
 
     /// Sets [`Self::seeds`].
@@ -234,6 +269,19 @@ impl ClusterConfig {
         }
         if self.auth_timeout.is_zero() {
             return Err(ConfigErr::ZeroTimeout("auth_timeout"));
+        }
+        if self.runtime_timeout.is_zero() {
+            return Err(ConfigErr::ZeroTimeout("runtime_timeout"));
+        }
+        // The runtime also runs the session heartbeat once per interval;
+        // a bound below that takes an ordinary late tick of a loaded
+        // runtime for a wedge, and the node would fall silent and be
+        // declared down while it works.
+        if self.runtime_timeout < self.heartbeat_interval {
+            return Err(ConfigErr::RuntimeTimeoutBelowInterval {
+                runtime_timeout: self.runtime_timeout,
+                interval: self.heartbeat_interval,
+            });
         }
         if let Some(phi) = self.phi_threshold {
             if !phi.is_finite() || phi <= 0.0 {
@@ -388,6 +436,16 @@ pub enum ClusterErr {
     Config(ConfigErr),
     /// The node's TCP port could not be bound.
     Listen(std::io::Error),
+    /// The node's TCP port was free but the same port number could not be
+    /// bound for UDP, where its failure detector listens (peers send their
+    /// heartbeats to the port they dial). Usually another process holds
+    /// that UDP port: free it, or pick a port free for both TCP and UDP.
+    BeaconPort {
+        /// The port number.
+        port: u16,
+        /// Why the bind failed.
+        source: std::io::Error,
+    },
     /// `max_frame_bytes` is below [`MIN_FRAME_BYTES`].
     FrameCapTooSmall(u64),
 }
@@ -400,6 +458,10 @@ impl fmt::Display for ClusterErr {
             Self::StateDir(e) => write!(f, "could not read the node's state directory: {e}"),
             Self::Config(e) => write!(f, "the node's settings cannot work: {e}"),
             Self::Listen(e) => write!(f, "could not listen on the node's port: {e}"),
+            Self::BeaconPort { port, source } => write!(
+                f,
+                "could not bind UDP port {port} for the failure detector (the TCP port was free): {source}; free the UDP port or pick a port free for both"
+            ),
             Self::FrameCapTooSmall(max) => write!(
                 f,
                 "max_frame_bytes is {max}, below the minimum of {MIN_FRAME_BYTES}; raise it"
@@ -415,6 +477,7 @@ impl std::error::Error for ClusterErr {
             Self::StateDir(e) => Some(e),
             Self::Config(e) => Some(e),
             Self::Listen(e) => Some(e),
+            Self::BeaconPort { source, .. } => Some(source),
             Self::BadPeer(_) | Self::FrameCapTooSmall(_) => None,
         }
     }

@@ -317,6 +317,18 @@ pub(crate) fn stalled(
     shared.bump();
 }
 
+/// This node's runtime runs again after a wedge (the beacon fell silent
+/// for it: see `liveness`). Peers may have declared this node down and let
+/// a standby take its names, and the runtime has not yet read what they
+/// sent meanwhile: the lease counts only pongs to pings sent from now on,
+/// as after a stall. (The pongs before the silence have run out by now;
+/// this is the belt to that brace.)
+pub(crate) fn runtime_resumed(shared: &Shared, config: &ClusterConfig, now: Instant) {
+    tracing::debug!(node = %config.node, "runtime resumed: lease fenced until peers answer again");
+    shared.lock().fence = Some(now);
+    shared.bump();
+}
+
 pub(crate) struct Heartbeat;
 
 pub(crate) struct Args {

@@ -111,6 +111,37 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.max_detection, None);
     assert_eq!(c.effective_max_detection(), Duration::from_secs(2));
     assert!(!c.client_only);
+    assert_eq!(c.runtime_timeout, Duration::from_secs(5));
+    assert_eq!(c.runtime_timeout, DEFAULT_RUNTIME_TIMEOUT);
+    assert_eq!(c.runtime_tick(), Duration::from_millis(200));
+}
+
+/// A runtime timeout of zero, or shorter than the heartbeat interval, is
+/// refused; one interval is the least that works, and the runtime then
+/// ticks four times within it.
+#[test]
+fn runtime_timeouts_that_cannot_work_are_refused() {
+    let config = ClusterConfig::new("a", 4000, "c");
+    assert_eq!(
+        config
+            .clone()
+            .with_runtime_timeout(Duration::ZERO)
+            .validate(),
+        Err(ConfigErr::ZeroTimeout("runtime_timeout"))
+    );
+    assert_eq!(
+        config
+            .clone()
+            .with_runtime_timeout(Duration::from_millis(199))
+            .validate(),
+        Err(ConfigErr::RuntimeTimeoutBelowInterval {
+            runtime_timeout: Duration::from_millis(199),
+            interval: Duration::from_millis(200),
+        })
+    );
+    let least = config.with_runtime_timeout(Duration::from_millis(200));
+    assert_eq!(least.validate(), Ok(()));
+    assert_eq!(least.runtime_tick(), Duration::from_millis(50));
 }
 
 /// A phi threshold that is not a finite number above zero, and a ceiling
@@ -144,8 +175,10 @@ fn detector_settings_that_cannot_work_are_refused() {
 }
 
 fn shared() -> Shared {
+    let started = Instant::now();
     Shared {
-        started: Instant::now(),
+        started,
+        runtime: super::liveness::RuntimeClock::new(started),
         incarnation: 1,
         state: Mutex::new(SharedState::default()),
         events: broadcast::channel(16).0,

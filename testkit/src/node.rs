@@ -76,6 +76,11 @@ pub struct ClusterArgs {
     /// and its peers count it neither for their lease nor in a safe lookup.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub client_only: bool,
+    /// How long the runtime may run no task before the failure detector
+    /// falls silent (`ClusterConfig::runtime_timeout`; default: the
+    /// crate's, 5 s).
+    #[arg(long)]
+    pub runtime_timeout_ms: Option<u64>,
     /// Seed nodes, `name@host:port`, comma-separated: members of a running
     /// cluster to join through (`ClusterConfig::with_seeds`).
     #[arg(long, value_delimiter = ',')]
@@ -100,6 +105,10 @@ impl ClusterArgs {
         };
         let config = match self.max_frame_bytes {
             Some(max) => config.with_max_frame_bytes(max),
+            None => config,
+        };
+        let config = match self.runtime_timeout_ms {
+            Some(ms) => config.with_runtime_timeout(Duration::from_millis(ms)),
             None => config,
         };
         let Some(dir) = &self.tls_dir else {
@@ -251,11 +260,28 @@ pub const TAKEOVER: &str = "takeover";
 /// prints `HOGGED node=<node> ms=<ms>` when they are done.
 pub const HOG: &str = "hog";
 
+/// A `wedge <ms>` line on a node's stdin wedges its runtime: one task per
+/// worker thread, each blocking its thread (`std::thread::sleep` in a loop,
+/// no await, little CPU) until an [`UNWEDGE`] line comes or `<ms>` has
+/// passed, whichever is first (a bound, so that a test that dies cannot
+/// leave the node wedged for good). What a task that never yields or a
+/// deadlock does to a node. The node prints `WEDGED node=<node> t_ms=<unix
+/// ms> workers=<n>` once every worker is held (all at once), and
+/// `UNWEDGED node=<node> t_ms=<unix ms>` when they are let go. Unlike
+/// [`HOG`] it waits to be released: a test can hold the wedge for as long
+/// as its scenario needs, whatever the machine's speed.
+pub const WEDGE: &str = "wedge";
+
+/// An `unwedge` line ends a [`WEDGE`]. It is read on the stdin thread, not
+/// on the wedged runtime.
+pub const UNWEDGE: &str = "unwedge";
+
 /// What a line on stdin asks for.
 enum Ask {
     Holders,
     Takeover,
     Hog(u64),
+    Wedge(u64),
 }
 
 /// Printed once per instance a node spawns:
@@ -389,11 +415,21 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
         println!("READY node={name}");
     }
     let (queries, mut asked) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
     if args.exit_on_stdin_eof {
+        let release = release.clone();
         on_stdin_lines(move |line| {
             let ask = match line.as_str() {
                 "holders" => Ask::Holders,
                 TAKEOVER => Ask::Takeover,
+                UNWEDGE => {
+                    release.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                wedge if wedge.starts_with(WEDGE) => match wedge[WEDGE.len()..].trim().parse() {
+                    Ok(ms) => Ask::Wedge(ms),
+                    Err(_) => return,
+                },
                 hog if hog.starts_with(HOG) => match hog[HOG.len()..].trim().parse() {
                     Ok(ms) => Ask::Hog(ms),
                     Err(_) => return,
@@ -412,6 +448,10 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
             }
             Ask::Takeover => println!("{}", takeover_line(&name, &slots).await),
             Ask::Hog(ms) => hog(&name, ms),
+            Ask::Wedge(ms) => {
+                release.store(false, std::sync::atomic::Ordering::SeqCst);
+                wedge(&name, ms, release.clone());
+            }
         }
     }
     // No stdin to read: run until killed.
@@ -503,6 +543,34 @@ fn hog(node: &str, ms: u64) {
             }
             if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == workers {
                 println!("HOGGED node={node} ms={ms}");
+            }
+        });
+    }
+}
+
+/// Wedges every worker thread of this runtime (see [`WEDGE`]).
+fn wedge(node: &str, ms: u64, release: Arc<std::sync::atomic::AtomicBool>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let freed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..workers {
+        let (held, freed, release, node) = (
+            held.clone(),
+            freed.clone(),
+            release.clone(),
+            node.to_string(),
+        );
+        tokio::spawn(async move {
+            if held.fetch_add(1, SeqCst) + 1 == workers {
+                println!("WEDGED node={node} t_ms={} workers={workers}", unix_ms());
+            }
+            while !release.load(SeqCst) && std::time::Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if freed.fetch_add(1, SeqCst) + 1 == workers {
+                println!("UNWEDGED node={node} t_ms={}", unix_ms());
             }
         });
     }
