@@ -432,11 +432,6 @@ impl FakeCluster {
             .unwrap_or(0)
     }
 
-    /// Kept for tests written before every message between nodes travelled
-    /// in its wire form: that is how the fake always carries them now, so
-    /// there is nothing to switch on or off.
-    pub fn set_serialize_messages(&self, _on: bool) {}
-
     /// Whether a node that crashes keeps the newest registration it saw per
     /// name (its epochs, [`Registry::newest_seen`]), as a real node with
     /// `ClusterConfig::state_dir` does. Off by default: a crash forgets

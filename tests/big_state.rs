@@ -118,7 +118,6 @@ impl TakeoverActor for Blob {
 
 fn cluster(nodes: &[&str]) -> FakeCluster {
     let cluster = FakeCluster::new(nodes.iter().copied());
-    cluster.set_serialize_messages(true);
     cluster.set_frame_cap(Some(CAP));
     cluster
 }

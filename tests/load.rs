@@ -373,7 +373,6 @@ async fn concurrent_callers_across_repeated_takeovers() {
     let started = tokio::time::Instant::now();
 
     let cluster = FakeCluster::new(NODES);
-    cluster.set_serialize_messages(true);
     let mut delays = Vec::new();
     for from in NODES {
         for to in NODES {

@@ -80,7 +80,6 @@ async fn takeover_in_parts_moves_the_state_without_losing_a_call() {
 async fn takeover_without_losing_a_call(config: TakeoverConfig) {
     init_tracing();
     let cluster = FakeCluster::new(["a", "b", "c"]);
-    cluster.set_serialize_messages(true);
     for (x, y) in [("a", "b"), ("b", "a"), ("a", "c"), ("c", "b"), ("b", "c")] {
         cluster.set_delay(x, y, Duration::from_millis(1));
     }

@@ -116,7 +116,6 @@ struct Run {
 impl Run {
     async fn new(s: &Schedule) -> Self {
         let cluster = FakeCluster::new(NODES);
-        cluster.set_serialize_messages(s.serialize);
         cluster.set_durable(s.durable);
         cluster.set_detection_time(DETECTION);
         let mut config = TakeoverConfig::default()
