@@ -1,4 +1,7 @@
-//! Settings of one instance.
+//! Settings of one instance: [`TakeoverConfig`] (also at the crate root)
+//! and the policies it takes: [`CheckpointPolicy`] (warm standby, also at
+//! the root), [`SyncStandby`] with [`NoStandby`] (synchronous standby), and
+//! [`MoveLimit`] (how many names a node moves at once).
 
 use std::time::Duration;
 
@@ -49,7 +52,7 @@ pub struct TakeoverConfig {
     /// [`crate::TakeoverRef::failover`] calls.
     pub placement: Option<Placement>,
     /// Who wins when two holders of the name meet after a partition or a
-    /// hang (default [`NewerLineage`](crate::resolver::NewerLineage): the newer state wins).
+    /// hang (default [`NewerLineage`]: the newer state wins).
     pub resolver: Arc<dyn ConflictResolver>,
     /// How often a holder that sees another registration of its name sends
     /// it its claim again while no claim came back (a lost message, or a

@@ -217,7 +217,7 @@ pub enum CallErr {
     /// (its handler did, or its instance stopped with the port in its
     /// state). The request was handled, perhaps only in part.
     ReplyDropped,
-    /// Synchronous standby with [`crate::NoStandby::Refuse`]: no standby
+    /// Synchronous standby with [`crate::config::NoStandby::Refuse`]: no standby
     /// could store the call's effect, so the holder did not apply it.
     /// Retry once a standby runs (or choose `NoStandby::Async`).
     NoStandby,

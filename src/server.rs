@@ -332,7 +332,7 @@ struct Memory {
     failed_takeovers: u32,
     /// Why the takeover under way started (placement sets it, a `go` from
     /// the handle says `Requested`): the `Moved` event's reason once it ends.
-    move_reason: Option<crate::MoveReason>,
+    move_reason: Option<crate::event::MoveReason>,
     /// The last move of the name to this instance, for its status.
     last_move: Option<crate::status::LastMove>,
 }
@@ -513,7 +513,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_call(state, Pending { msg, reply }).await
             }
             TakeoverMessage::Go { request, reply } => {
-                state.memory.move_reason = Some(crate::MoveReason::Requested);
+                state.memory.move_reason = Some(crate::event::MoveReason::Requested);
                 self.on_go(myself, state, request, reply).await
             }
             TakeoverMessage::Status(reply) => {
@@ -829,10 +829,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let reason = state.memory.move_reason.take();
         let moved = match &start {
             StartType::Normal => None,
-            StartType::Failover { from, .. } => Some((from.clone(), crate::MoveReason::Failover)),
-            StartType::Takeover { from } => {
-                Some((from.clone(), reason.unwrap_or(crate::MoveReason::Requested)))
+            StartType::Failover { from, .. } => {
+                Some((from.clone(), crate::event::MoveReason::Failover))
             }
+            StartType::Takeover { from } => Some((
+                from.clone(),
+                reason.unwrap_or(crate::event::MoveReason::Requested),
+            )),
         };
         self.publish(state, EventKind::Registered { start });
         if let Some((from, reason)) = moved {
@@ -847,7 +850,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         &self,
         state: &mut ServerState<A>,
         from: Option<crate::NodeName>,
-        reason: crate::MoveReason,
+        reason: crate::event::MoveReason,
     ) {
         tracing::info!(?from, %reason, "moved here");
         if let Some(epoch) = state.epoch() {

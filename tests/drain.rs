@@ -17,7 +17,7 @@ mod support;
 
 use std::time::Duration;
 
-use ractor_takeover::event::{EventHub, EventKind, TakeoverEvent};
+use ractor_takeover::event::{EventHub, EventKind, MoveReason, TakeoverEvent};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::registry::Registry;
 use ractor_takeover::status::Phase;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor::ActorProcessingErr;
+use ractor_takeover::config::SyncStandby;
 use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::*;

@@ -90,11 +90,12 @@ use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::rpc::CallResult;
 use ractor::{pg, Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
+use ractor_takeover::config::SyncStandby;
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::status::Phase;
 use ractor_takeover::{
-    CallErr, GlobalClient, Placement, StateCodecErr, SyncStandby, TakeoverActor, TakeoverConfig,
-    TakeoverCtx, TakeoverRef, TakeoverServer,
+    CallErr, GlobalClient, Placement, StateCodecErr, TakeoverActor, TakeoverConfig, TakeoverCtx,
+    TakeoverRef, TakeoverServer,
 };
 use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs};
 use ractor_takeover_testkit::procs::{free_ports, NodeProc};

@@ -194,7 +194,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         );
         let from = loser.node.clone();
         self.publish(state, EventKind::MergeMissed { loser });
-        self.moved(state, Some(from), crate::MoveReason::Conflict);
+        self.moved(state, Some(from), crate::event::MoveReason::Conflict);
     }
 
     /// A registry change on a holder: did the rival we settle with die?
@@ -476,7 +476,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 bytes,
             },
         );
-        self.moved(state, Some(loser.node.clone()), crate::MoveReason::Conflict);
+        self.moved(
+            state,
+            Some(loser.node.clone()),
+            crate::event::MoveReason::Conflict,
+        );
         let to = self.registry.resolve(&loser);
         if let Some(to) = &to {
             deliver(

@@ -12,9 +12,10 @@ use tokio::time::Instant;
 use super::checkpoint::Warm;
 use super::phase;
 use super::{Holder, ServerState, Stage, TakeoverServer};
+use crate::event::MoveReason;
 use crate::{
-    EventKind, GoRequest, HandoverReport, MoveReason, NodeName, RegistryErr, StartType,
-    TakeoverActor, TakeoverErr, TakeoverMessage,
+    EventKind, GoRequest, HandoverReport, NodeName, RegistryErr, StartType, TakeoverActor,
+    TakeoverErr, TakeoverMessage,
 };
 
 /// The live nodes that may take a name: those that do not drain.

@@ -38,10 +38,11 @@ use tokio::time::Instant;
 
 use super::checkpoint::standby_name;
 use super::{ServerState, Stage, TakeoverServer};
+use crate::config::NoStandby;
 use crate::message::{deliver, Answer, ReplicaBody, ReplicaImage};
 use crate::{
-    CallErr, Epoch, EventKind, HandoverMsg, NoStandby, NodeName, PartOf, Registration,
-    RegistrationInfo, StateCodecErr, TakeoverActor, TakeoverMessage,
+    CallErr, Epoch, EventKind, HandoverMsg, NodeName, PartOf, Registration, RegistrationInfo,
+    StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
 /// A holder's side of synchronous standby.

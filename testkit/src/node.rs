@@ -23,10 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{ArgAction, Args};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
+use ractor_takeover::config::SyncStandby;
 use ractor_takeover::status::Phase;
-use ractor_takeover::{
-    CheckpointPolicy, Placement, SyncStandby, TakeoverConfig, TakeoverRef, TakeoverServer,
-};
+use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverRef, TakeoverServer};
 
 use crate::power_monitor::{PowerMonitor, NAME};
 

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use ractor_takeover::config::SyncStandby;
 use ractor_takeover::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
