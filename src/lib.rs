@@ -96,6 +96,7 @@ mod client;
 pub mod cluster;
 pub mod codec;
 mod config;
+mod dedup;
 mod error;
 pub mod event;
 #[cfg(feature = "test-util")]

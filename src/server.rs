@@ -291,6 +291,10 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// calls: handled after the held calls, once it serves (see
     /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
     infos: VecDeque<A::Info>,
+    /// The window of answered keyed calls with their replies, so that a
+    /// retried call is applied once (see `crate::dedup`). Part of the state
+    /// an instance sends: it is what the user's state has the effect of.
+    answered: crate::dedup::Window,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
@@ -428,6 +432,7 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             transfers: Transfers::default(),
             lease_recheck: false,
             held: Default::default(),
+            answered: Default::default(),
             infos: VecDeque::new(),
         })
     }

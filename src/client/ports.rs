@@ -46,7 +46,7 @@ impl<A: Protocol> GlobalClient<A> {
         // call's own byte port answers): every try sends the same bytes.
         let args = encode_args(&make(Reply::<T>::detached()))?;
         loop {
-            let error = match self.call_remote(&holder, &args, timeout, deadline).await {
+            let error = match self.call_remote(&holder, &args, None, deadline).await {
                 Attempt::Done(done) => return done.and_then(|bytes| decode_answer(&bytes)),
                 Attempt::NotHandled(e) => e,
             };

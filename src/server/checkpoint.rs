@@ -44,6 +44,8 @@ struct Stored<A: TakeoverActor> {
     bytes: usize,
     received: Instant,
     state: A::State,
+    /// The window of answered calls `state` has the effect of.
+    answered: crate::dedup::Window,
 }
 
 /// A holder's side: calls handled, and when the last checkpoint was taken.
@@ -160,10 +162,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         holder.clock.at = holder.clock.handled;
-        let bytes = match self.behaviour.encode_state(&state.user) {
-            Ok(b) if b.len() <= self.config.max_state_bytes => b,
-            Ok(b) => {
-                tracing::warn!(bytes = b.len(), "state over max_state_bytes; no checkpoint");
+        // With the window of answered calls this state has the effect of:
+        // a failover from it answers their retries, not runs them again.
+        let bytes = match self.encode_for_transfer(&state.user, &state.answered) {
+            Ok(b) => b,
+            Err(crate::StateCodecErr::TooLarge { bytes, .. }) => {
+                tracing::warn!(bytes, "state over max_state_bytes; no checkpoint");
                 return;
             }
             Err(e) => {
@@ -235,14 +239,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             );
             return reject(state, why);
         }
-        if bytes.len() > self.config.max_state_bytes {
-            return reject(
-                state,
-                format!("{} bytes, over max_state_bytes", bytes.len()),
-            );
-        }
-        match self.behaviour.decode_state(&bytes) {
-            Ok(decoded) => {
+        match self.decode_transferred(&bytes) {
+            Ok((decoded, answered)) => {
                 if let Stage::Standby(standby) = &mut state.stage {
                     standby.warm_mut().stored = Some(Stored {
                         holder_epoch: holder.epoch,
@@ -251,6 +249,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         bytes: bytes.len(),
                         received: Instant::now(),
                         state: decoded,
+                        answered,
                     });
                 }
                 self.publish(state, EventKind::CheckpointStored { holder, seq });
@@ -269,6 +268,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     ) -> StartType {
         let checkpoint = warm.stored.take().map(|stored| {
             state.user = stored.state;
+            state.answered = stored.answered;
             CheckpointInfo {
                 holder_epoch: stored.holder_epoch,
                 seq: stored.seq,

@@ -188,8 +188,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         bytes: Vec<u8>,
     ) -> Result<(), ActorProcessingErr> {
         match self.decode_transferred(&bytes) {
-            Ok(user) => {
+            Ok((user, answered)) => {
                 state.user = user;
+                state.answered = answered;
                 let Stage::Pulling(p) = &state.stage else {
                     return Ok(());
                 };

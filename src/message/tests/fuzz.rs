@@ -178,11 +178,16 @@ fn random_codec_err(rng: &mut StdRng) -> StateCodecErr {
 
 /// State bytes: a valid encoding, a damaged one, or noise.
 fn random_state_bytes(rng: &mut StdRng) -> Vec<u8> {
-    let valid = encode_postcard(&CounterState {
-        total: rng.random(),
-        calls: rng.random(),
-    })
-    .expect("a counter state encodes");
+    // As an instance sends it: with its (empty) window of answered calls.
+    let valid = crate::dedup::seal(
+        encode_postcard(&CounterState {
+            total: rng.random(),
+            calls: rng.random(),
+        })
+        .expect("a counter state encodes"),
+        &Default::default(),
+    )
+    .expect("an empty window seals");
     match rng.random_range(0..3) {
         0 => valid,
         1 => mutate(rng, &valid),
@@ -745,7 +750,11 @@ async fn fuzz_state_reply_during_a_pull() {
         let expect_ok = match &forged {
             HandoverMsg::StateReply {
                 result: Ok(bytes), ..
-            } => bytes.len() <= max && decode_postcard::<CounterState>(bytes).is_ok(),
+            } => {
+                bytes.len() <= max
+                    && crate::dedup::open(bytes)
+                        .is_ok_and(|(user, _)| decode_postcard::<CounterState>(user).is_ok())
+            }
             _ => false,
         };
         b.send_message(Msg::Handover(forged.clone()))
