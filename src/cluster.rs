@@ -13,25 +13,30 @@
 //!   maps the token straight to the instance, so local calls stay unserialized.
 //! - **Failure detection.** ractor_cluster pings but never times a pong out,
 //!   so a dead or partitioned peer can stay in pg for a long time. Each node
-//!   runs a heartbeat actor (a member of the scope's heartbeat group) that
-//!   pings every peer every `heartbeat_interval`; a peer silent for
-//!   `heartbeat_misses` intervals is down: its registrations are ignored and
-//!   a [`RegistryEvent::NodeDown`] goes out, so placement can fail over.
-//!   The heartbeat actors live in a pg scope of their own, and a separate
-//!   watcher actor turns registration changes into events, so a storm of pg
-//!   changes never queues ahead of a ping. A node whose own heartbeat timer
-//!   fires far late (it stalled) suspects itself first: it gives every peer
-//!   a fresh detection window before it judges any of them.
+//!   pings every peer every `heartbeat_interval` on two paths: its heartbeat
+//!   actor on the session (a member of the scope's heartbeat group), and
+//!   the beacon, a thread with a UDP socket of its own (`beacon`), which
+//!   alone judges silence, by phi accrual above a floor of
+//!   `interval x misses` (`detector`): a peer down has its registrations
+//!   ignored and a [`RegistryEvent::NodeDown`] goes out, so placement can
+//!   fail over. Why a path of its own: on the session a heartbeat waits
+//!   behind megabytes of state parts and the session's backlog, and on the
+//!   runtime behind CPU-bound handlers; a live node looked down under load.
+//!   A separate watcher actor turns registration changes into events. A
+//!   node whose beacon timer fires far late (the whole process stalled)
+//!   suspects itself first: it gives every peer a fresh detection window
+//!   before it judges any of them.
 //! - **Lease.** [`ClusterNode::lease_until`]: until when no other node can
 //!   have declared this node down, from the send times of the pings its
 //!   peers answered (see `docs/lease.md`).
-//! - **Safe lookup.** It answers only after every configured peer is either
-//!   heard from or known down (declared down, or refusing connections; a
-//!   peer that accepts and stays silent is waited for up to
-//!   [`ClusterConfig::startup_timeout`]), then after a ping round trip to
-//!   every live peer: a session delivers in order, so the pong proves that
-//!   every pg change the peer made before it has reached us (what
-//!   `global:sync` does).
+//! - **Safe lookup.** It answers only after every configured peer, seed
+//!   and member learnt from them is either heard from or known down
+//!   (declared down, or refusing connections; a peer that accepts and stays
+//!   silent is waited for up to [`ClusterConfig::startup_timeout`], a
+//!   learnt member as long from when it was learnt), then after a ping
+//!   round trip to every live peer that is not client-only: a session
+//!   delivers in order, so the pong proves that every pg change the peer
+//!   made before it has reached us (what `global:sync` does).
 //! - **Big states, small frames.** Inbound frames are capped at
 //!   `max_frame_bytes` (16 MiB by default, ractor_cluster's own) on every
 //!   connection, before the cookie handshake too: the cap is how much an
@@ -40,7 +45,9 @@
 //!   [`crate::TakeoverConfig::state_part_bytes`]). Every node of a cluster
 //!   must use the same setting.
 
+mod beacon;
 mod config;
+mod detector;
 mod guard;
 mod heartbeat;
 mod lease;
@@ -54,6 +61,7 @@ pub use config::{ClusterConfig, ClusterErr, PeerAddr, DEFAULT_MAX_FRAME_BYTES, M
 pub use tls::{ClusterTls, TlsErr};
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -98,6 +106,9 @@ struct Inner {
     node_server: ActorRef<NodeServerMessage>,
     heartbeat: ActorRef<HeartbeatMsg>,
     watcher: ActorRef<WatcherMsg>,
+    /// The failure detector's own thread and socket (see `beacon`); it
+    /// stops when the node is shut down or dropped.
+    beacon: beacon::Beacon,
     /// The accept loop of the node's port (see `listener`); `None` when
     /// the node is attached to the application's own node server, which
     /// then listens itself.
@@ -106,11 +117,24 @@ struct Inner {
     /// [`ClusterNode::shutdown`]), or the application did.
     owns_server: bool,
     shared: Arc<Shared>,
+    /// The safe lookups' shared ping rounds (see [`ClusterNode::barrier`]).
+    barriers: Barriers,
+}
+
+/// Tickets of the safe lookups that asked for a ping round, and the newest
+/// one a completed round covers.
+#[derive(Default)]
+struct Barriers {
+    asked: AtomicU64,
+    /// Held while a round is out: who asks meanwhile waits for the next.
+    covered: tokio::sync::Mutex<u64>,
 }
 
 /// What the heartbeat actor and the registry share.
 pub(crate) struct Shared {
     pub(crate) started: Instant,
+    /// This process's incarnation (see `beacon::incarnation`).
+    pub(crate) incarnation: u64,
     pub(crate) state: Mutex<SharedState>,
     pub(crate) events: broadcast::Sender<RegistryEvent>,
     /// The per-name watches of instances and clients ([`Registry::watch`]).
@@ -132,8 +156,37 @@ pub(crate) struct SharedState {
     pub(crate) answered: HashMap<NodeName, Instant>,
     /// Set when this node stalled: pongs to pings sent before it give no lease.
     pub(crate) fence: Option<Instant>,
+    /// The latest ping round (both paths share the numbers) and when each
+    /// recent round was sent: a pong proves liveness as of its ping's send
+    /// time, never as of its arrival.
+    pub(crate) seq: u64,
+    pub(crate) sent: std::collections::VecDeque<(u64, Instant)>,
+    /// When each peer's heartbeats arrived, for the failure detector.
+    pub(crate) arrivals: HashMap<NodeName, detector::Arrivals>,
+    /// Peers with a ractor_cluster session (their heartbeat actor in pg): a
+    /// peer is up only with one, since its registrations reach us there.
+    pub(crate) sessions: BTreeSet<NodeName>,
+    /// Peers whose heartbeats say they are client-only: they hold nothing,
+    /// so they count neither for the lease nor for a safe lookup.
+    pub(crate) clients: BTreeSet<NodeName>,
+    /// How many times this node declared each peer down (told to the peer
+    /// in each pong).
+    pub(crate) downs: HashMap<NodeName, u64>,
+    /// Per peer, `(its incarnation, how many of its downs of us a session
+    /// pong has covered)`: a pong on the beacon's path that shows more
+    /// gives no lease until one on the session comes (see
+    /// `heartbeat::answered`).
+    pub(crate) accounted: HashMap<NodeName, (u64, u64)>,
+    /// Members learnt from seeds and peers (not configured here): where
+    /// each listens, and when it was learnt (a safe lookup waits for it up
+    /// to `startup_timeout` from then). `learnt` counts the additions.
+    pub(crate) members: HashMap<NodeName, (String, Instant)>,
+    pub(crate) learnt: u64,
     /// Our own registrations: token id -> (metadata, instance, token).
     pub(crate) local: HashMap<ActorId, (RegistrationInfo, ActorCell, ActorCell)>,
+    /// `local` by metadata, so an unregistration finds its token without a
+    /// scan of every registration of the node (thousands of names).
+    local_by_info: HashMap<RegistrationInfo, ActorId>,
     /// The newest registration seen per name, live or gone: its epoch is
     /// the highest (fencing tokens never go back), and its node is where the
     /// name was last held.
@@ -202,6 +255,10 @@ impl ClusterNode {
         let tcp = listener::bind(config.port)
             .await
             .map_err(ClusterErr::Listen)?;
+        // The beacon's UDP socket takes the same port number, so peers find
+        // it at the address they dial.
+        let port = tcp.local_addr().map_err(ClusterErr::Listen)?.port();
+        let udp = beacon::bind(port).map_err(ClusterErr::Listen)?;
         // The node server's own listener cannot be turned off: loopback
         // only, on a port nobody is told (see `listener`).
         let server = NodeServer::new(
@@ -233,7 +290,7 @@ impl ClusterNode {
             },
             gates,
         ));
-        Self::run_on(config, state, node_server, Some(accept), true).await
+        Self::run_on(config, state, node_server, udp, port, Some(accept), true).await
     }
 
     /// Attaches the crate's registry and heartbeat to a
@@ -262,7 +319,9 @@ impl ClusterNode {
         config: ClusterConfig,
     ) -> Result<Self, ClusterErr> {
         let state = Self::prepare(&config)?;
-        Self::run_on(config, state, node_server, None, false).await
+        let udp = beacon::bind(config.port).map_err(ClusterErr::Listen)?;
+        let port = config.port;
+        Self::run_on(config, state, node_server, udp, port, None, false).await
     }
 
     /// Refuses settings that cannot work, and reads the state directory.
@@ -285,11 +344,14 @@ impl ClusterNode {
         config: ClusterConfig,
         state: SharedState,
         node_server: ActorRef<NodeServerMessage>,
+        udp: std::net::UdpSocket,
+        port: u16,
         accept: Option<tokio::task::JoinHandle<()>>,
         owns_server: bool,
     ) -> Result<Self, ClusterErr> {
         let shared = Arc::new(Shared {
             started: Instant::now(),
+            incarnation: beacon::incarnation(),
             state: Mutex::new(state),
             events: broadcast::channel(4096).0,
             watchers: Watchers::default(),
@@ -303,18 +365,23 @@ impl ClusterNode {
                 config: config.clone(),
                 shared: shared.clone(),
                 node_server: node_server.clone(),
+                advertised: format!("{}:{port}", config.hostname),
             },
         )
         .await?;
+        let beacon = beacon::Beacon::spawn(udp, config.clone(), shared.clone(), heartbeat.clone())
+            .map_err(|e| ClusterErr::Spawn(ractor::SpawnErr::StartupFailed(Box::new(e))))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 node_server,
                 heartbeat,
                 watcher,
+                beacon,
                 accept,
                 owns_server,
                 shared,
+                barriers: Barriers::default(),
             }),
         })
     }
@@ -340,6 +407,7 @@ impl ClusterNode {
     /// server leaves that server running: only the heartbeat and the
     /// watcher stop.
     pub fn shutdown(&self) {
+        self.inner.beacon.stop();
         self.inner.heartbeat.stop(None);
         self.inner.watcher.stop(None);
         if let Some(accept) = &self.inner.accept {
@@ -365,7 +433,10 @@ impl ClusterNode {
     pub fn lease_until(&self) -> Option<Instant> {
         let lease = self.inner.config.lease_duration()?;
         let s = self.shared().lock();
-        lease::lease_until(&s.alive, &s.answered, s.fence, lease, Instant::now())
+        // Client-only peers hold nothing and never take a name: whether
+        // they could declare us down does not matter.
+        let holders: BTreeSet<NodeName> = s.alive.difference(&s.clients).cloned().collect();
+        lease::lease_until(&holders, &s.answered, s.fence, lease, Instant::now())
     }
 
     /// Waits until every configured peer is known: heard from, or known
@@ -375,26 +446,87 @@ impl ClusterNode {
     async fn peers_known(&self, deadline: Instant) -> bool {
         let shared = self.shared();
         let mut changed = shared.changed.subscribe();
-        let give_up = shared.started + self.inner.config.startup_timeout;
+        let config = &self.inner.config;
+        let give_up = shared.started + config.startup_timeout;
         loop {
-            let known = {
+            let now = Instant::now();
+            let (known, wake) = {
                 let s = shared.lock();
-                self.inner
-                    .config
-                    .peers
+                let known = |node: &NodeName| {
+                    s.alive.contains(node)
+                        || s.known_down.contains(node)
+                        || s.clients.contains(node)
+                };
+                let configured = now >= give_up
+                    || config
+                        .peers
+                        .iter()
+                        .chain(&config.seeds)
+                        .all(|p| known(&p.node));
+                // A member learnt from a seed or a peer is waited for as
+                // long, from when it was learnt.
+                let learnt = s
+                    .members
                     .iter()
-                    .all(|p| s.alive.contains(&p.node) || s.known_down.contains(&p.node))
-            } || Instant::now() >= give_up;
+                    .all(|(node, (_, at))| known(node) || now >= *at + config.startup_timeout);
+                let next = s
+                    .members
+                    .values()
+                    .map(|(_, at)| *at + config.startup_timeout)
+                    .filter(|at| *at > now)
+                    .chain([give_up])
+                    .min()
+                    .unwrap_or(give_up);
+                (configured && learnt, next.max(now).min(deadline))
+            };
             if known {
                 return true;
             }
-            let wake = give_up.min(deadline);
             match tokio::time::timeout_at(wake, changed.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return false,
                 Err(_) if Instant::now() >= deadline => return false,
                 Err(_) => {}
             }
+        }
+    }
+
+    /// A ping round trip to every live peer begun after this call, shared
+    /// with the safe lookups that wait meanwhile; `false` if it did not
+    /// complete by `deadline`.
+    ///
+    /// Why shared: every instance's start runs a safe lookup, and one round
+    /// of pings per lookup made the start-up of N names N rounds to every
+    /// peer, on the heartbeat's own path. A round begun after a lookup asked
+    /// proves for it what its own would have (every pg change a peer made
+    /// before answering has reached us), so the lookups that asked while a
+    /// round was out share the next one: at most two rounds per burst.
+    async fn barrier(&self, deadline: Instant) -> bool {
+        let rounds = &self.inner.barriers;
+        let ticket = rounds.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let Ok(mut covered) = tokio::time::timeout_at(deadline, rounds.covered.lock()).await else {
+            return false;
+        };
+        if *covered >= ticket {
+            return true;
+        }
+        // Every ticket handed out so far asked before this round begins.
+        let upto = rounds.asked.load(Ordering::SeqCst);
+        let barrier = self
+            .inner
+            .heartbeat
+            .call(
+                HeartbeatMsg::Barrier,
+                Some(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        tracing::debug!(ok = barrier.is_ok(), upto, "safe_lookup: barrier done");
+        match barrier {
+            Ok(ractor::rpc::CallResult::Success(())) => {
+                *covered = upto;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -406,6 +538,9 @@ impl ClusterNode {
     ) -> BoxFuture<'_, Result<Registration, RegistryErr>> {
         let name = name.to_string();
         Box::pin(async move {
+            if self.inner.config.client_only {
+                return Err(RegistryErr::ClientOnly(self.inner.config.node.clone()));
+            }
             if only_if_free {
                 if let Some(holder) = self.lookup(&name) {
                     return Err(RegistryErr::AlreadyRegistered {
@@ -455,6 +590,7 @@ impl ClusterNode {
                     token.get_id(),
                     (info.clone(), instance.clone(), token.get_cell()),
                 );
+                s.local_by_info.insert(info.clone(), token.get_id());
             }
             pg::join_scoped(SCOPE.to_string(), name, vec![token.get_cell()]);
             Ok(Registration::new(info, instance))
@@ -518,19 +654,20 @@ impl Registry for ClusterNode {
             let not_settled = || RegistryErr::NotSettled {
                 waited: started.elapsed(),
             };
-            tracing::debug!("safe_lookup: waiting for peers");
-            if !self.peers_known(deadline).await {
-                return Err(not_settled());
-            }
-            let barrier = self
-                .inner
-                .heartbeat
-                .call(HeartbeatMsg::Barrier, Some(deadline - Instant::now()))
-                .await;
-            tracing::debug!(ok = barrier.is_ok(), "safe_lookup: barrier done");
-            match barrier {
-                Ok(ractor::rpc::CallResult::Success(())) => {}
-                _ => return Err(not_settled()),
+            // Again whenever the round trip taught us members (a peer tells
+            // them before its pong): names may be held there.
+            loop {
+                let learnt = self.shared().lock().learnt;
+                tracing::debug!("safe_lookup: waiting for peers");
+                if !self.peers_known(deadline).await {
+                    return Err(not_settled());
+                }
+                if !self.barrier(deadline).await {
+                    return Err(not_settled());
+                }
+                if self.shared().lock().learnt == learnt {
+                    break;
+                }
             }
             // The watcher records the newest registrations (`newest_seen`)
             // from pg changes; let it catch up with what the barrier let in.
@@ -539,7 +676,7 @@ impl Registry for ClusterNode {
                 Ok(ractor::rpc::CallResult::Success(())) => {}
                 _ => return Err(not_settled()),
             }
-            self.purge_dead();
+            self.purge_dead(name);
             Ok(self.lookup(name))
         })
     }
@@ -563,11 +700,7 @@ impl Registry for ClusterNode {
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
         let token = {
             let mut s = self.shared().lock();
-            let id = s
-                .local
-                .iter()
-                .find(|(_, (i, _, _))| i == info)
-                .map(|(id, _)| *id);
+            let id = s.local_by_info.remove(info);
             let token = id
                 .and_then(|id| s.local.remove(&id))
                 .map(|(_, _, token)| token);
@@ -628,17 +761,23 @@ impl crate::registry::Transport for ClusterNode {
 }
 
 impl ClusterNode {
-    /// Unregisters our own registrations whose instance died (normally the
-    /// instance does it as it stops; this covers a kill).
-    fn purge_dead(&self) {
-        let dead: Vec<RegistrationInfo> = self
-            .shared()
-            .lock()
-            .local
-            .values()
-            .filter(|(_, instance, _)| !takes_messages(instance))
-            .map(|(info, _, _)| info.clone())
-            .collect();
+    /// Unregisters our own registrations of `name` whose instance died
+    /// (normally the instance does it as it stops; this covers a kill).
+    /// Why one name: every instance's start runs a safe lookup, and a purge
+    /// of every registration of the node made a start-up of N names cost
+    /// N² checks; pg keeps our own members by group, so this reads only
+    /// the few of `name`.
+    fn purge_dead(&self, name: &str) {
+        let tokens = pg::get_scoped_local_members(&SCOPE.to_string(), &name.to_string());
+        let dead: Vec<RegistrationInfo> = {
+            let s = self.shared().lock();
+            tokens
+                .iter()
+                .filter_map(|token| s.local.get(&token.get_id()))
+                .filter(|(_, instance, _)| !takes_messages(instance))
+                .map(|(info, _, _)| info.clone())
+                .collect()
+        };
         for info in dead {
             self.unregister(&info, LeaveReason::InstanceDied);
         }

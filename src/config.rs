@@ -81,6 +81,129 @@ pub struct TakeoverConfig {
     /// bytes per entry, and as much in every state sent. Default: 4096;
     /// 0 is refused at spawn.
     pub dedup_window: usize,
+    /// Synchronous standby: a holder answers a call only once the standby
+    /// that would take over after a crash has stored the call's effect.
+    /// Default: `None` (off). See [`SyncStandby`].
+    pub sync: Option<SyncStandby>,
+    /// How many placement takeovers (a preferred node taking its names back,
+    /// state and all) the instances made from clones of this config run at
+    /// once; the others wait their turn, first come first served. Why: a
+    /// node that comes back with hundreds of names started every takeover
+    /// at once, each pausing its callers and pulling a state, and the
+    /// storm of steals, pulls and registry changes starved heartbeats and
+    /// calls alike. Why here: one config is cloned for every name a node
+    /// runs (as its event hub is), so the limit is the node's; give each
+    /// node's instances their own with [`Self::with_move_limit`].
+    /// Failovers of vacant names and explicit [`crate::TakeoverRef::takeover`]
+    /// calls are not limited. Default: 32; 0 is refused at spawn
+    /// (`ConfigErr::ZeroMoveLimit`).
+    pub move_limit: MoveLimit,
+}
+
+/// The shared permits behind [`TakeoverConfig::move_limit`]: clones share
+/// them.
+#[derive(Clone, Debug)]
+pub struct MoveLimit {
+    limit: usize,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl MoveLimit {
+    /// At most `limit` moves at once among the holders of clones.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            permits: Arc::new(tokio::sync::Semaphore::new(limit)),
+        }
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Moves running now (permits out).
+    pub fn running(&self) -> usize {
+        self.limit.saturating_sub(self.permits.available_permits())
+    }
+
+    pub(crate) fn try_acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    pub(crate) async fn acquire(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.permits.clone().acquire_owned().await.ok()
+    }
+}
+
+impl Default for MoveLimit {
+    fn default() -> Self {
+        Self::new(32)
+    }
+}
+
+/// Synchronous standby ([`TakeoverConfig::with_sync_standby`]): the holder
+/// answers a call only after the next standby in priority has stored the
+/// call's effect (the new state, or the delta the behaviour describes with
+/// [`crate::TakeoverActor::take_delta`]). In quorum mode it also waits
+/// until a majority of the placement's nodes (itself included) has it.
+///
+/// Which standby: the standbys of the highest placement priority that has
+/// one (all of them, for a group of equal priority; all standbys without a
+/// placement), since that is the one a crash failover starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SyncStandby {
+    /// What a holder does when no standby can store a call: see
+    /// [`NoStandby`].
+    pub on_no_standby: NoStandby,
+    /// How long a holder waits for a standby's acknowledgement before it
+    /// counts the standby unreachable (at least 1 ms). Why not the failure
+    /// detector alone: a hung standby stays in view until it is declared
+    /// down. Default: 500 ms.
+    pub ack_timeout: Duration,
+}
+
+/// What a synchronous holder does when no standby it must wait for is in
+/// view, or none acknowledged within [`SyncStandby::ack_timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NoStandby {
+    /// Consistency: refuse new calls with [`crate::CallErr::NoStandby`]
+    /// (not applied) while no standby is in view; calls already applied
+    /// wait for an acknowledgement (a caller whose deadline passes gets
+    /// `Timeout`: applied, maybe not stored). Nothing acknowledged is lost
+    /// by a crash, and there is no holder that answers while alone.
+    Refuse,
+    /// Availability: answer at once, as warm standby would, and publish
+    /// [`crate::EventKind::SyncLost`]; synchronous again, with
+    /// [`crate::EventKind::SyncRestored`], once a standby has caught up.
+    /// A crash while alone loses what was answered meanwhile.
+    Async,
+}
+
+impl SyncStandby {
+    /// Refuse calls when no standby can store them (consistency).
+    pub fn refuse() -> Self {
+        Self {
+            on_no_standby: NoStandby::Refuse,
+            ack_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// Answer without a standby and say so (availability).
+    pub fn fall_back_to_async() -> Self {
+        Self {
+            on_no_standby: NoStandby::Async,
+            ack_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// Sets [`Self::ack_timeout`].
+    pub fn with_ack_timeout(mut self, timeout: Duration) -> Self {
+        self.ack_timeout = timeout;
+        self
+    }
 }
 
 /// When a holder sends checkpoints of its state to the standbys.
@@ -148,6 +271,8 @@ impl Default for TakeoverConfig {
             checkpoint: None,
             quorum: false,
             dedup_window: 4096,
+            sync: None,
+            move_limit: MoveLimit::default(),
         }
     }
 }
@@ -204,6 +329,14 @@ impl TakeoverConfig {
         if self.dedup_window == 0 {
             return Err(ConfigErr::ZeroDedupWindow);
         }
+        if let Some(sync) = &self.sync {
+            if sync.ack_timeout < Duration::from_millis(1) {
+                return Err(ConfigErr::ZeroTimeout("the sync standby's ack_timeout"));
+            }
+        }
+        if self.move_limit.limit() == 0 {
+            return Err(ConfigErr::ZeroMoveLimit);
+        }
         Ok(())
     }
 
@@ -219,6 +352,13 @@ impl TakeoverConfig {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// Sets [`Self::move_limit`]: at most `limit` placement takeovers at
+    /// once among this config and its clones (a fresh set of permits).
+    pub fn with_move_limit(mut self, limit: usize) -> Self {
+        self.move_limit = MoveLimit::new(limit);
+        self
     }
 
     /// Sets [`Self::buffer_capacity`].
@@ -272,6 +412,14 @@ impl TakeoverConfig {
     /// Turns warm standby on: see [`CheckpointPolicy`].
     pub fn with_checkpoints(mut self, policy: CheckpointPolicy) -> Self {
         self.checkpoint = Some(policy);
+        self
+    }
+
+    /// Turns synchronous standby on: see [`SyncStandby`]. It replaces
+    /// checkpoints (every call's effect is replicated), so a
+    /// [`CheckpointPolicy`] set beside it sends none.
+    pub fn with_sync_standby(mut self, sync: SyncStandby) -> Self {
+        self.sync = Some(sync);
         self
     }
 

@@ -31,6 +31,12 @@
 //! offer, a checkpoint), after the user's bytes (see [`seal`]): it moves
 //! with the state it describes, and a crash failover from a checkpoint
 //! knows every call that checkpoint holds the effect of.
+//!
+//! With synchronous standby the window also rides with every replica: a
+//! whole state carries it sealed as above, a delta carries a
+//! [`WindowDelta`] (the entries recorded since the previous replica), so
+//! that the standby a crash failover starts knows every call it holds the
+//! effect of, and a retry there is answered, not applied a second time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +135,7 @@ pub(crate) enum Seen {
 }
 
 /// One answered call.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Entry {
     client: u128,
     seq: u64,
@@ -147,6 +153,34 @@ pub(crate) struct Window {
     /// Where each key is: its ordinal. Rebuilt on decode.
     #[serde(skip)]
     index: HashMap<(u128, u64), u64>,
+    /// Synchronous standby: the newest ordinal a replica carried already
+    /// (the entries after it go in the next [`WindowDelta`]), or `None`
+    /// when the window changed otherwise than by recording (a merge
+    /// renumbered it): the next replica must be a whole state.
+    #[serde(skip)]
+    replicated: Option<u64>,
+}
+
+/// What a window gained since the previous replica (synchronous standby):
+/// the entries recorded since, oldest first, and where the holder's window
+/// stands after them, so that the standby trims as the holder did and can
+/// tell that the delta follows what it has.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WindowDelta {
+    entries: Vec<Entry>,
+    evicted: u64,
+    applied: u64,
+}
+
+impl WindowDelta {
+    /// About how many bytes it takes on the wire.
+    pub(crate) fn size(&self) -> usize {
+        16 + self
+            .entries
+            .iter()
+            .map(|e| e.reply.len() + 28)
+            .sum::<usize>()
+    }
 }
 
 impl Window {
@@ -201,6 +235,8 @@ impl Window {
     /// window may have been applied there, so a `seen` below it cannot be
     /// told apart any more; ours rises by as many, to stay on the safe side.
     pub(crate) fn absorb(&mut self, theirs: Window, capacity: usize) {
+        // Renumbered: no delta describes this; a whole state goes next.
+        self.replicated = None;
         self.evicted += theirs.evicted;
         self.index = self
             .entries
@@ -229,6 +265,66 @@ impl Window {
             .enumerate()
             .map(|(i, e)| ((e.client, e.seq), base + 1 + i as u64))
             .collect();
+        self.replicated = Some(self.applied());
+    }
+
+    /// The ordinal of an answered key, if the window holds it.
+    pub(crate) fn ordinal(&self, key: &CallKey) -> Option<u64> {
+        self.index.get(&(key.client, key.seq)).copied()
+    }
+
+    /// Counts every entry as carried by a replica already: the window came
+    /// with the state it describes (a transfer, a stored replica), which
+    /// is where the next replica builds on.
+    pub(crate) fn settle(&mut self) {
+        self.replicated = Some(self.applied());
+    }
+
+    /// What the window gained since the last call, for a delta replica
+    /// (synchronous standby); `None` when no delta can say it (a merge
+    /// renumbered the window, or entries left before a replica carried
+    /// them): the replica must be a whole state. Either way, the next
+    /// call starts from now.
+    pub(crate) fn take_delta(&mut self) -> Option<WindowDelta> {
+        let applied = self.applied();
+        let from = self.replicated.replace(applied)?;
+        if from < self.evicted || from > applied {
+            return None;
+        }
+        let skip = (from - self.evicted) as usize;
+        Some(WindowDelta {
+            entries: self.entries.iter().skip(skip).cloned().collect(),
+            evicted: self.evicted,
+            applied,
+        })
+    }
+
+    /// A standby applies a holder's [`WindowDelta`]. Refused, and the
+    /// window left as it was, if the delta does not follow it (the holder
+    /// had more or fewer entries before it than we have).
+    pub(crate) fn apply_delta(&mut self, delta: &WindowDelta) -> Result<(), String> {
+        let after = self.applied() + delta.entries.len() as u64;
+        if after != delta.applied || delta.evicted < self.evicted || delta.evicted > after {
+            return Err(format!(
+                "the window of answered calls is at {} (evicted {}); the delta brings {} entries to {} (evicted {})",
+                self.applied(),
+                self.evicted,
+                delta.entries.len(),
+                delta.applied,
+                delta.evicted
+            ));
+        }
+        for e in &delta.entries {
+            self.push(e.client, e.seq, e.reply.clone());
+        }
+        while self.evicted < delta.evicted {
+            if let Some(old) = self.entries.pop_front() {
+                self.index.remove(&(old.client, old.seq));
+            }
+            self.evicted += 1;
+        }
+        self.replicated = Some(self.applied());
+        Ok(())
     }
 }
 

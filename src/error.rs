@@ -31,6 +31,10 @@ pub enum RegistryErr {
     NodeDown(NodeName),
     /// The backend failed.
     Backend(String),
+    /// This node is client-only (`ClusterConfig::client_only`): it calls
+    /// global names and never holds one. Run the server on a node that is
+    /// not client-only.
+    ClientOnly(NodeName),
 }
 
 impl fmt::Display for RegistryErr {
@@ -50,6 +54,10 @@ impl fmt::Display for RegistryErr {
             ),
             Self::NodeDown(node) => write!(f, "node {node} is down"),
             Self::Backend(msg) => write!(f, "registry backend failed: {msg}"),
+            Self::ClientOnly(node) => write!(
+                f,
+                "node {node} is client-only and holds no name; run the server on another node"
+            ),
         }
     }
 }
@@ -222,6 +230,10 @@ pub enum CallErr {
         /// sends it back, to say which calls it knows of.
         applied: u64,
     },
+    /// Synchronous standby with [`crate::NoStandby::Refuse`]: no standby
+    /// could store the call's effect, so the holder did not apply it.
+    /// Retry once a standby runs (or choose `NoStandby::Async`).
+    NoStandby,
 }
 
 impl fmt::Display for CallErr {
@@ -246,6 +258,10 @@ impl fmt::Display for CallErr {
             Self::InstanceStopped(e) => write!(
                 f,
                 "the holder stopped before handling this call (its handler failed: {e}); the call was not applied, retry"
+            ),
+            Self::NoStandby => write!(
+                f,
+                "no synchronous standby could store the call, so it was not applied; retry once a standby runs"
             ),
             Self::HolderDown { node } => write!(
                 f,
@@ -348,6 +364,25 @@ pub enum ConfigErr {
     /// standby is on but no checkpoint would ever be sent. Set one of them
     /// or turn checkpoints off.
     CheckpointNever,
+    /// The phi accrual threshold is not a finite number above zero
+    /// (`ClusterConfig::with_phi_accrual`): every peer would be down at
+    /// once, or never by phi. Give it a value such as 8 (Akka's and
+    /// Cassandra's default).
+    BadPhiThreshold(String),
+    /// The phi accrual detector's ceiling (`max_detection`) is below its
+    /// floor, the detection time (`heartbeat_interval x heartbeat_misses`),
+    /// which the holder lease is counted from. Raise `max_detection` or
+    /// lower the detection time.
+    MaxDetectionBelowFloor {
+        /// The ceiling asked for.
+        max_detection: Duration,
+        /// The detection time (the floor).
+        detection: Duration,
+    },
+    /// `TakeoverConfig::move_limit` is 0: no placement takeover could ever
+    /// start, so a returning preferred node would never get its names
+    /// back. Set it to at least 1.
+    ZeroMoveLimit,
 }
 
 impl fmt::Display for ConfigErr {
@@ -370,6 +405,10 @@ impl fmt::Display for ConfigErr {
                 f,
                 "dedup_window is 0; set it to at least 1 (turn retries off on the client instead)"
             ),
+            Self::ZeroMoveLimit => write!(
+                f,
+                "move_limit is 0, so no placement takeover could start; set it to at least 1"
+            ),
             Self::MaxStateBelowPart { max_state, part } => write!(
                 f,
                 "max_state_bytes ({max_state}) is below state_part_bytes ({part}); raise max_state_bytes or lower the part size"
@@ -389,6 +428,17 @@ impl fmt::Display for ConfigErr {
             Self::CheckpointNever => write!(
                 f,
                 "the checkpoint policy sets neither every_calls nor every, so no checkpoint would be sent; set one or turn checkpoints off"
+            ),
+            Self::BadPhiThreshold(phi) => write!(
+                f,
+                "the phi accrual threshold {phi} is not a finite number above zero; use a value such as 8"
+            ),
+            Self::MaxDetectionBelowFloor {
+                max_detection,
+                detection,
+            } => write!(
+                f,
+                "max_detection {max_detection:?} is below the detection time {detection:?} that the holder lease counts from; raise max_detection or lower the detection time"
             ),
         }
     }

@@ -144,6 +144,17 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// Synchronous standby with `NoStandby::Async`: no standby stored the
+    /// holder's calls (none in view, or none acknowledged within
+    /// `ack_timeout`), so it answers them without, as warm standby would:
+    /// a crash now loses what it answers until [`Self::SyncRestored`].
+    SyncLost {
+        /// Why.
+        reason: String,
+    },
+    /// Synchronous standby: a standby has caught up again; the holder
+    /// answers only what it stored.
+    SyncRestored,
     /// A call was rejected because the handover buffer was full.
     BufferFull {
         /// The buffer's capacity.

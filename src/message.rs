@@ -24,7 +24,7 @@ mod tests;
 pub(crate) use answer::Answer;
 pub(crate) use info::OwnInfo;
 // Where the server's files have always found it.
-pub(crate) use protocol::{HandoverMsg, PartOf, ReplyErr};
+pub(crate) use protocol::{HandoverMsg, PartOf, ReplicaBody, ReplicaImage, ReplyErr};
 pub(crate) use routing::deliver;
 pub use status::{HandoverReport, InstanceStatus, Phase};
 
@@ -71,6 +71,9 @@ pub(crate) enum TakeoverMessage<A: TakeoverActor> {
     ConflictTick(Epoch),
     /// Time for a periodic checkpoint (holder at this epoch).
     CheckpointTick(Epoch),
+    /// Synchronous standby: time to look at the standbys' acknowledgements
+    /// (holder at this epoch).
+    SyncTick(Epoch),
     /// A split-brain loser at this epoch got no answer to its offer.
     YieldTimeout(Epoch),
     /// A retiring holder has waited a while for `HandoverDone` from its
@@ -85,6 +88,10 @@ pub(crate) enum TakeoverMessage<A: TakeoverActor> {
     TransferTick,
     /// A holder without a lease looks again whether it has one.
     LeaseTick,
+    /// A standby waiting its turn for a placement takeover got one of the
+    /// node's permits ([`crate::TakeoverConfig::move_limit`]); it holds it
+    /// while it pulls.
+    MovePermit(tokio::sync::OwnedSemaphorePermit),
     /// One of the instance's own messages, for
     /// [`crate::TakeoverActor::handle_info`]. Only
     /// [`crate::TakeoverCtx`] makes one; it has no wire form.
@@ -107,11 +114,13 @@ impl<A: TakeoverActor> std::fmt::Debug for TakeoverMessage<A> {
             Self::PlacementTick => f.write_str("PlacementTick"),
             Self::ConflictTick(e) => f.debug_tuple("ConflictTick").field(e).finish(),
             Self::CheckpointTick(e) => f.debug_tuple("CheckpointTick").field(e).finish(),
+            Self::SyncTick(e) => f.debug_tuple("SyncTick").field(e).finish(),
             Self::YieldTimeout(e) => f.debug_tuple("YieldTimeout").field(e).finish(),
             Self::RetireTick(e) => f.debug_tuple("RetireTick").field(e).finish(),
             Self::HandlerFailed(why) => f.debug_tuple("HandlerFailed").field(why).finish(),
             Self::TransferTick => f.write_str("TransferTick"),
             Self::LeaseTick => f.write_str("LeaseTick"),
+            Self::MovePermit(_) => f.write_str("MovePermit"),
             Self::Info(info) => f.debug_tuple("Info").field(info).finish(),
         }
     }

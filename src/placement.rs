@@ -8,7 +8,10 @@
 //!   the live listed node of highest priority registers it after
 //!   `failover_delay` and starts with `Failover { from }`; the k-th live node
 //!   in that order waits `k` more `standby_grace` periods, in case the ones
-//!   before it have no instance running;
+//!   before it have no instance running; and while a node before it runs a
+//!   standby of the name, it waits for that one to take the name, give up
+//!   its place or go down (at most `in_line_timeout` more), so two nodes in
+//!   line never both take it;
 //! - the holder runs on a node of lower priority than the standby's: the
 //!   standby takes over (`Takeover { from }`: steal, then pull the state);
 //! - equal priority: the holder stays, so that nothing moves needlessly.
@@ -33,6 +36,14 @@ pub struct Placement {
     /// How much longer each next standby in priority order waits.
     /// Default: 1 s.
     pub standby_grace: Duration,
+    /// How much longer than its own turn a standby waits on a vacant name
+    /// while a node ahead of it in line runs a standby of the name, in case
+    /// that instance hangs on a node still up. Normally the standby waits
+    /// for the one ahead to act: take the name, give up its place, or go
+    /// down (see the module docs). Why not the grace alone: a loaded node
+    /// ahead may have taken the name already, its registration still on
+    /// the way, and a second holder would be made. Default: 10 s.
+    pub in_line_timeout: Duration,
     /// How long a standby waits before it tries again after a failed
     /// takeover: the base of an exponential backoff, doubled
     /// with every failure in a row, up to `retry_max` (see
@@ -60,6 +71,7 @@ impl Placement {
                 .collect(),
             failover_delay: Duration::ZERO,
             standby_grace: Duration::from_secs(1),
+            in_line_timeout: Duration::from_secs(10),
             retry_after: Duration::from_secs(1),
             retry_max: Duration::from_secs(30),
         }
@@ -86,6 +98,12 @@ impl Placement {
     /// Sets [`Self::standby_grace`].
     pub fn with_standby_grace(mut self, grace: Duration) -> Self {
         self.standby_grace = grace;
+        self
+    }
+
+    /// Sets [`Self::in_line_timeout`].
+    pub fn with_in_line_timeout(mut self, timeout: Duration) -> Self {
+        self.in_line_timeout = timeout;
         self
     }
 

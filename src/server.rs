@@ -37,6 +37,7 @@ mod handover;
 mod info;
 mod phase;
 mod placement;
+mod sync;
 mod takeover;
 mod transfer;
 
@@ -295,6 +296,15 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// retried call is applied once (see `crate::dedup`). Part of the state
     /// an instance sends: it is what the user's state has the effect of.
     answered: crate::dedup::Window,
+    /// Synchronous standby: answers waiting for a standby's
+    /// acknowledgement, and what each standby has (see `sync`).
+    sync: self::sync::SyncOut<A>,
+    /// Our place among the node's placement takeovers
+    /// ([`TakeoverConfig::move_limit`]): held while we pull, given back as
+    /// soon as the instance is in any other stage (see `Runtime::handle`).
+    move_permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    /// A task waits for a permit for us (one at a time).
+    awaiting_permit: bool,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
@@ -416,7 +426,11 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             .await?;
         let initial = self.behaviour.encode_state(&user);
         self.registry.attach(&myself.get_cell());
-        let pump = spawn_pump(self.registry.watch(&self.name), myself);
+        let pump = spawn_pump(
+            self.registry.watch(&self.name),
+            self.registry.watch(&checkpoint::standby_name(&self.name)),
+            myself,
+        );
         Ok(ServerState {
             ctx,
             user,
@@ -434,6 +448,9 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             held: Default::default(),
             answered: Default::default(),
             infos: VecDeque::new(),
+            sync: Default::default(),
+            move_permit: None,
+            awaiting_permit: false,
         })
     }
 
@@ -453,7 +470,13 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         let span = state.span.clone();
-        self.dispatch(myself, message, state).instrument(span).await
+        let done = self.dispatch(myself, message, state).instrument(span).await;
+        // A permit counts a pull: whatever ended it (installed, aborted,
+        // failed over, or a takeover that never began), it goes back.
+        if !matches!(state.stage, Stage::Pulling(_)) {
+            state.move_permit = None;
+        }
+        done
     }
 
     /// Why not ractor's default (which stops an actor whose linked child
@@ -522,6 +545,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
+            TakeoverMessage::SyncTick(epoch) => self.on_sync_tick(state, epoch).await,
+            TakeoverMessage::MovePermit(permit) => {
+                state.awaiting_permit = false;
+                state.move_permit = Some(permit);
+                self.place(myself, state).await
+            }
             TakeoverMessage::Info(own) => self.on_info(state, own).await,
             TakeoverMessage::PullTimeout(_)
             | TakeoverMessage::ConflictTick(_)
@@ -601,6 +630,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         event: Option<EventKind>,
     ) -> Stage<A> {
         let from = std::mem::replace(&mut state.stage, to);
+        if from.phase() == Phase::Holder && state.stage.phase() != Phase::Holder {
+            // Synchronous standby: our state goes on with a successor (a
+            // takeover) or a winner (a merge offer), effects included.
+            self.sync_release_all(state);
+        }
         debug_assert!(
             phase::may_enter(from.phase(), state.stage.phase()),
             "no transition {:?} -> {:?} in the phase machine",
@@ -659,7 +693,37 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             HandoverMsg::StateRequest {
                 holder_epoch,
                 requester,
-            } => self.on_state_request(state, holder_epoch, requester).await,
+                have,
+            } => {
+                self.on_state_request(state, holder_epoch, requester, have)
+                    .await
+            }
+            HandoverMsg::StateUnchanged {
+                requester_epoch,
+                holder_epoch,
+                seq,
+            } => {
+                self.on_state_unchanged(state, requester_epoch, holder_epoch, seq)
+                    .await
+            }
+            HandoverMsg::Replica {
+                holder,
+                seq,
+                handled,
+                body,
+            } => {
+                self.on_replica(state, holder, seq, handled, body);
+                Ok(())
+            }
+            HandoverMsg::ReplicaAck {
+                holder_epoch,
+                seq,
+                standby,
+                need_full,
+            } => {
+                self.on_replica_ack(state, holder_epoch, seq, standby, need_full)
+                    .await
+            }
             HandoverMsg::StateReply {
                 requester_epoch,
                 result,
@@ -752,6 +816,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.behaviour
             .go(&state.ctx, &start, &mut state.user)
             .await?;
+        if let Stage::Holder(holder) = &mut state.stage {
+            holder.clock.dirty = true;
+        }
+        self.sync_begin(state, &start);
         tracing::info!(?start, "holder");
         self.publish(state, EventKind::Registered { start });
         // A failover can land beside a holder it could not see: resolve it.
@@ -816,17 +884,35 @@ fn left(event: &RegistryEvent, info: &RegistrationInfo) -> bool {
 
 /// Feeds this node's changes of our name (and node up/down) into the
 /// instance's mailbox, so that they are handled between messages like
-/// everything else. The watch drops nothing, so no change is missed.
+/// everything else; a change of the name's standby group becomes a
+/// placement pass (a standby behind one that left its place may take the
+/// name now). The watches drop nothing, so no change is missed.
 fn spawn_pump<A: TakeoverActor>(
     mut changes: crate::NameWatch,
+    mut standbys: crate::NameWatch,
     myself: ActorRef<TakeoverMessage<A>>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        while let Some(event) = changes.recv().await {
-            if myself
-                .send_message(TakeoverMessage::Registry(event))
-                .is_err()
-            {
+        let mut standbys_open = true;
+        loop {
+            let msg = tokio::select! {
+                event = changes.recv() => match event {
+                    Some(event) => TakeoverMessage::Registry(event),
+                    None => break,
+                },
+                event = standbys.recv(), if standbys_open => match event {
+                    // Node up/down comes through `changes` already.
+                    Some(RegistryEvent::Registered(_) | RegistryEvent::Unregistered { .. }) => {
+                        TakeoverMessage::PlacementTick
+                    }
+                    Some(_) => continue,
+                    None => {
+                        standbys_open = false;
+                        continue;
+                    }
+                },
+            };
+            if myself.send_message(msg).is_err() {
                 break;
             }
         }

@@ -173,6 +173,60 @@ async fn holder_node_down_fails_over_to_the_next_in_priority() {
     );
 }
 
+/// Issue 11: no race between the nodes in line. Everything from `b` to `c`
+/// is held, so `c` does not see `b` take the vacant name; with a fixed
+/// grace alone `c` took it too at its own turn (two holders, as 500 names
+/// on loaded real nodes all were). `c` sees `b`'s standby in line ahead of
+/// it and waits for it past its own turn; once the link is released it
+/// sees `b` hold and stays a standby: `b` was the only node to register.
+/// Then, with `b` crashed as well (its standby gone with it), `c` takes
+/// the name at its turn.
+#[tokio::test(start_paused = true)]
+async fn the_next_in_line_waits_for_the_standby_ahead_of_it() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = config("a > b > c");
+    let mut events = Watcher::new(&config.events);
+    let (_a, b, c) = holder_on_a_standbys_on_b_and_c(&cluster, &config, &mut events).await;
+    let mut all = Watcher::new(&config.events);
+
+    tracing::info!("--- hold b -> c, crash a");
+    cluster.hold("b", "c");
+    let crashed = tokio::time::Instant::now();
+    cluster.crash("a");
+    assert!(matches!(
+        events.registered("b").await,
+        StartType::Failover { .. }
+    ));
+    tracing::info!("--- well past c's own turn: c still waits for b");
+    run_until(crashed + FAILOVER_DELAY + STANDBY_GRACE * 4).await;
+    settle().await;
+    assert_eq!(phase(&c).await, Some(Phase::Standby));
+    assert!(cluster.holders(NAME)[&registry::NodeName::new("c")].is_none());
+
+    tracing::info!("--- release b -> c: c sees b hold");
+    cluster.release("b", "c");
+    wait_holder_everywhere(&cluster, "b").await;
+    settle().await;
+    assert_eq!(phase(&b).await, Some(Phase::Holder));
+    assert_eq!(phase(&c).await, Some(Phase::Standby));
+    assert_eq!(
+        registrations(&all.drain())
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect::<Vec<_>>(),
+        vec!["b".to_string()],
+        "only b registered"
+    );
+
+    tracing::info!("--- crash b too: nobody ahead of c, c takes the name at its turn");
+    cluster.crash("b");
+    assert!(matches!(
+        events.registered("c").await,
+        StartType::Failover { .. }
+    ));
+}
+
 /// The same failover with time as logic: `b` takes the name exactly when the
 /// failover delay is over (not before), and `c`, whose turn comes one grace
 /// later, sees `b` then and stays a standby.

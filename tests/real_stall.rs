@@ -1,32 +1,32 @@
-//! A node that stalls (every thread of its runtime blocked for 3 s, as a GC
-//! pause or a swap storm does; its sockets keep filling meanwhile) suspects
-//! itself before its peers: it declares none of them down on the strength
-//! of its own late timers, and it holds no lease until they answered pings
-//! sent after the stall. This test process is that node; its peers are
-//! real processes.
+//! A node that stalls (the whole process stopped for 3 s, as a GC pause, a
+//! swap storm or a VM migration does; its sockets keep filling meanwhile)
+//! suspects itself before its peers: it declares none of them down on the
+//! strength of its own late timers, and it holds no lease until they
+//! answered pings sent after the stall. This test process is that node (it
+//! has a helper process SIGCONT it); its peers are real processes.
 //!
 //! One scenario per test binary: `ractor::pg` is a process static.
 
 mod support;
 
-use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::registry::{Registry, RegistryEvent};
-use ractor_takeover_testkit::procs::{free_ports, mesh_peers, wait_for, Log, NodeProc};
+use ractor_takeover_testkit::procs::{free_ports, mesh_peers, signal_pid, wait_for, Log, NodeProc};
 use tokio::time::Instant;
 
 const COOKIE: &str = "real-stall-test";
 /// The stall: three detection times.
 const STALL: Duration = Duration::from_secs(3);
 
-/// Node `x` (this process, two worker threads) with peers `b` and `c`
-/// (processes). Every thread of `x`'s runtime blocks for 3 s at once. After
-/// it: `x` publishes no `NodeDown` (its peers were alive all along), and
-/// any lease it holds counts from a ping sent after the stall, so it
-/// reaches at least a lease duration past the stall's end (a lease from
-/// the pongs that queued during the stall would have run out already).
+/// Node `x` (this process) with peers `b` and `c` (processes). `x` stops
+/// itself (SIGSTOP: every thread, the failure detector's own included) for
+/// 3 s; a helper process it started resumes it. After it: `x` publishes no
+/// `NodeDown` (its peers were alive all along), and any lease it holds
+/// counts from a ping sent after the stall, so it ends more than half the
+/// stall past `stopping + lease` (a lease from a pong that queued during
+/// the stall ends by `stopping + lease`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_node_suspects_itself_first() {
     support::init_tracing();
@@ -56,25 +56,22 @@ async fn a_stalled_node_suspects_itself_first() {
     .await;
     let mut events = x.subscribe();
 
-    tracing::info!("--- stall every thread of x's runtime for {STALL:?}");
-    // The fault itself, not a wait: the two workers and this thread (which
-    // runs the test's future) block together, so no task of x runs, timers
-    // included, while its peers keep writing to its sockets.
-    let all = Arc::new(Barrier::new(3));
-    for _ in 0..2 {
-        let all = all.clone();
-        tokio::spawn(async move {
-            all.wait();
-            std::thread::sleep(STALL);
-        });
-    }
-    all.wait();
-    // No thread of x runs again before this plus the stall: a ping sent
-    // after the stall was sent after `released + STALL`, one from before it
-    // at or before `released`.
-    let released = Instant::now();
-    std::thread::sleep(STALL);
+    tracing::info!("--- stop this whole process for {STALL:?}");
+    // The fault itself, not a wait: the helper resumes us after the stall.
+    let me = std::process::id();
+    let mut helper = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("sleep {}; kill -CONT {me}", STALL.as_secs()))
+        .spawn()
+        .expect("the helper that resumes us");
+    let stopping = Instant::now();
+    signal_pid(me, "STOP").expect("stop this process");
     let resumed = Instant::now();
+    let _ = helper.wait();
+    assert!(
+        resumed.duration_since(stopping) > STALL / 2,
+        "the process was stopped"
+    );
 
     let mut samples = Vec::new();
     while resumed.elapsed() < Duration::from_secs(2) {
@@ -102,10 +99,10 @@ async fn a_stalled_node_suspects_itself_first() {
     for (at, l, _) in &samples {
         if let Some(until) = l {
             assert!(
-                *until >= released + STALL + lease,
+                *until > stopping + lease + STALL / 2,
                 "a lease sampled {:?} after the resume ends {:?} after the stall began: it counts from before the stall",
                 at.duration_since(resumed),
-                until.duration_since(released)
+                until.duration_since(stopping)
             );
         }
     }

@@ -148,3 +148,100 @@ async fn a_mass_failover_costs_each_node_work_per_name() {
         );
     }
 }
+
+/// Invariant: a node that comes back takes its names back at most
+/// `move_limit` at a time, and takes every one back. Twelve names on
+/// `a > b`; `a` crashes, `b` fails over all of them; `a` restarts with
+/// `move_limit(3)` on its instances' config, and every link between the two
+/// nodes is slowed (200 ms), so a takeover lasts long enough for the next
+/// ones to start beside it. From the events on `a`: at no moment were more
+/// than 3 of its takeovers under way (steal to holder or abort), and more
+/// than one was (the limit, not the order of spawns, is what held them).
+#[tokio::test(start_paused = true)]
+async fn a_returning_node_takes_its_names_back_at_most_move_limit_at_once() {
+    const N: usize = 12;
+    const LIMIT: usize = 3;
+    let cluster = FakeCluster::new(["a", "b"]);
+    let base = TakeoverConfig::default().with_placement(
+        Placement::parse("a > b")
+            .with_failover_delay(Duration::from_millis(100))
+            .with_standby_grace(Duration::from_millis(300)),
+    );
+    let spawn_all = |node: &'static str, config: TakeoverConfig| {
+        let cluster = cluster.clone();
+        async move {
+            let mut keep = Vec::new();
+            for i in 0..N {
+                let server = TakeoverServer::new(
+                    name(i),
+                    Counter::default(),
+                    cluster.registry(node),
+                    config.clone(),
+                );
+                keep.push(server.spawn(()).await.expect("spawn").0);
+            }
+            keep
+        }
+    };
+    let held_on = |node: &'static str| {
+        let cluster = cluster.clone();
+        move || {
+            let cluster = cluster.clone();
+            async move {
+                (0..N).all(|i| {
+                    cluster
+                        .holders(&name(i))
+                        .values()
+                        .all(|h| h.as_ref().is_some_and(|h| h.node.as_str() == node))
+                })
+            }
+        }
+    };
+    tracing::info!("--- {N} names on a, standbys on b");
+    let _on_a = spawn_all("a", base.clone()).await;
+    let _on_b = spawn_all("b", base.clone()).await;
+    wait_until("a holds every name", held_on("a")).await;
+    tracing::info!("--- crash a: b fails over every name");
+    cluster.crash("a");
+    wait_until("b holds every name", held_on("b")).await;
+
+    tracing::info!("--- slow links, restart a with move_limit({LIMIT})");
+    cluster.set_delay("a", "b", Duration::from_millis(200));
+    cluster.set_delay("b", "a", Duration::from_millis(200));
+    let mut events = base.events.subscribe();
+    cluster.restart("a");
+    let _back = spawn_all("a", base.clone().with_move_limit(LIMIT)).await;
+    wait_until("a holds every name again", held_on("a")).await;
+
+    let mut running = std::collections::BTreeSet::new();
+    let (mut most, mut started) = (0, 0);
+    while let Ok(ev) = events.try_recv() {
+        if ev.node.as_str() != "a" {
+            continue;
+        }
+        match ev.kind {
+            event::EventKind::TakeoverStarted { .. } => {
+                started += 1;
+                running.insert(ev.name.clone());
+                most = most.max(running.len());
+            }
+            event::EventKind::Registered { .. } | event::EventKind::TakeoverAborted { .. } => {
+                running.remove(&ev.name);
+            }
+            _ => {}
+        }
+    }
+    println!("takeovers started on a: {started}; most under way at once: {most}");
+    assert!(
+        started >= N,
+        "every name was taken back: {started} takeovers"
+    );
+    assert!(
+        most <= LIMIT,
+        "{most} takeovers at once, above the limit {LIMIT}"
+    );
+    assert!(
+        most > 1,
+        "the takeovers ran one by one: the test shows nothing"
+    );
+}

@@ -135,30 +135,34 @@ pub(crate) struct Mem {
 /// Every Control op answers `Result<T, String>` in postcard.
 pub(crate) struct Control;
 
+/// The node's `bench` and `bench_sync` instances.
+type Slots = (Slot, Slot);
+
 impl Actor for Control {
     type Msg = Envelope;
-    type State = Slot;
-    type Arguments = Slot;
+    type State = Slots;
+    type Arguments = Slots;
 
     async fn pre_start(
         &self,
         _: ActorRef<Envelope>,
-        slot: Slot,
-    ) -> Result<Slot, ActorProcessingErr> {
-        Ok(slot)
+        slots: Slots,
+    ) -> Result<Slots, ActorProcessingErr> {
+        Ok(slots)
     }
 
     async fn handle(
         &self,
         _: ActorRef<Envelope>,
         msg: Envelope,
-        slot: &mut Slot,
+        (slot, sync_slot): &mut Slots,
     ) -> Result<(), ActorProcessingErr> {
         let Some(reply) = msg.reply else {
             return Ok(());
         };
         let answer = match msg.op.as_str() {
             "takeover" => postcard::to_allocvec(&ctl_takeover(slot, &msg.args).await),
+            "takeover_sync" => postcard::to_allocvec(&ctl_takeover(sync_slot, &msg.args).await),
             "raw" => postcard::to_allocvec(&ctl_raw(&msg.args).await),
             "stats" => postcard::to_allocvec(&ctl_stats(&msg.args)),
             other => postcard::to_allocvec(&Err::<(), String>(format!("unknown op {other}"))),

@@ -163,6 +163,16 @@ pub(crate) async fn ctl<T: DeserializeOwned>(
 pub(crate) async fn takeover_other(
     client: &GlobalClient<Bench>,
 ) -> Result<(String, TakeoverOutcome), AnyErr> {
+    takeover_other_by(client, "takeover").await
+}
+
+/// Takes the name of `client` over on the node that does not hold it,
+/// with Control's `op` (`takeover` for `bench`, `takeover_sync` for
+/// `bench_sync`).
+pub(crate) async fn takeover_other_by(
+    client: &GlobalClient<Bench>,
+    op: &str,
+) -> Result<(String, TakeoverOutcome), AnyErr> {
     let holder = client
         .whereis()
         .map(|h| h.node.to_string())
@@ -170,7 +180,7 @@ pub(crate) async fn takeover_other(
     let target = if holder == "a" { "b" } else { "a" };
     let outcome = ctl::<TakeoverOutcome>(
         target,
-        "takeover",
+        op,
         &(CALL_TIMEOUT.as_millis() as u64),
         CALL_TIMEOUT + Duration::from_secs(35),
     )
@@ -305,6 +315,14 @@ pub(crate) async fn real_benchmarks(
             "0",
             "over every takeover_pause series",
         );
+    }
+
+    if opts.runs("sync") {
+        progress(
+            "synchronous standby: bench_sync (on) against bench (off), both a holding, b standby",
+            t0,
+        );
+        sync::sync_series(opts, cluster, figs, &mut next_client, t0).await?;
     }
 
     if opts.runs("failover") {

@@ -48,7 +48,12 @@
 //! - `peak_rss_64m` (VmHWM of `a` and `b` through the 64 MiB takeovers) and
 //!   its ratio to the state size.
 //!
-//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover,hang`
+//! - `sync_*` (`sync.rs`): synchronous standby on (`bench_sync`, on `a`
+//!   and `b` too) against off (`bench`) in the same run: round trip and
+//!   calls/s ratios from 1 and 8 clients, takeover pauses of 1 KiB and
+//!   64 MiB.
+//!
+//! Flags (`--help`): `--quick`; `--only fake,rtt,throughput,pause,failover,hang,sync`
 //! (default: all); `--sizes 1k,1m,64m` (default: all; `--skip-64m`);
 //! `--takeovers N` (100 per size for 1k and 1m); `--takeovers-64m N` (20);
 //! `--budget-64m-s S` (150: the 64 MiB series stops early after that long
@@ -70,7 +75,7 @@
 //! the table, the JSON lines and the timing helpers. Node processes are
 //! started and stopped (by PID) with `ractor_takeover_testkit::procs`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::io::Write;
 use std::process::Command;
@@ -86,8 +91,8 @@ use ractor_takeover::cluster::{ClusterConfig, ClusterNode, PeerAddr};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::status::Phase;
 use ractor_takeover::{
-    CallErr, GlobalClient, Placement, TakeoverActor, TakeoverConfig, TakeoverCtx, TakeoverRef,
-    TakeoverServer,
+    CallErr, GlobalClient, Placement, StateCodecErr, SyncStandby, TakeoverActor, TakeoverConfig,
+    TakeoverCtx, TakeoverRef, TakeoverServer,
 };
 use ractor_takeover_testkit::node::{self, AnyErr, ClusterArgs};
 use ractor_takeover_testkit::procs::{free_ports, NodeProc};
@@ -107,6 +112,7 @@ mod node_process;
 mod pause;
 mod scale;
 mod server;
+mod sync;
 
 use actors::{envelope_call, find_member, Control, Echo, Mem, Slot, TakeoverOutcome};
 use cluster::{ctl, real_benchmarks, takeover_other, wait_until, Cluster};
@@ -121,6 +127,8 @@ use server::{Bench, BenchMsg, BenchReply, ClientRec};
 
 /// The benchmark server's global name (manual moves between `a` and `b`).
 const NAME: &str = "bench";
+/// The same server with synchronous standby on (`sync.rs`), on `a` and `b`.
+const SYNC_NAME: &str = "bench_sync";
 /// The failover server's global name (placement `a > c`).
 const FO_NAME: &str = "bench_fo";
 const FO_PLACEMENT: &str = "a > c";
@@ -262,7 +270,15 @@ struct Opts {
     verbose: bool,
 }
 
-const PHASES: [&str; 6] = ["fake", "rtt", "throughput", "pause", "failover", "hang"];
+const PHASES: [&str; 7] = [
+    "fake",
+    "rtt",
+    "throughput",
+    "pause",
+    "failover",
+    "hang",
+    "sync",
+];
 const SIZES: [(&str, u64); 3] = [("1k", KIB), ("1m", MIB), ("64m", 64 * MIB)];
 
 impl Opts {

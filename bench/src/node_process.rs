@@ -15,12 +15,16 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<(), AnyErr> {
         vec![echo.get_cell()],
     );
     let slot: Slot = Arc::default();
+    let sync_slot: Slot = Arc::default();
     let fo_slot: Slot = Arc::default();
     let mut slots = Vec::new();
     if args.bench {
         let config = TakeoverConfig::default().with_pull_timeout(CALL_TIMEOUT);
-        keep_instance(NAME, &node, config, slot.clone());
+        keep_instance(NAME, &node, config.clone(), slot.clone());
         slots.push((NAME, slot.clone()));
+        let config = config.with_sync_standby(SyncStandby::refuse());
+        keep_instance(SYNC_NAME, &node, config, sync_slot.clone());
+        slots.push((SYNC_NAME, sync_slot.clone()));
     }
     let fo_placement = args.fo_placement;
     if !fo_placement.is_empty() {
@@ -29,7 +33,7 @@ pub(crate) async fn run_node(args: NodeArgs) -> Result<(), AnyErr> {
         keep_instance(FO_NAME, &node, config, fo_slot.clone());
         slots.push((FO_NAME, fo_slot));
     }
-    let (control, _) = Actor::spawn(None, Control, slot).await?;
+    let (control, _) = Actor::spawn(None, Control, (slot, sync_slot)).await?;
     pg::join_scoped(
         SCOPE.to_string(),
         format!("control|{name}"),

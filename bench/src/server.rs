@@ -64,6 +64,20 @@ pub(crate) struct BenchState {
     pub(crate) clients: BTreeMap<u32, ClientRec>,
     #[serde(with = "ractor_takeover::codec::bytes")]
     pub(crate) blob: Vec<u8>,
+    /// What changed since the last delta (synchronous standby, see
+    /// `take_delta`): the clients whose record changed, and whether the
+    /// blob did. Not part of the state.
+    #[serde(skip)]
+    pub(crate) touched: BTreeSet<u32>,
+    #[serde(skip)]
+    pub(crate) blob_changed: bool,
+}
+
+/// A change of `BenchState`: the counter and the changed client records.
+#[derive(Serialize, Deserialize)]
+struct BenchDelta {
+    counter: u64,
+    clients: Vec<(u32, ClientRec)>,
 }
 
 pub(crate) struct Bench;
@@ -94,6 +108,7 @@ impl TakeoverActor for Bench {
                 rec.last_seq = rec.last_seq.max(seq);
                 rec.handled += 1;
                 state.counter += 1;
+                state.touched.insert(client);
                 BenchReply::Count {
                     counter: state.counter,
                     handled: rec.handled,
@@ -103,6 +118,7 @@ impl TakeoverActor for Bench {
             }
             BenchMsg::SetBlob { bytes } => {
                 state.blob = vec![0xA5; bytes as usize];
+                state.blob_changed = true;
                 BenchReply::Blob { len: bytes }
             }
             BenchMsg::Get => BenchReply::State {
@@ -112,5 +128,29 @@ impl TakeoverActor for Bench {
             },
             BenchMsg::Ping { payload } => BenchReply::Pong { payload },
         })
+    }
+
+    /// The counter and the touched records; a new blob goes whole (the
+    /// delta would be as big as the state).
+    fn take_delta(&self, state: &mut BenchState) -> Option<Result<Vec<u8>, StateCodecErr>> {
+        let touched = std::mem::take(&mut state.touched);
+        if std::mem::take(&mut state.blob_changed) {
+            return None;
+        }
+        let delta = BenchDelta {
+            counter: state.counter,
+            clients: touched
+                .into_iter()
+                .filter_map(|c| state.clients.get(&c).map(|r| (c, *r)))
+                .collect(),
+        };
+        Some(ractor_takeover::codec::encode_postcard(&delta))
+    }
+
+    fn apply_delta(&self, state: &mut BenchState, delta: &[u8]) -> Result<(), StateCodecErr> {
+        let delta: BenchDelta = ractor_takeover::codec::decode_postcard(delta)?;
+        state.counter = delta.counter;
+        state.clients.extend(delta.clients);
+        Ok(())
     }
 }

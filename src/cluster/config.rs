@@ -84,6 +84,40 @@ pub struct ClusterConfig {
     /// still let an answer out after the lease ran out. See
     /// [`Registry::lease_until`](crate::registry::Registry::lease_until).
     pub lease_margin: Option<Duration>,
+    /// The phi accrual threshold of the failure detector (`None`: the fixed
+    /// detector, silence for the detection time). Default: `Some(8.0)`, as
+    /// Akka and Cassandra. With it a peer is down once it has been silent
+    /// for at least the detection time *and* its silence is that unlikely
+    /// (phi: minus log10 of the chance that a heartbeat is still to come,
+    /// from the spread of its recent heartbeats), or once it has been silent
+    /// for [`Self::max_detection`]. Why adaptive above a floor: under load
+    /// or on a jittery network the heartbeats' spread grows, and so does the
+    /// silence it takes to declare a peer down, so a slow peer is not taken
+    /// for a dead one; the floor keeps the holder lease (counted from the
+    /// detection time) provably shorter than any down.
+    pub phi_threshold: Option<f64>,
+    /// The longest silence before a peer is down whatever its phi, with the
+    /// phi accrual detector. `None` (the default): twice the detection time
+    /// (2 s with the defaults). At least the detection time.
+    pub max_detection: Option<Duration>,
+    /// A client-only node: it calls global names and never holds one (it is
+    /// in no placement; [`Registry::register`](crate::registry::Registry::register)
+    /// and `steal` refuse on it). Default: `false`. Its peers learn it from
+    /// its heartbeats, and then neither count it for their holders' lease
+    /// nor wait for it in a safe lookup: a client that hangs pauses nobody.
+    pub client_only: bool,
+    /// Seed nodes, `name@host:port`: members of a running cluster to join
+    /// through. Default: none. A node dials its seeds at once (a seed need
+    /// not know it), and every member it has a session with tells it the
+    /// others (their names and addresses), which it then dials too; they
+    /// learn it in turn. So a new node or a client lists one or two members
+    /// instead of every node being listed everywhere. Safe lookups wait
+    /// for seeds as for `peers`, and for every member learnt from them (up
+    /// to `startup_timeout` from when it was learnt), so a joining node
+    /// never takes a name held on a member it has not reached yet. A seed
+    /// should not also list the joining node in its `peers` (both would
+    /// dial at once).
+    pub seeds: Vec<PeerAddr>,
 }
 
 impl ClusterConfig {
@@ -106,6 +140,48 @@ impl ClusterConfig {
             handshake_timeout: Duration::from_secs(2),
             auth_timeout: Duration::from_secs(5),
             lease_margin: None,
+            phi_threshold: Some(8.0),
+            max_detection: None,
+            client_only: false,
+            seeds: Vec::new(),
+        }
+    }
+
+    /// Sets [`Self::seeds`].
+    pub fn with_seeds(mut self, seeds: Vec<PeerAddr>) -> Self {
+        self.seeds = seeds;
+        self
+    }
+
+    /// Sets the phi accrual detector (the default; see
+    /// [`Self::phi_threshold`]): `threshold`, and the silence after which
+    /// a peer is down whatever its phi (`max_detection`, at least the
+    /// detection time).
+    pub fn with_phi_accrual(mut self, threshold: f64, max_detection: Duration) -> Self {
+        self.phi_threshold = Some(threshold);
+        self.max_detection = Some(max_detection);
+        self
+    }
+
+    /// Sets the fixed detector: a peer silent for the detection time is down.
+    pub fn with_fixed_detector(mut self) -> Self {
+        self.phi_threshold = None;
+        self
+    }
+
+    /// Makes this a client-only node (see [`Self::client_only`]).
+    pub fn client_only(mut self) -> Self {
+        self.client_only = true;
+        self
+    }
+
+    /// The longest silence before a peer is declared down: the detection
+    /// time with the fixed detector, [`Self::max_detection`] (or twice the
+    /// detection time) with phi accrual.
+    pub fn effective_max_detection(&self) -> Duration {
+        match self.phi_threshold {
+            None => self.detection_time(),
+            Some(_) => self.max_detection.unwrap_or(self.detection_time() * 2),
         }
     }
 
@@ -159,6 +235,17 @@ impl ClusterConfig {
         if self.auth_timeout.is_zero() {
             return Err(ConfigErr::ZeroTimeout("auth_timeout"));
         }
+        if let Some(phi) = self.phi_threshold {
+            if !phi.is_finite() || phi <= 0.0 {
+                return Err(ConfigErr::BadPhiThreshold(phi.to_string()));
+            }
+            if self.effective_max_detection() < self.detection_time() {
+                return Err(ConfigErr::MaxDetectionBelowFloor {
+                    max_detection: self.effective_max_detection(),
+                    detection: self.detection_time(),
+                });
+            }
+        }
         let Some(lease) = self.lease_duration() else {
             return Err(ConfigErr::NoLease {
                 detection: self.detection_time(),
@@ -185,7 +272,7 @@ impl ClusterConfig {
     /// meanwhile ends only when it is declared down (the detection time,
     /// plus one interval for the tick that notices).
     pub fn settle_time(&self) -> Duration {
-        self.startup_timeout + self.detection_time() + self.heartbeat_interval
+        self.startup_timeout + self.effective_max_detection() + self.heartbeat_interval
     }
 
     /// Refuses a server's settings that cannot work on a node with these
@@ -237,7 +324,9 @@ impl ClusterConfig {
         self
     }
 
-    /// How long a peer may be silent before it counts as down.
+    /// How long a peer must be silent at least before it counts as down
+    /// (the floor of the phi accrual detector, the whole rule of the fixed
+    /// one): the holder lease is counted from it.
     pub fn detection_time(&self) -> Duration {
         self.heartbeat_interval * self.heartbeat_misses
     }

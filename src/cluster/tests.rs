@@ -63,17 +63,17 @@ fn a_lease_no_longer_than_the_interval_is_refused() {
 #[test]
 fn a_whereis_timeout_below_the_settle_time_is_refused() {
     let config = ClusterConfig::new("a", 4000, "c");
-    assert_eq!(config.settle_time(), Duration::from_millis(6_200));
+    assert_eq!(config.settle_time(), Duration::from_millis(7_200));
     let short = TakeoverConfig::default().with_whereis_timeout(Duration::from_secs(5));
     assert_eq!(
         config.check_takeover(&short),
         Err(ConfigErr::WhereisBelowSettle {
             whereis: Duration::from_secs(5),
-            settle: Duration::from_millis(6_200),
+            settle: Duration::from_millis(7_200),
         })
     );
     let quick = config.with_startup_timeout(Duration::from_secs(1));
-    assert_eq!(quick.settle_time(), Duration::from_millis(2_200));
+    assert_eq!(quick.settle_time(), Duration::from_millis(3_200));
     assert_eq!(quick.check_takeover(&short), Ok(()));
 }
 
@@ -107,6 +107,145 @@ fn defaults_are_the_documented_ones() {
     assert_eq!(c.handshake_timeout, Duration::from_secs(2));
     assert_eq!(c.lease_margin, None);
     assert_eq!(c.auth_timeout, Duration::from_secs(5));
+    assert_eq!(c.phi_threshold, Some(8.0));
+    assert_eq!(c.max_detection, None);
+    assert_eq!(c.effective_max_detection(), Duration::from_secs(2));
+    assert!(!c.client_only);
+}
+
+/// A phi threshold that is not a finite number above zero, and a ceiling
+/// below the floor the lease counts from, are refused; the fixed detector
+/// needs neither.
+#[test]
+fn detector_settings_that_cannot_work_are_refused() {
+    let config = ClusterConfig::new("a", 4000, "c");
+    for phi in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let bad = config.clone().with_phi_accrual(phi, Duration::from_secs(2));
+        assert!(
+            matches!(bad.validate(), Err(ConfigErr::BadPhiThreshold(_))),
+            "phi {phi} passed"
+        );
+    }
+    let low = config
+        .clone()
+        .with_phi_accrual(8.0, Duration::from_millis(999));
+    assert_eq!(
+        low.validate(),
+        Err(ConfigErr::MaxDetectionBelowFloor {
+            max_detection: Duration::from_millis(999),
+            detection: Duration::from_secs(1),
+        })
+    );
+    let at_floor = config.clone().with_phi_accrual(8.0, Duration::from_secs(1));
+    assert_eq!(at_floor.validate(), Ok(()));
+    let fixed = config.with_fixed_detector();
+    assert_eq!(fixed.validate(), Ok(()));
+    assert_eq!(fixed.effective_max_detection(), Duration::from_secs(1));
+}
+
+fn shared() -> Shared {
+    Shared {
+        started: Instant::now(),
+        incarnation: 1,
+        state: Mutex::new(SharedState::default()),
+        events: broadcast::channel(16).0,
+        watchers: Watchers::default(),
+        changed: watch::channel(0).0,
+    }
+}
+
+/// A pong on the beacon's path from a peer that declared us down since
+/// it last synced with us on the session gives no lease evidence (a
+/// standby of its may hold a name of ours, and its registration reaches
+/// us only on the session); a pong on the session, which comes after that
+/// registration, counts and covers its downs; a restarted peer (another
+/// incarnation) starts from none covered.
+#[test]
+fn a_peer_that_declared_us_down_counts_again_only_after_a_session_pong() {
+    let shared = shared();
+    let b = NodeName::new("b");
+    let config = ClusterConfig::new("a", 4000, "c");
+    {
+        let mut s = shared.lock();
+        s.alive.insert(b.clone());
+        s.sessions.insert(b.clone());
+    }
+    let evidence = |shared: &Shared| shared.lock().answered.get(&b).copied();
+    let r1 = heartbeat::next_round(&shared, &config);
+    heartbeat::answered(&shared, &b, r1, 7, 0, false);
+    let first = evidence(&shared).expect("no downs: the pong counts");
+
+    let r2 = heartbeat::next_round(&shared, &config);
+    heartbeat::answered(&shared, &b, r2, 7, 1, false);
+    assert_eq!(
+        evidence(&shared),
+        Some(first),
+        "b declared us down: no evidence"
+    );
+    heartbeat::answered(&shared, &b, r2, 7, 1, true);
+    let second = evidence(&shared).expect("the session pong counts");
+    assert!(second >= first);
+    let r3 = heartbeat::next_round(&shared, &config);
+    heartbeat::answered(&shared, &b, r3, 7, 1, false);
+    assert!(
+        evidence(&shared).unwrap() >= second,
+        "covered: counts again"
+    );
+
+    let r4 = heartbeat::next_round(&shared, &config);
+    let before = evidence(&shared);
+    heartbeat::answered(&shared, &b, r4, 8, 1, false);
+    assert_eq!(
+        evidence(&shared),
+        before,
+        "a new incarnation's downs are not covered"
+    );
+}
+
+/// A client-only peer counts neither for the lease nor as a peer a
+/// holder must hear from; a server peer does.
+#[test]
+fn client_only_peers_do_not_count_for_the_lease() {
+    let shared = shared();
+    let config = ClusterConfig::new("a", 4000, "c");
+    let (b, k) = (NodeName::new("b"), NodeName::new("k"));
+    shared.lock().sessions.extend([b.clone(), k.clone()]);
+    heartbeat::heard(&shared, &config, &b, true, false);
+    heartbeat::heard(&shared, &config, &k, true, true);
+    let r = heartbeat::next_round(&shared, &config);
+    heartbeat::answered(&shared, &b, r, 1, 0, false);
+    let lease = config.lease_duration().unwrap();
+    let s = shared.lock();
+    assert_eq!(s.alive.len(), 2);
+    let holders: BTreeSet<NodeName> = s.alive.difference(&s.clients).cloned().collect();
+    assert!(
+        lease::lease_until(&holders, &s.answered, s.fence, lease, Instant::now()).is_some(),
+        "k never answered, and does not need to"
+    );
+    assert!(lease::lease_until(&s.alive, &s.answered, s.fence, lease, Instant::now()).is_none());
+}
+
+/// A client-only node refuses to register or steal a name, with a typed error.
+#[tokio::test]
+async fn a_client_only_node_holds_no_name() {
+    let node = ClusterNode::start(ClusterConfig::new("k", 0, "c").client_only())
+        .await
+        .expect("the node starts");
+    let (cell, _) = Actor::spawn(None, watcher::Watcher, Arc::new(shared()))
+        .await
+        .expect("an actor to register");
+    let registry = node.registry();
+    let k = NodeName::new("k");
+    assert_eq!(
+        registry.register("count", cell.get_cell()).await.err(),
+        Some(RegistryErr::ClientOnly(k.clone()))
+    );
+    assert_eq!(
+        registry.steal("count", cell.get_cell()).await.err(),
+        Some(RegistryErr::ClientOnly(k))
+    );
+    cell.stop(None);
+    node.shutdown();
 }
 
 /// The smallest behaviour: a counter.
@@ -159,7 +298,7 @@ async fn a_server_refuses_a_whereis_timeout_below_the_nodes_settle_time() {
         inner.downcast_ref::<ConfigErr>(),
         Some(&ConfigErr::WhereisBelowSettle {
             whereis: Duration::from_secs(5),
-            settle: Duration::from_millis(6_200),
+            settle: Duration::from_millis(7_200),
         }),
         "{err}"
     );

@@ -137,3 +137,26 @@ fn validate_refuses_a_dedup_window_of_zero() {
     );
     assert_eq!(ok.with_dedup_window(1).validate(None), Ok(()));
 }
+
+/// A move limit of 0 (no placement takeover could ever start) is refused;
+/// clones share one limit, `with_move_limit` makes a fresh one.
+#[test]
+fn a_zero_move_limit_is_refused_and_clones_share_the_limit() {
+    let ok = TakeoverConfig::default();
+    assert_eq!(ok.move_limit.limit(), 32);
+    assert_eq!(
+        ok.clone().with_move_limit(0).validate(None),
+        Err(ConfigErr::ZeroMoveLimit)
+    );
+    assert_eq!(ok.clone().with_move_limit(1).validate(None), Ok(()));
+    let one = ok.with_move_limit(1);
+    let clone = one.clone();
+    let permit = one.move_limit.try_acquire().expect("a free permit");
+    assert_eq!(clone.move_limit.running(), 1);
+    assert!(
+        clone.move_limit.try_acquire().is_none(),
+        "the clone shares it"
+    );
+    drop(permit);
+    assert!(clone.move_limit.try_acquire().is_some());
+}

@@ -47,6 +47,46 @@ pub(crate) enum HandoverMsg {
         holder_epoch: Epoch,
         /// The requester's own (stolen) registration.
         requester: RegistrationInfo,
+        /// The checkpoint or replica the requester holds, as `(holder
+        /// epoch, seq)`: an old holder whose state has not changed since
+        /// answers `StateUnchanged` instead of sending it again.
+        have: Option<(Epoch, u64)>,
+    },
+    /// Old to new, instead of a `StateReply`: your replica `seq` of my
+    /// state at `holder_epoch` is my state now (it was sent to you before
+    /// this, on the same link); install it.
+    StateUnchanged {
+        /// The requester's epoch, to match the reply with its pull.
+        requester_epoch: Epoch,
+        /// The old holder's epoch.
+        holder_epoch: Epoch,
+        /// The replica that is the state.
+        seq: u64,
+    },
+    /// Holder to standby, synchronous standby: the effect of the holder's
+    /// calls up to `seq`. The standby stores it and answers `ReplicaAck`.
+    Replica {
+        /// The holder (the fence: a standby never stores a replica of an
+        /// older epoch than the one it has).
+        holder: RegistrationInfo,
+        /// Its number within the holder's epoch (shared with checkpoints).
+        seq: u64,
+        /// Calls the holder had handled then.
+        handled: u64,
+        /// What it carries.
+        body: ReplicaBody,
+    },
+    /// Standby to holder: what it stored of the holder's replicas.
+    ReplicaAck {
+        /// The holder epoch the replicas came from.
+        holder_epoch: Epoch,
+        /// The newest replica it holds from that epoch.
+        seq: u64,
+        /// The standby's node.
+        standby: crate::NodeName,
+        /// It could not apply a delta (it lacks the one before): send the
+        /// whole state.
+        need_full: bool,
     },
     /// Old to new: the state, or why not.
     StateReply {
@@ -166,6 +206,38 @@ pub(crate) enum HandoverMsg {
         /// the successor is still there to confirm.
         answerer: Option<RegistrationInfo>,
     },
+}
+
+/// The replicated envelope of synchronous standby: what one `Replica`
+/// carries. A state larger than `state_part_bytes` goes as a `Checkpoint`
+/// in parts instead (acknowledged with `ReplicaAck` all the same).
+///
+/// Why an envelope rather than the state's bytes alone: more than the
+/// user's state has to reach the standby with each call. Exactly-once
+/// retries keep a window of answered call keys with their replies
+/// (`crate::dedup`), and the standby a failover starts must know every
+/// call whose effect it holds, or a retry of an acknowledged call would
+/// run a second time there. So the window's change rides beside the
+/// image, stored with the very call whose effect it records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub(crate) struct ReplicaBody {
+    /// The user state, whole or as a delta.
+    pub(crate) image: ReplicaImage,
+    /// With a delta image: what the window of answered calls gained with
+    /// it. `None` with a whole state, whose bytes carry the whole window
+    /// (`crate::dedup::seal`); a delta without it is refused (the standby
+    /// asks for the whole state).
+    pub(crate) answered: Option<crate::dedup::WindowDelta>,
+}
+
+/// The user state in a `Replica`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum ReplicaImage {
+    /// The whole encoded state.
+    Full(#[serde(with = "crate::codec::bytes")] Vec<u8>),
+    /// `TakeoverActor::take_delta`'s bytes, to apply on replica `seq - 1`.
+    Delta(#[serde(with = "crate::codec::bytes")] Vec<u8>),
 }
 
 /// What a state sent in parts is, and who sends it: the message it stands

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::checkpoint::Clock;
 use super::conflict::Conflict;
 use super::phase;
+use super::sync::Answered;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::dedup::Seen;
 use crate::message::{deliver, Answer};
@@ -75,6 +76,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             && !self.rival_in_view(state)
             && self.quorum_now(state)
             && self.lease_now(state)
+            && !self.sync_holds(state)
     }
 
     /// Whether a registration of our name ranks above ours in the view.
@@ -262,7 +264,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         "a retried call applied already; its reply again"
                     );
                     if let Some(reply) = call.reply {
-                        reply.send_encoded(bytes);
+                        if self.sync_on() {
+                            // Once a standby stored it, as its first answer.
+                            let ordinal = state
+                                .answered
+                                .ordinal(key)
+                                .unwrap_or_else(|| state.answered.applied());
+                            self.sync_answer_again(state, reply, bytes, ordinal);
+                        } else {
+                            reply.send_encoded(bytes);
+                        }
                     }
                     return Ok(());
                 }
@@ -279,14 +290,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 }
             }
         }
+        if self.sync_on() && self.sync_refuses(state) {
+            // Consistency: nobody could store its effect, so it is not applied.
+            if let Some(reply) = call.reply {
+                reply.send(Err(CallErr::NoStandby));
+            }
+            return Ok(());
+        }
         let handled =
             AssertUnwindSafe(self.behaviour.handle(&state.ctx, call.msg, &mut state.user))
                 .catch_unwind()
                 .await;
         let error = match handled {
             Ok(Ok(answer)) => {
-                match (call.reply, key) {
-                    (Some(reply), Some(key)) => {
+                let answer = match (&call.reply, key) {
+                    (Some(_), Some(key)) => {
                         // Encoded once, for the window and the caller.
                         let bytes = postcard::to_allocvec(&Ok::<&A::Reply, CallErr>(&answer))
                             .or_else(|e| {
@@ -298,19 +316,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                             Ok(bytes) => {
                                 let window = self.config.dedup_window;
                                 state.answered.record(&key, bytes.clone(), window);
-                                reply.send_encoded(bytes);
+                                Answered::Encoded(bytes)
                             }
                             // A `CallErr` always encodes; kept typed all the same.
-                            Err(_) => reply.send(Ok(answer)),
+                            Err(_) => Answered::Reply(answer),
                         }
                     }
-                    (Some(reply), None) => reply.send(Ok(answer)),
-                    (None, _) => {}
-                }
+                    _ => Answered::Reply(answer),
+                };
                 if let Some(kept) = port.and_then(|w| w.upgrade()) {
                     state.held.keep(&kept);
                 }
                 self.after_serve(state);
+                if self.sync_on() {
+                    // Answered once a standby stored it (see `sync`), the
+                    // window's new entry with it.
+                    self.sync_answer(state, call.reply, answer);
+                } else if let Some(reply) = call.reply {
+                    answer.send(reply);
+                }
                 return Ok(());
             }
             Ok(Err(e)) => CallErr::Handler(e.to_string()),
@@ -334,6 +358,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         tracing::error!(%why, "handler failed: giving the name up and stopping");
         self.publish(state, EventKind::HandlerFailed { error });
         state.failed = Some(why.clone());
+        self.sync_fail(state);
         self.end_tenure(state);
         if let Some(me) = self.set_registration(state, None) {
             self.registry

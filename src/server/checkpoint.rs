@@ -14,8 +14,9 @@ use tokio::time::Instant;
 
 use super::phase;
 use super::{ServerState, Stage, TakeoverServer};
+use crate::message::{deliver, ReplicaBody, ReplicaImage};
 use crate::{
-    CheckpointInfo, Epoch, EventKind, LeaveReason, NodeName, PartOf, Registration,
+    CheckpointInfo, Epoch, EventKind, HandoverMsg, LeaveReason, NodeName, PartOf, Registration,
     RegistrationInfo, StartType, TakeoverActor, TakeoverMessage,
 };
 
@@ -48,14 +49,75 @@ struct Stored<A: TakeoverActor> {
     answered: crate::dedup::Window,
 }
 
+impl<A: TakeoverActor> Warm<A> {
+    /// The checkpoint or replica it holds, as `(holder epoch, seq)`.
+    pub(super) fn have(&self) -> Option<(Epoch, u64)> {
+        self.stored.as_ref().map(|s| (s.holder_epoch, s.seq))
+    }
+
+    /// Keeps the state an old holder handed over to the successor at
+    /// `epoch`, as replica 0 of that epoch (synchronous standby), with
+    /// the window of answered calls it has the effect of.
+    pub(super) fn keep_handed_over(
+        &mut self,
+        epoch: Epoch,
+        state: A::State,
+        answered: crate::dedup::Window,
+    ) {
+        self.stored = Some(Stored {
+            holder_epoch: epoch,
+            seq: 0,
+            handled: 0,
+            bytes: 0,
+            received: Instant::now(),
+            state,
+            answered,
+        });
+    }
+
+    /// Takes the stored state and its window of answered calls if it is
+    /// replica `seq` of `holder_epoch`.
+    pub(super) fn take_if(
+        &mut self,
+        holder_epoch: Epoch,
+        seq: u64,
+    ) -> Option<(A::State, crate::dedup::Window)> {
+        if self.have() != Some((holder_epoch, seq)) {
+            return None;
+        }
+        self.stored.take().map(|s| {
+            let mut answered = s.answered;
+            // What the old holder kept as this replica: the next delta of
+            // our tenure builds on it.
+            answered.settle();
+            (s.state, answered)
+        })
+    }
+}
+
+/// The warm part of a standby, or of a standby that pulls (it keeps
+/// storing replicas: the holder it pulls from may serve a few more calls).
+fn warm_of<A: TakeoverActor>(stage: &mut Stage<A>) -> Option<&mut Warm<A>> {
+    match stage {
+        Stage::Standby(s) => Some(s.warm_mut()),
+        Stage::Pulling(p) => Some(p.warm_mut()),
+        _ => None,
+    }
+}
+
 /// A holder's side: calls handled, and when the last checkpoint was taken.
 /// It lives as long as the instance holds (across a retirement or a yield
 /// that ends in serving again), so checkpoint numbers keep rising.
 #[derive(Default)]
 pub(super) struct Clock {
-    handled: u64,
-    at: u64,
-    seq: u64,
+    pub(super) handled: u64,
+    pub(super) at: u64,
+    /// The newest checkpoint or replica's number (synchronous standby's
+    /// replicas count here too, see `sync`).
+    pub(super) seq: u64,
+    /// The state may have changed since checkpoint or replica `seq` (a
+    /// call, an info, a merge, `go`): a takeover must move it.
+    pub(super) dirty: bool,
 }
 
 impl Clock {
@@ -65,16 +127,17 @@ impl Clock {
     }
 }
 
-fn standby_name(name: &str) -> String {
+/// The group every standby of `name` joins: where a holder sends its
+/// checkpoints, and how the nodes behind a standby in line see that it is
+/// in line (see `phase::vacancy_turn`).
+pub(super) fn standby_name(name: &str) -> String {
     format!("{name}#standby")
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// A standby joins the standby group (only with warm standby on).
+    /// A standby joins the standby group. Why with warm standby off too:
+    /// the nodes behind it in placement wait for it on a vacant name.
     pub(super) async fn join_standbys(&self, state: &mut ServerState<A>) {
-        if self.config.checkpoint.is_none() {
-            return;
-        }
         if matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some()) {
             return;
         }
@@ -83,6 +146,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(reg) => {
                 if let Stage::Standby(s) = &mut state.stage {
                     s.warm_mut().reg = Some(reg);
+                }
+                // Synchronous standby: tell the holder what we have, so
+                // that it sends what we lack (see `sync`).
+                let have = match &state.stage {
+                    Stage::Standby(s) => s.warm().have(),
+                    _ => None,
+                };
+                if let (true, Some((epoch, seq)), Some(holder)) =
+                    (self.sync_on(), have, self.registry.lookup(&self.name))
+                {
+                    if holder.epoch() == epoch {
+                        self.ack_replica(state, holder.info(), seq, false);
+                    }
                 }
             }
             Err(e) => {
@@ -100,11 +176,16 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// A standby that becomes holder leaves the standby group.
+    /// A standby that becomes holder leaves the standby group. Why not as
+    /// `Unregistered`: a clean leave also joins a tombstone group on the
+    /// real backend (see `cluster::token::tombstone`), one more pg change
+    /// to every peer per name, and nothing reads why a standby left; in a
+    /// mass failover those changes queue in every session ahead of the
+    /// heartbeats.
     pub(super) fn leave_standbys(&self, warm: Warm<A>) {
         if let Some(reg) = warm.reg {
             self.registry
-                .unregister(reg.info(), LeaveReason::Unregistered);
+                .unregister(reg.info(), LeaveReason::InstanceDied);
         }
     }
 
@@ -132,6 +213,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         holder.clock.handled += 1;
+        holder.clock.dirty = true;
+        if self.sync_on() {
+            // Every call's effect is replicated (see `sync`): no checkpoint.
+            return;
+        }
         let every = self.config.checkpoint.as_ref().and_then(|p| p.every_calls);
         if every.is_some_and(|n| holder.clock.handled - holder.clock.at >= n) {
             self.send_checkpoint(state);
@@ -141,7 +227,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// The checkpoint timer fired (the guard in `dispatch` checked it is this
     /// holder's).
     pub(super) fn on_checkpoint_tick(&self, state: &mut ServerState<A>, epoch: Epoch) {
-        if matches!(&state.stage, Stage::Holder(h) if h.clock.handled > h.clock.at) {
+        if self.sync_on() {
+            return;
+        }
+        if matches!(&state.stage, Stage::Holder(h) if h.clock.handled > h.clock.at || h.clock.dirty)
+        {
             self.send_checkpoint(state);
         }
         if let Some(every) = self.config.checkpoint.as_ref().and_then(|p| p.every) {
@@ -162,6 +252,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return;
         };
         holder.clock.at = holder.clock.handled;
+        holder.clock.dirty = false;
         // With the window of answered calls this state has the effect of:
         // a failover from it answers their retries, not runs them again.
         let bytes = match self.encode_for_transfer(&state.user, &state.answered) {
@@ -215,6 +306,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         handled: u64,
         bytes: Vec<u8>,
     ) {
+        self.store_checkpoint(state, holder, seq, handled, bytes, true);
+    }
+
+    /// Keeps a checkpoint or a whole-state replica if it is newer than the
+    /// one we have. Why `publish`: a synchronous replica comes with every
+    /// call, and an event per call would flood the hub.
+    fn store_checkpoint(
+        &self,
+        state: &mut ServerState<A>,
+        holder: RegistrationInfo,
+        seq: u64,
+        handled: u64,
+        bytes: Vec<u8>,
+        publish: bool,
+    ) {
         let reject = |state: &ServerState<A>, reason: String| {
             tracing::warn!(%reason, "checkpoint refused");
             self.publish(state, EventKind::CheckpointRejected { reason });
@@ -222,14 +328,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if holder.name != self.name {
             return reject(state, format!("it is for {:?}", holder.name));
         }
-        let Stage::Standby(standby) = &state.stage else {
+        let Some(warm) = warm_of(&mut state.stage) else {
             return;
         };
-        let have = standby
-            .warm()
-            .stored
-            .as_ref()
-            .map(|s| (s.holder_epoch, s.seq));
+        let have = warm.have();
+        if self.sync_on() && have == Some((holder.epoch, seq)) {
+            // Sent again (its acknowledgement was late or lost): we have it.
+            return self.ack_replica(state, &holder, seq, false);
+        }
         if let (false, Some((epoch, have_seq))) =
             (phase::checkpoint_newer(have, holder.epoch, seq), have)
         {
@@ -241,8 +347,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         match self.decode_transferred(&bytes) {
             Ok((decoded, answered)) => {
-                if let Stage::Standby(standby) = &mut state.stage {
-                    standby.warm_mut().stored = Some(Stored {
+                if let Some(warm) = warm_of(&mut state.stage) {
+                    warm.stored = Some(Stored {
                         holder_epoch: holder.epoch,
                         seq,
                         handled,
@@ -252,10 +358,98 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         answered,
                     });
                 }
-                self.publish(state, EventKind::CheckpointStored { holder, seq });
+                if self.sync_on() {
+                    // A whole state in parts is a synchronous replica too.
+                    self.ack_replica(state, &holder, seq, false);
+                }
+                if publish {
+                    self.publish(state, EventKind::CheckpointStored { holder, seq });
+                }
             }
             Err(e) => reject(state, e.to_string()),
         }
+    }
+
+    /// On a standby (synchronous standby): store a replica, fenced as a
+    /// checkpoint is, and acknowledge what we hold.
+    pub(super) fn on_replica(
+        &self,
+        state: &mut ServerState<A>,
+        holder: RegistrationInfo,
+        seq: u64,
+        handled: u64,
+        body: ReplicaBody,
+    ) {
+        if holder.name != self.name {
+            let reason = format!("a replica for {:?}", holder.name);
+            tracing::warn!(%reason, "replica refused");
+            return self.publish(state, EventKind::CheckpointRejected { reason });
+        }
+        let (delta, window) = match (body.image, body.answered) {
+            (ReplicaImage::Full(bytes), _) => {
+                return self.store_checkpoint(state, holder, seq, handled, bytes, false);
+            }
+            (ReplicaImage::Delta(d), Some(w)) => (d, w),
+            (ReplicaImage::Delta(_), None) => {
+                // Without the window's change the replica would know of
+                // calls it cannot answer a retry of: the whole state.
+                tracing::warn!(
+                    seq,
+                    "a delta without the window of answered calls; asking for the whole state"
+                );
+                return self.ack_replica(state, &holder, 0, true);
+            }
+        };
+        let Some(warm) = warm_of(&mut state.stage) else {
+            return;
+        };
+        let follows = warm.have() == Some((holder.epoch, seq.wrapping_sub(1)));
+        let Some(stored) = warm.stored.as_mut().filter(|_| follows) else {
+            tracing::debug!(seq, have = ?warm.have(), "a delta that does not follow our replica; asking for the whole state");
+            return self.ack_replica(state, &holder, 0, true);
+        };
+        // The window first (it checks that the delta follows it before it
+        // changes anything); on any error the stored replica is dropped.
+        let applied = stored
+            .answered
+            .apply_delta(&window)
+            .map_err(crate::StateCodecErr::Decode)
+            .and_then(|()| self.behaviour.apply_delta(&mut stored.state, &delta));
+        match applied {
+            Ok(()) => {
+                stored.seq = seq;
+                stored.handled = handled;
+                stored.received = Instant::now();
+                self.ack_replica(state, &holder, seq, false);
+            }
+            Err(e) => {
+                // Half applied, perhaps: not a state to fail over from.
+                warm.stored = None;
+                let reason = format!("delta {seq} does not apply: {e}");
+                tracing::warn!(%reason, "replica refused; the stored state is dropped");
+                self.publish(state, EventKind::CheckpointRejected { reason });
+                self.ack_replica(state, &holder, 0, true);
+            }
+        }
+    }
+
+    fn ack_replica(
+        &self,
+        state: &ServerState<A>,
+        holder: &RegistrationInfo,
+        seq: u64,
+        need_full: bool,
+    ) {
+        let Some(to) = self.registry.resolve(holder) else {
+            return;
+        };
+        let ack = HandoverMsg::ReplicaAck {
+            holder_epoch: holder.epoch,
+            seq,
+            standby: self.registry.node().clone(),
+            need_full,
+        };
+        deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(ack));
     }
 
     /// The start type of a failover, installing the newest checkpoint of

@@ -262,6 +262,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         match step {
             RivalStep::Ignore | RivalStep::Busy => return Ok(()),
+            RivalStep::MergedResumed => {
+                tracing::warn!(loser = ?other.info(), "the loser we merged holds again (it missed our MergeDone); deciding anew");
+                holder.merged = None;
+            }
             RivalStep::AnswerOnly => {
                 if want_reply {
                     self.send_claim(state, false);
@@ -463,6 +467,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 None
             }
         };
+        if let Stage::Holder(h) = &mut state.stage {
+            h.clock.dirty = true;
+        }
+        self.sync_changed(state);
         tracing::info!(?loser, ?outcome, "split brain healed");
         self.publish(
             state,

@@ -76,6 +76,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         holder_epoch: Epoch,
         requester: RegistrationInfo,
+        have: Option<(Epoch, u64)>,
     ) -> Result<(), ActorProcessingErr> {
         // Calls held since the steal showed up arrived before this request:
         // they are ours to answer, and go into the state we send.
@@ -96,17 +97,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         let holding = matches!(state.stage, Stage::Holder(_));
-        let result =
-            if !phase::grants_state(holding, &self.name, state.epoch(), holder_epoch, &requester) {
-                Err(ReplyErr::Refused(format!(
-                    "instance on {} does not hold {:?} at epoch {holder_epoch}",
-                    self.registry.node(),
-                    self.name
-                )))
-            } else {
-                self.encode_for_transfer(&state.user, &state.answered)
-                    .map_err(ReplyErr::State)
-            };
+        let granted =
+            phase::grants_state(holding, &self.name, state.epoch(), holder_epoch, &requester);
+        // A standby that holds our state as it is now (synchronous standby,
+        // or a checkpoint with nothing changed since) gets none again.
+        let unchanged = granted
+            .then(|| self.state_unchanged_for(state, &requester, have))
+            .flatten();
+        let result = if unchanged.is_some() {
+            Ok(Vec::new())
+        } else if !granted {
+            Err(ReplyErr::Refused(format!(
+                "instance on {} does not hold {:?} at epoch {holder_epoch}",
+                self.registry.node(),
+                self.name
+            )))
+        } else {
+            self.encode_for_transfer(&state.user, &state.answered)
+                .map_err(ReplyErr::State)
+        };
         let (Ok(bytes), Stage::Holder(h)) = (result.as_ref(), &mut state.stage) else {
             let reply = HandoverMsg::StateReply {
                 requester_epoch: requester.epoch,
@@ -115,7 +124,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(reply));
             return Ok(());
         };
-        tracing::info!(to = %requester.node, bytes = bytes.len(), "state sent; forwarding from now on");
+        tracing::info!(to = %requester.node, bytes = bytes.len(), unchanged = unchanged.is_some(), "state sent; forwarding from now on");
         let retiring = Retiring {
             successor: requester.clone(),
             // Calls held for want of a lease: the successor serves them
@@ -141,6 +150,15 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Ok(bytes) = result else {
             return Ok(());
         };
+        if let (Some(seq), Some(holder_epoch)) = (unchanged, state.epoch()) {
+            let msg = HandoverMsg::StateUnchanged {
+                requester_epoch: requester.epoch,
+                holder_epoch,
+                seq,
+            };
+            deliver(&state.registry, &to, TakeoverMessage::<A>::Handover(msg));
+            return Ok(());
+        }
         let of = PartOf::StateReply {
             requester_epoch: requester.epoch,
         };
@@ -238,8 +256,31 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(Err(e)) => Some(CallErr::Handler(e.to_string())),
             Err(panic) => Some(CallErr::Panicked(panic_message(panic.as_ref()))),
         };
-        self.reset_to_initial(state);
-        self.enter(state, Stage::Standby(Standby::default()), None);
+        // Synchronous standby: the state we handed over is where the
+        // successor's tenure starts (its replica 0); kept, the successor
+        // sends us only what changed since, not the whole state again.
+        let kept = self.sync_on().then(|| {
+            let initial = match &state.initial {
+                Ok(bytes) => self.behaviour.decode_state(bytes),
+                Err(e) => Err(e.clone()),
+            };
+            initial.map(|init| std::mem::replace(&mut state.user, init))
+        });
+        match kept {
+            Some(Ok(handed)) => {
+                let mut standby = Standby::default();
+                // With its window: the successor's replicas build on both.
+                let answered = std::mem::take(&mut state.answered);
+                standby
+                    .warm_mut()
+                    .keep_handed_over(to.epoch, handed, answered);
+                self.enter(state, Stage::Standby(standby), None);
+            }
+            _ => {
+                self.reset_to_initial(state);
+                self.enter(state, Stage::Standby(Standby::default()), None);
+            }
+        }
         if let Some(error) = error {
             // As a failing handler: the queue is answered, then it fails.
             self.fail(state, error);

@@ -10,7 +10,7 @@ use ractor::{ActorProcessingErr, SupervisionEvent};
 
 use super::calls::panic_message;
 use super::phase::{self, InfoFate};
-use super::{ServerState, TakeoverServer};
+use super::{ServerState, Stage, TakeoverServer};
 use crate::message::OwnInfo;
 use crate::{CallErr, TakeoverActor};
 
@@ -78,7 +78,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         .catch_unwind()
         .await;
         match handled {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let Stage::Holder(h) = &mut state.stage {
+                    h.clock.dirty = true;
+                }
+                self.sync_changed(state);
+            }
             Ok(Err(e)) => self.fail(state, CallErr::Handler(e.to_string())),
             Err(panic) => self.fail(state, CallErr::Panicked(panic_message(panic.as_ref()))),
         }
@@ -122,7 +127,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         .catch_unwind()
         .await;
         match handled {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                if let Stage::Holder(h) = &mut state.stage {
+                    h.clock.dirty = true;
+                }
+                self.sync_changed(state);
+            }
             Ok(Err(e)) => self.fail(state, CallErr::Handler(e.to_string())),
             Err(panic) => self.fail(state, CallErr::Panicked(panic_message(panic.as_ref()))),
         }

@@ -23,6 +23,8 @@
 //! ```
 
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use crate::{
     Claim, ConflictResolver, Epoch, LeaveReason, NodeName, Phase, Placement, RegistrationInfo,
@@ -173,6 +175,57 @@ pub(super) fn may_take_over<'a>(
     mut members: impl Iterator<Item = (bool, &'a NodeName)>,
 ) -> bool {
     members.all(|(ours, node)| !ours && placement.outranks(me, node))
+}
+
+/// What a standby does about a vacant name ([`vacancy_turn`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum VacancyTurn {
+    /// Take it now.
+    Take,
+    /// Not our turn before this instant (a registry change may decide
+    /// sooner: look again then).
+    WaitUntil(Duration),
+    /// We are not in line (not listed, or not live).
+    NotInLine,
+}
+
+/// Whether `me` takes a vacant name, `vacant_for` after it saw it vacant,
+/// with `live` the nodes up in its view and `standing_by` the nodes of
+/// those that run a standby of the name (an instance in line for it).
+///
+/// Why the standbys: a fixed grace per rank alone let the next node in line
+/// take a name the one ahead of it had already taken, but whose
+/// registration had not reached it yet (a loaded node handles its
+/// registry changes late; issue 11 saw every one of 500 names held twice).
+/// So a node ahead that runs a standby is waited for until it takes the
+/// name (its registration comes), gives up its place (its standby leaves)
+/// or goes down, up to `in_line_timeout` past our own turn, in case its
+/// instance hangs on a node still up. A node ahead without a standby of
+/// the name may not run the server at all: each such one costs
+/// `standby_grace`, as before.
+pub(super) fn vacancy_turn(
+    placement: &Placement,
+    me: &NodeName,
+    live: &BTreeSet<NodeName>,
+    standing_by: &BTreeSet<NodeName>,
+    vacant_for: Duration,
+) -> VacancyTurn {
+    let order = placement.order(live);
+    let Some(rank) = order.iter().position(|n| n == me) else {
+        return VacancyTurn::NotInLine;
+    };
+    let own_turn = placement.failover_delay + placement.standby_grace * rank as u32;
+    let ahead_in_line = order[..rank].iter().any(|n| standing_by.contains(n));
+    let due = if ahead_in_line {
+        own_turn + placement.in_line_timeout
+    } else {
+        own_turn
+    };
+    if vacant_for >= due {
+        VacancyTurn::Take
+    } else {
+        VacancyTurn::WaitUntil(due - vacant_for)
+    }
 }
 
 // ---- Pulling --------------------------------------------------------------
@@ -389,6 +442,12 @@ pub(super) enum RivalStep {
     Decide,
     /// We are waiting for another loser's state: it sends again later.
     Busy,
+    /// The loser we merged sends its claim again: it never read our
+    /// `MergeDone` (lost on a partition), its yield timed out and it holds
+    /// again. It is a rival once more: forget the merge and decide anew
+    /// (seed 1506719230: ignored as the merged loser, it held its calls
+    /// for good and the name never settled).
+    MergedResumed,
 }
 
 /// `current`: the rival we have a conflict with, whether we have its claim,
@@ -401,8 +460,18 @@ pub(super) fn on_rival_claim(
     current: Option<(&RegistrationInfo, bool, bool)>,
     reachable: bool,
 ) -> RivalStep {
-    if claim.name != name || me.is_none_or(|me| me == claim) || merged == Some(claim) {
+    if claim.name != name || me.is_none_or(|me| me == claim) {
         return RivalStep::Ignore;
+    }
+    // A yielding loser sends no claim after its merge offer (its claims go
+    // first, on the same link): one that comes later is from a loser that
+    // holds again.
+    if merged == Some(claim) {
+        return if reachable {
+            RivalStep::MergedResumed
+        } else {
+            RivalStep::Ignore
+        };
     }
     match current {
         Some((other, true, _)) if other == claim => RivalStep::AnswerOnly,

@@ -3,6 +3,7 @@
 //! over from a holder of lower priority; and quorum mode, which keeps a
 //! holder in a minority from answering.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use ractor::{ActorProcessingErr, ActorRef};
@@ -12,8 +13,8 @@ use super::checkpoint::Warm;
 use super::phase;
 use super::{Holder, ServerState, Stage, TakeoverServer};
 use crate::{
-    EventKind, GoRequest, HandoverReport, RegistryErr, StartType, TakeoverActor, TakeoverErr,
-    TakeoverMessage,
+    EventKind, GoRequest, HandoverReport, NodeName, RegistryErr, StartType, TakeoverActor,
+    TakeoverErr, TakeoverMessage,
 };
 
 /// The stage of a standby.
@@ -74,6 +75,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         myself: ActorRef<TakeoverMessage<A>>,
         state: &mut ServerState<A>,
     ) -> Result<(), ActorProcessingErr> {
+        // In line first: a node behind us that sees the name vacant (our
+        // registration not made yet, or not yet reached it) waits for us
+        // instead of taking it at its own turn (see `phase::vacancy_turn`).
+        // Registering as holder below leaves the line again.
+        self.join_standbys(state).await;
         let holder = self
             .registry
             .safe_lookup(&self.name, self.config.whereis_timeout)
@@ -212,19 +218,32 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     .iter()
                     .map(|m| (m.cell().get_id() == myself.get_id(), m.node()));
                 if phase::may_take_over(placement, &me, members) {
+                    if !self.move_permit(&myself, state) {
+                        tracing::debug!(holder = %holder.node(), "placement: waiting for a move permit");
+                        return Ok(());
+                    }
                     tracing::info!(holder = %holder.node(), "placement: the holder's node has lower priority; taking over");
                     self.on_go(myself, state, GoRequest::Takeover, None).await?;
                 }
             }
             None => {
                 let live = self.registry.live_nodes();
-                let Some(wait) = placement.vacancy_wait(&me, &live) else {
-                    return Ok(());
-                };
-                let due = *standby.vacant_since.get_or_insert(now) + wait;
-                if now < due {
-                    self.timer(state, due - now, TakeoverMessage::PlacementTick);
-                    return Ok(());
+                let vacant_since = *standby.vacant_since.get_or_insert(now);
+                // The nodes running a standby of the name (live ones only:
+                // a view ignores the members of a node it counts down).
+                let standing_by: BTreeSet<NodeName> = self
+                    .registry
+                    .members(&super::checkpoint::standby_name(&self.name))
+                    .iter()
+                    .map(|m| m.node().clone())
+                    .collect();
+                match phase::vacancy_turn(placement, &me, &live, &standing_by, now - vacant_since) {
+                    phase::VacancyTurn::NotInLine => return Ok(()),
+                    phase::VacancyTurn::WaitUntil(wait) => {
+                        self.timer(state, wait, TakeoverMessage::PlacementTick);
+                        return Ok(());
+                    }
+                    phase::VacancyTurn::Take => {}
                 }
                 let start = self.vacant_start(state);
                 tracing::info!(?start, "placement: the name is vacant and it is our turn");
@@ -234,6 +253,38 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
         }
         Ok(())
+    }
+
+    /// Whether we hold one of the node's move permits now
+    /// ([`crate::TakeoverConfig::move_limit`]), taking a free one. If none
+    /// is free, a task waits in line for one and hands it to us in a
+    /// message, which runs placement again (the holder may have changed
+    /// meanwhile; a permit we do not use goes back at once).
+    fn move_permit(
+        &self,
+        myself: &ActorRef<TakeoverMessage<A>>,
+        state: &mut ServerState<A>,
+    ) -> bool {
+        if state.move_permit.is_some() {
+            return true;
+        }
+        if let Some(permit) = self.config.move_limit.try_acquire() {
+            state.move_permit = Some(permit);
+            return true;
+        }
+        if !state.awaiting_permit {
+            state.awaiting_permit = true;
+            let limit = self.config.move_limit.clone();
+            let myself = myself.clone();
+            // A stopped instance's message fails: the permit drops, back
+            // to the next in line.
+            tokio::spawn(async move {
+                if let Some(permit) = limit.acquire().await {
+                    let _ = myself.send_message(TakeoverMessage::MovePermit(permit));
+                }
+            });
+        }
+        false
     }
 
     /// Whether this node may start a holder: always, unless quorum mode is on

@@ -37,6 +37,11 @@ pub(super) struct Pulling<A: TakeoverActor> {
 }
 
 impl<A: TakeoverActor> Pulling<A> {
+    /// The standby's part it pulls with (replicas keep coming while it pulls).
+    pub(super) fn warm_mut(&mut self) -> &mut Warm<A> {
+        &mut self.warm
+    }
+
     /// The registration we stole: the epoch we pull under.
     pub(super) fn registration(&self) -> &Registration {
         &self.me
@@ -83,6 +88,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 // Steal first: from here on every lookup resolves to us, so new
                 // calls come here (and wait in the buffer) instead of racing
                 // the state transfer at the old holder.
+                let have = match &state.stage {
+                    Stage::Standby(s) => s.warm().have(),
+                    _ => None,
+                };
                 let me = match self.registry.steal(&self.name, myself.get_cell()).await {
                     Ok(me) => me,
                     Err(e) => {
@@ -96,6 +105,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     TakeoverMessage::<A>::Handover(HandoverMsg::StateRequest {
                         holder_epoch: holder.epoch(),
                         requester: me.info().clone(),
+                        have,
                     }),
                 );
                 let timer = self.timer(
@@ -147,6 +157,46 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
         }
+    }
+
+    /// The old holder's answer when the replica we hold is its state: install
+    /// that, and nothing moves.
+    pub(super) async fn on_state_unchanged(
+        &self,
+        state: &mut ServerState<A>,
+        requester_epoch: Epoch,
+        holder_epoch: Epoch,
+        seq: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        if !self.pulling_at(state, requester_epoch) {
+            self.on_late_state(state, requester_epoch, true);
+            return Ok(());
+        }
+        let Stage::Pulling(p) = &mut state.stage else {
+            return Ok(());
+        };
+        let from = p.from.clone();
+        let Some((user, answered)) = (from.epoch == holder_epoch)
+            .then(|| p.warm.take_if(holder_epoch, seq))
+            .flatten()
+        else {
+            let why = format!(
+                "the old holder named replica {seq} of epoch {holder_epoch}, which this standby does not hold"
+            );
+            self.abort(state, TakeoverErr::Refused(why)).await;
+            return Ok(());
+        };
+        state.user = user;
+        // The replica's window: the calls it holds the effect of are
+        // answered from it, not run again.
+        state.answered = answered;
+        let transferred = EventKind::StateTransferred {
+            from,
+            bytes: 0,
+            duration: p.started.elapsed(),
+        };
+        self.publish(state, transferred);
+        self.finish_pull(state, 0, false).await
     }
 
     pub(super) fn pulling_at(&self, state: &ServerState<A>, requester_epoch: Epoch) -> bool {

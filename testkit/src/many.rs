@@ -420,6 +420,9 @@ pub struct Run {
     pub started: Option<Duration>,
     /// Names that had answered when the start-up wait ended.
     pub answering_at_start: usize,
+    /// Did every name answer from the first node in placement before the
+    /// SIGKILL (within the start-up bound)?
+    pub settled_on_first: bool,
     /// CPU time per node from launch to the end of the start-up wait.
     pub start_cpu: BTreeMap<String, Duration>,
     /// Resident memory per node after the start-up, KiB.
@@ -455,6 +458,13 @@ pub struct Run {
     pub accounting: Accounting,
     /// Calls the client made.
     pub calls: usize,
+    /// Per node, how many times one of its instances became holder
+    /// (`Registered` events, any start), over the whole run.
+    pub registrations: BTreeMap<String, usize>,
+    /// Conflict events the nodes printed (`ConflictSuspected`,
+    /// `ConflictWon`, `ConflictLost`): each one means a name had two
+    /// holders at some moment, even if the end shows one.
+    pub conflict_events: usize,
 }
 
 impl std::fmt::Display for Run {
@@ -482,6 +492,20 @@ impl std::fmt::Display for Run {
                 .collect::<Vec<_>>(),
             self.calls,
             self.accounting,
+        )?;
+        let ms = |v: &[Option<u128>]| {
+            let got: Vec<f64> = v.iter().flatten().map(|t| *t as f64).collect();
+            (
+                crate::answers::percentile(&got, 0.5),
+                got.iter().copied().fold(f64::NAN, f64::max),
+            )
+        };
+        let (fo50, fomax) = ms(&self.failover_ms);
+        let (tk50, tkmax) = ms(&self.takeover_gap_ms);
+        write!(
+            f,
+            "; all on the first node before the kill: {}; failover ms p50={fo50} max={fomax}; takeover pause ms p50={tk50} max={tkmax}; registrations {:?}; conflict events {}; start cpu {:?}",
+            self.settled_on_first, self.registrations, self.conflict_events, self.start_cpu
         )
     }
 }
@@ -550,8 +574,13 @@ pub async fn failover_and_back(opts: ManyNamesOpts, bounds: &Bounds) -> Run {
     }
 
     let steady_from = unix_ms();
-    cluster
-        .wait_names(steady_from, bounds.settle, |_| true)
+    // Names a node behind took at start-up (its turn came before the
+    // preferred node's instance was up) move back by placement: the kill
+    // comes once the preferred node answers for every name, or the bound
+    // passed (then the busiest node is killed all the same).
+    let first = cluster.opts.nodes[0].clone();
+    run.settled_on_first = cluster
+        .wait_names(steady_from, bounds.start, |node| node == first)
         .await;
     run.killed = cluster.busiest_node();
     let killed = run.killed.clone();
@@ -584,6 +613,19 @@ pub async fn failover_and_back(opts: ManyNamesOpts, bounds: &Bounds) -> Run {
     run.takeover_gap_ms = ledger.switch_gaps(&(0..n).collect::<Vec<_>>(), t_restart, &killed);
     run.accounting = ledger.account(Some((&killed, t_kill)));
     run.calls = cluster.calls();
+    for (node, line) in cluster.log.lines() {
+        if !line.starts_with("EVENT ") {
+            continue;
+        }
+        if line.contains(" Registered {") {
+            *run.registrations.entry(node).or_default() += 1;
+        } else if ["ConflictSuspected", "ConflictWon", "ConflictLost"]
+            .iter()
+            .any(|c| line.contains(c))
+        {
+            run.conflict_events += 1;
+        }
+    }
     cluster.stop();
     run
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::{ArgAction, Args};
 use ractor_takeover::cluster::{ClusterConfig, ClusterNode, ClusterTls, PeerAddr};
 use ractor_takeover::status::Phase;
-use ractor_takeover::{CheckpointPolicy, Placement, TakeoverConfig, TakeoverRef, TakeoverServer};
+use ractor_takeover::{
+    CheckpointPolicy, Placement, SyncStandby, TakeoverConfig, TakeoverRef, TakeoverServer,
+};
 
 use crate::power_monitor::{PowerMonitor, NAME};
 
@@ -67,6 +69,14 @@ pub struct ClusterArgs {
     /// (`ClusterNode::attach`) instead of letting the crate start its own.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub attach: bool,
+    /// A client-only node (`ClusterConfig::client_only`): it holds no name,
+    /// and its peers count it neither for their lease nor in a safe lookup.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub client_only: bool,
+    /// Seed nodes, `name@host:port`, comma-separated: members of a running
+    /// cluster to join through (`ClusterConfig::with_seeds`).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Vec<PeerAddr>,
 }
 
 impl ClusterArgs {
@@ -78,6 +88,12 @@ impl ClusterArgs {
         let config = match &self.state_dir {
             Some(dir) => config.with_state_dir(dir),
             None => config,
+        };
+        let config = config.with_seeds(self.seeds.clone());
+        let config = if self.client_only {
+            config.client_only()
+        } else {
+            config
         };
         let config = match self.max_frame_bytes {
             Some(max) => config.with_max_frame_bytes(max),
@@ -136,6 +152,10 @@ pub struct NodeArgs {
     /// Warm standby: a checkpoint every this many calls (0: off).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
+    /// Synchronous standby: `refuse` (consistency) or `async`
+    /// (availability) when no standby can store a call; off without it.
+    #[arg(long)]
+    pub sync_standby: Option<String>,
     /// Exit when standard input closes: a node started by a test or the demo
     /// ends with its parent, even if the parent is killed.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
@@ -170,10 +190,17 @@ pub const HOLDERS: &str = "HOLDERS";
 /// Err(TakeoverErr) as Debug>`.
 pub const TAKEOVER: &str = "takeover";
 
+/// A `hog <ms>` line on a node's stdin saturates its runtime: one
+/// CPU-bound task per worker thread, each spinning for `<ms>` without an
+/// await (what a CPU-bound handler does to the node it runs on); the node
+/// prints `HOGGED node=<node> ms=<ms>` when they are done.
+pub const HOG: &str = "hog";
+
 /// What a line on stdin asks for.
 enum Ask {
     Holders,
     Takeover,
+    Hog(u64),
 }
 
 /// Printed once per instance a node spawns:
@@ -181,6 +208,9 @@ enum Ask {
 /// tell a node that kept its instance across takeovers from one that had to
 /// start a new one.
 pub const INSTANCE: &str = "INSTANCE";
+
+/// How many instances a node with `--names` starts at once.
+const START_AT_ONCE: usize = 64;
 
 /// One instance per name, each replaced if it fails.
 type Slots = Vec<Arc<Mutex<Option<TakeoverRef<PowerMonitor>>>>>;
@@ -249,6 +279,12 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
         0 => config,
         n => config.with_checkpoints(CheckpointPolicy::every_calls(n)),
     };
+    let config = match args.sync_standby.as_deref() {
+        None => config,
+        Some("refuse") => config.with_sync_standby(SyncStandby::refuse()),
+        Some("async") => config.with_sync_standby(SyncStandby::fall_back_to_async()),
+        Some(other) => return Err(format!("--sync-standby {other:?}: refuse or async").into()),
+    };
     let many = args.names > 0;
     let mut events = config.events.subscribe();
     tokio::spawn(async move {
@@ -272,11 +308,24 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
     } else {
         vec![NAME.to_string()]
     };
-    let mut slots: Slots = Vec::with_capacity(names.len());
-    for global in names {
-        let slot = Arc::new(Mutex::new(None));
-        keep_instance(global, &node, &config, slot.clone()).await?;
-        slots.push(slot);
+    let slots: Slots = names.iter().map(|_| Arc::new(Mutex::new(None))).collect();
+    // Up to START_AT_ONCE instances start at once, as an application with
+    // many names would start them: one after the other, each waiting out
+    // its safe lookup, made the start-up of thousands of names take one
+    // lookup per name in a row (the node's lookups share their ping rounds
+    // when they run together).
+    let mut starting = tokio::task::JoinSet::new();
+    for (global, slot) in names.into_iter().zip(slots.iter().cloned()) {
+        if starting.len() >= START_AT_ONCE {
+            if let Some(done) = starting.join_next().await {
+                done??;
+            }
+        }
+        let (node, config) = (node.clone(), config.clone());
+        starting.spawn(async move { keep_instance(global, &node, &config, slot).await });
+    }
+    while let Some(done) = starting.join_next().await {
+        done??;
     }
     if many {
         println!("READY node={name} names={}", args.names);
@@ -289,6 +338,10 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
             let ask = match line.as_str() {
                 "holders" => Ask::Holders,
                 TAKEOVER => Ask::Takeover,
+                hog if hog.starts_with(HOG) => match hog[HOG.len()..].trim().parse() {
+                    Ok(ms) => Ask::Hog(ms),
+                    Err(_) => return,
+                },
                 _ => return,
             };
             let _ = queries.send(ask);
@@ -302,6 +355,7 @@ pub async fn run(args: NodeArgs) -> Result<(), AnyErr> {
                 println!("{}", holders_line(&name, q, &slots).await);
             }
             Ask::Takeover => println!("{}", takeover_line(&name, &slots).await),
+            Ask::Hog(ms) => hog(&name, ms),
         }
     }
     // No stdin to read: run until killed.
@@ -377,6 +431,24 @@ async fn start_instance(
             }
             other => return other,
         }
+    }
+}
+
+/// Saturates every worker thread of this runtime for `ms` (see [`HOG`]).
+fn hog(node: &str, ms: u64) {
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..workers {
+        let (done, node) = (done.clone(), node.to_string());
+        tokio::spawn(async move {
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            if done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == workers {
+                println!("HOGGED node={node} ms={ms}");
+            }
+        });
     }
 }
 

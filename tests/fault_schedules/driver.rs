@@ -197,6 +197,12 @@ pub struct Summary {
     pub known_in_quorum: BTreeMap<KnownGap, usize>,
     /// Known bug -> how many of those seeds ran with durable nodes.
     pub known_durable: BTreeMap<KnownGap, usize>,
+    /// Schedules with synchronous standby, and the acknowledged calls a
+    /// crash lost in them (reported by a failover, so no violation).
+    pub sync_schedules: usize,
+    pub sync_lost_reported: usize,
+    /// Known bug -> how many of those seeds ran with synchronous standby.
+    pub known_in_sync: BTreeMap<KnownGap, usize>,
 }
 
 /// Runs `count` seeds from `base` on `threads` threads.
@@ -214,7 +220,14 @@ pub fn run_many(base: u64, count: u64, threads: usize) -> Summary {
                 let run = run_seed(seed);
                 let mut sum = summary.lock().unwrap_or_else(|e| e.into_inner());
                 sum.stats.add(&run.stats);
+                if run.schedule.sync.is_some() {
+                    sum.sync_schedules += 1;
+                    sum.sync_lost_reported += run.stats.lost_reported;
+                }
                 for k in run.known() {
+                    if run.schedule.sync.is_some() {
+                        *sum.known_in_sync.entry(k).or_default() += 1;
+                    }
                     sum.known.entry(k).or_default().push(seed);
                     if run.schedule.quorum {
                         *sum.known_in_quorum.entry(k).or_default() += 1;

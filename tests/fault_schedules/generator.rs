@@ -57,6 +57,10 @@ pub struct Schedule {
     /// outside the generator's random sequence (one seed in five), so the
     /// other seeds, the known bugs' among them, replay as before.
     pub parts: Option<usize>,
+    /// Synchronous standby, refuse or async mode. Chosen from the seed
+    /// outside the generator's random sequence (one seed in seven), as
+    /// `parts` is, so the known bugs' seeds replay as before.
+    pub sync: Option<SyncStandby>,
     pub clients: Vec<ClientPlan>,
     pub faults: Vec<(u64, Fault)>,
 }
@@ -203,6 +207,13 @@ impl Schedule {
             durable,
             buffer,
             parts: (seed % 5 == 4).then_some(16),
+            sync: (seed % 7 == 3).then(|| {
+                if (seed / 7).is_multiple_of(2) {
+                    SyncStandby::refuse()
+                } else {
+                    SyncStandby::fall_back_to_async()
+                }
+            }),
             clients,
             faults,
         }
@@ -210,10 +221,11 @@ impl Schedule {
 
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "seed {}: {} ms, warm standby {:?}, serialize {}, quorum {}, durable {}, buffer {:?}, state parts {:?}, clients on {:?}\n",
+            "seed {}: {} ms, warm standby {:?}, sync standby {:?}, serialize {}, quorum {}, durable {}, buffer {:?}, state parts {:?}, clients on {:?}\n",
             self.seed,
             self.duration,
             self.warm,
+            self.sync.as_ref().map(|s| s.on_no_standby),
             self.serialize,
             self.quorum,
             self.durable,

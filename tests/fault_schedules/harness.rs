@@ -120,6 +120,8 @@ struct Run {
     limited: BTreeSet<(usize, usize)>,
     takeovers: Arc<Mutex<Vec<TakeoverRecord>>>,
     pending: Vec<tokio::task::JoinHandle<()>>,
+    /// The other names of the many-names mode (`FAULT_NAMES`).
+    extras: crate::many_names::Extras,
 }
 
 impl Run {
@@ -147,12 +149,17 @@ impl Run {
         if let Some(part) = s.parts {
             config = config.with_state_part_bytes(part);
         }
+        if let Some(sync) = &s.sync {
+            config = config.with_sync_standby(sync.clone());
+        }
         config = config.with_quorum(s.quorum);
         let failures: Failures = Arc::default();
         let (watchdog, _) = Actor::spawn(None, Watchdog, failures.clone())
             .await
             .expect("spawn the watchdog");
+        let extras = crate::many_names::Extras::new(&config).await;
         Run {
+            extras,
             cluster,
             config,
             log: Log::default(),
@@ -215,6 +222,10 @@ impl Run {
                 self.spawn_on(n).await;
             }
         }
+        let paused = self.paused.clone();
+        self.extras
+            .respawn(&self.cluster, |n| paused.contains(&n))
+            .await;
     }
 
     async fn apply(&mut self, at_ms: u64, fault: &Fault) {
@@ -524,6 +535,10 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
         let _ = p.await;
     }
     let quiet = run.quiesce().await;
+    let quiet = match quiet {
+        Ok(()) => run.extras.quiesce(&run.cluster, QUIET_DEADLINE).await,
+        not => not,
+    };
     let mut statuses = Vec::new();
     for n in 0..3 {
         statuses.push(match run.current[n] {
@@ -544,6 +559,7 @@ pub async fn run_schedule(s: &Schedule) -> Outcome {
         i.actor.stop(None);
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+    run.extras.stop();
     run.watchdog.stop(None);
     collector.abort();
 

@@ -232,7 +232,9 @@ fn calls_answered_once(r: &Replay, v: &mut Violations) {
             Err(
                 e @ (CallErr::NotRegistered(_)
                 | CallErr::BufferFull { .. }
-                | CallErr::InstanceStopped(_)),
+                | CallErr::InstanceStopped(_)
+                // Synchronous standby, refuse mode: no standby to store it.
+                | CallErr::NoStandby),
             ) => {
                 if let Some(by) = r.applied.get(&c.call) {
                     v.fail(
@@ -474,9 +476,24 @@ fn apart_or_fail(
     // `y` could miss it only if it could not hear from where it lived. (The
     // check compared `x`'s node alone before, and took a holder that failed
     // over while split from `x`'s successor for one that nothing separated.)
+    // And each side with the instances its state came from by takeover
+    // (`Replay::ancestry`), each only while it held that state.
+    let side = |i: &ActorId| {
+        let mut s: Vec<(ActorId, usize)> = r.lineage(i, to).into_iter().map(|p| (p, to)).collect();
+        s.extend(
+            r.ancestry(i)
+                .into_iter()
+                .map(|(p, until)| (p, until.min(to))),
+        );
+        s
+    };
     let mut each: Vec<Apart> = Vec::new();
-    for p in r.lineage(x, to) {
-        for q in r.lineage(y, to) {
+    for (p, p_to) in side(x) {
+        for (q, q_to) in side(y) {
+            let to = p_to.min(q_to);
+            if to < from {
+                continue;
+            }
             let (np, nq) = (r.node_of(&p), r.node_of(&q));
             if np != nq {
                 each.push(r.apart(np, nq, from, to));
@@ -543,7 +560,8 @@ fn answers_never_interleave_across_epochs(r: &Replay, v: &mut Violations) {
                 if let Err(known) = apart_or_fail(r, inst, top_inst, *top_at, at) {
                     let known = known
                         .or_else(|| known_gaps::epoch_forgotten(r, &[*epoch, *top]))
-                        .or_else(|| known_gaps::normal_after_a_crash(r, inst));
+                        .or_else(|| known_gaps::normal_after_a_crash(r, inst))
+                        .or_else(|| known_gaps::epoch_never_seen(r, inst, top_inst));
                     v.push(
                         CHECK,
                         format!(

@@ -11,8 +11,9 @@ use ractor_takeover::event::EventKind;
 use ractor_takeover::status::{InstanceStatus, Phase};
 use ractor_takeover::*;
 
-use crate::ledger::CallId;
+use crate::ledger::{CallId, Entry};
 use crate::replay::Replay;
+use crate::NODES;
 
 /// A known gap, B1 to B12. The order is the summary's (B1 first).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -167,6 +168,26 @@ pub enum KnownGap {
     /// Replayed by `known_gap_b12_a_one_link_split_has_two_quorums`
     /// (seeds 581, 642, 943).
     B12QuorumOnBothEndsOfOneLink,
+    /// Known gap B13: a holder took an epoch below one it never saw, and
+    /// answered after that newer holder had: the newer holder crashed
+    /// before news of its registration reached the node (the node was down
+    /// the whole time, or cut off from it, or it crashed since and was not
+    /// durable, or the registration was still on a slow link when the
+    /// crash dropped it), so the node allocated above the newest epoch it
+    /// knew, below the dead one. Nothing is served twice at once (the newer
+    /// holder is dead), but answers interleave across epochs (invariant
+    /// i). Why it is a limit: a registration travels only from its own
+    /// node (ractor_cluster relays no pg membership, and the fake does as
+    /// the real backend) and a node learns a peer's newest epoch only when
+    /// their session (re)starts, so after the only holder of the news dies
+    /// nobody tells. What would close it: a standby asks every live peer
+    /// for the newest registration it saw before it takes a vacant name
+    /// (the same agreement B12 needs). Durable nodes close the "forgot in
+    /// a crash" case only. Found by the 20 000-schedule run from seed
+    /// 1506700869 (11 of its 13 failures); replayed by
+    /// `known_gap_b13_a_failover_below_an_epoch_it_never_saw` (seed
+    /// 1506702967).
+    B13EpochNeverSeen,
 }
 
 impl KnownGap {
@@ -184,6 +205,7 @@ impl KnownGap {
             KnownGap::B11SplitBrainFromAStaleView => "B11 two holders answered in turn with nothing between them; a conflict healed them later (a lagging view started the second)",
             KnownGap::B12QuorumOnBothEndsOfOneLink => "B12 quorum mode: a one-link split gave both ends a majority through the third node, and both served",
             KnownGap::B10AnsweredWhileApart => "B10 a holder answered while a detected split or a pause separated it from the newer holder (no lease yet)",
+            KnownGap::B13EpochNeverSeen => "B13 a holder took an epoch below that of a newer holder which crashed before its registration reached the node",
         }
     }
 }
@@ -384,4 +406,95 @@ pub fn met_in_conflict(r: &Replay, x: Option<u64>, y: Option<u64>) -> Option<Kno
         ours(ev.epoch) || ours(Some(other.epoch))
     });
     met.then_some(KnownGap::B11SplitBrainFromAStaleView)
+}
+
+/// B13 (see [`KnownGap::B13EpochNeverSeen`]), for the order of epochs
+/// (invariant i): `x` answered under an epoch below `top`'s after `top`
+/// had answered, and `x`'s node could not have learned of `top`'s
+/// registration before `x` took its epoch. Each reason is checked on the
+/// log, so a view that missed a registration it should have had still
+/// fails the suite. `top` must have died in a crash before `x` ran go; over
+/// `top`'s tenure (its go to that crash), `x`'s node `n`:
+/// - was down throughout (seed 1506713538: `c` restarts after `b`@17,
+///   which only `b` saw, died), or
+/// - crashed after `top` went and before `x` did, on nodes that are not
+///   durable (seed 1506700933: `b` saw `c`@3, crashed, forgot it), or
+/// - was separated from `top`'s node throughout (a split, partition, held
+///   link, pause or slow dial), or
+/// - got `top`'s registration over a link delayed by more than `top`
+///   lived (from the last fault before its go to its crash), which the
+///   crash dropped (seed 1506702967: `b -> a` delayed 57 ms, `b`@8 dies
+///   46 ms after it took over). The fake drops what a crashed node still
+///   has on a link, as a real node's unsent socket buffer dies with it.
+/// If `x` is on `top`'s own node, only a node that is not durable forgets.
+pub fn epoch_never_seen(r: &Replay, x: &ActorId, top: &ActorId) -> Option<KnownGap> {
+    use crate::generator::Fault;
+    let o = r.outcome;
+    let (&go, &x_go) = (r.go_at.get(top)?, r.go_at.get(x)?);
+    let died = *r
+        .ended
+        .get(top)
+        .filter(|at| r.killed.contains(top) && **at < x_go)?;
+    let (n, t) = (o.insts.get(x)?.0, o.insts.get(top)?.0);
+    let crashed_in = |node: usize, lo: usize, hi: usize| {
+        o.log[lo..hi]
+            .iter()
+            .any(|e| matches!(e, Entry::Crash { node: c, .. } if *c == node))
+    };
+    if n == t {
+        return (!o.durable && crashed_in(n, go, x_go)).then_some(KnownGap::B13EpochNeverSeen);
+    }
+    // Down throughout: crashed before `top`'s go (or down from the start
+    // of the log: never), and no restart until its death.
+    let mut down = false;
+    for e in &o.log[..died] {
+        match e {
+            Entry::Crash { node, .. } if *node == n => down = true,
+            Entry::Fault {
+                fault: Fault::Restart(m),
+                ..
+            } if *m == n => down = false,
+            _ => {}
+        }
+    }
+    let restarted_in = o.log[go..died]
+        .iter()
+        .any(|e| matches!(e, Entry::Fault { fault: Fault::Restart(m), .. } if *m == n));
+    let down_throughout = down && !restarted_in && !crashed_in(n, go, died);
+    let forgot = !o.durable && crashed_in(n, go, x_go);
+    let cut_off = r.separations.iter().any(|s| {
+        // A held link stops one direction only: `top`'s news goes t -> n.
+        let held_the_other_way = s.held
+            && !matches!(o.log.get(s.from), Some(Entry::Fault { fault: Fault::Hold(from, to), .. })
+                if *from == t && *to == n);
+        if held_the_other_way {
+            return false;
+        }
+        let (p, q) = s.nodes;
+        let between = if q > NODES.len() {
+            let other = usize::MAX - q;
+            (p == n && other == t) || (p == t && other == n)
+        } else {
+            (p, q) == (n.min(t), n.max(t))
+        };
+        between && s.from <= go && s.to >= died
+    });
+    let ms_at = |at: usize| {
+        o.log[..at].iter().rev().find_map(|e| match e {
+            Entry::Fault { at_ms, .. } => Some(*at_ms),
+            _ => None,
+        })
+    };
+    let delay = o.log[..died].iter().rev().find_map(|e| match e {
+        Entry::Fault {
+            fault: Fault::Delay(from, to, d),
+            ..
+        } if *from == t && *to == n => Some(*d),
+        _ => None,
+    });
+    let in_flight = match (delay, ms_at(go), ms_at(died + 1)) {
+        (Some(d), Some(went), Some(crashed)) => d > crashed.saturating_sub(went),
+        _ => false,
+    };
+    (down_throughout || forgot || cut_off || in_flight).then_some(KnownGap::B13EpochNeverSeen)
 }

@@ -83,13 +83,22 @@
 //!   a call only after its first was lost with a crashed holder, and the
 //!   final state must still have every call at most once;
 //! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
-//!   (drawn in one seed in three otherwise, see `generator::machine_faults`).
+//!   (drawn in one seed in three otherwise, see `generator::machine_faults`);
+//! - `FAULT_NAMES=N`: the many-names mode, N global names per schedule, the
+//!   ledger and N - 1 counters that live through the same faults and must
+//!   each end with one holder on `a` (`many_names.rs`; default 1).
 //!
 //! The long run (50 000 schedules, new seeds each time; about 6 minutes in
 //! release on 2 cores), one command:
 //!
 //! ```sh
 //! FAULT_SCHEDULES=50000 FAULT_BASE=random cargo test --release --all-features --test fault_schedules -- --nocapture
+//! ```
+//!
+//! and its many-names form (fewer schedules: each runs 50 names):
+//!
+//! ```sh
+//! FAULT_NAMES=50 FAULT_SCHEDULES=2000 FAULT_BASE=random cargo test --release --all-features --test fault_schedules -- --nocapture
 //! ```
 
 #[path = "../support/mod.rs"]
@@ -102,6 +111,7 @@ mod invariants;
 mod known_gaps;
 mod ledger;
 mod machine_seeds;
+mod many_names;
 mod regressions;
 mod replay;
 
@@ -162,12 +172,17 @@ fn fault_schedules() {
         started.elapsed()
     );
     println!("  {:?}", summary.stats);
+    println!(
+        "  synchronous standby: {} schedules, {} acknowledged calls lost with a crash (reported)",
+        summary.sync_schedules, summary.sync_lost_reported
+    );
     for (k, seeds) in &summary.known {
         println!(
-            "  known bug {k}: {} schedules ({} in quorum mode, {} durable), e.g. seeds {:?}",
+            "  known bug {k}: {} schedules ({} in quorum mode, {} durable, {} sync standby), e.g. seeds {:?}",
             seeds.len(),
             summary.known_in_quorum.get(k).copied().unwrap_or(0),
             summary.known_durable.get(k).copied().unwrap_or(0),
+            summary.known_in_sync.get(k).copied().unwrap_or(0),
             &seeds[..seeds.len().min(8)]
         );
     }

@@ -264,7 +264,15 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
 ///   again after its yield timed out and `a` dying behind an undetected
 ///   partition; `c` learns of it when `a` restarts (its old registrations
 ///   leave as `NodeDown`) and reports it.
-const LONG_RUN_SEEDS: [(u64, &str); 5] = [
+/// - 1506719230 (the first run with the conflict invariants): `a` loses a
+///   conflict to `b` and offers its state; `b` merges it and sends
+///   `MergeDone`, which an undetected `a | b` partition drops. `a`'s yield
+///   times out and it holds again, sending its claim; `b` ignored it as the
+///   loser it had merged, and `a` waited for `b`'s claim for good: never
+///   quiet after the heal. Now a claim from the merged loser makes it a
+///   rival again (`RivalStep::MergedResumed`, `server/phase.rs`): `b` wins
+///   again and merges `a`'s state again.
+const LONG_RUN_SEEDS: [(u64, &str); 6] = [
     (
         3_373_128_272,
         "a retiring old holder took a clean leave towards a newer holder for its handover",
@@ -281,6 +289,10 @@ const LONG_RUN_SEEDS: [(u64, &str); 5] = [
     (
         1_208_702_206,
         "a yielding holder held again after its winner died behind an undetected partition",
+    ),
+    (
+        1_506_719_230,
+        "a winner ignored the claims of the loser it had merged, which held again without MergeDone",
     ),
 ];
 
@@ -367,25 +379,35 @@ fn known_gap_b11_a_stale_view_starts_a_second_holder() {
 /// the two holders of a detected split, B10 without quorum, B12 with it).
 /// Now `apart_or_fail` follows each side's lineage through its takeovers
 /// (`Replay::lineage`). Each seed must replay with no violation outside the
-/// known gaps, and still show the gap it does show.
+/// known gaps, and still show the gap it does show (`None`: none). Since a
+/// standby waits for the standby ahead of it in line (issue 11) the seeds
+/// take other paths: 581 and 642 showed B12 and show B10, 726 and 1080
+/// showed B10 and show no gap; 943 still shows B12.
 #[test]
 fn conflict_invariants_follow_the_state_through_takeovers() {
     for (seed, gap) in [
-        (581, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (642, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (726, KnownGap::B10AnsweredWhileApart),
-        (943, KnownGap::B12QuorumOnBothEndsOfOneLink),
-        (1080, KnownGap::B10AnsweredWhileApart),
+        (581, Some(KnownGap::B10AnsweredWhileApart)),
+        (642, Some(KnownGap::B10AnsweredWhileApart)),
+        (726, None),
+        (943, Some(KnownGap::B12QuorumOnBothEndsOfOneLink)),
+        (1080, None),
     ] {
         let run = run_seed(seed);
         if let Some(report) = run.report(false) {
             panic!("seed {seed}:\n{report}");
         }
-        assert!(
-            run.known().contains(&gap),
-            "seed {seed} no longer shows {gap}: {:?}",
-            run.known()
-        );
+        match gap {
+            Some(gap) => assert!(
+                run.known().contains(&gap),
+                "seed {seed} no longer shows {gap}: {:?}",
+                run.known()
+            ),
+            None => assert!(
+                run.known().is_empty(),
+                "seed {seed} shows {:?}",
+                run.known()
+            ),
+        }
     }
 }
 
@@ -428,6 +450,20 @@ fn known_gap_b12_a_one_link_split_has_two_quorums() {
     for seed in [642, 581, 943] {
         replay_known_bug(seed, KnownGap::B12QuorumOnBothEndsOfOneLink);
     }
+}
+
+/// B13 ([`KnownGap::B13EpochNeverSeen`]), seed 1506702967 (quorum mode,
+/// nodes not durable): `c` takes over from `a` (epoch 6), `b` takes over
+/// from `c` (epoch 8) and serves, and crashes 46 ms later while its
+/// registration is still on the `b -> a` link (delayed 57 ms), which the
+/// crash drops. `a` never saw epoch 8: it fails over at epoch 7, from `c`,
+/// and answers after `b`@8 had (invariant i). `c` had seen epoch 8, but a
+/// registration travels only from its own node. The ignored replay fails
+/// while the gap is open.
+#[test]
+#[ignore = "known gap B13: a failover takes an epoch below one whose holder died before its news arrived"]
+fn known_gap_b13_a_failover_below_an_epoch_it_never_saw() {
+    replay_known_bug(1_506_702_967, KnownGap::B13EpochNeverSeen);
 }
 
 /// Seed 2050965744 (a 5000-schedule random run; quorum mode, states in

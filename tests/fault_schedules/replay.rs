@@ -349,6 +349,55 @@ impl<'o> Replay<'o> {
         chain
     }
 
+    /// The instances `x`'s state came from by takeover, back to the first
+    /// that did not take over (each installed by `StateTransferred` the
+    /// state of the one before it), each with the log position until which
+    /// it held that state: its successor's go. Why: a call `x` misses
+    /// (or a newer epoch it answers after) can be explained by where its
+    /// state lived before `x` took it over, as [`Self::lineage`] explains
+    /// by where it went after (seed 1506713272: `a` takes over from `c`,
+    /// which a slow dial kept from `b`, the other holder).
+    pub fn ancestry(&self, x: &ActorId) -> Vec<(ActorId, usize)> {
+        let mut chain: Vec<(ActorId, usize)> = Vec::new();
+        let mut cur = *x;
+        loop {
+            let Some(&go) = self.go_at.get(&cur) else {
+                break;
+            };
+            let Some(Some(epoch)) = self.go_epoch.get(&cur).copied() else {
+                break;
+            };
+            let from = self.outcome.events.iter().find_map(|ev| match &ev.kind {
+                EventKind::StateTransferred { from, .. }
+                    if ev.epoch == Some(epoch) && ev.node.as_str() == self.node_of(&cur) =>
+                {
+                    Some(from.clone())
+                }
+                _ => None,
+            });
+            // The predecessor: the latest instance of that (epoch, node) to
+            // run go before `cur` did.
+            let prev = from.and_then(|from| {
+                self.epoch_insts
+                    .get(&from.epoch)
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| self.node_of(i) == from.node.as_str())
+                    .filter(|i| self.go_at.get(*i).is_some_and(|g| *g < go))
+                    .max_by_key(|i| self.go_at.get(*i).copied().unwrap_or(0))
+                    .copied()
+            });
+            match prev {
+                Some(p) if p != *x && !chain.iter().any(|(c, _)| *c == p) => {
+                    chain.push((p, go));
+                    cur = p;
+                }
+                _ => break,
+            }
+        }
+        chain
+    }
+
     /// The node an instance ran on ("?" if the harness never spawned it).
     pub fn node_of(&self, id: &ActorId) -> &'static str {
         self.outcome

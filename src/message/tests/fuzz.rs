@@ -205,10 +205,37 @@ fn random_result(rng: &mut StdRng) -> Result<Vec<u8>, ReplyErr> {
 
 /// A valid protocol message of any variant, with random fields.
 fn random_handover(rng: &mut StdRng) -> HandoverMsg {
-    match rng.random_range(0..11) {
+    match rng.random_range(0..14) {
         0 => HandoverMsg::StateRequest {
             holder_epoch: random_epoch(rng),
             requester: random_info(rng),
+            have: rng
+                .random_bool(0.5)
+                .then(|| (random_epoch(rng), random_epoch(rng))),
+        },
+        11 => HandoverMsg::StateUnchanged {
+            requester_epoch: random_epoch(rng),
+            holder_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+        },
+        12 => HandoverMsg::Replica {
+            holder: random_info(rng),
+            seq: random_epoch(rng),
+            handled: rng.random(),
+            body: crate::message::ReplicaBody {
+                image: if rng.random_bool(0.5) {
+                    crate::message::ReplicaImage::Full(random_state_bytes(rng))
+                } else {
+                    crate::message::ReplicaImage::Delta(random_state_bytes(rng))
+                },
+                answered: rng.random_bool(0.5).then(|| random_window_delta(rng)),
+            },
+        },
+        13 => HandoverMsg::ReplicaAck {
+            holder_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+            standby: random_info(rng).node,
+            need_full: rng.random_bool(0.5),
         },
         1 => HandoverMsg::StateReply {
             requester_epoch: random_epoch(rng),
@@ -807,4 +834,21 @@ async fn fuzz_state_reply_during_a_pull() {
         "fuzz_state_reply_during_a_pull: {n} pulls in {:.1?}: {installed} installed a forged state that decodes, {aborted} aborted with a typed error",
         started.elapsed()
     );
+}
+
+/// A window's change as a holder replicates it: some entries recorded
+/// after the last replica.
+fn random_window_delta(rng: &mut StdRng) -> crate::dedup::WindowDelta {
+    let mut window = crate::dedup::Window::default();
+    window.settle();
+    let client: u128 = rng.random();
+    for seq in 0..rng.random_range(0..4u64) {
+        let key = crate::dedup::CallKey {
+            client,
+            seq,
+            seen: 0,
+        };
+        window.record(&key, random_state_bytes(rng), 8);
+    }
+    window.take_delta().expect("only recorded since it settled")
 }

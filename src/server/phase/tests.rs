@@ -2,6 +2,9 @@
 //! suite found (`tests/fault_schedules.rs`), each as the transitions it
 //! exercised.
 
+use std::collections::BTreeSet;
+use std::time::Duration;
+
 use super::*;
 use crate::resolver::PriorityThenEpoch;
 use crate::{Claim, NewerLineage};
@@ -186,6 +189,60 @@ fn a_standby_takes_over_from_a_holder_below_it() {
     // Not from a holder above us, nor from ourselves.
     assert!(!may_take_over(&placement, &c, [(false, &a)].into_iter()));
     assert!(!may_take_over(&placement, &a, [(true, &a)].into_iter()));
+}
+
+/// A vacant name: the first node in line takes it after `failover_delay`;
+/// the next one waits a grace per node ahead without a standby of the
+/// name, and for a node ahead that runs one it waits until that one acts
+/// (a change wakes it), or `in_line_timeout` past its own turn.
+#[test]
+fn a_standby_takes_a_vacant_name_only_when_the_ones_ahead_will_not() {
+    let ms = Duration::from_millis;
+    let placement = Placement::parse("a > b > c")
+        .with_failover_delay(ms(100))
+        .with_standby_grace(ms(300))
+        .with_in_line_timeout(ms(5000));
+    let set = |nodes: &[&str]| nodes.iter().map(|n| node(n)).collect::<BTreeSet<_>>();
+    let live = set(&["b", "c"]);
+    let (b, c) = (node("b"), node("c"));
+    // b is first among the live nodes: its turn comes after the delay.
+    assert_eq!(
+        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(0)),
+        VacancyTurn::WaitUntil(ms(100))
+    );
+    assert_eq!(
+        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(100)),
+        VacancyTurn::Take
+    );
+    // c behind b's standby: not at its own turn (400 ms) ...
+    assert_eq!(
+        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(400)),
+        VacancyTurn::WaitUntil(ms(5000))
+    );
+    // ... only past the timeout, for a standby ahead that hangs.
+    assert_eq!(
+        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(5400)),
+        VacancyTurn::Take
+    );
+    // b runs no standby (or gave up its place): the grace alone, as before.
+    assert_eq!(
+        vacancy_turn(&placement, &c, &live, &set(&["c"]), ms(400)),
+        VacancyTurn::Take
+    );
+    // A standby on a node down (not live) does not hold anyone up.
+    assert_eq!(
+        vacancy_turn(&placement, &c, &set(&["c"]), &set(&["a", "c"]), ms(100)),
+        VacancyTurn::Take
+    );
+    // Not live, or not listed: not in line.
+    assert_eq!(
+        vacancy_turn(&placement, &node("a"), &live, &set(&[]), ms(0)),
+        VacancyTurn::NotInLine
+    );
+    assert_eq!(
+        vacancy_turn(&placement, &node("x"), &live, &set(&[]), ms(0)),
+        VacancyTurn::NotInLine
+    );
 }
 
 /// B9, seed 2113: an `a | c` split, `b` sees both sides hold. Taking over
@@ -416,8 +473,15 @@ fn a_rival_claim_is_decided_once() {
     assert_eq!(step(&y, Some((&x, true, true)), true), RivalStep::Busy);
     assert_eq!(step(&y, Some((&x, false, false)), true), RivalStep::Decide);
     assert_eq!(step(&me, None, true), RivalStep::Ignore);
+    // The loser we merged claims again: it missed `MergeDone` and holds
+    // again (seed 1506719230), so it is a rival once more; out of view it
+    // waits until it is back.
     assert_eq!(
         on_rival_claim(&x, "counter", Some(&me), Some(&x), None, true),
+        RivalStep::MergedResumed
+    );
+    assert_eq!(
+        on_rival_claim(&x, "counter", Some(&me), Some(&x), None, false),
         RivalStep::Ignore
     );
     assert_eq!(

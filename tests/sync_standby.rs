@@ -1,0 +1,411 @@
+//! Synchronous standby on the fake cluster: a holder answers a call only
+//! once the next standby in priority stored its effect, so a crash
+//! failover loses no acknowledged call; with no standby it refuses
+//! (consistency) or falls back to asynchronous with an event
+//! (availability); a takeover by a standby in sync moves no state.
+//! `tests/real_sync_standby.rs` checks the crash on real processes.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ractor::ActorProcessingErr;
+use ractor_takeover::event::EventKind;
+use ractor_takeover::fake::FakeCluster;
+use ractor_takeover::*;
+use serde::{Deserialize, Serialize};
+use support::*;
+
+const CALLERS: usize = 4;
+
+fn sync_config(sync: SyncStandby) -> TakeoverConfig {
+    TakeoverConfig::default()
+        .with_placement(Placement::parse("a > b > c"))
+        .with_sync_standby(sync)
+}
+
+async fn standbys(cluster: &FakeCluster, n: usize) {
+    wait_until(&format!("{n} standbys joined"), || {
+        let members = cluster.registry("a").members(&format!("{NAME}#standby"));
+        async move { members.len() == n }
+    })
+    .await;
+}
+
+/// Callers that call `Add(1)` without pause and keep the `calls` count of
+/// every OK they got. The counter answers its count after the call, and a
+/// failover's state is a prefix of the old holder's calls: an acknowledged
+/// call missing from the new holder's state shows as a count answered
+/// twice (once by the old holder, once again by the new one).
+struct Load {
+    oks: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(client: &GlobalClient<Counter>) -> Self {
+        let oks: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..CALLERS)
+            .map(|_| {
+                let (client, oks, stop) = (client.clone(), oks.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        // A call in flight to the crashed holder fails
+                        // (`NoReply`, `HolderDown`): not acknowledged.
+                        if let Ok(r) = client.call(CounterMsg::Add(1), TIMEOUT).await {
+                            oks.lock().unwrap().push(r.calls);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { oks, stop, tasks }
+    }
+
+    fn count(&self) -> usize {
+        self.oks.lock().unwrap().len()
+    }
+
+    fn max(&self) -> u64 {
+        self.oks.lock().unwrap().iter().copied().max().unwrap_or(0)
+    }
+
+    async fn stop(self) -> Vec<u64> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let oks = self.oks.lock().unwrap().clone();
+        oks
+    }
+}
+
+/// Placement `a > b > c`, synchronous standby (refuse); four callers call
+/// the holder `a` without pause; `a` crashes. `b` fails over from its
+/// replica, and no count is answered twice across the failover: every call
+/// `a` acknowledged is in `b`'s state. (With warm standby instead, every
+/// 50 calls, the same check fails: `b` answers again counts `a` had.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_failover_keeps_every_acknowledged_call() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c", "client"]);
+    let config = sync_config(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let _b = spawn(&cluster, "b", &config).await;
+    let _c = spawn(&cluster, "c", &config).await;
+    standbys(&cluster, 2).await;
+
+    let cc = client(&cluster, "client");
+    let load = Load::start(&cc);
+    wait_until("500 calls answered", || {
+        let n = load.count();
+        async move { n >= 500 }
+    })
+    .await;
+
+    tracing::info!("--- crash the holder a under load");
+    cluster.crash("a");
+    let acked_by_a = load.max();
+    let start = events.registered("b").await;
+    let StartType::Failover {
+        checkpoint: Some(cp),
+        ..
+    } = start
+    else {
+        panic!("b should fail over from its replica: {start:?}");
+    };
+    println!(
+        "a acknowledged up to call {acked_by_a}; b failed over from replica {} holding {} calls",
+        cp.seq, cp.handled
+    );
+    assert!(
+        cp.handled >= acked_by_a,
+        "b's replica holds {} calls, a acknowledged {acked_by_a}",
+        cp.handled
+    );
+    let after = load.count();
+    wait_until("200 calls answered by b", || {
+        let n = load.count();
+        async move { n >= after + 200 }
+    })
+    .await;
+    let oks = load.stop().await;
+    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        oks.len(),
+        "a count answered twice: an acknowledged call was lost in the failover"
+    );
+}
+
+/// Consistency: with no standby running, a call is refused with
+/// `NoStandby` and not applied; once a standby runs, calls are answered,
+/// and the refused one is not in the state.
+#[tokio::test]
+async fn refuse_mode_refuses_a_call_no_standby_can_store() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b"]);
+    let config = sync_config(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let ca = client(&cluster, "a");
+    assert_eq!(
+        ca.call(CounterMsg::Add(1), TIMEOUT).await,
+        Err(CallErr::NoStandby)
+    );
+    let _b = spawn(&cluster, "b", &config).await;
+    standbys(&cluster, 1).await;
+    let r = ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap();
+    assert_eq!(r.calls, 1, "the refused call was not applied");
+}
+
+/// Availability: with no standby, the holder answers and says so
+/// (`SyncLost`); once a standby has caught up, `SyncRestored`, and what it
+/// answers from then on is stored: a crash loses none of it.
+#[tokio::test]
+async fn async_mode_answers_alone_with_an_event_and_syncs_again() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = sync_config(SyncStandby::fall_back_to_async());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let ca = client(&cluster, "c");
+    assert_eq!(ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().calls, 1);
+    events
+        .wait_for("a says it answers without a standby", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::SyncLost { .. })
+        })
+        .await;
+    let _b = spawn(&cluster, "b", &config).await;
+    events
+        .wait_for("b caught up", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::SyncRestored)
+        })
+        .await;
+    let r = ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap();
+    assert_eq!(r.calls, 2);
+    cluster.crash("a");
+    events.registered("b").await;
+    let r = ca.call(CounterMsg::Get, TIMEOUT).await.unwrap();
+    assert_eq!(r.calls, 2, "both acknowledged calls survived the crash");
+}
+
+/// Availability, with a standby in view that does not answer (its link
+/// held): the calls wait `ack_timeout`, then the holder falls back with
+/// `SyncLost` and answers them; released, the standby catches up.
+#[tokio::test]
+async fn async_mode_falls_back_when_no_acknowledgement_comes() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let sync = SyncStandby::fall_back_to_async().with_ack_timeout(Duration::from_millis(200));
+    let config = sync_config(sync);
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let _b = spawn(&cluster, "b", &config).await;
+    standbys(&cluster, 1).await;
+    let ca = client(&cluster, "c");
+    assert_eq!(ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().calls, 1);
+
+    tracing::info!("--- hold b's link to a: no acknowledgement comes");
+    cluster.hold("b", "a");
+    let r = ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap();
+    assert_eq!(r.calls, 2);
+    let ev = events
+        .wait_for("a falls back", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::SyncLost { .. })
+        })
+        .await;
+    println!("{ev:?}");
+    cluster.release("b", "a");
+    events
+        .wait_for("b caught up", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::SyncRestored)
+        })
+        .await;
+}
+
+/// Consistency, with the standby's link held: the answer waits (a caller
+/// whose deadline is short gets `Timeout`), and comes once the link is
+/// released; nothing was answered that the standby did not store.
+#[tokio::test]
+async fn refuse_mode_waits_for_the_acknowledgement() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = sync_config(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let _b = spawn(&cluster, "b", &config).await;
+    standbys(&cluster, 1).await;
+    let ca = client(&cluster, "c");
+    assert_eq!(ca.call(CounterMsg::Add(1), TIMEOUT).await.unwrap().calls, 1);
+    cluster.hold("b", "a");
+    let short = ca
+        .call(CounterMsg::Add(1), Duration::from_millis(300))
+        .await;
+    assert_eq!(
+        short,
+        Err(CallErr::Timeout),
+        "no answer without the standby's ack"
+    );
+    let waiting = tokio::spawn({
+        let ca = ca.clone();
+        async move { ca.call(CounterMsg::Add(1), TIMEOUT).await }
+    });
+    cluster.release("b", "a");
+    let r = waiting.await.unwrap().unwrap();
+    // The timed-out call was applied (its caller was told `Timeout`: maybe).
+    assert_eq!(r.calls, 3);
+}
+
+/// A takeover by a standby in sync moves no state: `a` holds, `b` is in
+/// sync after some calls, `b` takes the name over: its report says 0
+/// bytes, and its state is `a`'s.
+#[tokio::test]
+async fn a_takeover_by_a_standby_in_sync_moves_no_state() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default().with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let b = spawn(&cluster, "b", &config).await;
+    standbys(&cluster, 1).await;
+    let cc = client(&cluster, "c");
+    for _ in 0..20 {
+        cc.call(CounterMsg::Add(1), TIMEOUT).await.unwrap();
+    }
+    let report = b.takeover(TIMEOUT).await.unwrap();
+    assert_eq!(report.state_bytes, 0, "the standby in sync had the state");
+    assert_eq!(cc.call(CounterMsg::Get, TIMEOUT).await.unwrap().calls, 20);
+}
+
+/// A state that describes its changes: a log of numbers, with the entries
+/// appended since the last delta.
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct LogState {
+    entries: Vec<u64>,
+    #[serde(skip)]
+    fresh: Vec<u64>,
+}
+
+struct Log;
+
+impl TakeoverActor for Log {
+    type Msg = u64;
+    type Reply = usize;
+    type State = LogState;
+    type Arguments = ();
+    type Info = ();
+
+    async fn init(&self, _: &TakeoverCtx<Self>, _: ()) -> Result<LogState, ActorProcessingErr> {
+        Ok(LogState::default())
+    }
+
+    async fn handle(
+        &self,
+        _: &TakeoverCtx<Self>,
+        n: u64,
+        s: &mut LogState,
+    ) -> Result<usize, ActorProcessingErr> {
+        s.entries.push(n);
+        s.fresh.push(n);
+        Ok(s.entries.len())
+    }
+
+    fn take_delta(&self, s: &mut LogState) -> Option<Result<Vec<u8>, StateCodecErr>> {
+        let fresh = std::mem::take(&mut s.fresh);
+        Some(codec::encode_postcard(&fresh))
+    }
+
+    fn apply_delta(&self, s: &mut LogState, delta: &[u8]) -> Result<(), StateCodecErr> {
+        let fresh: Vec<u64> = codec::decode_postcard(delta)?;
+        s.entries.extend(fresh);
+        Ok(())
+    }
+}
+
+/// With deltas: the standby that stored every delta fails over with every
+/// acknowledged entry, in order, and a standby that joined late got the
+/// whole state first (a delta needs the replica before it).
+#[tokio::test]
+async fn deltas_keep_every_acknowledged_call_and_a_late_standby_catches_up() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = sync_config(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let log = |node| TakeoverServer::new("log", Log, cluster.registry(node), config.clone());
+    let _a = log("a").spawn(()).await.unwrap();
+    events.registered("a").await;
+    let _c = log("c").spawn(()).await.unwrap();
+    let client = GlobalClient::<Log>::new("log", cluster.registry("a"));
+    wait_until("c joined the standbys", || {
+        let n = cluster.registry("a").members("log#standby").len();
+        async move { n == 1 }
+    })
+    .await;
+    for i in 0..10 {
+        assert_eq!(client.call(i, TIMEOUT).await.unwrap(), i as usize + 1);
+    }
+    tracing::info!("--- b joins late: b ranks above c, so a waits for b");
+    let _b = log("b").spawn(()).await.unwrap();
+    wait_until("b joined the standbys", || {
+        let n = cluster.registry("a").members("log#standby").len();
+        async move { n == 2 }
+    })
+    .await;
+    for i in 10..20 {
+        assert_eq!(client.call(i, TIMEOUT).await.unwrap(), i as usize + 1);
+    }
+    cluster.crash("a");
+    let start = events.registered("b").await;
+    assert!(
+        matches!(start, StartType::Failover { checkpoint: Some(ref cp), .. } if cp.handled == 20),
+        "b fails over with all 20 calls: {start:?}"
+    );
+    let client = GlobalClient::<Log>::new("log", cluster.registry("c"));
+    assert_eq!(client.call(20, TIMEOUT).await.unwrap(), 21);
+}
+
+/// Takeovers back and forth with deltas: each moves no state (the
+/// standby in sync has it, and an old holder back as a standby keeps the
+/// state it handed over and gets only what changed since), and the log
+/// holds every entry, in order.
+#[tokio::test]
+async fn takeovers_back_and_forth_with_deltas_move_no_state() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let config = TakeoverConfig::default().with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let log = |node| TakeoverServer::new("log", Log, cluster.registry(node), config.clone());
+    let (a, _) = log("a").spawn(()).await.unwrap();
+    events.registered("a").await;
+    let (b, _) = log("b").spawn(()).await.unwrap();
+    let client = GlobalClient::<Log>::new("log", cluster.registry("c"));
+    let mut n = 0u64;
+    for round in 0..6 {
+        for _ in 0..5 {
+            n += 1;
+            assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);
+        }
+        let to = if round % 2 == 0 { &b } else { &a };
+        let report = to.takeover(TIMEOUT).await.unwrap();
+        tracing::info!(round, ?report, "--- takeover");
+        assert_eq!(
+            report.state_bytes, 0,
+            "round {round}: the standby was in sync"
+        );
+    }
+    n += 1;
+    assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);
+}
