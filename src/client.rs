@@ -128,7 +128,9 @@ impl<A: Protocol> GlobalClient<A> {
     /// before, and carries no key: for a request that is safe to apply
     /// twice, it saves the window's memory and the reply's encoding on the
     /// holder. Calls with a [`crate::Reply`] in the message
-    /// ([`GlobalClient::call_with`], [`crate::call_t!`]) are never keyed.
+    /// ([`GlobalClient::call_with`], [`crate::call_t!`]) are never keyed
+    /// nor retried after an unknown outcome (their answer is what the
+    /// handler sends on the port, maybe later: see `call_with` for why).
     pub fn with_retries(mut self, on: bool) -> Self {
         self.retries = on;
         self

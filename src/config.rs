@@ -72,7 +72,8 @@ pub struct TakeoverConfig {
     /// so that a call a [`crate::GlobalClient`] retries after an unknown
     /// outcome (`NoReply`, its holder's node down, a takeover in the
     /// middle) gets its original reply instead of running twice. The
-    /// window travels with the state (takeovers, merges, checkpoints).
+    /// window travels with the state (takeovers, merges, checkpoints, and
+    /// with synchronous standby each replica, as a delta with a delta).
     /// Past it, a retried call whose first try was more than this many
     /// keyed calls ago is refused unapplied with
     /// [`crate::CallErr::PastDedupWindow`], never applied a second time
