@@ -82,3 +82,47 @@ fn client_keys_are_distinct_and_carry_what_was_heard() {
     a.heard(30);
     assert_eq!(a.next().seen, 40);
 }
+
+/// Synchronous standby: a standby that applies each replica's window
+/// delta ends with the holder's window (same answers, same ordinals, same
+/// evictions), a delta that does not follow is refused and changes
+/// nothing, and after a merge no delta describes the window.
+#[test]
+fn window_deltas_keep_a_standby_equal_to_its_holder() {
+    let mut holder = Window::default();
+    holder.record(&key(1, 1, 0), vec![1], 3);
+    // The whole window went with the first replica (sealed); deltas follow.
+    let (_, mut standby) = open(&seal(Vec::new(), &holder).unwrap()).unwrap();
+    holder.settle();
+    let mut skipped = None;
+    for seq in 2..=6 {
+        holder.record(&key(1, seq, 0), vec![seq as u8], 3);
+        let d = holder.take_delta().expect("only recorded since");
+        if seq == 4 {
+            skipped = Some(d.clone());
+        }
+        standby.apply_delta(&d).expect("follows");
+        assert_eq!(standby.applied(), holder.applied());
+        assert_eq!(standby.len(), holder.len());
+    }
+    for seq in 1..=6 {
+        assert_eq!(
+            standby.check(&key(1, seq, 0)),
+            holder.check(&key(1, seq, 0))
+        );
+        assert_eq!(
+            standby.ordinal(&key(1, seq, 0)),
+            holder.ordinal(&key(1, seq, 0))
+        );
+    }
+    let before = (standby.applied(), standby.len());
+    assert!(
+        standby.apply_delta(&skipped.unwrap()).is_err(),
+        "an old delta does not follow"
+    );
+    assert_eq!((standby.applied(), standby.len()), before, "refused whole");
+    holder.absorb(Window::default(), 3);
+    assert_eq!(holder.take_delta(), None, "a merge: a whole state next");
+    holder.record(&key(2, 1, 0), vec![9], 3);
+    assert!(holder.take_delta().is_some(), "deltas again after it");
+}
