@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::dedup::{CallKey, ClientKeys};
 use crate::message::wire::{answer_error, decode_answer, encode_args, wire_call};
 use crate::protocol::sealed;
 use crate::{
@@ -38,6 +39,10 @@ use crate::{
 /// that will not answer.
 pub struct GlobalClient<A: Protocol> {
     inner: Arc<Inner>,
+    /// Whether [`GlobalClient::call`] keys its calls and retries them when
+    /// their outcome is unknown (see [`GlobalClient::with_retries`]). Per
+    /// handle, not shared with clones made before it was set.
+    retries: bool,
     _behaviour: PhantomData<fn() -> A>,
 }
 
@@ -54,6 +59,9 @@ struct Inner {
     /// watcher) tells every waiting call, with no task per call.
     downs: watch::Receiver<HashMap<NodeName, u64>>,
     watcher: JoinHandle<()>,
+    /// This handle's identity and call counter, for exactly-once retries
+    /// (see `crate::dedup`): shared by its clones, as the cache is.
+    keys: ClientKeys,
 }
 
 impl Drop for Inner {
@@ -75,6 +83,7 @@ impl<A: Protocol> Clone for GlobalClient<A> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            retries: self.retries,
             _behaviour: PhantomData,
         }
     }
@@ -100,9 +109,31 @@ impl<A: Protocol> GlobalClient<A> {
                 stale,
                 downs,
                 watcher,
+                keys: ClientKeys::new(),
             }),
+            retries: true,
             _behaviour: PhantomData,
         }
+    }
+
+    /// Turns exactly-once retries of [`GlobalClient::call`] on (the
+    /// default) or off. On, each call carries a key (this handle's random
+    /// identity and a sequence number) and a call whose outcome is unknown
+    /// (`NoReply`, `HolderDown`: its holder's node died, hung or was cut off
+    /// while the call waited, or a takeover dropped it) is sent again,
+    /// within the caller's deadline, to whoever holds the name then; the
+    /// server's window of answered calls (`TakeoverConfig::dedup_window`)
+    /// answers a call it applied already with its original reply instead
+    /// of running it again. Off, such a call ends with that error, as
+    /// before, and carries no key: for a request that is safe to apply
+    /// twice, it saves the window's memory and the reply's encoding on the
+    /// holder. Calls with a [`crate::Reply`] in the message
+    /// ([`GlobalClient::call_with`], [`crate::call_t!`]) are never keyed
+    /// nor retried after an unknown outcome (their answer is what the
+    /// handler sends on the port, maybe later: see `call_with` for why).
+    pub fn with_retries(mut self, on: bool) -> Self {
+        self.retries = on;
+        self
     }
 
     /// A handle for the typed `name`: a name declared for a protocol with
@@ -156,33 +187,102 @@ impl<A: Protocol> GlobalClient<A> {
     /// as after a crash), or one answered [`CallErr::NotRegistered`] or
     /// [`CallErr::InstanceStopped`] (a retiring or failed instance had
     /// nowhere to send it). It then waits for the view to change before it
-    /// tries again; at the deadline it returns the last such error. (A call
-    /// to a holder on this node is handed over typed and cannot be sent
-    /// twice: it returns the first such answer.)
+    /// tries again; at the deadline it returns the last such error.
     ///
-    /// A call that was handed to the holder ends with
+    /// With retries on (the default, see [`GlobalClient::with_retries`]), a
+    /// call whose outcome is unknown ([`CallErr::NoReply`], or
     /// [`CallErr::HolderDown`] as soon as this node marks the holder's node
-    /// down: it may or may not have been applied, so it is not sent again.
+    /// down) is sent again too, under the same key, once the view changed
+    /// (or after a short backoff, doubling from 10 ms), to whoever holds
+    /// the name then: it is applied at most once, and its caller gets the
+    /// reply of the one time it was. Past the server's window of answered
+    /// calls it ends with [`CallErr::PastDedupWindow`] (not applied by the
+    /// retry; maybe by an earlier try). At the deadline it returns the last
+    /// error. With retries off, such a call ends with that error.
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let mut holder = self.holder_before(deadline).await?;
+        let mut key = self.retries.then(|| self.inner.keys.next());
         // By node name, not by actor id: on the fake cluster every instance
         // is a local actor, and a call to another node must still take the
         // wire path a real one takes.
-        if holder.node() == self.inner.registry.node() {
-            return self.call_local(&holder, msg, timeout, deadline).await;
+        if holder.node() == self.inner.registry.node() && key.is_none() {
+            // Without retries a call to this node goes typed, once: it
+            // cannot be sent twice (its message is moved).
+            return self.call_local(&holder, msg, None, deadline).await;
         }
+        // Encoded once for every try (a try on this node decodes it again).
         let args = encode_args(&msg)?;
+        let mut msg = Some(msg);
+        // Whether an earlier try may have been applied: then the window's
+        // refusal is the caller's answer, not a reason to send again.
+        let mut maybe_applied = false;
+        let mut backoff = RETRY_BACKOFF;
         loop {
-            let error = match self.call_remote(&holder, &args, timeout, deadline).await {
-                Attempt::Done(done) => return done.and_then(|bytes| decode_answer(&bytes)),
+            let attempt = if holder.node() == self.inner.registry.node() {
+                let m = match msg.take() {
+                    Some(m) => m,
+                    None => {
+                        postcard::from_bytes(&args).map_err(|e| CallErr::Codec(e.to_string()))?
+                    }
+                };
+                match self.call_local(&holder, m, key, deadline).await {
+                    Err(e) if not_handled(&e) => Attempt::NotHandled(e),
+                    done => Attempt::Done(done),
+                }
+            } else {
+                match self.call_remote(&holder, &args, key, deadline).await {
+                    Attempt::Done(done) => {
+                        Attempt::Done(done.and_then(|bytes| decode_answer(&bytes)))
+                    }
+                    Attempt::NotHandled(e) => Attempt::NotHandled(e),
+                }
+            };
+            let error = match attempt {
+                Attempt::Done(Ok(reply)) => return Ok(reply),
+                Attempt::Done(Err(CallErr::PastDedupWindow { applied }))
+                    if !maybe_applied && key.is_some() =>
+                {
+                    // Refused unapplied because this handle had not heard of
+                    // that many calls; no earlier try can have been applied,
+                    // so the same call, now with what it heard, is new there.
+                    self.inner.keys.heard(applied);
+                    if let Some(k) = key.as_mut() {
+                        k.seen = k.seen.max(applied);
+                    }
+                    continue;
+                }
+                Attempt::Done(Err(e)) if key.is_some() && outcome_unknown(&e) => {
+                    maybe_applied = true;
+                    tracing::debug!(name = %self.inner.name, error = %e, "outcome unknown; retrying under the same key");
+                    holder = self.holder_after_unknown(e, &mut backoff, deadline).await?;
+                    continue;
+                }
+                Attempt::Done(done) => return done,
                 Attempt::NotHandled(e) => e,
             };
             holder = self.next_holder_after(&holder, error, deadline).await?;
-            if holder.node() == self.inner.registry.node() {
-                return self.call_local(&holder, msg, timeout, deadline).await;
-            }
         }
+    }
+
+    /// After a try whose outcome is unknown: whoever holds the name once
+    /// the view changed or `backoff` passed (the same holder is fine: a
+    /// lost answer, a healed link), or `error` at the deadline.
+    async fn holder_after_unknown(
+        &self,
+        error: CallErr,
+        backoff: &mut Duration,
+        deadline: Instant,
+    ) -> Result<Registration, CallErr> {
+        let mut changes = self.inner.registry.watch(&self.inner.name);
+        let wake = (Instant::now() + *backoff).min(deadline);
+        *backoff = (*backoff * 2).min(RETRY_BACKOFF_MAX);
+        let _ = tokio::time::timeout_at(wake, changes.recv()).await;
+        if Instant::now() >= deadline {
+            return Err(error);
+        }
+        self.inner.stale.store(true, Ordering::Release);
+        self.holder_before(deadline).await.map_err(|_| error)
     }
 
     /// A call to a holder on this node, typed.
@@ -190,17 +290,18 @@ impl<A: Protocol> GlobalClient<A> {
         &self,
         holder: &Registration,
         msg: A::Msg,
-        timeout: Duration,
+        key: Option<CallKey>,
         deadline: Instant,
     ) -> Result<A::Reply, CallErr> {
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot();
+        let left = deadline.saturating_duration_since(Instant::now());
         A::deliver(
             &self.inner.registry,
             holder,
             msg,
-            Some(sealed::Answer::Typed((tx, timeout).into())),
+            Some(sealed::Answer::Typed((tx, left).into(), key)),
         );
         match wait_answer(rx, &mut downs, holder.node(), seen, deadline).await {
             Waited::Answer(answer) => answer,
@@ -221,14 +322,15 @@ impl<A: Protocol> GlobalClient<A> {
         &self,
         holder: &Registration,
         args: &[u8],
-        timeout: Duration,
+        key: Option<CallKey>,
         deadline: Instant,
     ) -> Attempt<Vec<u8>> {
         // Read before sending: a node that goes down from here on ends the call.
         let mut downs = self.inner.downs.clone();
         let seen = down_count(&mut downs, holder.node());
         let (tx, rx) = oneshot::<Vec<u8>>();
-        let call = wire_call(args.to_vec(), (tx, timeout).into());
+        let left = deadline.saturating_duration_since(Instant::now());
+        let call = wire_call(args.to_vec(), (tx, left).into(), key);
         if self.inner.registry.send_wire(holder, call).is_err() {
             // The session to the holder's node is gone: the call was not sent.
             return Attempt::NotHandled(CallErr::NoReply);
@@ -318,6 +420,22 @@ async fn watch_registry(
         }
         stale.store(true, Ordering::Release);
     }
+}
+
+/// The first wait before a retry of a call whose outcome is unknown, and
+/// the most it doubles to. Why a backoff at all: a holder that keeps losing
+/// answers (a flapping link) must not be sent the call in a tight loop; why
+/// this short: a view change (a failover, a heal) ends the wait at once.
+const RETRY_BACKOFF: Duration = Duration::from_millis(10);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_millis(500);
+
+/// Whether a call answered `e` may or may not have been applied: a keyed
+/// call is sent again then.
+fn outcome_unknown(e: &CallErr) -> bool {
+    matches!(
+        e,
+        CallErr::NoReply | CallErr::HolderDown { .. } | CallErr::Moved
+    )
 }
 
 /// Whether a call answered `e` was certainly not handled, so that it may go

@@ -71,6 +71,20 @@ pub struct TakeoverConfig {
     /// all in a minority partition (and in a cluster that has lost its
     /// majority). Needs a placement. Default: `false`.
     pub quorum: bool,
+    /// How many answered calls (their keys and replies) the holder keeps,
+    /// so that a call a [`crate::GlobalClient`] retries after an unknown
+    /// outcome (`NoReply`, its holder's node down, a takeover in the
+    /// middle) gets its original reply instead of running twice. The
+    /// window travels with the state (takeovers, merges, checkpoints, and
+    /// with synchronous standby each replica, as a delta with a delta).
+    /// Past it, a retried call whose first try was more than this many
+    /// keyed calls ago is refused unapplied with
+    /// [`crate::CallErr::PastDedupWindow`], never applied a second time
+    /// (see `docs/guarantees.md`). Size it as calls per second times the
+    /// longest caller timeout. Memory: the encoded reply plus about 40
+    /// bytes per entry, and as much in every state sent. Default: 4096;
+    /// 0 is refused at spawn.
+    pub dedup_window: usize,
     /// Synchronous standby: a holder answers a call only once the standby
     /// that would take over after a crash has stored the call's effect.
     /// Default: `None` (off). See [`SyncStandby`].
@@ -260,6 +274,7 @@ impl Default for TakeoverConfig {
             conflict_grace: Duration::from_secs(1),
             checkpoint: None,
             quorum: false,
+            dedup_window: 4096,
             sync: None,
             move_limit: MoveLimit::default(),
         }
@@ -314,6 +329,9 @@ impl TakeoverConfig {
         }
         if self.quorum && self.placement.is_none() {
             return Err(ConfigErr::QuorumWithoutPlacement);
+        }
+        if self.dedup_window == 0 {
+            return Err(ConfigErr::ZeroDedupWindow);
         }
         if let Some(sync) = &self.sync {
             if sync.ack_timeout < Duration::from_millis(1) {
@@ -412,6 +430,12 @@ impl TakeoverConfig {
     /// Sets [`Self::quorum`].
     pub fn with_quorum(mut self, on: bool) -> Self {
         self.quorum = on;
+        self
+    }
+
+    /// Sets [`Self::dedup_window`].
+    pub fn with_dedup_window(mut self, entries: usize) -> Self {
+        self.dedup_window = entries;
         self
     }
 

@@ -217,6 +217,19 @@ pub enum CallErr {
     /// (its handler did, or its instance stopped with the port in its
     /// state). The request was handled, perhaps only in part.
     ReplyDropped,
+    /// A retried call (an earlier try of it ended with its outcome
+    /// unknown) whose key the server's window of answered calls no longer
+    /// reaches back to: it was **not** applied now, and it may or may not
+    /// have been applied before; the server cannot tell, so it does not run
+    /// it a second time. Raise `TakeoverConfig::dedup_window` if this
+    /// happens (more keyed calls were applied between this one's first try
+    /// and its retry than the window holds). A first try that gets it is
+    /// sent again by [`crate::GlobalClient`] itself and never reaches you.
+    PastDedupWindow {
+        /// How many keyed calls the server applied so far: the client
+        /// sends it back, to say which calls it knows of.
+        applied: u64,
+    },
     /// Synchronous standby with [`crate::config::NoStandby::Refuse`]: no standby
     /// could store the call's effect, so the holder did not apply it.
     /// Retry once a standby runs (or choose `NoStandby::Async`).
@@ -262,6 +275,10 @@ impl fmt::Display for CallErr {
                 f,
                 "the server dropped this call's reply port without answering"
             ),
+            Self::PastDedupWindow { applied } => write!(
+                f,
+                "this retried call is older than the server's window of answered calls (at {applied}): not applied now, it may or may not have been before; raise dedup_window"
+            ),
         }
     }
 }
@@ -302,6 +319,11 @@ pub enum ConfigErr {
     },
     /// `state_part_bytes` is 0: no state could be sent in parts.
     ZeroPartSize,
+    /// `TakeoverConfig::dedup_window` is 0: no answered call could be
+    /// kept, and every retried call would be refused
+    /// ([`CallErr::PastDedupWindow`]). Set it to at least 1; turn retries
+    /// off on the client instead ([`crate::GlobalClient::with_retries`]).
+    ZeroDedupWindow,
     /// `max_state_bytes` is below `state_part_bytes`: every state that
     /// would need parts is refused anyway.
     MaxStateBelowPart {
@@ -389,6 +411,10 @@ impl fmt::Display for ConfigErr {
                 "state parts of {part_bytes} bytes (plus their envelope) do not fit in frames of at most {max_frame_bytes} bytes; lower state_part_bytes or raise max_frame_bytes"
             ),
             Self::ZeroPartSize => write!(f, "state_part_bytes is 0; set it to at least 1"),
+            Self::ZeroDedupWindow => write!(
+                f,
+                "dedup_window is 0; set it to at least 1 (turn retries off on the client instead)"
+            ),
             Self::ZeroMoveLimit => write!(
                 f,
                 "move_limit is 0, so no placement takeover could start; set it to at least 1"

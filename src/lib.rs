@@ -98,6 +98,7 @@ mod client;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+mod dedup;
 pub mod drain;
 mod error;
 pub mod event;

@@ -13,6 +13,11 @@
 /// `Msg::Variant(args..., reply)` and evaluates (awaits) to
 /// `Result<T, CallErr>`. The timeout is in milliseconds, as in ractor.
 ///
+/// Such a call is not keyed, so not retried after an unknown outcome
+/// (`NoReply`, `HolderDown`): see [`crate::GlobalClient::call_with`] for
+/// why, and use [`crate::GlobalClient::call`] for a request that must
+/// run at most once across retries.
+///
 /// ```
 /// use ractor::ActorProcessingErr;
 /// use ractor_takeover::fake::FakeCluster;

@@ -108,9 +108,11 @@ pub trait Protocol: Send + Sync + 'static {
         };
         let call = match answer {
             None => wire::wire_cast(args),
-            Some(sealed::Answer::Typed(port)) => wire::wire_call(args, wire::bridge(port)),
+            Some(sealed::Answer::Typed(port, key)) => {
+                wire::wire_call(args, wire::bridge(port), key)
+            }
             Some(sealed::Answer::Slot(sealed::SlotRef(slot))) => match slot.take_port() {
-                Some(port) => wire::wire_call(args, port),
+                Some(port) => wire::wire_call(args, port, None),
                 None => return,
             },
         };
@@ -131,7 +133,7 @@ impl<A: TakeoverActor> Protocol for A {
         answer: Option<sealed::Answer<Self::Reply>>,
     ) {
         let reply = answer.map(|a| match a {
-            sealed::Answer::Typed(port) => port.into(),
+            sealed::Answer::Typed(port, key) => crate::message::Answer::from(port).with_key(key),
             sealed::Answer::Slot(sealed::SlotRef(slot)) => crate::message::Answer::slot(slot),
         });
         routing::deliver(registry, holder, TakeoverMessage::<A>::Call { msg, reply });
@@ -150,8 +152,12 @@ pub(crate) mod sealed {
 
     /// Where a client's call is answered.
     pub enum Answer<R> {
-        /// A typed port of a caller on this node.
-        Typed(RpcReplyPort<Result<R, CallErr>>),
+        /// A typed port of a caller on this node, and the call's key if
+        /// its client gave it one (see `crate::dedup`).
+        Typed(
+            RpcReplyPort<Result<R, CallErr>>,
+            Option<crate::dedup::CallKey>,
+        ),
         /// A byte port, shared with the `Reply` in the message.
         Slot(SlotRef),
     }
@@ -162,7 +168,7 @@ pub(crate) mod sealed {
     impl<R> std::fmt::Debug for Answer<R> {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str(match self {
-                Answer::Typed(_) => "Answer::Typed",
+                Answer::Typed(..) => "Answer::Typed",
                 Answer::Slot(_) => "Answer::Slot",
             })
         }
@@ -177,7 +183,7 @@ pub(crate) mod sealed {
     impl<R: Serialize> Answer<R> {
         pub(crate) fn fail(self, e: CallErr) {
             match self {
-                Answer::Typed(port) => {
+                Answer::Typed(port, _) => {
                     let _ = port.send(Err(e));
                 }
                 Answer::Slot(SlotRef(slot)) => {

@@ -298,6 +298,18 @@ impl Slot {
             || self.lock().as_ref().is_none_or(|p| p.is_closed())
     }
 
+    /// Sends an answer encoded already, unless answered already or the
+    /// caller's deadline passed.
+    pub(crate) fn answer_encoded(&self, bytes: Vec<u8>) -> Result<(), ReplySendErr> {
+        let Some(port) = self.take_port() else {
+            return Err(ReplySendErr::CallerGone);
+        };
+        if self.deadline.is_some_and(|d| d <= Instant::now()) || port.is_closed() {
+            return Err(ReplySendErr::CallerGone);
+        }
+        port.send(bytes).map_err(|_| ReplySendErr::CallerGone)
+    }
+
     /// Sends `answer`, encoded, unless answered already or the caller's
     /// deadline passed.
     pub(crate) fn answer<R: Serialize>(

@@ -294,6 +294,10 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     /// calls: handled after the held calls, once it serves (see
     /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
     infos: VecDeque<A::Info>,
+    /// The window of answered keyed calls with their replies, so that a
+    /// retried call is applied once (see `crate::dedup`). Part of the state
+    /// an instance sends: it is what the user's state has the effect of.
+    answered: crate::dedup::Window,
     /// Synchronous standby: answers waiting for a standby's
     /// acknowledgement, and what each standby has (see `sync`).
     sync: self::sync::SyncOut<A>,
@@ -449,6 +453,7 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             transfers: Transfers::default(),
             lease_recheck: false,
             held: Default::default(),
+            answered: Default::default(),
             infos: VecDeque::new(),
             sync: Default::default(),
             move_permit: None,

@@ -414,3 +414,107 @@ async fn takeovers_back_and_forth_with_deltas_move_no_state() {
     n += 1;
     assert_eq!(client.call(n, TIMEOUT).await.unwrap(), n as usize);
 }
+
+/// Holds the answer of one call from `client` on the link `a -> c` and
+/// returns once it is there: with synchronous standby, once `b` stored the
+/// call's effect and its entry in the window of answered calls (the
+/// answer waits for that acknowledgement).
+async fn answer_held_after_the_ack<R: Send + 'static>(
+    cluster: &FakeCluster,
+    call: impl std::future::Future<Output = Result<R, CallErr>> + Send + 'static,
+) -> tokio::task::JoinHandle<Result<R, CallErr>> {
+    cluster.hold("a", "c");
+    let call = tokio::spawn(call);
+    wait_until(
+        "a applied the call, b acknowledged it, its answer waits",
+        || {
+            let queued = cluster.queued("a", "c");
+            async move { queued >= 1 }
+        },
+    )
+    .await;
+    tracing::info!("--- a's answer waits on the link to c; crash a");
+    cluster.crash("a");
+    // The answer goes now, to be dropped with the dead node's link.
+    cluster.release("a", "c");
+    call
+}
+
+/// Exactly-once across a failover to the standby in sync, with deltas: a
+/// keyed call is applied by `a` and acknowledged by `b` (its delta and its
+/// window entry stored), its answer is lost with `a`'s crash, and the
+/// client's retry reaches `b` as the failover holder. `b`'s replica holds
+/// the window's entry, so the retry gets the original reply (entry 6) and
+/// the log holds the call once (the next entry is 7, not 8). `d` is the
+/// next standby, so `b`, in refuse mode, has one to store its answers.
+#[tokio::test]
+async fn a_retry_after_a_failover_to_the_sync_standby_is_answered_from_the_window() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "d", "c"]);
+    let config = TakeoverConfig::default()
+        .with_placement(Placement::parse("a > b > d"))
+        .with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let log = |node| TakeoverServer::new("log", Log, cluster.registry(node), config.clone());
+    let _a = log("a").spawn(()).await.unwrap();
+    events.registered("a").await;
+    let _b = log("b").spawn(()).await.unwrap();
+    let _d = log("d").spawn(()).await.unwrap();
+    wait_until("b and d joined the standbys", || {
+        let n = cluster.registry("a").members("log#standby").len();
+        async move { n == 2 }
+    })
+    .await;
+    let client = GlobalClient::<Log>::new("log", cluster.registry("c"));
+    for i in 1..=5 {
+        assert_eq!(client.call(i, TIMEOUT).await.unwrap(), i as usize);
+    }
+    let c = client.clone();
+    let call = answer_held_after_the_ack(&cluster, async move { c.call(6, TIMEOUT).await }).await;
+    let start = events.registered("b").await;
+    assert!(
+        matches!(start, StartType::Failover { checkpoint: Some(ref cp), .. } if cp.handled == 6),
+        "b fails over with all 6 calls: {start:?}"
+    );
+    let reply = call.await.unwrap().expect("the retried call's reply");
+    assert_eq!(reply, 6, "the original reply, from b's window");
+    assert_eq!(
+        client.whereis().map(|h| h.node.to_string()),
+        Some("b".into())
+    );
+    assert_eq!(client.call(7, TIMEOUT).await.unwrap(), 7, "6 applied once");
+}
+
+/// The same with whole-state replicas (the counter describes no deltas):
+/// the window travels sealed in each one, and the retry after the
+/// failover to `b` gets the original reply, applied once.
+#[tokio::test]
+async fn a_retry_after_a_failover_to_the_sync_standby_with_whole_states_is_applied_once() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "d", "c"]);
+    let config = TakeoverConfig::default()
+        .with_placement(Placement::parse("a > b > d"))
+        .with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let _b = spawn(&cluster, "b", &config).await;
+    let _d = spawn(&cluster, "d", &config).await;
+    standbys(&cluster, 2).await;
+    let cc = client(&cluster, "c");
+    cc.call(CounterMsg::Add(1), TIMEOUT).await.unwrap();
+    let c = cc.clone();
+    let call = answer_held_after_the_ack(&cluster, async move {
+        c.call(CounterMsg::Add(10), TIMEOUT).await
+    })
+    .await;
+    events.registered("b").await;
+    let reply = call.await.unwrap().expect("the retried call's reply");
+    let once = CounterState {
+        total: 11,
+        calls: 2,
+    };
+    assert_eq!(reply, once, "the original reply, from b's window");
+    let now = cc.call(CounterMsg::Get, TIMEOUT).await.unwrap();
+    assert_eq!(now, once, "applied once");
+}

@@ -389,5 +389,43 @@ pub(crate) async fn remote_rtt(
         "<= 1.10",
         "call_rtt_handle / call_rtt_direct (calls alternated)",
     );
+    // What a call's key costs (exactly-once retries, on by default): the
+    // key in the call's metadata, the window's look-up and insert, and the
+    // reply's copy kept on the holder.
+    let plain = client.clone().with_retries(false);
+    let (keyed, unkeyed) = alternate(
+        opts.rtt_calls,
+        || client.call(ping(), t),
+        || plain.call(ping(), t),
+    )
+    .await?;
+    let (k, u) = (pct(&keyed, 0.5), pct(&unkeyed, 0.5));
+    figs.add(
+        "call_rtt_keyed",
+        k,
+        "us",
+        "",
+        &format!(
+            "p50 of {}: GlobalClient::call with retries on (a key per call)",
+            keyed.len()
+        ),
+    );
+    figs.add(
+        "call_rtt_unkeyed",
+        u,
+        "us",
+        "",
+        &format!(
+            "p50 of {}: the same with_retries(false) (no key)",
+            unkeyed.len()
+        ),
+    );
+    figs.add(
+        "keyed_rtt_ratio",
+        k / u,
+        "x",
+        "<= 1.05",
+        "call_rtt_keyed / call_rtt_unkeyed (calls alternated)",
+    );
     Ok(())
 }

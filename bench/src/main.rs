@@ -29,6 +29,9 @@
 //!   trips with a 32 B payload, `ActorRef::call` to Echo vs
 //!   `GlobalClient::call`, calls alternated one by one; the same with `fake_`
 //!   in-process (a local plain actor vs the handle on the same fake node).
+//!   `call_rtt_keyed`, `call_rtt_unkeyed`, `keyed_rtt_ratio`: the handle's
+//!   round trip with a key on each call (retries on, the default) against
+//!   `with_retries(false)`, alternated the same way.
 //! - `takeover_pause_{1k,1m,64m}_{p50,p99}`: the longest gap between
 //!   consecutive replies of a client calling without pause, over takeovers
 //!   back and forth between `a` and `b`, per state blob size;

@@ -27,6 +27,22 @@ impl<A: Protocol> GlobalClient<A> {
     /// moved to another instance while the handler held the port: send the
     /// request again) or [`CallErr::ReplyDropped`] (the server dropped the
     /// port). The handler's own return value is not sent: the port answers.
+    ///
+    /// **Not exactly-once**: these calls carry no key, and a call whose
+    /// outcome is unknown (`NoReply`, `HolderDown`) ends with that error;
+    /// it is never sent again by itself, whatever
+    /// [`GlobalClient::with_retries`] says. Why: the window of answered
+    /// calls keeps a call's answer as it is known when the call has been
+    /// applied, and here it is not known then. The answer is whatever the
+    /// handler sends on the port, when it sends it: maybe during the call,
+    /// maybe later from another call or an info, maybe never (a handover
+    /// answers a held port `Moved`, a dropped one `ReplyDropped`). A
+    /// retry would have to wait on the first try's port wherever it is
+    /// (on the old holder, or in a state that moved), or get an answer
+    /// the server cannot give (`Moved` tells the caller to send again,
+    /// which is the duplicate the key is there to prevent). Make a request
+    /// that must run once a [`GlobalClient::call`] (its reply is the
+    /// handler's return value, kept in the window), or make it idempotent.
     pub async fn call_with<T, F>(&self, make: F, timeout: Duration) -> Result<T, CallErr>
     where
         T: DeserializeOwned,
@@ -46,7 +62,7 @@ impl<A: Protocol> GlobalClient<A> {
         // call's own byte port answers): every try sends the same bytes.
         let args = encode_args(&make(Reply::<T>::detached()))?;
         loop {
-            let error = match self.call_remote(&holder, &args, timeout, deadline).await {
+            let error = match self.call_remote(&holder, &args, None, deadline).await {
                 Attempt::Done(done) => return done.and_then(|bytes| decode_answer(&bytes)),
                 Attempt::NotHandled(e) => e,
             };

@@ -125,6 +125,19 @@ fn validate_whereis_refuses_a_lookup_shorter_than_the_backend_can_need() {
     );
 }
 
+/// A window of answered calls that keeps none would refuse every retried
+/// call: refused when built, and one entry is enough to pass.
+#[test]
+fn validate_refuses_a_dedup_window_of_zero() {
+    let ok = TakeoverConfig::default();
+    assert_eq!(ok.dedup_window, 4096);
+    assert_eq!(
+        ok.clone().with_dedup_window(0).validate(None),
+        Err(ConfigErr::ZeroDedupWindow)
+    );
+    assert_eq!(ok.with_dedup_window(1).validate(None), Ok(()));
+}
+
 /// A move limit of 0 (no placement takeover could ever start) is refused;
 /// clones share one limit, `with_move_limit` makes a fresh one.
 #[test]

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
 
+use crate::dedup::CallKey;
+use crate::message::wire::decode_answer;
 use crate::reply::Slot;
 use crate::{CallErr, TakeoverActor};
 
@@ -16,7 +18,15 @@ pub(crate) type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, 
 /// node) whose message carries a [`crate::Reply`]. Why both: answering a
 /// remote caller straight in bytes saves a bridging task per call, in each
 /// direction.
-pub(crate) struct Answer<A: TakeoverActor>(pub(super) AnswerTo<A>, Option<Instant>);
+///
+/// The call's key ([`CallKey`], set by a [`crate::GlobalClient`] with
+/// retries on) rides with its answer, not in the message: it goes wherever
+/// the call is forwarded, and a cast has neither.
+pub(crate) struct Answer<A: TakeoverActor>(
+    pub(super) AnswerTo<A>,
+    Option<Instant>,
+    pub(super) Option<CallKey>,
+);
 
 impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,6 +37,7 @@ impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
         f.debug_struct("Answer")
             .field("to", &to)
             .field("deadline", &self.1)
+            .field("key", &self.2)
             .finish()
     }
 }
@@ -36,7 +47,18 @@ impl<A: TakeoverActor> Answer<A> {
     /// has one, with its deadline counted from when the port was made.
     pub(crate) fn slot(slot: Arc<Slot>) -> Self {
         let deadline = slot.deadline();
-        Self(AnswerTo::Bytes(slot), deadline)
+        Self(AnswerTo::Bytes(slot), deadline, None)
+    }
+
+    /// This answer, for a call under `key`.
+    pub(crate) fn with_key(mut self, key: Option<CallKey>) -> Self {
+        self.2 = key;
+        self
+    }
+
+    /// The call's key, if its client gave it one.
+    pub(crate) fn key(&self) -> Option<&CallKey> {
+        self.2.as_ref()
     }
 
     /// The byte port, if the message carries a [`crate::Reply`] bound to it:
@@ -72,6 +94,21 @@ impl<A: TakeoverActor> Answer<A> {
         }
     }
 
+    /// Sends an answer encoded already (`Ok(reply)` or an error, as a byte
+    /// port sends it): a reply the window of answered calls kept, or one
+    /// encoded once for the window and the caller both. A typed port gets
+    /// it decoded.
+    pub(crate) fn send_encoded(self, bytes: Vec<u8>) {
+        match self.0 {
+            AnswerTo::Typed(port) => {
+                let _ = port.send(decode_answer(&bytes));
+            }
+            AnswerTo::Bytes(slot) => {
+                let _ = slot.answer_encoded(bytes);
+            }
+        }
+    }
+
     /// When the caller stops waiting, if it set a timeout: counted from when
     /// the port reached this process (for a caller on this node, when it
     /// sent the call; for a remote one, when its session handed the call
@@ -84,7 +121,7 @@ impl<A: TakeoverActor> Answer<A> {
 impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
     fn from(port: ReplyPort<A>) -> Self {
         let deadline = port.get_timeout().map(|t| Instant::now() + t);
-        Self(AnswerTo::Typed(port), deadline)
+        Self(AnswerTo::Typed(port), deadline, None)
     }
 }
 
@@ -92,6 +129,6 @@ impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, 
     for Answer<A>
 {
     fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
-        Self(AnswerTo::Typed(tx.into()), None)
+        Self(AnswerTo::Typed(tx.into()), None, None)
     }
 }

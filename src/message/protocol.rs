@@ -214,15 +214,21 @@ pub(crate) enum HandoverMsg {
 ///
 /// Why an envelope rather than the state's bytes alone: more than the
 /// user's state has to reach the standby with each call. Exactly-once
-/// retries (h-once) keep a window of answered call keys with their
-/// replies; that window rides here, as a second field beside `image`
-/// (its delta beside a delta image), so it is stored with the very call
-/// whose effect it records.
+/// retries keep a window of answered call keys with their replies
+/// (`crate::dedup`), and the standby a failover starts must know every
+/// call whose effect it holds, or a retry of an acknowledged call would
+/// run a second time there. So the window's change rides beside the
+/// image, stored with the very call whose effect it records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub(crate) struct ReplicaBody {
     /// The user state, whole or as a delta.
     pub(crate) image: ReplicaImage,
+    /// With a delta image: what the window of answered calls gained with
+    /// it. `None` with a whole state, whose bytes carry the whole window
+    /// (`crate::dedup::seal`); a delta without it is refused (the standby
+    /// asks for the whole state).
+    pub(crate) answered: Option<crate::dedup::WindowDelta>,
 }
 
 /// The user state in a `Replica`.

@@ -15,6 +15,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::answer::AnswerTo;
 use super::{Answer, HandoverMsg, PartOf, TakeoverMessage};
+use crate::dedup::CallKey;
 use crate::reply::{decode_bound, Slot};
 use crate::{CallErr, Epoch, TakeoverActor};
 
@@ -27,10 +28,47 @@ const VARIANT_STATE_PART: &str = "ractor_takeover.state_part";
 /// out to be gone on arrival (retired between lookup and delivery).
 pub(crate) const MAX_REROUTES: u8 = 2;
 
-/// A call's metadata. Absent, the call has its whole re-route budget.
+/// A call's metadata. Absent, the call has its whole re-route budget and
+/// no key.
 #[derive(Serialize, Deserialize)]
 struct CallMeta {
     reroutes_left: u8,
+    /// Set by a [`crate::GlobalClient`] with retries on: what identifies
+    /// the call across its tries (see `crate::dedup`).
+    key: Option<CallKey>,
+}
+
+/// The metadata of a call under `key` with `left` re-routes to go; none
+/// for a call with neither, as before keys.
+fn call_meta(left: u8, key: Option<CallKey>) -> Option<Vec<u8>> {
+    if left == MAX_REROUTES && key.is_none() {
+        return None;
+    }
+    encode_meta(&CallMeta {
+        reroutes_left: left,
+        key,
+    })
+}
+
+/// The metadata of the call `wire`, decoded (a damaged one has no
+/// re-routes left and no key).
+fn read_call_meta(wire: &SerializedMessage) -> CallMeta {
+    let meta = match wire {
+        SerializedMessage::Call { metadata, .. } | SerializedMessage::Cast { metadata, .. } => {
+            metadata.as_deref()
+        }
+        _ => None,
+    };
+    match meta {
+        None => CallMeta {
+            reroutes_left: MAX_REROUTES,
+            key: None,
+        },
+        Some(m) => decode_meta::<CallMeta>(Some(m)).unwrap_or(CallMeta {
+            reroutes_left: 0,
+            key: None,
+        }),
+    }
 }
 
 /// A whole state's metadata.
@@ -76,23 +114,12 @@ pub(crate) fn is_call(wire: &SerializedMessage) -> bool {
 
 /// How often the call `wire` may still be re-routed.
 pub(crate) fn reroutes_left(wire: &SerializedMessage) -> u8 {
-    let meta = match wire {
-        SerializedMessage::Call { metadata, .. } | SerializedMessage::Cast { metadata, .. } => {
-            metadata.as_deref()
-        }
-        _ => None,
-    };
-    match meta {
-        None => MAX_REROUTES,
-        Some(m) => decode_meta::<CallMeta>(Some(m)).map_or(0, |m| m.reroutes_left),
-    }
+    read_call_meta(wire).reroutes_left
 }
 
-/// The call `wire` with `left` re-routes to go.
+/// The call `wire` with `left` re-routes to go (its key kept).
 pub(crate) fn with_reroutes_left(wire: SerializedMessage, left: u8) -> SerializedMessage {
-    let meta = encode_meta(&CallMeta {
-        reroutes_left: left,
-    });
+    let meta = call_meta(left, read_call_meta(&wire).key);
     match wire {
         SerializedMessage::Call {
             variant,
@@ -146,13 +173,17 @@ pub(crate) fn encode_args<M: Serialize>(msg: &M) -> Result<Vec<u8>, CallErr> {
 }
 
 /// A call in its wire form, its arguments encoded already, answered
-/// through `reply` in bytes.
-pub(crate) fn wire_call(args: Vec<u8>, reply: RpcReplyPort<Vec<u8>>) -> SerializedMessage {
+/// through `reply` in bytes, under `key` if its client gave it one.
+pub(crate) fn wire_call(
+    args: Vec<u8>,
+    reply: RpcReplyPort<Vec<u8>>,
+    key: Option<CallKey>,
+) -> SerializedMessage {
     SerializedMessage::Call {
         variant: VARIANT_CALL.into(),
         args,
         reply,
-        metadata: None,
+        metadata: call_meta(MAX_REROUTES, key),
     }
 }
 
@@ -188,6 +219,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     Some(answer) => Ok(SerializedMessage::Call {
                         variant: VARIANT_CALL.into(),
                         args,
+                        metadata: call_meta(MAX_REROUTES, answer.2),
                         reply: match answer.0 {
                             AnswerTo::Typed(port) => bridge(port),
                             // Forwarded from a remote caller (or one whose
@@ -205,7 +237,6 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                                 }
                             },
                         },
-                        metadata: None,
                     }),
                 }
             }
@@ -249,14 +280,18 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 variant,
                 args,
                 reply,
-                ..
+                metadata,
             } if variant == VARIANT_CALL => {
+                let key = match metadata.as_deref() {
+                    None => None,
+                    Some(m) => decode_meta::<CallMeta>(Some(m)).and_then(|m| m.key),
+                };
                 // A `Reply` among the arguments binds to the call's port.
                 let slot = Slot::new(reply);
                 match decode_bound(&slot, &args) {
                     Ok(msg) => Ok(TakeoverMessage::Call {
                         msg,
-                        reply: Some(Answer::slot(slot)),
+                        reply: Some(Answer::slot(slot).with_key(key)),
                     }),
                     Err(e) => {
                         // Tell the caller instead of letting ractor drop it silently.

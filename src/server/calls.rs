@@ -11,7 +11,9 @@ use tokio::time::Instant;
 use super::checkpoint::Clock;
 use super::conflict::Conflict;
 use super::phase;
+use super::sync::Answered;
 use super::{ServerState, Stage, TakeoverServer};
+use crate::dedup::Seen;
 use crate::message::{deliver, Answer};
 use crate::{CallErr, EventKind, LeaveReason, Registration, TakeoverActor, TakeoverMessage};
 
@@ -244,6 +246,50 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .as_ref()
             .and_then(|r| r.port_slot())
             .map(std::sync::Arc::downgrade);
+        // A keyed call (a client that retries): applied once, whatever
+        // holder its tries reach (see `crate::dedup`). Why not for a call
+        // whose message carries a `Reply`: its answer is what the handler
+        // sends on the port, perhaps later, not this return value; clients
+        // send those without a key.
+        let key = match call.reply.as_ref().and_then(|r| r.key()) {
+            Some(key) if port.is_none() => Some(*key),
+            _ => None,
+        };
+        if let Some(key) = &key {
+            match state.answered.check(key) {
+                Seen::New => {}
+                Seen::Answered(bytes) => {
+                    tracing::debug!(
+                        seq = key.seq,
+                        "a retried call applied already; its reply again"
+                    );
+                    if let Some(reply) = call.reply {
+                        if self.sync_on() {
+                            // Once a standby stored it, as its first answer.
+                            let ordinal = state
+                                .answered
+                                .ordinal(key)
+                                .unwrap_or_else(|| state.answered.applied());
+                            self.sync_answer_again(state, reply, bytes, ordinal);
+                        } else {
+                            reply.send_encoded(bytes);
+                        }
+                    }
+                    return Ok(());
+                }
+                Seen::PastWindow { applied } => {
+                    tracing::debug!(
+                        seq = key.seq,
+                        applied,
+                        "a keyed call older than the window of answered calls; refused, not applied"
+                    );
+                    if let Some(reply) = call.reply {
+                        reply.send(Err(crate::dedup::past_window(applied)));
+                    }
+                    return Ok(());
+                }
+            }
+        }
         if self.sync_on() && self.sync_refuses(state) {
             // Consistency: nobody could store its effect, so it is not applied.
             if let Some(reply) = call.reply {
@@ -257,15 +303,37 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 .await;
         let error = match handled {
             Ok(Ok(answer)) => {
+                let answer = match (&call.reply, key) {
+                    (Some(_), Some(key)) => {
+                        // Encoded once, for the window and the caller.
+                        let bytes = postcard::to_allocvec(&Ok::<&A::Reply, CallErr>(&answer))
+                            .or_else(|e| {
+                                postcard::to_allocvec(&Err::<(), CallErr>(CallErr::Codec(
+                                    e.to_string(),
+                                )))
+                            });
+                        match bytes {
+                            Ok(bytes) => {
+                                let window = self.config.dedup_window;
+                                state.answered.record(&key, bytes.clone(), window);
+                                Answered::Encoded(bytes)
+                            }
+                            // A `CallErr` always encodes; kept typed all the same.
+                            Err(_) => Answered::Reply(answer),
+                        }
+                    }
+                    _ => Answered::Reply(answer),
+                };
                 if let Some(kept) = port.and_then(|w| w.upgrade()) {
                     state.held.keep(&kept);
                 }
                 self.after_serve(state);
                 if self.sync_on() {
-                    // Answered once a standby stored it (see `sync`).
+                    // Answered once a standby stored it (see `sync`), the
+                    // window's new entry with it.
                     self.sync_answer(state, call.reply, answer);
                 } else if let Some(reply) = call.reply {
-                    reply.send(Ok(answer));
+                    answer.send(reply);
                 }
                 return Ok(());
             }

@@ -45,6 +45,8 @@ struct Stored<A: TakeoverActor> {
     bytes: usize,
     received: Instant,
     state: A::State,
+    /// The window of answered calls `state` has the effect of.
+    answered: crate::dedup::Window,
 }
 
 impl<A: TakeoverActor> Warm<A> {
@@ -54,8 +56,14 @@ impl<A: TakeoverActor> Warm<A> {
     }
 
     /// Keeps the state an old holder handed over to the successor at
-    /// `epoch`, as replica 0 of that epoch (synchronous standby).
-    pub(super) fn keep_handed_over(&mut self, epoch: Epoch, state: A::State) {
+    /// `epoch`, as replica 0 of that epoch (synchronous standby), with
+    /// the window of answered calls it has the effect of.
+    pub(super) fn keep_handed_over(
+        &mut self,
+        epoch: Epoch,
+        state: A::State,
+        answered: crate::dedup::Window,
+    ) {
         self.stored = Some(Stored {
             holder_epoch: epoch,
             seq: 0,
@@ -63,15 +71,27 @@ impl<A: TakeoverActor> Warm<A> {
             bytes: 0,
             received: Instant::now(),
             state,
+            answered,
         });
     }
 
-    /// Takes the stored state if it is replica `seq` of `holder_epoch`.
-    pub(super) fn take_if(&mut self, holder_epoch: Epoch, seq: u64) -> Option<A::State> {
+    /// Takes the stored state and its window of answered calls if it is
+    /// replica `seq` of `holder_epoch`.
+    pub(super) fn take_if(
+        &mut self,
+        holder_epoch: Epoch,
+        seq: u64,
+    ) -> Option<(A::State, crate::dedup::Window)> {
         if self.have() != Some((holder_epoch, seq)) {
             return None;
         }
-        self.stored.take().map(|s| s.state)
+        self.stored.take().map(|s| {
+            let mut answered = s.answered;
+            // What the old holder kept as this replica: the next delta of
+            // our tenure builds on it.
+            answered.settle();
+            (s.state, answered)
+        })
     }
 }
 
@@ -233,10 +253,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         holder.clock.at = holder.clock.handled;
         holder.clock.dirty = false;
-        let bytes = match self.behaviour.encode_state(&state.user) {
-            Ok(b) if b.len() <= self.config.max_state_bytes => b,
-            Ok(b) => {
-                tracing::warn!(bytes = b.len(), "state over max_state_bytes; no checkpoint");
+        // With the window of answered calls this state has the effect of:
+        // a failover from it answers their retries, not runs them again.
+        let bytes = match self.encode_for_transfer(&state.user, &state.answered) {
+            Ok(b) => b,
+            Err(crate::StateCodecErr::TooLarge { bytes, .. }) => {
+                tracing::warn!(bytes, "state over max_state_bytes; no checkpoint");
                 return;
             }
             Err(e) => {
@@ -323,14 +345,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             );
             return reject(state, why);
         }
-        if bytes.len() > self.config.max_state_bytes {
-            return reject(
-                state,
-                format!("{} bytes, over max_state_bytes", bytes.len()),
-            );
-        }
-        match self.behaviour.decode_state(&bytes) {
-            Ok(decoded) => {
+        match self.decode_transferred(&bytes) {
+            Ok((decoded, answered)) => {
                 if let Some(warm) = warm_of(&mut state.stage) {
                     warm.stored = Some(Stored {
                         holder_epoch: holder.epoch,
@@ -339,6 +355,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                         bytes: bytes.len(),
                         received: Instant::now(),
                         state: decoded,
+                        answered,
                     });
                 }
                 if self.sync_on() {
@@ -368,11 +385,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             tracing::warn!(%reason, "replica refused");
             return self.publish(state, EventKind::CheckpointRejected { reason });
         }
-        let delta = match body.image {
-            ReplicaImage::Full(bytes) => {
+        let (delta, window) = match (body.image, body.answered) {
+            (ReplicaImage::Full(bytes), _) => {
                 return self.store_checkpoint(state, holder, seq, handled, bytes, false);
             }
-            ReplicaImage::Delta(d) => d,
+            (ReplicaImage::Delta(d), Some(w)) => (d, w),
+            (ReplicaImage::Delta(_), None) => {
+                // Without the window's change the replica would know of
+                // calls it cannot answer a retry of: the whole state.
+                tracing::warn!(
+                    seq,
+                    "a delta without the window of answered calls; asking for the whole state"
+                );
+                return self.ack_replica(state, &holder, 0, true);
+            }
         };
         let Some(warm) = warm_of(&mut state.stage) else {
             return;
@@ -382,7 +408,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             tracing::debug!(seq, have = ?warm.have(), "a delta that does not follow our replica; asking for the whole state");
             return self.ack_replica(state, &holder, 0, true);
         };
-        match self.behaviour.apply_delta(&mut stored.state, &delta) {
+        // The window first (it checks that the delta follows it before it
+        // changes anything); on any error the stored replica is dropped.
+        let applied = stored
+            .answered
+            .apply_delta(&window)
+            .map_err(crate::StateCodecErr::Decode)
+            .and_then(|()| self.behaviour.apply_delta(&mut stored.state, &delta));
+        match applied {
             Ok(()) => {
                 stored.seq = seq;
                 stored.handled = handled;
@@ -429,6 +462,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     ) -> StartType {
         let checkpoint = warm.stored.take().map(|stored| {
             state.user = stored.state;
+            state.answered = stored.answered;
             CheckpointInfo {
                 holder_epoch: stored.holder_epoch,
                 seq: stored.seq,

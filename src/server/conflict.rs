@@ -381,7 +381,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// the merged state) and every call from now on.
     fn yield_to(&self, state: &mut ServerState<A>, me: Registration, winner: Registration) {
         tracing::warn!(winner = ?winner.info(), "split brain: this holder loses; offering its state");
-        match self.encode_for_transfer(&state.user) {
+        match self.encode_for_transfer(&state.user, &state.answered) {
             Ok(bytes) => {
                 let of = PartOf::MergeOffer {
                     loser: me.info().clone(),
@@ -453,11 +453,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Err(ReplyErr::Refused(why)) => Err(StateCodecErr::Encode(why)),
         };
         let outcome = match theirs {
-            Ok(theirs) => Some(
-                self.behaviour
-                    .merge(&state.ctx, &mut state.user, theirs, &loser)
-                    .await?,
-            ),
+            Ok((theirs, answered)) => {
+                // The loser's answered calls, whatever `merge` keeps of its
+                // state: a retry of one must not run again here (what the
+                // merge drops is reported by its outcome).
+                state.answered.absorb(answered, self.config.dedup_window);
+                Some(
+                    self.behaviour
+                        .merge(&state.ctx, &mut state.user, theirs, &loser)
+                        .await?,
+                )
+            }
             Err(e) => {
                 tracing::warn!(?loser, error = %e, "the loser's state could not be read; it is dropped");
                 None

@@ -113,7 +113,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.name
             )))
         } else {
-            self.encode_for_transfer(&state.user)
+            self.encode_for_transfer(&state.user, &state.answered)
                 .map_err(ReplyErr::State)
         };
         let (Ok(bytes), Stage::Holder(h)) = (result.as_ref(), &mut state.stage) else {
@@ -269,7 +269,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match kept {
             Some(Ok(handed)) => {
                 let mut standby = Standby::default();
-                standby.warm_mut().keep_handed_over(to.epoch, handed);
+                // With its window: the successor's replicas build on both.
+                let answered = std::mem::take(&mut state.answered);
+                standby
+                    .warm_mut()
+                    .keep_handed_over(to.epoch, handed, answered);
                 self.enter(state, Stage::Standby(standby), None);
             }
             _ => {
@@ -298,7 +302,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Err(e) => Err(e.clone()),
         };
         match initial {
-            Ok(user) => state.user = user,
+            Ok(user) => {
+                state.user = user;
+                // Its successor has the window now; a failover to this
+                // standby starts, as from init's state, knowing no call.
+                state.answered = Default::default();
+            }
             Err(e) => tracing::warn!(
                 error = %e,
                 "the state init made does not encode and decode again: this standby keeps the state it handed over"

@@ -30,6 +30,13 @@
 //! releases every answer up to `n`, since replica `n` holds the effect of
 //! every call before it. Answers are pipelined: the holder serves the next
 //! calls while the acknowledgement is on its way.
+//!
+//! The window of answered calls (`crate::dedup`) is part of what is
+//! replicated: a whole state carries it, a delta carries what it gained
+//! (`ReplicaBody::answered`). A retried call that the window answers waits
+//! too, while the replica that recorded it is not stored yet: its first
+//! answer may still be waiting, and a crash now must not leave a caller
+//! with an answer the next holder knows nothing of.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -39,6 +46,7 @@ use tokio::time::Instant;
 use super::checkpoint::standby_name;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::config::NoStandby;
+use crate::dedup::WindowDelta;
 use crate::message::{deliver, Answer, ReplicaBody, ReplicaImage};
 use crate::{
     CallErr, Epoch, EventKind, HandoverMsg, NodeName, PartOf, Registration, RegistrationInfo,
@@ -64,8 +72,15 @@ pub(super) struct SyncOut<A: TakeoverActor> {
     /// standby a few replicas behind (the old holder of a takeover, back
     /// as a standby with the state it handed over) catches up with them
     /// instead of the whole state.
-    history: VecDeque<(u64, u64, Vec<u8>)>,
+    history: VecDeque<(u64, u64, Change)>,
     history_bytes: usize,
+    /// Per replica not yet stored, `(seq, window ordinal)`: the newest
+    /// answered call it records. Why: a retry the window answers waits
+    /// for the replica of its call.
+    ordinals: VecDeque<(u64, u64)>,
+    /// Every window entry up to this ordinal is stored by the standbys
+    /// (in this tenure): a retry of one is answered at once.
+    stored_ordinal: u64,
     /// Since when no standby could store a call (refuse mode holds calls
     /// for up to `ack_timeout` before it refuses them: a takeover leaves
     /// the new holder without a standby until the old one is back).
@@ -82,6 +97,8 @@ impl<A: TakeoverActor> Default for SyncOut<A> {
             ticking: false,
             history: VecDeque::new(),
             history_bytes: 0,
+            ordinals: VecDeque::new(),
+            stored_ordinal: 0,
             alone_since: None,
         }
     }
@@ -91,7 +108,50 @@ struct Waiting<A: TakeoverActor> {
     seq: u64,
     since: Instant,
     reply: Answer<A>,
-    answer: A::Reply,
+    answer: Answered<A>,
+}
+
+impl<A: TakeoverActor> Waiting<A> {
+    fn send(self) {
+        self.answer.send(self.reply);
+    }
+}
+
+/// An answer to send once its replica is stored: the handler's reply, or
+/// one encoded already (a keyed call's, as the window keeps it).
+pub(super) enum Answered<A: TakeoverActor> {
+    Reply(A::Reply),
+    Encoded(Vec<u8>),
+}
+
+impl<A: TakeoverActor> Answered<A> {
+    pub(super) fn send(self, to: Answer<A>) {
+        match self {
+            Self::Reply(answer) => to.send(Ok(answer)),
+            Self::Encoded(bytes) => to.send_encoded(bytes),
+        }
+    }
+}
+
+/// One replica's change: the behaviour's delta and what the window of
+/// answered calls gained.
+#[derive(Clone)]
+struct Change {
+    image: Vec<u8>,
+    answered: WindowDelta,
+}
+
+impl Change {
+    fn size(&self) -> usize {
+        self.image.len() + self.answered.size()
+    }
+
+    fn body(self) -> ReplicaBody {
+        ReplicaBody {
+            image: ReplicaImage::Delta(self.image),
+            answered: Some(self.answered),
+        }
+    }
 }
 
 /// One standby, as its holder sees it.
@@ -111,7 +171,7 @@ struct Peer {
     /// A whole state in parts is on its way to it, as this replica: the
     /// deltas made meanwhile wait here (they would overtake the parts).
     in_parts: Option<u64>,
-    queued: VecDeque<(u64, u64, Vec<u8>)>,
+    queued: VecDeque<(u64, u64, Change)>,
     queued_bytes: usize,
 }
 
@@ -165,7 +225,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         &self,
         state: &mut ServerState<A>,
         reply: Option<Answer<A>>,
-        answer: A::Reply,
+        answer: Answered<A>,
     ) {
         let delta = self.behaviour.take_delta(&mut state.user);
         let seq = self.replicate(state, delta);
@@ -179,9 +239,45 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             // No replica (the state does not encode): the effect cannot be
             // stored, the call was applied. Answered at once, as warm
             // standby would (the warning says why).
-            (Some(reply), None) => reply.send(Ok(answer)),
+            (Some(reply), None) => answer.send(reply),
             (None, _) => {}
         }
+        self.release(state);
+    }
+
+    /// A retried call the window of answered calls answers (its entry at
+    /// `ordinal`): at once if the standbys stored the replica that
+    /// recorded it, else once they have (see the module docs).
+    pub(super) fn sync_answer_again(
+        &self,
+        state: &mut ServerState<A>,
+        reply: Answer<A>,
+        bytes: Vec<u8>,
+        ordinal: u64,
+    ) {
+        let current = match &state.stage {
+            Stage::Holder(h) => h.clock.seq,
+            _ => 0,
+        };
+        if ordinal <= state.sync.stored_ordinal || state.sync.degraded {
+            return reply.send_encoded(bytes);
+        }
+        // The first replica that recorded it, or (it came with the state
+        // this tenure started from) the newest.
+        let seq = state
+            .sync
+            .ordinals
+            .iter()
+            .find(|(_, o)| *o >= ordinal)
+            .map_or(current, |(s, _)| *s);
+        state.sync.waiting.push_back(Waiting {
+            seq,
+            since: Instant::now(),
+            reply,
+            answer: Answered::Encoded(bytes),
+        });
+        // Kept in seq order: release answers from the front.
+        state.sync.waiting.make_contiguous().sort_by_key(|w| w.seq);
         self.release(state);
     }
 
@@ -204,6 +300,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state.sync.peers.clear();
         state.sync.history.clear();
         state.sync.history_bytes = 0;
+        state.sync.ordinals.clear();
+        state.sync.stored_ordinal = 0;
         state.sync.alone_since = None;
         state.sync.epoch = state.ctx.epoch();
         if let (crate::StartType::Takeover { from }, Stage::Holder(h)) = (start, &state.stage) {
@@ -226,7 +324,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// or the winner has every effect, so the answers go.
     pub(super) fn sync_release_all(&self, state: &mut ServerState<A>) {
         for w in std::mem::take(&mut state.sync.waiting) {
-            w.reply.send(Ok(w.answer));
+            w.send();
         }
     }
 
@@ -247,8 +345,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let me = state.ctx.registration.as_ref()?.info().clone();
         if state.sync.epoch != Some(me.epoch) {
             state.sync.peers.clear();
+            state.sync.ordinals.clear();
+            state.sync.stored_ordinal = 0;
             state.sync.epoch = Some(me.epoch);
         }
+        // Taken whatever goes (a delta or the whole state), so that the
+        // next delta starts after this replica.
+        let window = state.answered.take_delta();
         let Stage::Holder(holder) = &mut state.stage else {
             return None;
         };
@@ -256,10 +359,21 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         holder.clock.at = holder.clock.handled;
         holder.clock.dirty = false;
         let (seq, handled) = (holder.clock.seq, holder.clock.handled);
-        let delta = match delta {
-            Some(Ok(d)) if d.len() <= self.config.state_part_bytes => Some(d),
-            Some(Ok(_)) | None => None,
-            Some(Err(e)) => {
+        state
+            .sync
+            .ordinals
+            .push_back((seq, state.answered.applied()));
+        if state.sync.ordinals.len() > HISTORY_MAX {
+            // Alone for long (async mode): a retry of an old entry waits
+            // for a later replica instead, which holds it too.
+            state.sync.ordinals.pop_front();
+        }
+        let delta = match (delta, window) {
+            (Some(Ok(image)), Some(answered)) => Some(Change { image, answered })
+                .filter(|c| c.size() <= self.config.state_part_bytes),
+            // A merge renumbered the window: only a whole state says it.
+            (Some(Ok(_)), None) | (None, _) => None,
+            (Some(Err(e)), _) => {
                 tracing::warn!(error = %e, "delta does not encode; the whole state goes");
                 None
             }
@@ -267,11 +381,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match &delta {
             Some(d) => {
                 let sync = &mut state.sync;
-                sync.history_bytes += d.len();
+                sync.history_bytes += d.size();
                 sync.history.push_back((seq, handled, d.clone()));
                 while sync.history_bytes > HISTORY_MAX_BYTES || sync.history.len() > HISTORY_MAX {
                     match sync.history.pop_front() {
-                        Some((_, _, old)) => sync.history_bytes -= old.len(),
+                        Some((_, _, old)) => sync.history_bytes -= old.size(),
                         None => break,
                     }
                 }
@@ -288,8 +402,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             let peer = state.sync.peers.entry(node.clone()).or_default();
             if peer.in_parts.is_some() {
                 match &delta {
-                    Some(d) if !peer.broken && peer.queued_bytes + d.len() <= QUEUE_MAX_BYTES => {
-                        peer.queued_bytes += d.len();
+                    Some(d) if !peer.broken && peer.queued_bytes + d.size() <= QUEUE_MAX_BYTES => {
+                        peer.queued_bytes += d.size();
                         peer.queued.push_back((seq, handled, d.clone()));
                     }
                     _ => peer.broken = true,
@@ -301,9 +415,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             {
                 peer.sent = seq;
                 peer.sent_at = Some(Instant::now());
-                let body = ReplicaBody {
-                    image: ReplicaImage::Delta(d.clone()),
-                };
+                let body = d.clone().body();
                 self.send_replica(state, &standby, &me, seq, handled, body);
                 continue;
             }
@@ -318,7 +430,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 continue;
             }
             if full.is_none() {
-                match self.encode_for_transfer(&state.user) {
+                match self.encode_for_transfer(&state.user, &state.answered) {
                     Ok(b) => full = Some(Arc::new(b)),
                     Err(e) => {
                         tracing::warn!(error = %e, "state does not encode; no replica");
@@ -375,6 +487,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
             let body = ReplicaBody {
                 image: ReplicaImage::Full(bytes),
+                answered: None,
             };
             return self.send_replica(state, to, me, seq, handled, body);
         }
@@ -442,8 +555,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Some(upto) => {
                 while state.sync.waiting.front().is_some_and(|w| w.seq <= upto) {
                     if let Some(w) = state.sync.waiting.pop_front() {
-                        w.reply.send(Ok(w.answer));
+                        w.send();
                     }
+                }
+                while let Some((_, ordinal)) = state
+                    .sync
+                    .ordinals
+                    .front()
+                    .filter(|(s, _)| *s <= upto)
+                    .copied()
+                {
+                    state.sync.ordinals.pop_front();
+                    state.sync.stored_ordinal = state.sync.stored_ordinal.max(ordinal);
                 }
                 if state.sync.degraded && upto >= current {
                     state.sync.degraded = false;
@@ -552,7 +675,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 continue;
             }
             if full.is_none() {
-                match self.encode_for_transfer(&state.user) {
+                match self.encode_for_transfer(&state.user, &state.answered) {
                     Ok(b) => full = Some(Arc::new(b)),
                     Err(e) => {
                         tracing::warn!(error = %e, "state does not encode; no replica");
@@ -638,10 +761,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     peer.sent = seq;
                     peer.sent_at = Some(Instant::now());
                 }
-                let body = ReplicaBody {
-                    image: ReplicaImage::Delta(d),
-                };
-                self.send_replica(state, &to, &me, seq, handled, body);
+                self.send_replica(state, &to, &me, seq, handled, d.body());
             }
         }
         let (current, handled) = match &state.stage {
@@ -664,7 +784,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             (true, _) => false,
         };
         if !caught_up {
-            match self.encode_for_transfer(&state.user) {
+            match self.encode_for_transfer(&state.user, &state.answered) {
                 Ok(b) => self.send_full(state, &to, &me, current, handled, Arc::new(b)),
                 Err(e) => tracing::warn!(error = %e, "state does not encode; no replica"),
             }
@@ -702,10 +822,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 peer.sent = seq;
                 peer.sent_at = Some(Instant::now());
             }
-            let body = ReplicaBody {
-                image: ReplicaImage::Delta(d),
-            };
-            self.send_replica(state, to, me, seq, handled, body);
+            self.send_replica(state, to, me, seq, handled, d.body());
         }
         true
     }

@@ -176,7 +176,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         let from = p.from.clone();
-        let Some(user) = (from.epoch == holder_epoch)
+        let Some((user, answered)) = (from.epoch == holder_epoch)
             .then(|| p.warm.take_if(holder_epoch, seq))
             .flatten()
         else {
@@ -187,6 +187,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         state.user = user;
+        // The replica's window: the calls it holds the effect of are
+        // answered from it, not run again.
+        state.answered = answered;
         let transferred = EventKind::StateTransferred {
             from,
             bytes: 0,
@@ -235,8 +238,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         bytes: Vec<u8>,
     ) -> Result<(), ActorProcessingErr> {
         match self.decode_transferred(&bytes) {
-            Ok(user) => {
+            Ok((user, answered)) => {
                 state.user = user;
+                state.answered = answered;
                 let Stage::Pulling(p) = &state.stage else {
                     return Ok(());
                 };

@@ -33,6 +33,7 @@ use ractor::ActorProcessingErr;
 use tokio::time::Instant;
 
 use super::{ServerState, Stage, TakeoverServer};
+use crate::dedup::{self, Window};
 use crate::message::deliver;
 use crate::{
     EventKind, HandoverMsg, PartOf, Registration, RegistrationInfo, ReplyErr, StateCodecErr,
@@ -112,10 +113,15 @@ fn whole(of: PartOf, bytes: Vec<u8>) -> HandoverMsg {
 }
 
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// Encodes our state for another instance (a takeover or a merge),
-    /// refusing one over `max_state_bytes`.
-    pub(super) fn encode_for_transfer(&self, user: &A::State) -> Result<Vec<u8>, StateCodecErr> {
-        let bytes = self.behaviour.encode_state(user)?;
+    /// Encodes our state for another instance (a takeover, a merge or a
+    /// checkpoint), with the window of answered calls it has the effect of
+    /// (see `crate::dedup::seal`), refusing one over `max_state_bytes`.
+    pub(super) fn encode_for_transfer(
+        &self,
+        user: &A::State,
+        answered: &Window,
+    ) -> Result<Vec<u8>, StateCodecErr> {
+        let bytes = dedup::seal(self.behaviour.encode_state(user)?, answered)?;
         let max = self.config.max_state_bytes;
         if bytes.len() > max {
             return Err(StateCodecErr::TooLarge {
@@ -126,9 +132,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         Ok(bytes)
     }
 
-    /// Decodes a state another instance sent, refusing one over
-    /// `max_state_bytes` before decoding it.
-    pub(super) fn decode_transferred(&self, bytes: &[u8]) -> Result<A::State, StateCodecErr> {
+    /// Decodes a state another instance sent, and its window of answered
+    /// calls, refusing one over `max_state_bytes` before decoding it.
+    pub(super) fn decode_transferred(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(A::State, Window), StateCodecErr> {
         let max = self.config.max_state_bytes;
         if bytes.len() > max {
             return Err(StateCodecErr::TooLarge {
@@ -136,7 +145,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 max,
             });
         }
-        self.behaviour.decode_state(bytes)
+        let (user, answered) = dedup::open(bytes)?;
+        Ok((self.behaviour.decode_state(user)?, answered))
     }
 
     /// Sends the state `bytes` to `to` as the message `of` stands for: in one

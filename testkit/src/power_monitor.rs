@@ -31,6 +31,21 @@ pub enum PowerMsg {
     },
     /// Make the handler panic (to test what its callers see).
     Panic,
+    /// Apply the call named `key` (unique per call): the exactly-once
+    /// tests send each once, and the state records every time it ran.
+    /// Answers with how many distinct keys ran so far in `total`.
+    Once {
+        /// The call's own name.
+        key: String,
+    },
+    /// How the call named `key` ran: `total` is how many times (0, 1, or
+    /// more if it ran twice), and `node`, `epoch` and `duplicates` are
+    /// those of the reply its first run gave, to compare with the one its
+    /// caller got.
+    Applied {
+        /// The call's own name.
+        key: String,
+    },
 }
 
 /// What the monitor answers: the count after the request, and who answered.
@@ -60,6 +75,9 @@ pub struct PowerState {
     /// Filler bytes (see [`PowerMsg::Ballast`]).
     #[serde(with = "ractor_takeover::codec::bytes")]
     pub ballast: Vec<u8>,
+    /// Each [`PowerMsg::Once`] key: how many times it ran, and the reply
+    /// its first run gave.
+    pub once: BTreeMap<String, (u64, PowerReply)>,
 }
 
 /// The behaviour.
@@ -104,6 +122,41 @@ impl TakeoverActor for PowerMonitor {
             PowerMsg::Count => {}
             PowerMsg::Ballast { bytes } => state.ballast = vec![0xA5; bytes],
             PowerMsg::Panic => panic!("power monitor asked to panic"),
+            PowerMsg::Once { key } => {
+                let reply = PowerReply {
+                    total: state.once.len() as u64 + 1,
+                    node: ctx.node().to_string(),
+                    epoch: ctx.epoch().unwrap_or(0),
+                    duplicates: state.duplicates,
+                };
+                let ran = state.once.entry(key).or_insert((0, reply.clone()));
+                ran.0 += 1;
+                if ran.0 > 1 {
+                    // Ran twice: counted, and answered as a second run
+                    // would be, not with the first run's reply.
+                    state.duplicates += 1;
+                    return Ok(PowerReply {
+                        total: state.once.len() as u64,
+                        duplicates: state.duplicates,
+                        ..reply
+                    });
+                }
+                return Ok(reply);
+            }
+            PowerMsg::Applied { key } => {
+                return Ok(match state.once.get(&key) {
+                    Some((times, first)) => PowerReply {
+                        total: *times,
+                        ..first.clone()
+                    },
+                    None => PowerReply {
+                        total: 0,
+                        node: String::new(),
+                        epoch: 0,
+                        duplicates: 0,
+                    },
+                });
+            }
         }
         Ok(PowerReply {
             total: state.total,

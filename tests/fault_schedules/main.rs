@@ -77,6 +77,11 @@
 //!   log and the events (`FAULT_TRACE=full` for every call,
 //!   `RUST_LOG=ractor_takeover=debug` for the runtime's own logs);
 //! - `FAULT_THREADS=T`: worker threads (default: the available cores);
+//! - `FAULT_RETRIES=1`: the clients retry calls of unknown outcome under
+//!   their keys (exactly-once retries; off by default, so that the known
+//!   gaps' seeds replay as found); invariant 3 then allows a second run of
+//!   a call only after its first was lost with a crashed holder, and the
+//!   final state must still have every call at most once;
 //! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
 //!   (drawn in one seed in three otherwise, see `generator::machine_faults`);
 //! - `FAULT_NAMES=N`: the many-names mode, N global names per schedule, the

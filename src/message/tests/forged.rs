@@ -111,10 +111,15 @@ async fn stale_or_foreign_or_bad_checkpoints_are_refused() {
         ))
         .unwrap()
     };
-    let good = encode_postcard(&CounterState {
-        total: 42,
-        calls: 1,
-    })
+    // As a holder sends it: with its (empty) window of answered calls.
+    let good = crate::dedup::seal(
+        encode_postcard(&CounterState {
+            total: 42,
+            calls: 1,
+        })
+        .unwrap(),
+        &Default::default(),
+    )
     .unwrap();
     send(holder(5), 3, good.clone());
     events

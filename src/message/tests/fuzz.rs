@@ -178,11 +178,16 @@ fn random_codec_err(rng: &mut StdRng) -> StateCodecErr {
 
 /// State bytes: a valid encoding, a damaged one, or noise.
 fn random_state_bytes(rng: &mut StdRng) -> Vec<u8> {
-    let valid = encode_postcard(&CounterState {
-        total: rng.random(),
-        calls: rng.random(),
-    })
-    .expect("a counter state encodes");
+    // As an instance sends it: with its (empty) window of answered calls.
+    let valid = crate::dedup::seal(
+        encode_postcard(&CounterState {
+            total: rng.random(),
+            calls: rng.random(),
+        })
+        .expect("a counter state encodes"),
+        &Default::default(),
+    )
+    .expect("an empty window seals");
     match rng.random_range(0..3) {
         0 => valid,
         1 => mutate(rng, &valid),
@@ -223,6 +228,7 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
                 } else {
                     crate::message::ReplicaImage::Delta(random_state_bytes(rng))
                 },
+                answered: rng.random_bool(0.5).then(|| random_window_delta(rng)),
             },
         },
         13 => HandoverMsg::ReplicaAck {
@@ -771,7 +777,11 @@ async fn fuzz_state_reply_during_a_pull() {
         let expect_ok = match &forged {
             HandoverMsg::StateReply {
                 result: Ok(bytes), ..
-            } => bytes.len() <= max && decode_postcard::<CounterState>(bytes).is_ok(),
+            } => {
+                bytes.len() <= max
+                    && crate::dedup::open(bytes)
+                        .is_ok_and(|(user, _)| decode_postcard::<CounterState>(user).is_ok())
+            }
             _ => false,
         };
         b.send_message(Msg::Handover(forged.clone()))
@@ -824,4 +834,21 @@ async fn fuzz_state_reply_during_a_pull() {
         "fuzz_state_reply_during_a_pull: {n} pulls in {:.1?}: {installed} installed a forged state that decodes, {aborted} aborted with a typed error",
         started.elapsed()
     );
+}
+
+/// A window's change as a holder replicates it: some entries recorded
+/// after the last replica.
+fn random_window_delta(rng: &mut StdRng) -> crate::dedup::WindowDelta {
+    let mut window = crate::dedup::Window::default();
+    window.settle();
+    let client: u128 = rng.random();
+    for seq in 0..rng.random_range(0..4u64) {
+        let key = crate::dedup::CallKey {
+            client,
+            seq,
+            seen: 0,
+        };
+        window.record(&key, random_state_bytes(rng), 8);
+    }
+    window.take_delta().expect("only recorded since it settled")
 }
