@@ -426,6 +426,7 @@ pub fn met_in_conflict(r: &Replay, x: Option<u64>, y: Option<u64>) -> Option<Kno
 ///   crash dropped (seed 1506702967: `b -> a` delayed 57 ms, `b`@8 dies
 ///   46 ms after it took over). The fake drops what a crashed node still
 ///   has on a link, as a real node's unsent socket buffer dies with it.
+///
 /// If `x` is on `top`'s own node, only a node that is not durable forgets.
 pub fn epoch_never_seen(r: &Replay, x: &ActorId, top: &ActorId) -> Option<KnownGap> {
     use crate::generator::Fault;

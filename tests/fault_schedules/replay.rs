@@ -360,10 +360,7 @@ impl<'o> Replay<'o> {
     pub fn ancestry(&self, x: &ActorId) -> Vec<(ActorId, usize)> {
         let mut chain: Vec<(ActorId, usize)> = Vec::new();
         let mut cur = *x;
-        loop {
-            let Some(&go) = self.go_at.get(&cur) else {
-                break;
-            };
+        while let Some(&go) = self.go_at.get(&cur) {
             let Some(Some(epoch)) = self.go_epoch.get(&cur).copied() else {
                 break;
             };
