@@ -231,6 +231,8 @@ pub struct NodeProc {
     /// The node's name, which tags its lines.
     pub name: String,
     child: Child,
+    /// The thread that reads the process's stdout: done at its EOF.
+    reader: std::thread::JoinHandle<()>,
 }
 
 impl NodeProc {
@@ -263,7 +265,7 @@ impl NodeProc {
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().expect("a piped stdout");
         let tag = name.to_string();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 on_line(&tag, line);
             }
@@ -271,6 +273,7 @@ impl NodeProc {
         Ok(Self {
             name: name.to_string(),
             child,
+            reader,
         })
     }
 
@@ -300,8 +303,8 @@ impl NodeProc {
     }
 
     /// SIGTERM (the test node drains, then exits), and wait until the
-    /// process has exited by itself; panics if it has not within the
-    /// polling deadline of [`wait_for`].
+    /// process has exited by itself and every line it printed is in the
+    /// log; panics if not within the polling deadline of [`wait_for`].
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         tracing::info!("--- SIGTERM node {}", self.name);
         signal_pid(self.pid(), "TERM").expect("kill -TERM");
@@ -312,6 +315,10 @@ impl NodeProc {
             status.is_some()
         })
         .await;
+        // Its last lines (a `DRAINED` line, printed just before it exits)
+        // may still be in the pipe: the caller looks for them next.
+        let what = format!("{}'s last output lines are read", self.name);
+        wait_for(&what, || self.reader.is_finished()).await;
         status.expect("an exit status")
     }
 
