@@ -783,6 +783,13 @@ impl Registry for ClusterNode {
         self.shared().lock().newest.get(name).cloned()
     }
 
+    fn note_seen(&self, info: &RegistrationInfo) {
+        if let Err(e) = self.shared().saw(info) {
+            // The next steal still goes above it while this process lives.
+            tracing::warn!(error = %e, ?info, "could not keep an epoch learnt from a peer");
+        }
+    }
+
     fn max_frame_bytes(&self) -> Option<usize> {
         usize::try_from(self.inner.config.max_frame_bytes).ok()
     }

@@ -53,13 +53,23 @@ pub(crate) fn next_epoch(seen: Epoch, node: &NodeName, nodes: &[NodeName]) -> Ep
     sorted.sort();
     sorted.dedup();
     let Some(slot) = sorted.iter().position(|n| *n == node) else {
-        return seen + 1;
+        return seen.saturating_add(1);
     };
     let slots = sorted.len() as Epoch;
-    let base = seen + 1;
+    // Saturating: an epoch near `u64::MAX` can come from the wire (a
+    // forged or corrupt registration or merge offer); it must not panic
+    // the instance that allocates the next one.
+    let base = seen.saturating_add(1);
     let class = (base - 1) % slots;
-    base + (slot as Epoch + slots - class) % slots
+    base.saturating_add((slot as Epoch + slots - class) % slots)
 }
+
+/// The highest epoch a node takes from a peer's word alone (see
+/// [`Registry::note_seen`]). Each registration adds at most the number of
+/// nodes to the highest epoch seen, so no node ever reaches it; one above
+/// it is corrupt or forged, and taking it would bring every later epoch to
+/// `u64::MAX`, where nodes can no longer take epochs of their own.
+pub(crate) const EPOCH_CEILING: Epoch = Epoch::MAX / 2;
 
 /// A boxed future, so that [`Registry`] can be used as `Arc<dyn Registry>`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -310,6 +320,15 @@ pub trait Registry: transport::Transport {
     fn newest_seen(&self, _name: &str) -> Option<RegistrationInfo> {
         None
     }
+
+    /// Records a registration this node learnt of from a peer's message,
+    /// not from its view: the holder that made a standby's checkpoint,
+    /// gone before this node saw it (the other side of a split brain that
+    /// crashed before the heal). The next registration or steal of the
+    /// name here then takes an epoch above it, so that fencing, and every
+    /// standby that keeps that checkpoint, see the new holder as newer.
+    /// The default records nothing.
+    fn note_seen(&self, _info: &RegistrationInfo) {}
 
     /// The largest frame this node's messages may take on their way to a
     /// peer (`None`: no cap): a bigger one closes the session. On a real

@@ -205,6 +205,13 @@ impl Registry for FakeNode {
             .and_then(|n| n.newest.get(name).cloned())
     }
 
+    fn note_seen(&self, info: &RegistrationInfo) {
+        let mut w = self.cluster.world();
+        if let Some(node) = w.nodes.get_mut(&self.id).filter(|n| n.up) {
+            node.saw(info);
+        }
+    }
+
     fn max_frame_bytes(&self) -> Option<usize> {
         self.cluster.frame_cap()
     }

@@ -254,10 +254,14 @@ pub(crate) enum PartOf {
     },
     /// A split-brain loser's `MergeOffer`.
     MergeOffer {
-        /// The loser (the sender).
+        /// The loser (the sender, unless `via` is set).
         loser: RegistrationInfo,
         /// The winner's epoch as the loser saw it.
         winner_epoch: Epoch,
+        /// The sender when it is not the loser: a standby's entry in the
+        /// standby group, offering the checkpoint of a loser that is gone
+        /// (see `server::checkpoint`). The parts' acks go to it.
+        via: Option<RegistrationInfo>,
     },
     /// A holder's `Checkpoint`.
     Checkpoint {

@@ -26,6 +26,9 @@ use crate::{
 pub(super) struct Warm<A: TakeoverActor> {
     reg: Option<Registration>,
     stored: Option<Stored<A>>,
+    /// The holder epoch we last offered `stored` to for a merge, and when
+    /// (see `offer_stored`).
+    offered: Option<(Epoch, Instant)>,
 }
 
 impl<A: TakeoverActor> Default for Warm<A> {
@@ -33,6 +36,7 @@ impl<A: TakeoverActor> Default for Warm<A> {
         Self {
             reg: None,
             stored: None,
+            offered: None,
         }
     }
 }
@@ -40,6 +44,8 @@ impl<A: TakeoverActor> Default for Warm<A> {
 /// The newest checkpoint a standby holds, decoded.
 struct Stored<A: TakeoverActor> {
     holder_epoch: Epoch,
+    /// The node of the holder that made it.
+    holder_node: NodeName,
     seq: u64,
     handled: u64,
     bytes: usize,
@@ -60,12 +66,13 @@ impl<A: TakeoverActor> Warm<A> {
     /// the window of answered calls it has the effect of.
     pub(super) fn keep_handed_over(
         &mut self,
-        epoch: Epoch,
+        successor: &RegistrationInfo,
         state: A::State,
         answered: crate::dedup::Window,
     ) {
         self.stored = Some(Stored {
-            holder_epoch: epoch,
+            holder_epoch: successor.epoch,
+            holder_node: successor.node.clone(),
             seq: 0,
             handled: 0,
             bytes: 0,
@@ -343,13 +350,15 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 "stale: epoch {} seq {seq}, we have epoch {epoch} seq {have_seq}",
                 holder.epoch
             );
-            return reject(state, why);
+            reject(state, why);
+            return self.offer_stored(state, &holder);
         }
         match self.decode_transferred(&bytes) {
             Ok((decoded, answered)) => {
                 if let Some(warm) = warm_of(&mut state.stage) {
                     warm.stored = Some(Stored {
                         holder_epoch: holder.epoch,
+                        holder_node: holder.node.clone(),
                         seq,
                         handled,
                         bytes: bytes.len(),
@@ -368,6 +377,76 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             Err(e) => reject(state, e.to_string()),
         }
+    }
+
+    /// On a standby: the holder of our view sent a checkpoint older than
+    /// the one we keep, which a holder no longer in our view made: the
+    /// other side of a split brain, gone before the heal, or an incarnation
+    /// of the same epoch that a restart without a state directory forgot.
+    /// Left alone, neither gives way: we refuse each of its checkpoints
+    /// (with synchronous standby it then answers no call, ever), and a
+    /// failover to us would start from the gone holder's state without the
+    /// holder's calls. So we offer what we keep for a merge, as a
+    /// split-brain loser does (`conflict::on_merge_offer`): the holder
+    /// merges it and takes an epoch above it, and its next checkpoint is
+    /// newer than ours. At most once per holder epoch and `pull_timeout`:
+    /// a lost offer is made again, a stream of stale replicas is not
+    /// answered one by one.
+    fn offer_stored(&self, state: &mut ServerState<A>, sender: &RegistrationInfo) {
+        let members = self.registry.members(&self.name);
+        let Some(top) = members.iter().max_by_key(|m| m.info().rank()) else {
+            return;
+        };
+        if top.info() != sender {
+            // A holder that is not the newest we see: the conflict between
+            // them settles which state goes on.
+            return;
+        }
+        let to = top.clone();
+        let Some(warm) = warm_of(&mut state.stage) else {
+            return;
+        };
+        // The parts' acks come back to our entry in the standby group.
+        let Some(via) = warm.reg.as_ref().map(|r| r.info().clone()) else {
+            return;
+        };
+        let Some(stored) = warm.stored.as_ref() else {
+            return;
+        };
+        let gone = RegistrationInfo {
+            name: self.name.clone(),
+            epoch: stored.holder_epoch,
+            node: stored.holder_node.clone(),
+        };
+        if gone != *sender && members.iter().any(|m| *m.info() == gone) {
+            // Still registered: a split brain that the holders merge.
+            return;
+        }
+        let now = Instant::now();
+        if warm.offered.is_some_and(|(epoch, at)| {
+            epoch == sender.epoch && now.duration_since(at) < self.config.pull_timeout
+        }) {
+            return;
+        }
+        let bytes = match self.encode_for_transfer(&stored.state, &stored.answered) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "the checkpoint we keep does not encode; not offered");
+                return;
+            }
+        };
+        warm.offered = Some((sender.epoch, now));
+        tracing::warn!(
+            ?gone,
+            holder = ?sender,
+            "the holder is older than the checkpoint we keep; offering it for a merge"
+        );
+        let of = PartOf::MergeOffer {
+            loser: gone,
+            winner_epoch: sender.epoch,
+            via: Some(via),
+        };
+        self.send_state(state, &to, of, Arc::new(bytes));
     }
 
     /// On a standby (synchronous standby): store a replica, fenced as a

@@ -386,6 +386,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let of = PartOf::MergeOffer {
                     loser: me.info().clone(),
                     winner_epoch: winner.epoch(),
+                    via: None,
                 };
                 self.send_state(state, &winner, of, Arc::new(bytes));
             }
@@ -487,7 +488,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Some(loser.node.clone()),
             crate::event::MoveReason::Conflict,
         );
-        let to = self.registry.resolve(&loser);
+        // A standby's offer of a checkpoint from an incarnation of our own
+        // registration (see `checkpoint::offer_stored`) has nobody to tell.
+        let me = state.ctx.registration.as_ref().map(|r| r.info().clone());
+        let to = self
+            .registry
+            .resolve(&loser)
+            .filter(|to| Some(to.info()) != me.as_ref());
         if let Some(to) = &to {
             deliver(
                 &state.registry,
@@ -507,13 +514,23 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 holder.conflict = None;
             }
         }
+        if outcome.is_some() && loser.epoch <= crate::registry::EPOCH_CEILING {
+            // The loser may be gone and unseen here (a standby's checkpoint
+            // from the other side of a split): the steal goes above it. Only
+            // for a state that decoded and an epoch some node could have
+            // taken: a corrupt or forged offer must not push this name's
+            // epochs to their end.
+            self.registry.note_seen(&loser);
+        }
         self.rank_above(state, &loser).await?;
         self.check_conflict(state).await
     }
 
-    /// After a merge: re-register above the loser if it ranks above us, so
-    /// every lookup resolves to the winner (the lineage stays: no state
-    /// came with the steal).
+    /// After a merge: re-register above the loser unless we rank above it,
+    /// so every lookup resolves to the winner and every standby that kept
+    /// the loser's checkpoint takes ours as newer (the lineage stays: no
+    /// state came with the steal). Equal ranks: the loser was an
+    /// incarnation of our own registration that a restart forgot.
     async fn rank_above(
         &self,
         state: &mut ServerState<A>,
@@ -522,7 +539,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Some(me) = state.ctx.registration.clone() else {
             return Ok(());
         };
-        if !phase::ranks_above(Some(loser), me.info()) {
+        if phase::ranks_above(Some(me.info()), loser) {
             return Ok(());
         }
         let cell = state.ctx.myself.get_cell();

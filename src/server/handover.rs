@@ -271,9 +271,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let mut standby = Standby::default();
                 // With its window: the successor's replicas build on both.
                 let answered = std::mem::take(&mut state.answered);
-                standby
-                    .warm_mut()
-                    .keep_handed_over(to.epoch, handed, answered);
+                standby.warm_mut().keep_handed_over(&to, handed, answered);
                 self.enter(state, Stage::Standby(standby), None);
             }
             _ => {

@@ -94,6 +94,7 @@ fn whole(of: PartOf, bytes: Vec<u8>) -> HandoverMsg {
         PartOf::MergeOffer {
             loser,
             winner_epoch,
+            ..
         } => HandoverMsg::MergeOffer {
             loser,
             winner_epoch,
@@ -272,8 +273,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             {
                 Some(p.old_holder())
             }
-            (PartOf::MergeOffer { loser, .. }, Stage::Holder(_)) if loser.name == self.name => {
-                self.registry.resolve(loser)
+            (PartOf::MergeOffer { loser, via, .. }, Stage::Holder(_))
+                if loser.name == self.name =>
+            {
+                self.registry.resolve(via.as_ref().unwrap_or(loser))
             }
             (PartOf::Checkpoint { holder, .. }, Stage::Standby(_)) if holder.name == self.name => {
                 self.registry.resolve(holder)
@@ -417,6 +420,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             PartOf::MergeOffer {
                 loser,
                 winner_epoch,
+                ..
             } => {
                 self.on_merge_offer(state, loser, winner_epoch, Err(ReplyErr::State(error)))
                     .await

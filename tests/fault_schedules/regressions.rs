@@ -538,3 +538,28 @@ fn a_reused_epoch_is_no_merged_loser() {
         panic!("seed 2321795355:\n{report}");
     }
 }
+
+/// Found by a 20 000-schedule release run (2026-12-02), all four with
+/// synchronous standby in refuse mode: the final read timed out, for good.
+/// The holder's epoch was below the checkpoint a standby kept, which a
+/// holder no longer in its view had made: `c`@15 failing over behind
+/// undetected partitions, then crashing (4024880709, 4024884923), or an
+/// incarnation of the same epoch that a restart without a state directory
+/// forgot (4024870111: epoch 1 seq 16 against epoch 1 seq 189;
+/// 4024866989: a restarted `a` at epoch 1 against 28). The standby
+/// refused each replica as stale and the holder answered no call. Now the
+/// standby offers what it keeps for a merge (`server/checkpoint.rs`,
+/// `offer_stored`), and the holder merges it and takes an epoch above it.
+const STALE_HOLDER_SEEDS: [u64; 4] = [4_024_866_989, 4_024_870_111, 4_024_880_709, 4_024_884_923];
+
+/// Every seed of [`STALE_HOLDER_SEEDS`] replays with no violation that no
+/// known gap explains (the two restarts show B1, two holders with one
+/// epoch, which is how they got there). Before the fix each failed.
+#[test]
+fn stale_holder_seeds_stay_fixed() {
+    for seed in STALE_HOLDER_SEEDS {
+        if let Some(report) = run_seed(seed).report(false) {
+            panic!("seed {seed} (a holder older than a standby's checkpoint):\n{report}");
+        }
+    }
+}

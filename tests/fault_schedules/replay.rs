@@ -81,6 +81,10 @@ pub struct Replay<'o> {
     pub failovers: Vec<Failover>,
     /// Call -> every (instance, node, epoch) that applied it.
     pub applied: HashMap<CallId, Vec<(ActorId, String, Option<u64>)>>,
+    /// Calls an instance applied while its state already had them (the
+    /// shadow says so), with the instance and the log position: a second
+    /// run in the same lineage, which no retry may cause.
+    pub reapplied: Vec<(CallId, ActorId, usize)>,
     /// Epoch -> the instances that ran `go`, applied, read or merged under it.
     pub epoch_insts: BTreeMap<u64, BTreeSet<ActorId>>,
     /// Where each instance stopped holding for good (killed or stopped).
@@ -125,6 +129,7 @@ impl<'o> Replay<'o> {
             dead: Vec::new(),
             failovers: Vec::new(),
             applied: HashMap::new(),
+            reapplied: Vec::new(),
             epoch_insts: BTreeMap::new(),
             ended: HashMap::new(),
             served_last: HashMap::new(),
@@ -467,7 +472,9 @@ impl<'o> Replay<'o> {
                 } => {
                     match self.shadow.get_mut(inst) {
                         Some(s) => {
-                            s.insert(*call);
+                            if !s.insert(*call) {
+                                self.reapplied.push((*call, *inst, at));
+                            }
                         }
                         None => self
                             .log_anomalies

@@ -144,6 +144,7 @@ fn random_part_of(rng: &mut StdRng) -> PartOf {
         1 => PartOf::MergeOffer {
             loser: random_info(rng),
             winner_epoch: random_epoch(rng),
+            via: rng.random_bool(0.5).then(|| random_info(rng)),
         },
         _ => PartOf::Checkpoint {
             holder: random_info(rng),
