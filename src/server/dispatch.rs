@@ -31,12 +31,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.on_go(myself, state, request, reply).await
             }
             TakeoverMessage::Status(reply) => {
-                let _ = reply.send(InstanceStatus {
-                    phase: state.stage.phase(),
-                    epoch: state.epoch(),
-                    node: self.registry.node().clone(),
-                    last_move: state.memory.last_move.clone(),
-                });
+                let _ = reply.send(self.status(state));
                 Ok(())
             }
             TakeoverMessage::Handover(h) => self.on_handover(myself, state, h).await,
@@ -99,17 +94,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 Ok(())
             }
             TakeoverMessage::Status(reply) => {
-                let _ = reply.send(InstanceStatus {
-                    phase: state.stage.phase(),
-                    epoch: state.epoch(),
-                    node: self.registry.node().clone(),
-                    last_move: state.memory.last_move.clone(),
-                });
+                let _ = reply.send(self.status(state));
                 Ok(())
             }
             // The protocol and the timers: the peers' own timeouts cover an
             // instance that stopped.
             _ => Ok(()),
+        }
+    }
+
+    /// What the instance reports about itself (`TakeoverRef::status`).
+    fn status(&self, state: &ServerState<A>) -> InstanceStatus {
+        InstanceStatus {
+            phase: state.stage.phase(),
+            epoch: state.epoch(),
+            node: self.registry.node().clone(),
+            last_move: state.memory.last_move.clone(),
         }
     }
 

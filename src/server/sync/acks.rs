@@ -96,13 +96,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 continue;
             }
             if full.is_none() {
-                match self.encode_for_transfer(&state.user, &state.answered) {
-                    Ok(b) => full = Some(Arc::new(b)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "state does not encode; no replica");
-                        break;
-                    }
-                }
+                let Some(b) = self.full_replica(state) else {
+                    break;
+                };
+                full = Some(b);
             }
             if let Some(bytes) = &full {
                 let handled = match &state.stage {
@@ -205,9 +202,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             (true, _) => false,
         };
         if !caught_up {
-            match self.encode_for_transfer(&state.user, &state.answered) {
-                Ok(b) => self.send_full(state, &to, &me, current, handled, Arc::new(b)),
-                Err(e) => tracing::warn!(error = %e, "state does not encode; no replica"),
+            if let Some(b) = self.full_replica(state) {
+                self.send_full(state, &to, &me, current, handled, b);
             }
         }
         self.release(state);

@@ -113,13 +113,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 continue;
             }
             if full.is_none() {
-                match self.encode_for_transfer(&state.user, &state.answered) {
-                    Ok(b) => full = Some(Arc::new(b)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "state does not encode; no replica");
-                        return None;
-                    }
-                }
+                full = Some(self.full_replica(state)?);
             }
             if let Some(bytes) = &full {
                 self.send_full(state, &standby, &me, seq, handled, bytes.clone());
@@ -144,6 +138,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             body,
         };
         deliver(&state.registry, to, TakeoverMessage::<A>::Handover(msg));
+    }
+
+    /// The whole state (with the window of answered calls), encoded once
+    /// for every standby that needs it; `None`, with a warning, when it
+    /// does not encode (no replica goes).
+    pub(super) fn full_replica(&self, state: &ServerState<A>) -> Option<Arc<Vec<u8>>> {
+        match self.encode_for_transfer(&state.user, &state.answered) {
+            Ok(b) => Some(Arc::new(b)),
+            Err(e) => {
+                tracing::warn!(error = %e, "state does not encode; no replica");
+                None
+            }
+        }
     }
 
     /// The whole state as replica `seq`: in one `Replica`, or as a
