@@ -71,7 +71,8 @@
 //!   [`StateCodec`] of your own), and
 //!   `#[serde(with = "ractor_takeover::codec::bytes")]` for big blobs;
 //! - [`cluster`]: the real backend, `ractor::pg` synced by `ractor_cluster`,
-//!   with heartbeats and the token actors that carry registrations;
+//!   with heartbeats and the token actors that carry registrations (its
+//!   `Registry`, drain, heartbeat and beacon each in files of their own);
 //! - `fake`: an in-process cluster with fault injection (feature
 //!   `test-util`), the transport of the wire path in tests.
 //! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
@@ -82,10 +83,11 @@
 //!   behaviour, and a name typed by its protocol.
 //!
 //! Private, so that nobody outside the crate can build or forge them: the
-//! runtime actor (`server`: its dispatch, and one file per side of the
-//! protocol), its message type and the handover protocol (`message`: drawn
-//! on the protocol enum in `message/protocol.rs`), the wire form, and the
-//! timers an instance sends itself.
+//! runtime actor (`server`: the actor, its state and its dispatch, one file
+//! per side of the protocol, and the pure decisions in `server/phase`, one
+//! file a stage), its message type and the handover protocol (`message`:
+//! drawn on the protocol enum in `message/protocol.rs`), the wire form, and
+//! the timers an instance sends itself.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]

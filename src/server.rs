@@ -8,10 +8,16 @@
 //! while the state is on its way.
 //!
 //! An instance is in one [`Stage`], which carries the data valid in it
-//! alone. This file holds the actor, its dispatch and the one transition
-//! function ([`TakeoverServer::enter`]); each side of the protocol has its
-//! own file:
+//! alone. This file holds the server, its stages and the one transition
+//! function ([`TakeoverServer::enter`]), with what every stage shares
+//! (events, timers, becoming a standby or a holder); the machinery and
+//! each side of the protocol have their own files:
 //!
+//! - `runtime`: the ractor actor behind the server, its hooks, and the pump
+//!   of registry changes into its mailbox;
+//! - `state`: the instance's state across stages, and what it remembers;
+//! - `dispatch`: the one match over messages (and over protocol messages),
+//!   each sent on to the file of its side;
 //! - `phase`: the decisions of every stage's exits, pure (unit-tested
 //!   without actors or clocks);
 //! - `calls`: serving, buffering and forwarding calls, and whether a holder
@@ -22,6 +28,8 @@
 //! - `placement`: automatic failover and takeover, and quorum;
 //! - `conflict`: split-brain detection and merge;
 //! - `checkpoint`: warm standby;
+//! - `sync`: synchronous standby, answers that wait for a standby's
+//!   acknowledgement;
 //! - `info`: the instance's own messages and timers, and the tenure they
 //!   belong to; supervision events of linked children;
 //! - `transfer`: a state sent between instances (takeover reply, merge
@@ -33,36 +41,36 @@ mod calls;
 mod checkpoint;
 mod conflict;
 mod control;
+mod dispatch;
 mod handover;
 mod info;
 mod phase;
 mod placement;
+mod runtime;
+mod state;
 mod sync;
 mod takeover;
 mod transfer;
 
 pub use self::control::TakeoverRef;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ractor::concurrency::JoinHandle;
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
-use tracing::Instrument;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr};
 
-use self::calls::{Holder, Pending};
+use self::calls::Holder;
 use self::checkpoint::Warm;
 use self::conflict::Yielding;
 use self::handover::Retiring;
-use self::phase::{Timer, TimerView};
 use self::placement::Standby;
+use self::runtime::Runtime;
+use self::state::ServerState;
 use self::takeover::Pulling;
-use self::transfer::Transfers;
 use crate::{
-    Epoch, EventKind, HandoverMsg, InstanceStatus, LeaveReason, Phase, Registration,
-    RegistrationInfo, Registry, RegistryEvent, StartType, TakeoverActor, TakeoverConfig,
-    TakeoverCtx, TakeoverEvent, TakeoverMessage,
+    Epoch, EventKind, LeaveReason, Phase, Registration, RegistrationInfo, Registry, RegistryEvent,
+    StartType, TakeoverActor, TakeoverConfig, TakeoverEvent, TakeoverMessage,
 };
 
 /// The ractor actor that runs a [`TakeoverActor`] under a global name.
@@ -251,364 +259,7 @@ impl<A: TakeoverActor> Stage<A> {
     }
 }
 
-/// The runtime's state of one instance.
-pub(crate) struct ServerState<A: TakeoverActor> {
-    /// What user hooks see, with our registration (the one place the epoch
-    /// lives, see [`TakeoverCtx`]) while we hold the name, retire or yield.
-    /// Why the registration lives in this state: when the actor dies, for
-    /// whatever reason, this state is dropped and `Drop` unregisters, so a
-    /// dead instance never holds the name.
-    ctx: TakeoverCtx<A>,
-    user: A::State,
-    /// The state `init` made, encoded, or why it could not be. A retired
-    /// instance goes back to it once it handed its state over: what it kept
-    /// is older than what its successor serves, and a failover to it
-    /// without a checkpoint must start, as any standby's, from `init`'s
-    /// state, not resurrect locks or counts its successor has moved past.
-    initial: Result<Vec<u8>, crate::StateCodecErr>,
-    stage: Stage<A>,
-    registry: Arc<dyn Registry>,
-    /// Calls waiting to be served: while we pull, or while a holder holds
-    /// them. Instance-wide because a pull's buffer is served once the pull
-    /// ends as holder, whatever the holder then holds for.
-    buffer: VecDeque<Pending<A>>,
-    pump: JoinHandle<()>,
-    /// One span per instance (name, node, epoch): every log line of the
-    /// instance carries them.
-    span: tracing::Span,
-    /// The epoch `span` was made with.
-    span_epoch: Option<Epoch>,
-    /// What the instance remembers of past stages.
-    memory: Memory,
-    /// The handler failed on a call, for this reason: the instance gave the
-    /// name up and stops once its mailbox is answered (see `calls::fail`).
-    failed: Option<String>,
-    /// States in parts on their way out or in (see `transfer`).
-    transfers: Transfers,
-    /// A lease re-check timer is on its way (one at a time).
-    lease_recheck: bool,
-    /// Reply ports the handler kept to answer later: a handover or a merge
-    /// answers them `CallErr::Moved` (see `crate::reply`).
-    held: crate::reply::HeldPorts,
-    /// Infos of the current tenure that came while the holder held its
-    /// calls: handled after the held calls, once it serves (see
-    /// [`TakeoverActor::Info`]). Bounded by `buffer_capacity`.
-    infos: VecDeque<A::Info>,
-    /// The window of answered keyed calls with their replies, so that a
-    /// retried call is applied once (see `crate::dedup`). Part of the state
-    /// an instance sends: it is what the user's state has the effect of.
-    answered: crate::dedup::Window,
-    /// Synchronous standby: answers waiting for a standby's
-    /// acknowledgement, and what each standby has (see `sync`).
-    sync: self::sync::SyncOut<A>,
-    /// Our place among the node's placement takeovers
-    /// ([`TakeoverConfig::move_limit`]): held while we pull, given back as
-    /// soon as the instance is in any other stage (see `Runtime::handle`).
-    move_permit: Option<tokio::sync::OwnedSemaphorePermit>,
-    /// A task waits for a permit for us (one at a time).
-    awaiting_permit: bool,
-}
-
-impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerState")
-            .field("ctx", &self.ctx)
-            .field("phase", &self.stage.phase())
-            .field("buffered", &self.buffer.len())
-            .finish_non_exhaustive()
-    }
-}
-
-/// Memories of past transitions: they outlive the stage that made them,
-/// and the protocol needs them later, in another stage.
-#[derive(Default)]
-struct Memory {
-    /// The newest holder this instance saw, for `Failover { from }`.
-    last_holder: Option<RegistrationInfo>,
-    /// A pull we ended as a failover (the old holder looked gone): if its
-    /// state still comes, the old holder must be told to serve again.
-    abandoned_pull: Option<RegistrationInfo>,
-    /// The last takeover we finished: the old holder and our epoch then, to
-    /// answer its `HandoverQuery` if our `HandoverDone` was lost.
-    took_over: Option<(RegistrationInfo, Epoch)>,
-    /// Takeovers of ours that failed in a row since we last held the name:
-    /// the next try backs off by this much (see `Placement::retry_delay`).
-    failed_takeovers: u32,
-    /// Why the takeover under way started (placement sets it, a `go` from
-    /// the handle says `Requested`): the `Moved` event's reason once it ends.
-    move_reason: Option<crate::event::MoveReason>,
-    /// The last move of the name to this instance, for its status.
-    last_move: Option<crate::status::LastMove>,
-}
-
-impl<A: TakeoverActor> ServerState<A> {
-    /// The registration we act under: the one we hold, or the one we stole
-    /// for a pull.
-    fn registration(&self) -> Option<&Registration> {
-        match &self.stage {
-            Stage::Pulling(p) => Some(p.registration()),
-            _ => self.ctx.registration.as_ref(),
-        }
-    }
-
-    fn epoch(&self) -> Option<Epoch> {
-        self.registration().map(Registration::epoch)
-    }
-
-    fn timer_view(&self) -> TimerView {
-        TimerView {
-            phase: self.stage.phase(),
-            epoch: self.epoch(),
-            successor: match &self.stage {
-                Stage::Retiring(r) => Some(r.successor().epoch),
-                _ => None,
-            },
-            suspect: matches!(&self.stage, Stage::Holder(h) if h.conflict.is_some()),
-        }
-    }
-}
-
-impl<A: TakeoverActor> Drop for ServerState<A> {
-    fn drop(&mut self) {
-        self.pump.abort();
-        // A stopped instance's timers stop with it.
-        self.ctx.end_tenure();
-        if let Stage::Pulling(p) = &self.stage {
-            self.registry
-                .unregister(p.registration().info(), LeaveReason::InstanceDied);
-        }
-        if let Some(me) = self.ctx.registration.take() {
-            self.registry
-                .unregister(me.info(), LeaveReason::InstanceDied);
-        }
-    }
-}
-
-/// The ractor actor itself: a [`TakeoverServer`] under a name nobody
-/// outside the crate can write.
-///
-/// Why not `impl Actor for TakeoverServer`: an actor's message type is
-/// public through its `Actor` impl (`<TakeoverServer<A> as Actor>::Msg`
-/// names it, and a type alias of that builds its variants), so anyone could
-/// have forged a protocol message or a timer. Behind this private newtype
-/// the message type has no public path at all. It derefs to the server, so
-/// the hooks below read as methods of the server.
-struct Runtime<A: TakeoverActor>(TakeoverServer<A>);
-
-impl<A: TakeoverActor> std::ops::Deref for Runtime<A> {
-    type Target = TakeoverServer<A>;
-
-    fn deref(&self) -> &TakeoverServer<A> {
-        &self.0
-    }
-}
-
-impl<A: TakeoverActor> Actor for Runtime<A> {
-    type Msg = TakeoverMessage<A>;
-    type State = ServerState<A>;
-    type Arguments = A::Arguments;
-
-    async fn pre_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        args: Self::Arguments,
-    ) -> Result<Self::State, ActorProcessingErr> {
-        // Before `init`: a setting that cannot work fails the spawn, not a
-        // handover later (see `spawn`).
-        self.config.validate(self.registry.max_frame_bytes())?;
-        self.config.validate_whereis(self.registry.settle_time())?;
-        let span = instance_span(&self.name, self.registry.node(), None);
-        let ctx = TakeoverCtx {
-            myself: myself.clone(),
-            name: self.name.clone(),
-            node: self.registry.node().clone(),
-            registration: None,
-            tenure: None,
-            timers: Default::default(),
-        };
-        let user = self
-            .behaviour
-            .init(&ctx, args)
-            .instrument(span.clone())
-            .await?;
-        let initial = self.behaviour.encode_state(&user);
-        self.registry.attach(&myself.get_cell());
-        let pump = spawn_pump(
-            self.registry.watch(&self.name),
-            self.registry.watch(&checkpoint::standby_name(&self.name)),
-            myself,
-        );
-        Ok(ServerState {
-            ctx,
-            user,
-            initial,
-            stage: Stage::Standby(Standby::default()),
-            registry: self.registry.clone(),
-            buffer: VecDeque::new(),
-            pump,
-            span,
-            span_epoch: None,
-            memory: Memory::default(),
-            failed: None,
-            transfers: Transfers::default(),
-            lease_recheck: false,
-            held: Default::default(),
-            answered: Default::default(),
-            infos: VecDeque::new(),
-            sync: Default::default(),
-            move_permit: None,
-            awaiting_permit: false,
-        })
-    }
-
-    async fn post_start(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let span = state.span.clone();
-        self.start(myself, state).instrument(span).await
-    }
-
-    async fn handle(
-        &self,
-        myself: ActorRef<Self::Msg>,
-        message: Self::Msg,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let span = state.span.clone();
-        let done = self.dispatch(myself, message, state).instrument(span).await;
-        // A permit counts a pull: whatever ended it (installed, aborted,
-        // failed over, or a takeover that never began), it goes back.
-        if !matches!(state.stage, Stage::Pulling(_)) {
-            state.move_permit = None;
-        }
-        done
-    }
-
-    /// Why not ractor's default (which stops an actor whose linked child
-    /// ended): a child that user code links to the instance must not take
-    /// the global server down; the behaviour decides (see
-    /// [`TakeoverActor::handle_supervisor_evt`]).
-    async fn handle_supervisor_evt(
-        &self,
-        _myself: ActorRef<Self::Msg>,
-        event: SupervisionEvent,
-        state: &mut Self::State,
-    ) -> Result<(), ActorProcessingErr> {
-        let span = state.span.clone();
-        self.on_supervisor_evt(state, event).instrument(span).await
-    }
-}
-
 impl<A: TakeoverActor> TakeoverServer<A> {
-    /// The one enum match over messages: each goes to the file of its role.
-    async fn dispatch(
-        &self,
-        myself: ActorRef<TakeoverMessage<A>>,
-        message: TakeoverMessage<A>,
-        state: &mut ServerState<A>,
-    ) -> Result<(), ActorProcessingErr> {
-        if let Some(why) = state.failed.clone() {
-            return self.dispatch_failed(state, message, why);
-        }
-        match message {
-            TakeoverMessage::HandlerFailed(why) => Err(why.into()),
-            TakeoverMessage::Call { msg, reply } => {
-                self.on_call(state, Pending { msg, reply }).await
-            }
-            TakeoverMessage::Go { request, reply } => {
-                state.memory.move_reason = Some(crate::event::MoveReason::Requested);
-                self.on_go(myself, state, request, reply).await
-            }
-            TakeoverMessage::Status(reply) => {
-                let _ = reply.send(InstanceStatus {
-                    phase: state.stage.phase(),
-                    epoch: state.epoch(),
-                    node: self.registry.node().clone(),
-                    last_move: state.memory.last_move.clone(),
-                });
-                Ok(())
-            }
-            TakeoverMessage::Handover(h) => self.on_handover(myself, state, h).await,
-            TakeoverMessage::Registry(event) => self.on_registry(myself, state, event).await,
-            TakeoverMessage::PlacementTick => self.place(myself, state).await,
-            TakeoverMessage::PullTimeout(epoch) if self.due(state, Timer::Pull, epoch) => {
-                self.on_pull_timeout(state).await
-            }
-            TakeoverMessage::ConflictTick(epoch) if self.due(state, Timer::Conflict, epoch) => {
-                self.on_conflict_tick(myself, state).await
-            }
-            TakeoverMessage::CheckpointTick(epoch) if self.due(state, Timer::Checkpoint, epoch) => {
-                self.on_checkpoint_tick(state, epoch);
-                Ok(())
-            }
-            TakeoverMessage::YieldTimeout(epoch) if self.due(state, Timer::Yield, epoch) => {
-                self.on_yield_timeout(state).await
-            }
-            TakeoverMessage::RetireTick(epoch) if self.due(state, Timer::Retire, epoch) => {
-                self.on_retire_tick(state, epoch).await
-            }
-            TakeoverMessage::TransferTick => {
-                self.on_transfer_tick(state);
-                Ok(())
-            }
-            TakeoverMessage::LeaseTick => self.on_lease_tick(state).await,
-            TakeoverMessage::SyncTick(epoch) => self.on_sync_tick(state, epoch).await,
-            TakeoverMessage::MovePermit(permit) => {
-                state.awaiting_permit = false;
-                state.move_permit = Some(permit);
-                self.place(myself, state).await
-            }
-            TakeoverMessage::Info(own) => self.on_info(state, own).await,
-            TakeoverMessage::PullTimeout(_)
-            | TakeoverMessage::ConflictTick(_)
-            | TakeoverMessage::CheckpointTick(_)
-            | TakeoverMessage::YieldTimeout(_)
-            | TakeoverMessage::RetireTick(_) => Ok(()),
-        }
-    }
-
-    /// After the handler failed: answer what is queued, then fail the actor
-    /// when the instance's own [`TakeoverMessage::HandlerFailed`] comes.
-    fn dispatch_failed(
-        &self,
-        state: &mut ServerState<A>,
-        message: TakeoverMessage<A>,
-        why: String,
-    ) -> Result<(), ActorProcessingErr> {
-        match message {
-            TakeoverMessage::HandlerFailed(why) => Err(why.into()),
-            TakeoverMessage::Call { msg, reply } => {
-                self.refuse_stopped(state, Pending { msg, reply }, &why);
-                Ok(())
-            }
-            TakeoverMessage::Go { reply, .. } => {
-                if let Some(reply) = reply {
-                    let _ = reply.send(Err(crate::TakeoverErr::InstanceGone));
-                }
-                Ok(())
-            }
-            TakeoverMessage::Status(reply) => {
-                let _ = reply.send(InstanceStatus {
-                    phase: state.stage.phase(),
-                    epoch: state.epoch(),
-                    node: self.registry.node().clone(),
-                    last_move: state.memory.last_move.clone(),
-                });
-                Ok(())
-            }
-            // The protocol and the timers: the peers' own timeouts cover an
-            // instance that stopped.
-            _ => Ok(()),
-        }
-    }
-
-    /// The one guard for stale timers (see [`phase::timer_current`]).
-    fn due(&self, state: &ServerState<A>, timer: Timer, fired: Epoch) -> bool {
-        phase::timer_current(timer, state.timer_view(), fired)
-    }
-
     /// Starts a timer: `msg` comes back as a message after `after`, so it is
     /// handled in order with everything else. A stopped instance drops it.
     fn timer(
@@ -689,104 +340,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     fn note_holder(&self, state: &mut ServerState<A>, info: &RegistrationInfo) {
         if phase::newer_holder(state.memory.last_holder.as_ref(), info) {
             state.memory.last_holder = Some(info.clone());
-        }
-    }
-
-    /// A protocol message: each goes to the file of its side.
-    async fn on_handover(
-        &self,
-        myself: ActorRef<TakeoverMessage<A>>,
-        state: &mut ServerState<A>,
-        msg: HandoverMsg,
-    ) -> Result<(), ActorProcessingErr> {
-        match msg {
-            HandoverMsg::StateRequest {
-                holder_epoch,
-                requester,
-                have,
-            } => {
-                self.on_state_request(state, holder_epoch, requester, have)
-                    .await
-            }
-            HandoverMsg::StateUnchanged {
-                requester_epoch,
-                holder_epoch,
-                seq,
-            } => {
-                self.on_state_unchanged(state, requester_epoch, holder_epoch, seq)
-                    .await
-            }
-            HandoverMsg::Replica {
-                holder,
-                seq,
-                handled,
-                body,
-            } => {
-                self.on_replica(state, holder, seq, handled, body);
-                Ok(())
-            }
-            HandoverMsg::ReplicaAck {
-                holder_epoch,
-                seq,
-                standby,
-                need_full,
-            } => {
-                self.on_replica_ack(state, holder_epoch, seq, standby, need_full)
-                    .await
-            }
-            HandoverMsg::StateReply {
-                requester_epoch,
-                result,
-            } => self.on_state_reply(state, requester_epoch, result).await,
-            HandoverMsg::StatePart {
-                of,
-                offset,
-                total,
-                bytes,
-            } => self.on_state_part(state, of, offset, total, bytes).await,
-            HandoverMsg::StatePartAck {
-                of,
-                receiver,
-                received,
-            } => {
-                self.on_part_ack(state, of, receiver, received);
-                Ok(())
-            }
-            HandoverMsg::HandoverDone { successor } => {
-                self.on_handover_done(myself, state, successor).await
-            }
-            HandoverMsg::HandoverAborted { successor } => {
-                self.on_handover_aborted(state, successor).await
-            }
-            HandoverMsg::HandoverQuery { old, successor } => {
-                self.on_handover_query(state, old, successor);
-                Ok(())
-            }
-            HandoverMsg::HandoverUnknown {
-                successor,
-                answerer,
-            } => self.on_handover_unknown(state, successor, answerer).await,
-            HandoverMsg::Rival { claim, want_reply } => {
-                self.on_rival(myself, state, claim, want_reply).await
-            }
-            HandoverMsg::MergeOffer {
-                loser,
-                winner_epoch,
-                result,
-            } => {
-                self.on_merge_offer(state, loser, winner_epoch, result)
-                    .await
-            }
-            HandoverMsg::MergeDone { loser } => self.on_merge_done(myself, state, loser).await,
-            HandoverMsg::Checkpoint {
-                holder,
-                seq,
-                handled,
-                bytes,
-            } => {
-                self.on_checkpoint(state, holder, seq, handled, bytes);
-                Ok(())
-            }
         }
     }
 
@@ -922,41 +475,4 @@ fn left(event: &RegistryEvent, info: &RegistrationInfo) -> bool {
         RegistryEvent::NodeDown(node) => *node == info.node,
         _ => false,
     }
-}
-
-/// Feeds this node's changes of our name (and node up/down) into the
-/// instance's mailbox, so that they are handled between messages like
-/// everything else; a change of the name's standby group becomes a
-/// placement pass (a standby behind one that left its place may take the
-/// name now). The watches drop nothing, so no change is missed.
-fn spawn_pump<A: TakeoverActor>(
-    mut changes: crate::NameWatch,
-    mut standbys: crate::NameWatch,
-    myself: ActorRef<TakeoverMessage<A>>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut standbys_open = true;
-        loop {
-            let msg = tokio::select! {
-                event = changes.recv() => match event {
-                    Some(event) => TakeoverMessage::Registry(event),
-                    None => break,
-                },
-                event = standbys.recv(), if standbys_open => match event {
-                    // Node up/down comes through `changes` already.
-                    Some(RegistryEvent::Registered(_) | RegistryEvent::Unregistered { .. }) => {
-                        TakeoverMessage::PlacementTick
-                    }
-                    Some(_) => continue,
-                    None => {
-                        standbys_open = false;
-                        continue;
-                    }
-                },
-            };
-            if myself.send_message(msg).is_err() {
-                break;
-            }
-        }
-    })
 }

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::{ConfigErr, TakeoverConfig};
+use crate::{ConfigErr, RegistryErr, TakeoverConfig};
 
 /// The defaults work; a margin that leaves no lease, a zero dial timeout,
 /// and state parts that do not fit in a frame are refused with typed errors.

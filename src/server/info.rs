@@ -77,16 +77,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         ))
         .catch_unwind()
         .await;
-        match handled {
-            Ok(Ok(())) => {
-                if let Stage::Holder(h) = &mut state.stage {
-                    h.clock.dirty = true;
-                }
-                self.sync_changed(state);
-            }
-            Ok(Err(e)) => self.fail(state, CallErr::Handler(e.to_string())),
-            Err(panic) => self.fail(state, CallErr::Panicked(panic_message(panic.as_ref()))),
-        }
+        self.hook_ran(state, handled);
     }
 
     /// A new tenure, right before `go`: the last one's timers and held
@@ -126,6 +117,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         ))
         .catch_unwind()
         .await;
+        self.hook_ran(state, handled);
+        Ok(())
+    }
+
+    /// After a user hook that may change the state (`handle_info`,
+    /// `handle_supervisor_evt`) ran: the state changed (a checkpoint is
+    /// due, a replica goes), or the hook failed or panicked, which fails
+    /// the instance as a failing call does.
+    fn hook_ran(
+        &self,
+        state: &mut ServerState<A>,
+        handled: std::thread::Result<Result<(), ActorProcessingErr>>,
+    ) {
         match handled {
             Ok(Ok(())) => {
                 if let Stage::Holder(h) = &mut state.stage {
@@ -136,6 +140,5 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(Err(e)) => self.fail(state, CallErr::Handler(e.to_string())),
             Err(panic) => self.fail(state, CallErr::Panicked(panic_message(panic.as_ref()))),
         }
-        Ok(())
     }
 }

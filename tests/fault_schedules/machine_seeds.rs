@@ -27,7 +27,7 @@ use crate::driver::run_seed;
 ///   instance answers `HandoverUnknown`, which `a` ignored while the
 ///   successor was in view: `a` never resumed, its state (74 acknowledged
 ///   calls) never came back, and the holder stayed on `c`. A runtime bug:
-///   the successor's own "unknown" is final. Fixed in `server/phase.rs`
+///   the successor's own "unknown" is final. Fixed in `server/phase/retiring.rs`
 ///   (`unknown_ends_retiring`, with the answerer now in `HandoverUnknown`):
 ///   `a` resumes as a failover at epoch 13 and wins the conflict, merging
 ///   `c`'s calls.

@@ -270,7 +270,7 @@ fn known_bug_b9_one_link_split_cycles_the_name() {
 ///   times out and it holds again, sending its claim; `b` ignored it as the
 ///   loser it had merged, and `a` waited for `b`'s claim for good: never
 ///   quiet after the heal. Now a claim from the merged loser makes it a
-///   rival again (`RivalStep::MergedResumed`, `server/phase.rs`): `b` wins
+///   rival again (`RivalStep::MergedResumed`, `server/phase/holder.rs`): `b` wins
 ///   again and merges `a`'s state again.
 const LONG_RUN_SEEDS: [(u64, &str); 6] = [
     (
