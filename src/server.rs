@@ -307,6 +307,9 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     move_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A task waits for a permit for us (one at a time).
     awaiting_permit: bool,
+    /// The instance's gauges and held-calls counters (see `crate::metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::Instance,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
@@ -458,6 +461,8 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             sync: Default::default(),
             move_permit: None,
             awaiting_permit: false,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instance::new(&self.name, self.registry.node()),
         })
     }
 
@@ -483,6 +488,8 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
         if !matches!(state.stage, Stage::Pulling(_)) {
             state.move_permit = None;
         }
+        #[cfg(feature = "metrics")]
+        self.sample_metrics(state);
         done
     }
 
@@ -621,12 +628,29 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     fn publish(&self, state: &ServerState<A>, kind: EventKind) {
-        self.config.events.publish(TakeoverEvent {
+        let event = TakeoverEvent {
             name: self.name.clone(),
             node: self.registry.node().clone(),
             epoch: state.epoch(),
             kind,
+        };
+        // Before the hub: whoever sees the event sees its metrics recorded.
+        #[cfg(feature = "metrics")]
+        crate::metrics::on_event(&event);
+        self.config.events.publish(event);
+    }
+
+    /// Sets the instance's gauges from its state, after each message (the
+    /// one point every change of the buffer and the checkpoint clock has
+    /// passed by then).
+    #[cfg(feature = "metrics")]
+    fn sample_metrics(&self, state: &ServerState<A>) {
+        let warm = self.config.checkpoint.is_some() || self.sync_on();
+        let lag = warm.then(|| match &state.stage {
+            Stage::Holder(h) => h.clock.handled - h.clock.at,
+            _ => 0,
         });
+        state.metrics.sample(state.buffer.len(), lag);
     }
 
     /// The one transition function: switches to `to`, notes the epoch on the
