@@ -12,7 +12,9 @@
 //! - The calls-buffered gauge rises while a pull holds calls and is back to
 //!   0 once the new holder served them.
 //! - The checkpoint lag is the count of calls since the last checkpoint.
-//! - No call was held for want of a quorum or a lease: none was lost.
+//! - A holder cut off from the majority (quorum mode) counts the call it
+//!   holds under `cause=quorum`; after the heal, its win counts as a
+//!   `conflict` move, and the merge records no takeover pause.
 //!
 //! One test: the recorder is global to the test binary, and a snapshot
 //! resets what it read, so two tests taking snapshots would steal each
@@ -29,6 +31,7 @@ use metrics_util::MetricKind;
 use ractor_takeover::event::{EventHub, EventKind};
 use ractor_takeover::fake::FakeCluster;
 use ractor_takeover::metrics::*;
+use ractor_takeover::resolver::PriorityThenEpoch;
 use ractor_takeover::*;
 use support::*;
 
@@ -153,6 +156,7 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
     takeover(&snapshotter, &mut seen).await;
     drain(&snapshotter, &mut seen).await;
     failover_and_back(&snapshotter, &mut seen).await;
+    quorum(&snapshotter, &mut seen).await;
     seen.take(&snapshotter);
 
     tracing::info!("--- one move per move, on its new holder, by reason");
@@ -162,6 +166,8 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
         ("m-drain", "b", "drain"),
         ("m-failover", "b", "failover"),
         ("m-failover", "a", "placement"),
+        ("m-quorum", "b", "failover"),
+        ("m-quorum", "a", "conflict"),
     ]
     .iter()
     .map(|(name, node, reason)| {
@@ -174,7 +180,7 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
         .filter(|(l, _)| l.contains(&"kind=moved".to_string()))
         .map(|(_, n)| n)
         .sum();
-    assert_eq!(moved_events, 4, "one `Moved` event per move");
+    assert_eq!(moved_events, 6, "one `Moved` event per move");
 
     tracing::info!("--- one pause and one state size per takeover, on its new holder");
     let takeovers: Vec<Vec<String>> = [("m-takeover", "b"), ("m-drain", "b"), ("m-failover", "a")]
@@ -208,21 +214,22 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
         .sum();
     assert_eq!(done_events, 3, "one `HandoverDone` per takeover");
 
-    tracing::info!("--- nothing buffered at the end, nothing held for want of a quorum or lease");
+    tracing::info!("--- nothing buffered at the end; one call held, for want of a quorum");
     let buffered: Vec<_> = of(&seen.gauges, CALLS_BUFFERED).collect();
     assert!(!buffered.is_empty());
     for (at, x) in buffered {
         assert_eq!(*x, 0.0, "calls still buffered at {at:?}");
     }
-    assert_eq!(seen.counter(CALLS_HELD), BTreeMap::new());
+    let held = labels(&[("name", "m-quorum"), ("node", "a"), ("cause", "quorum")]);
+    assert_eq!(seen.counter(CALLS_HELD), BTreeMap::from([(held, 1)]));
 }
 
-/// A requested takeover while the old holder's state reply is slow: the
+/// A requested takeover while the old holder's state reply is held: the
 /// calls that reach the new holder meanwhile wait in its buffer, and the
 /// gauge shows them, then 0 once they are served.
 async fn takeover(snapshotter: &Snapshotter, seen: &mut Seen) {
     const NAME: &str = "m-takeover";
-    tracing::info!("--- {NAME}: a holds, b takes over while a's state is slow to come");
+    tracing::info!("--- {NAME}: a holds, b takes over while a's state reply is held");
     let cluster = FakeCluster::new(["a", "b", "client"]);
     let hub = EventHub::default();
     let config = TakeoverConfig::default().with_events(hub.clone());
@@ -236,7 +243,9 @@ async fn takeover(snapshotter: &Snapshotter, seen: &mut Seen) {
         add(&client, 1).await;
     }
 
-    cluster.set_delay("a", "b", Duration::from_millis(300));
+    // a's state reply waits on the held link until the gauge was read: the
+    // calls below reach b while it pulls, however slow this machine is.
+    cluster.hold("a", "b");
     let pull = tokio::spawn({
         let b = b.clone();
         async move { b.takeover(TIMEOUT).await }
@@ -265,6 +274,7 @@ async fn takeover(snapshotter: &Snapshotter, seen: &mut Seen) {
         async move { max.is_some_and(|x| x >= 1.0) }
     })
     .await;
+    cluster.release("a", "b");
     let report = pull
         .await
         .expect("the takeover task")
@@ -379,5 +389,61 @@ async fn failover_and_back(snapshotter: &Snapshotter, seen: &mut Seen) {
         .await;
     assert_eq!(add(&client, 0).await.total, 5);
     sync(&[&a, &b]).await;
+    seen.take(snapshotter);
+}
+
+/// Quorum mode: the holder `a`, cut off from `b` and `c`, holds the one
+/// call that reaches it while `b` fails over; at the heal `a` wins
+/// (priority), merges `b`'s state and serves the held call.
+async fn quorum(snapshotter: &Snapshotter, seen: &mut Seen) {
+    const NAME: &str = "m-quorum";
+    tracing::info!("--- {NAME}: a holds in quorum mode, then is cut off");
+    let cluster = FakeCluster::new(["a", "b", "c"]);
+    let hub = EventHub::default();
+    let config = TakeoverConfig::default()
+        .with_placement(
+            Placement::parse("a > b > c").with_standby_grace(Duration::from_millis(200)),
+        )
+        .with_conflict_grace(Duration::from_millis(200))
+        .with_resolver(PriorityThenEpoch)
+        .with_quorum(true)
+        .with_events(hub.clone());
+    let mut events = Watcher::new(&hub);
+    let a = spawn_named(&cluster, NAME, "a", &config).await;
+    events.registered("a").await;
+    let b = spawn_named(&cluster, NAME, "b", &config).await;
+    events.standby("b").await;
+    let c = spawn_named(&cluster, NAME, "c", &config).await;
+    events.standby("c").await;
+
+    for other in ["b", "c"] {
+        cluster.split("a", other);
+    }
+    let on_a = cluster.registry("a");
+    wait_until("a sees only itself", || {
+        let live = on_a.live_nodes();
+        async move { live.len() == 1 }
+    })
+    .await;
+    let held = tokio::spawn({
+        let client = GlobalClient::<Counter>::new(NAME, cluster.registry("a"));
+        async move { add(&client, 5).await }
+    });
+    events
+        .wait_for("a loses quorum", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::QuorumLost { .. })
+        })
+        .await;
+    events.registered("b").await;
+
+    tracing::info!("--- heal: a wins and serves the held call");
+    cluster.heal_all();
+    events
+        .wait_for("healed", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::SplitBrainHealed { .. })
+        })
+        .await;
+    held.await.expect("the held call is served");
+    sync(&[&a, &b, &c]).await;
     seen.take(snapshotter);
 }
