@@ -8,7 +8,7 @@
 //! | metric | kind | more labels | unit | what it counts |
 //! |---|---|---|---|---|
 //! | [`MOVES`] | counter | `reason` | moves | moves of the name to this node, by [`MoveReason`](crate::event::MoveReason) (`drain`, `placement`, `failover`, `conflict`, `requested`); recorded by the new holder, one per [`EventKind::Moved`] |
-//! | [`TAKEOVER_PAUSE`] | histogram | | seconds | per takeover, from the steal until the new holder served the calls it buffered meanwhile ([`EventKind::HandoverDone`]'s `pause`) |
+//! | [`TAKEOVER_PAUSE`] | histogram | | seconds | per takeover, from the steal until the new holder served the calls it buffered meanwhile ([`EventKind::HandoverDone`]'s `pause`; also a pull that ended as a failover, [`EventKind::StateLost`]) |
 //! | [`STATE_BYTES`] | histogram | | bytes | per takeover, the encoded state the new holder installed ([`EventKind::StateTransferred`]'s `bytes`; 0 when a synchronous standby had it already) |
 //! | [`CALLS_BUFFERED`] | gauge | | calls | calls waiting in the instance's handover buffer (a pull under way, or a holder holding its calls), after each message it handled |
 //! | [`CALLS_HELD`] | counter | `cause` | calls | calls a holder put in its buffer because it had no majority in view (`quorum`) or no lease (`lease`, see `docs/lease.md`) |
