@@ -13,7 +13,9 @@
 //! `RESULT takeovers=<n> failovers=<n> calls_sent=<n> calls_answered=<n> lost_in_takeover=<n> duplicated=<n> state_ok=<true|false>`
 //!
 //! (`lost_in_takeover` counts every call that failed after the failover:
-//! during the takeover back and the rolling restart.) `--scenario classic`
+//! during the takeover back and the rolling restart.) Built with `--features
+//! metrics`, it also prints each node's metrics (`METRICS`, see
+//! `ractor_takeover::metrics`) before `RESULT`. `--scenario classic`
 //! runs the first part alone, `--scenario rolling` the rolling restart alone.
 //!
 //! One node by hand, one terminal each (same cookie, full mesh of peers):
@@ -115,7 +117,11 @@ async fn main() -> Result<(), AnyErr> {
         Cli {
             role: Some(Role::Node(args)),
             ..
-        } => node::run(args).await,
+        } => {
+            #[cfg(feature = "metrics")]
+            metrics_on_usr1(args.name.clone())?;
+            node::run(args).await
+        }
         Cli {
             role: Some(Role::Client(args)),
             ..
@@ -225,6 +231,72 @@ impl Timeline {
             None => self.say(format!("{node}: {event}")),
         }
     }
+}
+
+/// With feature `metrics`: the node records into an in-memory recorder and
+/// prints one `METRICS` line of it on each SIGUSR1 (the demo sends one at
+/// the end). Installed before the node spawns its servers, which take their
+/// gauges' handles when they spawn.
+#[cfg(feature = "metrics")]
+fn metrics_on_usr1(node: String) -> Result<(), AnyErr> {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .map_err(|_| "a metrics recorder was installed already")?;
+    let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())?;
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            println!("{}", metrics_line(&node, &snapshotter));
+        }
+    });
+    Ok(())
+}
+
+/// `METRICS node=<node> <metric>{<labels>}=<value> ..`, the crate's prefix
+/// and the labels every entry shares (the one name, this node) left out,
+/// the events summed over their kinds, counters at 0 left out, and a
+/// histogram as its samples.
+#[cfg(feature = "metrics")]
+fn metrics_line(node: &str, snapshotter: &metrics_util::debugging::Snapshotter) -> String {
+    use metrics_util::debugging::DebugValue;
+    let mut entries = BTreeMap::new();
+    let mut events = 0;
+    for (key, _, _, value) in snapshotter.snapshot().into_vec() {
+        let key = key.key();
+        let metric = key.name().trim_start_matches("ractor_takeover_");
+        let labels: Vec<String> = key
+            .labels()
+            .filter(|l| !matches!(l.key(), "name" | "node"))
+            .map(|l| l.value().to_string())
+            .collect();
+        let shown = match labels.is_empty() {
+            true => metric.to_string(),
+            false => format!("{metric}{{{}}}", labels.join(",")),
+        };
+        let value = match value {
+            DebugValue::Counter(n) if key.name() == ractor_takeover::metrics::EVENTS => {
+                events += n;
+                continue;
+            }
+            DebugValue::Counter(0) => continue,
+            DebugValue::Counter(n) => n.to_string(),
+            DebugValue::Gauge(x) => x.to_string(),
+            DebugValue::Histogram(xs) => {
+                let xs: Vec<String> = xs
+                    .iter()
+                    .map(|x| match metric.ends_with("_seconds") {
+                        true => format!("{:.4}", x.0),
+                        false => x.0.to_string(),
+                    })
+                    .collect();
+                format!("[{}]", xs.join(","))
+            }
+        };
+        entries.insert(shown, value);
+    }
+    let entries: Vec<String> = entries.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("METRICS node={node} {} events={events}", entries.join(" "))
 }
 
 /// One call of the client loop, as the demo records it.
@@ -433,6 +505,17 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
         final_count.total, final_count.node, final_count.epoch
     ));
 
+    // With feature `metrics`: each node's own metrics, as a scrape would
+    // read them (a node restarted by the show counts from its restart).
+    #[cfg(feature = "metrics")]
+    for name in NODES {
+        if let Some(p) = procs.get(name) {
+            p.signal("USR1");
+            wait_line!(format!("{name} metrics"), |n, l| n == name
+                && l.starts_with("METRICS"));
+        }
+    }
+
     // The numbers.
     let answered: Vec<&PowerReply> = calls
         .iter()
@@ -499,6 +582,9 @@ async fn run_demo(args: DemoArgs) -> Result<(), AnyErr> {
         let total: u64 = reasons.values().sum();
         let by: Vec<String> = reasons.iter().map(|(r, n)| format!("{r}={n}")).collect();
         println!("MOVES name={name} moves={total} {}", by.join(" "));
+    }
+    for (_, line) in log.iter().filter(|(_, l)| l.starts_with("METRICS")) {
+        println!("{line}");
     }
     for (kind, what) in [
         ("HandoverDone", "takeover pause"),

@@ -78,6 +78,8 @@
 //! - [`reply`]: [`Reply`], a typed reply port in the message, answered now
 //!   or later, and what happens to a held one across a takeover, a failover
 //!   and a merge; [`call_t!`] and [`cast!`] of ractor's shape call with one.
+//! - `metrics`: the names of the metrics recorded through the `metrics`
+//!   facade (feature `metrics`), and what each counts.
 //! - [`Protocol`] and [`GlobalName`] (here): the message and reply types a
 //!   server and its clients share, so a client need not link the
 //!   behaviour, and a name typed by its protocol.
@@ -110,6 +112,9 @@ pub mod fake;
 pub mod fence;
 mod macros;
 mod message;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod node;
 mod placement;
 mod protocol;

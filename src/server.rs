@@ -272,12 +272,29 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     fn publish(&self, state: &ServerState<A>, kind: EventKind) {
-        self.config.events.publish(TakeoverEvent {
+        let event = TakeoverEvent {
             name: self.name.clone(),
             node: self.registry.node().clone(),
             epoch: state.epoch(),
             kind,
+        };
+        // Before the hub: whoever sees the event sees its metrics recorded.
+        #[cfg(feature = "metrics")]
+        crate::metrics::on_event(&event);
+        self.config.events.publish(event);
+    }
+
+    /// Sets the instance's gauges from its state, after each message (the
+    /// one point every change of the buffer and the checkpoint clock has
+    /// passed by then).
+    #[cfg(feature = "metrics")]
+    fn sample_metrics(&self, state: &ServerState<A>) {
+        let warm = self.config.checkpoint.is_some() || self.sync_on();
+        let lag = warm.then(|| match &state.stage {
+            Stage::Holder(h) => h.clock.handled - h.clock.at,
+            _ => 0,
         });
+        state.metrics.sample(state.buffer.len(), lag);
     }
 
     /// The one transition function: switches to `to`, notes the epoch on the

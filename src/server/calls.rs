@@ -53,6 +53,24 @@ pub(super) struct Holder {
     pub(super) clock: Clock,
 }
 
+impl Holder {
+    /// Why this holder holds its calls, if for want of a quorum or a lease
+    /// (a conflict's hold comes first: it would hold them either way). The
+    /// flags are from its last look, the one `may_answer` just took.
+    #[cfg(feature = "metrics")]
+    fn held_for(&self) -> Option<crate::metrics::HeldFor> {
+        if self.conflict.as_ref().is_some_and(|c| c.holds()) {
+            None
+        } else if self.quorum_lost {
+            Some(crate::metrics::HeldFor::Quorum)
+        } else if self.lease_lost {
+            Some(crate::metrics::HeldFor::Lease)
+        } else {
+            None
+        }
+    }
+}
+
 /// How often a holder without a lease looks again. Why this short: the
 /// lease comes back with a pong, which no message of ours announces, and a
 /// look is one lock and a few comparisons; a registry event looks at once.
@@ -194,6 +212,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         if state.buffer.len() < self.config.buffer_capacity {
             state.buffer.push_back(call);
+            #[cfg(feature = "metrics")]
+            if let Some(cause) = match &state.stage {
+                Stage::Holder(h) => h.held_for(),
+                _ => None,
+            } {
+                state.metrics.held(cause);
+            }
             return;
         }
         let capacity = self.config.buffer_capacity;

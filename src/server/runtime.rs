@@ -89,6 +89,8 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
             sync: Default::default(),
             move_permit: None,
             awaiting_permit: false,
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::Instance::new(&self.name, self.registry.node()),
         })
     }
 
@@ -114,6 +116,8 @@ impl<A: TakeoverActor> Actor for Runtime<A> {
         if !matches!(state.stage, Stage::Pulling(_)) {
             state.move_permit = None;
         }
+        #[cfg(feature = "metrics")]
+        self.sample_metrics(state);
         done
     }
 

@@ -71,6 +71,9 @@ pub(crate) struct ServerState<A: TakeoverActor> {
     pub(super) move_permit: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A task waits for a permit for us (one at a time).
     pub(super) awaiting_permit: bool,
+    /// The instance's gauges and held-calls counters (see `crate::metrics`).
+    #[cfg(feature = "metrics")]
+    pub(super) metrics: crate::metrics::Instance,
 }
 
 impl<A: TakeoverActor> std::fmt::Debug for ServerState<A> {
