@@ -121,7 +121,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         if let Stage::Holder(h) = &mut state.stage {
             h.clock.dirty = true;
         }
-        self.sync_changed(state);
         tracing::info!(?loser, ?outcome, "split brain healed");
         self.publish(
             state,
@@ -171,6 +170,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             self.registry.note_seen(&loser);
         }
         self.rank_above(state, &loser).await?;
+        // The merged state to the standbys, under the epoch taken above if
+        // any: a standby that kept the loser's replica refuses one under
+        // ours, and calls held for its acknowledgement would wait for good.
+        self.sync_changed(state);
         self.check_conflict(state).await
     }
 
