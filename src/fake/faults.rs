@@ -19,7 +19,8 @@
 //!   `a`, as ractor_cluster's inbound frame cap: an oversized frame closes
 //!   the session, both sides see each other down at once, everything in
 //!   flight on it both ways is lost (a call in flight gets no answer), and a
-//!   new session syncs both views again right after.
+//!   new session syncs both views again [`REDIAL_AFTER`] later (the real
+//!   backend's next dial); what crosses meanwhile is lost too.
 //! - `set_frame_cap(max)`: every node is configured with this inbound frame
 //!   cap (as `ClusterConfig::max_frame_bytes`): every link takes no frame
 //!   above it, with the same effect, and every node's registry reports it
@@ -40,6 +41,15 @@ use tokio::sync::watch;
 
 use super::{pair, FakeCluster, Item, ItemKind, Link, Op, World};
 use crate::NodeName;
+
+/// How long a session closed by an oversized frame stays down: the real
+/// backend dials the peer again at its next heartbeat tick
+/// (`cluster/heartbeat/dial.rs`; 200 ms by default), not at once. Reopened
+/// at once, two holders whose merge offers were over a link's limit closed
+/// and reopened their session over and over in no time at all: the
+/// schedule's clock never moved on (fault seed 186 with retries, which ran
+/// out of memory).
+pub(super) const REDIAL_AFTER: Duration = Duration::from_millis(200);
 
 impl World {
     /// The switch that stops and starts `link`, set as it should be now.
@@ -251,7 +261,8 @@ impl FakeCluster {
 
     /// An oversized frame reached `to` from `from`: the session between them
     /// closes (everything in flight on it is lost), both see each other down
-    /// at once, and a new session syncs both views. Caller holds the lock.
+    /// at once, and a new session syncs both views [`REDIAL_AFTER`] later.
+    /// Caller holds the lock.
     pub(super) fn close_session(&self, w: &mut World, from: &NodeName, to: &NodeName, size: usize) {
         tracing::info!("--- a {size}-byte frame from {from} to {to} closes their session");
         *w.session.entry(pair(from, to)).or_default() += 1;
@@ -260,6 +271,27 @@ impl FakeCluster {
                 n.apply(Op::NodeDown(other.clone()));
             }
         }
+        if w.cut.contains(&pair(from, to)) {
+            return;
+        }
+        w.dials += 1;
+        let dial = w.dials;
+        w.dialing.insert(pair(from, to), dial);
+        let (cluster, from, to) = (self.clone(), from.clone(), to.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(REDIAL_AFTER).await;
+            cluster.reopen_session(&from, &to, dial);
+        });
+    }
+
+    /// The dial after an oversized frame completed (unless a crash, a cut or
+    /// a later dial made it moot): a new session syncs both views.
+    fn reopen_session(&self, from: &NodeName, to: &NodeName, dial: u64) {
+        let mut w = self.world();
+        if w.dialing.get(&pair(from, to)) != Some(&dial) {
+            return;
+        }
+        w.dialing.remove(&pair(from, to));
         if w.cut.contains(&pair(from, to)) {
             return;
         }
@@ -274,7 +306,7 @@ impl FakeCluster {
                 marks: w.nodes[a].own,
                 restarted: false,
             };
-            self.enqueue(w, a, b, ItemKind::Op(sync));
+            self.enqueue(&mut w, a, b, ItemKind::Op(sync));
         }
     }
 

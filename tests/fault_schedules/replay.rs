@@ -166,6 +166,10 @@ impl<'o> Replay<'o> {
         let mut down = [false; NODES.len()];
         // Restarts with a slow dial: (where, node, peer, when the dial is done).
         let mut slow: Vec<(usize, usize, usize, u64)> = Vec::new();
+        // Frame limits in force: (where set, the pair); and those lifted,
+        // with when (ms).
+        let mut limited: Vec<(usize, (usize, usize))> = Vec::new();
+        let mut lifted: Vec<(usize, (usize, usize), u64)> = Vec::new();
         for (at, e) in self.outcome.log.iter().enumerate() {
             if let Entry::Crash { node, .. } = e {
                 down[*node] = true;
@@ -229,10 +233,47 @@ impl<'o> Replay<'o> {
                         close((n, usize::MAX - o), false, &mut open);
                     }
                 }
+                Fault::FrameLimit(x, y, Some(_)) => limited.push((at, pair(x, y))),
+                Fault::FrameLimit(x, y, None) => {
+                    limited.retain(|(from, p)| {
+                        let done = *p == pair(x, y);
+                        if done {
+                            lifted.push((*from, *p, *at_ms));
+                        }
+                        !done
+                    });
+                }
                 _ => {}
             }
         }
         self.separations.extend(open);
+        // A frame limit: any frame over it closes the pair's session, both
+        // count each other down, and they talk again only at the next dial
+        // (`fake::faults::REDIAL_AFTER`, 200 ms), a detected separation
+        // that the log does not time. Counted from the limit's start to the
+        // first fault 200 ms or more after it was lifted (or the log's end).
+        for (from, nodes, lifted_ms) in lifted {
+            let to = self.outcome.log[from..]
+                .iter()
+                .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= lifted_ms + 200))
+                .map_or(end, |i| from + i);
+            self.separations.push(Separation {
+                nodes,
+                from,
+                to,
+                undetected: false,
+                held: false,
+            });
+        }
+        for (from, nodes) in limited {
+            self.separations.push(Separation {
+                nodes,
+                from,
+                to: end,
+                undetected: false,
+                held: false,
+            });
+        }
         // A slow dial: the restarted node and that peer count each other
         // down and cannot talk until the dial completes (`delay_dial`), a
         // detected separation. The log times faults only: it lasts until
