@@ -198,7 +198,11 @@ impl<A: Protocol> GlobalClient<A> {
     /// reply of the one time it was. Past the server's window of answered
     /// calls it ends with [`CallErr::PastDedupWindow`] (not applied by the
     /// retry; maybe by an earlier try). At the deadline it returns the last
-    /// error. With retries off, such a call ends with that error.
+    /// error; once a try's outcome was unknown, a later try's "not applied"
+    /// answer ([`CallErr::NotRegistered`], [`CallErr::InstanceStopped`],
+    /// [`CallErr::BufferFull`], [`CallErr::NoStandby`]) speaks of that try
+    /// only, and the call ends with the unknown outcome's error instead.
+    /// With retries off, such a call ends with that error.
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let mut holder = self.holder_before(deadline).await?;
@@ -217,6 +221,9 @@ impl<A: Protocol> GlobalClient<A> {
         // Whether an earlier try may have been applied: then the window's
         // refusal is the caller's answer, not a reason to send again.
         let mut maybe_applied = false;
+        // The first unknown outcome: what the caller learns if a later try
+        // is answered "not handled" (that answer speaks of that try only).
+        let mut unknown: Option<CallErr> = None;
         let mut backoff = RETRY_BACKOFF;
         loop {
             let attempt = if holder.node() == self.inner.registry.node() {
@@ -254,14 +261,18 @@ impl<A: Protocol> GlobalClient<A> {
                 }
                 Attempt::Done(Err(e)) if key.is_some() && outcome_unknown(&e) => {
                     maybe_applied = true;
+                    unknown.get_or_insert_with(|| e.clone());
                     tracing::debug!(name = %self.inner.name, error = %e, "outcome unknown; retrying under the same key");
                     holder = self.holder_after_unknown(e, &mut backoff, deadline).await?;
                     continue;
                 }
-                Attempt::Done(done) => return done,
+                Attempt::Done(done) => return done.map_err(|e| after_unknown(e, &unknown)),
                 Attempt::NotHandled(e) => e,
             };
-            holder = self.next_holder_after(&holder, error, deadline).await?;
+            holder = self
+                .next_holder_after(&holder, error, deadline)
+                .await
+                .map_err(|e| after_unknown(e, &unknown))?;
         }
     }
 
@@ -436,6 +447,27 @@ fn outcome_unknown(e: &CallErr) -> bool {
         e,
         CallErr::NoReply | CallErr::HolderDown { .. } | CallErr::Moved
     )
+}
+
+/// What a call ends with when a try is answered `e` after an earlier try's
+/// outcome was `unknown`: an answer that this try was not applied (no
+/// holder, a full buffer, no standby to store it) says nothing of the
+/// earlier one, which may have been applied, so the caller gets the
+/// unknown outcome (fault seeds 360501585 and others, with retries: `a`
+/// applied a call whose answer was lost, and its retry was answered
+/// `NoStandby`).
+fn after_unknown(e: CallErr, unknown: &Option<CallErr>) -> CallErr {
+    let not_applied = matches!(
+        e,
+        CallErr::NotRegistered(_)
+            | CallErr::InstanceStopped(_)
+            | CallErr::BufferFull { .. }
+            | CallErr::NoStandby
+    );
+    match unknown {
+        Some(u) if not_applied => u.clone(),
+        _ => e,
+    }
 }
 
 /// Whether a call answered `e` was certainly not handled, so that it may go

@@ -101,7 +101,25 @@ pub struct Outcome {
 /// drawn from the seed: the seeds of the known gaps and regressions replay
 /// the schedules they were found in, with clients that did not retry.
 pub fn retries_on() -> bool {
-    std::env::var("FAULT_RETRIES").is_ok_and(|v| v == "1")
+    RETRIES
+        .with(std::cell::Cell::get)
+        .unwrap_or_else(|| std::env::var("FAULT_RETRIES").is_ok_and(|v| v == "1"))
+}
+
+thread_local! {
+    /// This thread's own setting over `FAULT_RETRIES` (see [`with_retries`]).
+    /// Why per thread: a schedule runs on the thread that runs it (a
+    /// current-thread runtime), and the tests of one binary run side by side.
+    static RETRIES: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with the clients' retries `on` on this thread, whatever
+/// `FAULT_RETRIES` says: a seed found with retries replays with them.
+pub fn with_retries<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    RETRIES.with(|r| r.set(Some(on)));
+    let out = f();
+    RETRIES.with(|r| r.set(None));
+    out
 }
 
 struct Run {
