@@ -26,6 +26,12 @@ pub(crate) struct Answer<A: TakeoverActor>(
     pub(super) AnswerTo<A>,
     Option<Instant>,
     pub(super) Option<CallKey>,
+    /// The call's re-route budget (see `routing::reroute`), which the call
+    /// keeps across the instances that forward it: reset at each forward,
+    /// a yielding or retiring instance whose refused forward came back to
+    /// it sent it out again, in no time, for good (fault seed 3495692323
+    /// with retries ran out of memory).
+    pub(super) u8,
 );
 
 impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
@@ -47,12 +53,23 @@ impl<A: TakeoverActor> Answer<A> {
     /// has one, with its deadline counted from when the port was made.
     pub(crate) fn slot(slot: Arc<Slot>) -> Self {
         let deadline = slot.deadline();
-        Self(AnswerTo::Bytes(slot), deadline, None)
+        Self(
+            AnswerTo::Bytes(slot),
+            deadline,
+            None,
+            super::wire::MAX_REROUTES,
+        )
     }
 
     /// This answer, for a call under `key`.
     pub(crate) fn with_key(mut self, key: Option<CallKey>) -> Self {
         self.2 = key;
+        self
+    }
+
+    /// This answer, for a call with `left` re-routes to go.
+    pub(crate) fn with_reroutes_left(mut self, left: u8) -> Self {
+        self.3 = left;
         self
     }
 
@@ -121,7 +138,12 @@ impl<A: TakeoverActor> Answer<A> {
 impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
     fn from(port: ReplyPort<A>) -> Self {
         let deadline = port.get_timeout().map(|t| Instant::now() + t);
-        Self(AnswerTo::Typed(port), deadline, None)
+        Self(
+            AnswerTo::Typed(port),
+            deadline,
+            None,
+            super::wire::MAX_REROUTES,
+        )
     }
 }
 
@@ -129,6 +151,11 @@ impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, 
     for Answer<A>
 {
     fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
-        Self(AnswerTo::Typed(tx.into()), None, None)
+        Self(
+            AnswerTo::Typed(tx.into()),
+            None,
+            None,
+            super::wire::MAX_REROUTES,
+        )
     }
 }

@@ -219,7 +219,7 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     Some(answer) => Ok(SerializedMessage::Call {
                         variant: VARIANT_CALL.into(),
                         args,
-                        metadata: call_meta(MAX_REROUTES, answer.2),
+                        metadata: call_meta(answer.3, answer.2),
                         reply: match answer.0 {
                             AnswerTo::Typed(port) => bridge(port),
                             // Forwarded from a remote caller (or one whose
@@ -282,16 +282,19 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 reply,
                 metadata,
             } if variant == VARIANT_CALL => {
-                let key = match metadata.as_deref() {
-                    None => None,
-                    Some(m) => decode_meta::<CallMeta>(Some(m)).and_then(|m| m.key),
+                let (key, left) = match metadata.as_deref() {
+                    None => (None, MAX_REROUTES),
+                    Some(m) => match decode_meta::<CallMeta>(Some(m)) {
+                        Some(m) => (m.key, m.reroutes_left),
+                        None => (None, 0),
+                    },
                 };
                 // A `Reply` among the arguments binds to the call's port.
                 let slot = Slot::new(reply);
                 match decode_bound(&slot, &args) {
                     Ok(msg) => Ok(TakeoverMessage::Call {
                         msg,
-                        reply: Some(Answer::slot(slot).with_key(key)),
+                        reply: Some(Answer::slot(slot).with_key(key).with_reroutes_left(left)),
                     }),
                     Err(e) => {
                         // Tell the caller instead of letting ractor drop it silently.

@@ -578,7 +578,12 @@ fn stale_holder_seeds_stay_fixed() {
 ///   answered `NoStandby` or `BufferFull`, which the client returned: "not
 ///   handled" for a call that was. Now the call ends with the unknown
 ///   outcome (`client::after_unknown`).
-const RETRIES_SEEDS: [u64; 7] = [
+/// - 3495692323 (the next 20 000-schedule run): `c`, yielding to `a`,
+///   forwarded a call to `a` as `a` crashed; refused there, it was re-routed
+///   to the holder in `c`'s view, `c` itself, which forwarded it again with
+///   a fresh re-route budget: in no virtual time, for good (out of memory).
+///   A call now keeps its budget across forwards (`message::Answer`).
+const RETRIES_SEEDS: [u64; 8] = [
     4,
     273,
     186,
@@ -586,6 +591,7 @@ const RETRIES_SEEDS: [u64; 7] = [
     360_501_613,
     360_502_299,
     360_502_527,
+    3_495_692_323,
 ];
 
 /// Every seed of [`RETRIES_SEEDS`], with retries on, replays with no
