@@ -201,6 +201,10 @@ pub struct Summary {
     /// crash lost in them (reported by a failover, so no violation).
     pub sync_schedules: usize,
     pub sync_lost_reported: usize,
+    /// The same, for the schedules in refuse mode only (no answer without
+    /// a standby that stored the call; the rest fall back to asynchronous).
+    pub refuse_schedules: usize,
+    pub refuse_lost_reported: usize,
     /// Known bug -> how many of those seeds ran with synchronous standby.
     pub known_in_sync: BTreeMap<KnownGap, usize>,
 }
@@ -223,6 +227,13 @@ pub fn run_many(base: u64, count: u64, threads: usize) -> Summary {
                 if run.schedule.sync.is_some() {
                     sum.sync_schedules += 1;
                     sum.sync_lost_reported += run.stats.lost_reported;
+                }
+                let refuse = run.schedule.sync.as_ref().is_some_and(|s| {
+                    matches!(s.on_no_standby, ractor_takeover::config::NoStandby::Refuse)
+                });
+                if refuse {
+                    sum.refuse_schedules += 1;
+                    sum.refuse_lost_reported += run.stats.lost_reported;
                 }
                 for k in run.known() {
                     if run.schedule.sync.is_some() {

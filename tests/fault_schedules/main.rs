@@ -173,8 +173,11 @@ fn fault_schedules() {
     );
     println!("  {:?}", summary.stats);
     println!(
-        "  synchronous standby: {} schedules, {} acknowledged calls lost with a crash (reported)",
-        summary.sync_schedules, summary.sync_lost_reported
+        "  synchronous standby: {} schedules, {} acknowledged calls lost with a crash (reported); in refuse mode {} schedules, {} lost",
+        summary.sync_schedules,
+        summary.sync_lost_reported,
+        summary.refuse_schedules,
+        summary.refuse_lost_reported
     );
     for (k, seeds) in &summary.known {
         println!(
