@@ -274,9 +274,7 @@ impl FakeCluster {
         if w.cut.contains(&pair(from, to)) {
             return;
         }
-        w.dials += 1;
-        let dial = w.dials;
-        w.dialing.insert(pair(from, to), dial);
+        let dial = begin_dial(w, from, to);
         let (cluster, from, to) = (self.clone(), from.clone(), to.clone());
         tokio::spawn(async move {
             tokio::time::sleep(REDIAL_AFTER).await;
@@ -288,11 +286,7 @@ impl FakeCluster {
     /// a later dial made it moot): a new session syncs both views.
     fn reopen_session(&self, from: &NodeName, to: &NodeName, dial: u64) {
         let mut w = self.world();
-        if w.dialing.get(&pair(from, to)) != Some(&dial) {
-            return;
-        }
-        w.dialing.remove(&pair(from, to));
-        if w.cut.contains(&pair(from, to)) {
+        if !end_dial(&mut w, from, to, dial) || w.cut.contains(&pair(from, to)) {
             return;
         }
         for (a, b) in [(from, to), (to, from)] {
@@ -330,9 +324,7 @@ impl FakeCluster {
         let mut out = HashSet::new();
         for (peer, delay) in slow {
             w.dial_delay.remove(&(node.clone(), peer.clone()));
-            w.dials += 1;
-            let dial = w.dials;
-            w.dialing.insert(pair(node, &peer), dial);
+            let dial = begin_dial(w, node, &peer);
             out.insert(peer.clone());
             let cluster = self.clone();
             let node = node.clone();
@@ -352,10 +344,9 @@ impl FakeCluster {
         // later restart started on the same pair: ending that one would
         // open the link without the sync, and the views would never meet
         // (fault seed 2324582863).
-        if w.dialing.get(&pair(node, peer)) != Some(&dial) {
+        if !end_dial(&mut w, node, peer, dial) {
             return;
         }
-        w.dialing.remove(&pair(node, peer));
         let both_up = [node, peer]
             .iter()
             .all(|n| w.nodes.get(*n).is_some_and(|s| s.up));
@@ -365,4 +356,24 @@ impl FakeCluster {
         tracing::info!("--- {node} completes its session with {peer}");
         self.sync_restarted(&mut w, node, peer);
     }
+}
+
+/// Starts a dial between `a` and `b`: until it ends, what would cross their
+/// link is dropped, as a cut does. Returns its number, which only that dial
+/// ends with (see [`end_dial`]).
+fn begin_dial(w: &mut World, a: &NodeName, b: &NodeName) -> u64 {
+    w.dials += 1;
+    w.dialing.insert(pair(a, b), w.dials);
+    w.dials
+}
+
+/// Ends dial `dial` between `a` and `b` if it is still the pair's pending
+/// one; whether it was. A dial that a crash made moot, or that a later dial
+/// replaced, ends nothing.
+fn end_dial(w: &mut World, a: &NodeName, b: &NodeName, dial: u64) -> bool {
+    if w.dialing.get(&pair(a, b)) != Some(&dial) {
+        return false;
+    }
+    w.dialing.remove(&pair(a, b));
+    true
 }

@@ -22,66 +22,73 @@ pub(crate) type ReplyPort<A> = RpcReplyPort<Result<<A as TakeoverActor>::Reply, 
 /// The call's key ([`CallKey`], set by a [`crate::GlobalClient`] with
 /// retries on) rides with its answer, not in the message: it goes wherever
 /// the call is forwarded, and a cast has neither.
-pub(crate) struct Answer<A: TakeoverActor>(
-    pub(super) AnswerTo<A>,
-    Option<Instant>,
-    pub(super) Option<CallKey>,
+pub(crate) struct Answer<A: TakeoverActor> {
+    pub(super) to: AnswerTo<A>,
+    deadline: Option<Instant>,
+    pub(super) key: Option<CallKey>,
     /// The call's re-route budget (see `routing::reroute`), which the call
     /// keeps across the instances that forward it: reset at each forward,
     /// a yielding or retiring instance whose refused forward came back to
     /// it sent it out again, in no time, for good (fault seed 3495692323
     /// with retries ran out of memory).
-    pub(super) u8,
-);
+    pub(super) reroutes_left: u8,
+}
 
 impl<A: TakeoverActor> std::fmt::Debug for Answer<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let to = match &self.0 {
+        let to = match &self.to {
             AnswerTo::Typed(_) => "typed",
             AnswerTo::Bytes(_) => "bytes",
         };
         f.debug_struct("Answer")
             .field("to", &to)
-            .field("deadline", &self.1)
-            .field("key", &self.2)
+            .field("deadline", &self.deadline)
+            .field("key", &self.key)
+            .field("reroutes_left", &self.reroutes_left)
             .finish()
     }
 }
 
 impl<A: TakeoverActor> Answer<A> {
+    /// An answer to `to` by `deadline`, for a call without a key and with
+    /// its whole re-route budget.
+    fn new(to: AnswerTo<A>, deadline: Option<Instant>) -> Self {
+        Self {
+            to,
+            deadline,
+            key: None,
+            reroutes_left: super::wire::MAX_REROUTES,
+        }
+    }
+
     /// A byte port, shared with the [`crate::Reply`] in the message if it
     /// has one, with its deadline counted from when the port was made.
     pub(crate) fn slot(slot: Arc<Slot>) -> Self {
         let deadline = slot.deadline();
-        Self(
-            AnswerTo::Bytes(slot),
-            deadline,
-            None,
-            super::wire::MAX_REROUTES,
-        )
+        Self::new(AnswerTo::Bytes(slot), deadline)
     }
 
     /// This answer, for a call under `key`.
     pub(crate) fn with_key(mut self, key: Option<CallKey>) -> Self {
-        self.2 = key;
+        self.key = key;
         self
     }
 
     /// This answer, for a call with `left` re-routes to go.
     pub(crate) fn with_reroutes_left(mut self, left: u8) -> Self {
-        self.3 = left;
+        self.reroutes_left = left;
         self
     }
 
     /// The call's key, if its client gave it one.
     pub(crate) fn key(&self) -> Option<&CallKey> {
-        self.2.as_ref()
+        self.key.as_ref()
     }
 
     /// The byte port, if the message carries a [`crate::Reply`] bound to it:
     /// the runtime keeps an eye on it while the handler holds the port.
     pub(crate) fn port_slot(&self) -> Option<&Arc<Slot>> {
-        match &self.0 {
+        match &self.to {
             AnswerTo::Bytes(slot) if slot.is_bound() => Some(slot),
             _ => None,
         }
@@ -99,7 +106,7 @@ impl<A: TakeoverActor> Answer<A> {
     /// handler's own return value is not sent (the port answers), only
     /// errors are, if the port has not answered yet.
     pub(crate) fn send(self, answer: Result<A::Reply, CallErr>) {
-        match self.0 {
+        match self.to {
             AnswerTo::Typed(port) => {
                 let _ = port.send(answer);
             }
@@ -116,7 +123,7 @@ impl<A: TakeoverActor> Answer<A> {
     /// encoded once for the window and the caller both. A typed port gets
     /// it decoded.
     pub(crate) fn send_encoded(self, bytes: Vec<u8>) {
-        match self.0 {
+        match self.to {
             AnswerTo::Typed(port) => {
                 let _ = port.send(decode_answer(&bytes));
             }
@@ -131,19 +138,14 @@ impl<A: TakeoverActor> Answer<A> {
     /// sent the call; for a remote one, when its session handed the call
     /// over), so it is never earlier than the caller's own deadline.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.1
+        self.deadline
     }
 }
 
 impl<A: TakeoverActor> From<ReplyPort<A>> for Answer<A> {
     fn from(port: ReplyPort<A>) -> Self {
         let deadline = port.get_timeout().map(|t| Instant::now() + t);
-        Self(
-            AnswerTo::Typed(port),
-            deadline,
-            None,
-            super::wire::MAX_REROUTES,
-        )
+        Self::new(AnswerTo::Typed(port), deadline)
     }
 }
 
@@ -151,11 +153,6 @@ impl<A: TakeoverActor> From<ractor::concurrency::OneshotSender<Result<A::Reply, 
     for Answer<A>
 {
     fn from(tx: ractor::concurrency::OneshotSender<Result<A::Reply, CallErr>>) -> Self {
-        Self(
-            AnswerTo::Typed(tx.into()),
-            None,
-            None,
-            super::wire::MAX_REROUTES,
-        )
+        Self::new(AnswerTo::Typed(tx.into()), None)
     }
 }

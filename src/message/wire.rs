@@ -50,8 +50,7 @@ fn call_meta(left: u8, key: Option<CallKey>) -> Option<Vec<u8>> {
     })
 }
 
-/// The metadata of the call `wire`, decoded (a damaged one has no
-/// re-routes left and no key).
+/// The metadata of the call `wire`, decoded (see [`call_meta_of`]).
 fn read_call_meta(wire: &SerializedMessage) -> CallMeta {
     let meta = match wire {
         SerializedMessage::Call { metadata, .. } | SerializedMessage::Cast { metadata, .. } => {
@@ -59,6 +58,12 @@ fn read_call_meta(wire: &SerializedMessage) -> CallMeta {
         }
         _ => None,
     };
+    call_meta_of(meta)
+}
+
+/// A call's metadata bytes, decoded: none is the whole re-route budget and
+/// no key; a damaged one has no re-routes left and no key.
+fn call_meta_of(meta: Option<&[u8]>) -> CallMeta {
     match meta {
         None => CallMeta {
             reroutes_left: MAX_REROUTES,
@@ -219,8 +224,8 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                     Some(answer) => Ok(SerializedMessage::Call {
                         variant: VARIANT_CALL.into(),
                         args,
-                        metadata: call_meta(answer.3, answer.2),
-                        reply: match answer.0 {
+                        metadata: call_meta(answer.reroutes_left, answer.key),
+                        reply: match answer.to {
                             AnswerTo::Typed(port) => bridge(port),
                             // Forwarded from a remote caller (or one whose
                             // message carries a `Reply`): its byte port goes
@@ -282,19 +287,17 @@ impl<A: TakeoverActor> ractor::Message for TakeoverMessage<A> {
                 reply,
                 metadata,
             } if variant == VARIANT_CALL => {
-                let (key, left) = match metadata.as_deref() {
-                    None => (None, MAX_REROUTES),
-                    Some(m) => match decode_meta::<CallMeta>(Some(m)) {
-                        Some(m) => (m.key, m.reroutes_left),
-                        None => (None, 0),
-                    },
-                };
+                let meta = call_meta_of(metadata.as_deref());
                 // A `Reply` among the arguments binds to the call's port.
                 let slot = Slot::new(reply);
                 match decode_bound(&slot, &args) {
                     Ok(msg) => Ok(TakeoverMessage::Call {
                         msg,
-                        reply: Some(Answer::slot(slot).with_key(key).with_reroutes_left(left)),
+                        reply: Some(
+                            Answer::slot(slot)
+                                .with_key(meta.key)
+                                .with_reroutes_left(meta.reroutes_left),
+                        ),
                     }),
                     Err(e) => {
                         // Tell the caller instead of letting ractor drop it silently.

@@ -393,8 +393,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// a lost offer is made again, a stream of stale replicas is not
     /// answered one by one.
     fn offer_stored(&self, state: &mut ServerState<A>, sender: &RegistrationInfo) {
+        // Ordered by rank: the last is the holder of our view (`lookup`).
         let members = self.registry.members(&self.name);
-        let Some(top) = members.iter().max_by_key(|m| m.info().rank()) else {
+        let Some(top) = members.last() else {
             return;
         };
         if top.info() != sender {

@@ -247,44 +247,32 @@ impl<'o> Replay<'o> {
             }
         }
         self.separations.extend(open);
+        // Detected separations that the log does not time, each lasting
+        // until the first fault at or after a time (`None`: the log's end).
         // A frame limit: any frame over it closes the pair's session, both
         // count each other down, and they talk again only at the next dial
-        // (`fake::faults::REDIAL_AFTER`, 200 ms), a detected separation
-        // that the log does not time. Counted from the limit's start to the
-        // first fault 200 ms or more after it was lifted (or the log's end).
-        for (from, nodes, lifted_ms) in lifted {
-            let to = self.outcome.log[from..]
-                .iter()
-                .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= lifted_ms + 200))
+        // (`fake::faults::REDIAL_AFTER`, 200 ms): from the limit's start to
+        // 200 ms after it was lifted. A slow dial: the restarted node and
+        // that peer count each other down and cannot talk until the dial
+        // completes (`delay_dial`).
+        let timed = lifted
+            .into_iter()
+            .map(|(from, nodes, lifted_ms)| (from, nodes, Some(lifted_ms + 200)))
+            .chain(limited.into_iter().map(|(from, nodes)| (from, nodes, None)))
+            .chain(
+                slow.into_iter()
+                    .map(|(from, x, y, done_ms)| (from, pair(x, y), Some(done_ms))),
+            );
+        for (from, nodes, until_ms) in timed {
+            let to = until_ms
+                .and_then(|ms| {
+                    self.outcome.log[from..]
+                        .iter()
+                        .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= ms))
+                })
                 .map_or(end, |i| from + i);
             self.separations.push(Separation {
                 nodes,
-                from,
-                to,
-                undetected: false,
-                held: false,
-            });
-        }
-        for (from, nodes) in limited {
-            self.separations.push(Separation {
-                nodes,
-                from,
-                to: end,
-                undetected: false,
-                held: false,
-            });
-        }
-        // A slow dial: the restarted node and that peer count each other
-        // down and cannot talk until the dial completes (`delay_dial`), a
-        // detected separation. The log times faults only: it lasts until
-        // the first fault at or after the dial's end (or the log's end).
-        for (from, x, y, done_ms) in slow {
-            let to = self.outcome.log[from..]
-                .iter()
-                .position(|e| matches!(e, Entry::Fault { at_ms, .. } if *at_ms >= done_ms))
-                .map_or(end, |i| from + i);
-            self.separations.push(Separation {
-                nodes: pair(x, y),
                 from,
                 to,
                 undetected: false,
