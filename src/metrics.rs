@@ -206,3 +206,48 @@ fn kind(kind: &EventKind) -> &'static str {
         EventKind::Moved { .. } => "moved",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::*;
+    use crate::registry::RegistrationInfo;
+
+    /// A takeover pause goes in seconds, as the name says: 250 ms is 0.25.
+    /// Why here and not in `tests/metrics.rs`: there the pause is measured,
+    /// so only its presence can be checked without a timed assertion.
+    #[test]
+    fn a_takeover_pause_is_recorded_in_seconds() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let event = TakeoverEvent {
+            name: "n".into(),
+            node: NodeName::new("b"),
+            epoch: Some(3),
+            kind: EventKind::HandoverDone {
+                from: RegistrationInfo {
+                    name: "n".into(),
+                    epoch: 1,
+                    node: NodeName::new("a"),
+                },
+                pause: Duration::from_millis(250),
+                buffered: 0,
+            },
+        };
+        ::metrics::with_local_recorder(&recorder, || on_event(&event));
+        let pauses: Vec<f64> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(key, ..)| key.key().name() == TAKEOVER_PAUSE)
+            .flat_map(|(.., value)| match value {
+                DebugValue::Histogram(xs) => xs.into_iter().map(|x| x.into_inner()).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(pauses, vec![0.25]);
+    }
+}

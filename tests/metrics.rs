@@ -201,8 +201,9 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
     );
     for (at, xs) in &pauses {
         assert_eq!(xs.len(), 1, "one pause per takeover at {at:?}: {xs:?}");
+        // Its unit (seconds) is checked in `src/metrics.rs`, on a pause of
+        // known length: a measured one allows no bound but a timed one.
         assert!(xs[0] > 0.0, "a pause takes time: {at:?} {xs:?}");
-        assert!(xs[0] < TIMEOUT.as_secs_f64(), "a pause in seconds: {xs:?}");
     }
     for (at, xs) in &bytes {
         assert_eq!(xs.len(), 1, "one state size per takeover at {at:?}: {xs:?}");
