@@ -63,8 +63,11 @@ pub(crate) struct ScaleArgs {
     /// Bound of every other wait, s.
     #[arg(long, default_value_t = 15)]
     settle_s: u64,
-    /// How long idle CPU is measured, s (0: not measured).
-    #[arg(long, default_value_t = 3)]
+    /// How long idle CPU is measured, s (0: not measured). Why 10: the
+    /// CPU times in /proc tick every 10 ms, and over 3 s one stray tick or
+    /// a neighbour's burst moved the busiest node's figure by several
+    /// percent.
+    #[arg(long, default_value_t = 10)]
     idle_s: u64,
     /// The nodes' heartbeat interval, ms.
     #[arg(long, default_value_t = 200)]

@@ -263,10 +263,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             reachable.is_some(),
         );
         let (Some(me), Some(other)) = (me, reachable) else {
+            tracing::debug!(
+                ?claim,
+                ?step,
+                "a rival's claim, but its registration is not in our view; ignored"
+            );
             return Ok(());
         };
         match step {
-            RivalStep::Ignore | RivalStep::Busy => return Ok(()),
+            RivalStep::Ignore | RivalStep::Busy => {
+                tracing::debug!(?claim, ?step, "a rival's claim, not acted on");
+                return Ok(());
+            }
             RivalStep::MergedResumed => {
                 tracing::warn!(loser = ?other.info(), "the loser we merged holds again (it missed our MergeDone); deciding anew");
                 holder.merged = None;
