@@ -262,6 +262,19 @@ pub trait Registry: transport::Transport {
     /// Removes a registration of this node's and tells the other nodes.
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason);
 
+    /// Removes `registration` as [`Self::unregister`] does, but only while
+    /// this view has it for that same instance (`registration.cell()`). The
+    /// server leaves its name through this one. Why: a node that restarts
+    /// without a state directory may take the same epoch again, and an
+    /// instance of its previous life that is still stopping must not remove
+    /// the registration of the new one, which has the same name, epoch and
+    /// node. The fake cluster checks the instance (its killed instances
+    /// stop after the restart); the default removes by `info`, for a
+    /// backend whose instances die with their process.
+    fn unregister_instance(&self, registration: &Registration, reason: LeaveReason) {
+        self.unregister(registration.info(), reason);
+    }
+
     /// The nodes this one considers up, itself included: connected and
     /// answering heartbeats on a real cluster. Placement decides from it.
     fn live_nodes(&self) -> BTreeSet<NodeName>;

@@ -221,6 +221,23 @@ impl Registry for FakeNode {
         self.remove_and_tell(&mut w, info, reason);
     }
 
+    fn unregister_instance(&self, registration: &Registration, reason: LeaveReason) {
+        let mut w = self.cluster.world();
+        let info = registration.info();
+        // An instance killed by a crash stops after its node restarted (a
+        // real process's instances die with it): if the node took the same
+        // epoch again since, the entry is the new instance's, and stays.
+        let same = w
+            .nodes
+            .get(&self.id)
+            .and_then(|n| n.view.get(&info.name))
+            .and_then(|e| e.get(&(info.epoch, info.node.clone())))
+            .is_some_and(|cell| cell.get_id() == registration.cell().get_id());
+        if same {
+            self.remove_and_tell(&mut w, info, reason);
+        }
+    }
+
     fn live_nodes(&self) -> BTreeSet<NodeName> {
         let w = self.cluster.world();
         match w.nodes.get(&self.id) {

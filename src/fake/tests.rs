@@ -492,6 +492,49 @@ async fn crash_kills_attached_and_restart_resyncs() {
     wait_holders(&cluster, "x", None).await;
 }
 
+/// A node that restarts without a state directory takes the same epoch
+/// again; the instance of its previous life, still stopping, leaves by
+/// `unregister_instance` and must not remove the new instance's
+/// registration of the same name, epoch and node (fault seed 1818106105).
+/// Its own entry, while it has one, it removes.
+#[tokio::test]
+async fn an_old_instance_leaves_without_removing_its_successor() {
+    let cluster = FakeCluster::new(["a", "b"]);
+    let a = cluster.node("a");
+    let old = a.register("x", idle().await).await.expect("register x");
+    cluster.crash("a");
+    cluster.restart("a");
+    let new = a
+        .register("x", idle().await)
+        .await
+        .expect("register x again");
+    assert_eq!(
+        new.info(),
+        old.info(),
+        "a forgot its epoch: the same (epoch, node) again"
+    );
+    wait_holders(&cluster, "x", Some(("a", new.epoch()))).await;
+
+    a.unregister_instance(&old, LeaveReason::InstanceDied);
+    let kept = a
+        .resolve(new.info())
+        .expect("the new registration stays in a's view");
+    assert_eq!(kept.cell().get_id(), new.cell().get_id());
+    wait_links_empty(&cluster, &["a", "b"]).await;
+    assert_eq!(
+        holder_in(&cluster, "b", "x"),
+        Some(("a".to_string(), new.epoch())),
+        "b keeps it too"
+    );
+
+    a.unregister_instance(&new, LeaveReason::Unregistered);
+    assert!(
+        a.resolve(new.info()).is_none(),
+        "its own instance removes it"
+    );
+    wait_holders(&cluster, "x", None).await;
+}
+
 /// Messages on one link arrive in the order they were sent, even
 /// when the link's delay shrinks between sends (a later, less delayed item
 /// waits behind an earlier one, like on a TCP stream).

@@ -387,7 +387,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.end_tenure(state);
         if let Some(me) = self.set_registration(state, None) {
             self.registry
-                .unregister(me.info(), LeaveReason::InstanceDied);
+                .unregister_instance(&me, LeaveReason::InstanceDied);
         }
         for call in std::mem::take(&mut state.buffer) {
             self.refuse_stopped(state, call, &why);

@@ -192,7 +192,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     pub(super) fn leave_standbys(&self, warm: Warm<A>) {
         if let Some(reg) = warm.reg {
             self.registry
-                .unregister(reg.info(), LeaveReason::InstanceDied);
+                .unregister_instance(&reg, LeaveReason::InstanceDied);
         }
     }
 

@@ -216,7 +216,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         if let Some(me) = self.set_registration(state, None) {
             self.registry
-                .unregister(me.info(), LeaveReason::Unregistered);
+                .unregister_instance(&me, LeaveReason::Unregistered);
         }
         tracing::info!(to = %successor.node, forwarded, "retired");
         self.publish(
@@ -559,7 +559,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Ok(new) => {
                 if let Some(old) = self.set_registration(state, Some(new)) {
                     self.registry
-                        .unregister(old.info(), LeaveReason::Unregistered);
+                        .unregister_instance(&old, LeaveReason::Unregistered);
                 }
             }
             Err(e) => {

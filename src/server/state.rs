@@ -142,11 +142,11 @@ impl<A: TakeoverActor> Drop for ServerState<A> {
         self.ctx.end_tenure();
         if let Stage::Pulling(p) = &self.stage {
             self.registry
-                .unregister(p.registration().info(), LeaveReason::InstanceDied);
+                .unregister_instance(p.registration(), LeaveReason::InstanceDied);
         }
         if let Some(me) = self.ctx.registration.take() {
             self.registry
-                .unregister(me.info(), LeaveReason::InstanceDied);
+                .unregister_instance(&me, LeaveReason::InstanceDied);
         }
     }
 }

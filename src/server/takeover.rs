@@ -363,7 +363,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             );
         }
         self.registry
-            .unregister(p.me.info(), LeaveReason::Unregistered);
+            .unregister_instance(&p.me, LeaveReason::Unregistered);
         for call in std::mem::take(&mut state.buffer) {
             self.forward_to_holder(state, call);
         }

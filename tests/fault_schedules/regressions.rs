@@ -605,3 +605,27 @@ fn retries_seeds_stay_fixed() {
         }
     }
 }
+
+/// Seed 1818106105 (retries run of 2026-12-03; fails without retries too):
+/// `c`, not durable, crashes and restarts at the same instant while split
+/// from `a`, and its new instance takes epoch 3 again (B1). The instance
+/// the crash killed stopped after the restart, and its last act, leaving
+/// its name by `(name, epoch 3, c)`, removed the new instance's
+/// registration instead, here and on `a`. The new instance went on
+/// holding, unregistered: `a` ignored its claims (no such registration in
+/// its view) and the name never settled after the heal. Now an instance
+/// leaves through `Registry::unregister_instance`, which the fake applies
+/// only to the same instance's entry (a real process's instances die
+/// with it).
+const REUSED_EPOCH_SEEDS: [u64; 1] = [1_818_106_105];
+
+/// Every seed of [`REUSED_EPOCH_SEEDS`] replays with no violation that no
+/// known gap explains; before the fix each was never quiet after the heal.
+#[test]
+fn reused_epoch_seeds_stay_fixed() {
+    for seed in REUSED_EPOCH_SEEDS {
+        if let Some(report) = run_seed(seed).report(false) {
+            panic!("seed {seed} (a killed instance's leave after its node restarted):\n{report}");
+        }
+    }
+}

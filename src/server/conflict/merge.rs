@@ -197,7 +197,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         match self.registry.steal(&self.name, cell).await {
             Ok(new) => {
                 self.registry
-                    .unregister(me.info(), LeaveReason::Unregistered);
+                    .unregister_instance(&me, LeaveReason::Unregistered);
                 self.set_registration(state, Some(new));
                 self.publish(
                     state,
@@ -233,7 +233,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let to = y.winner.info().clone();
         if let Some(me) = self.set_registration(state, None) {
             self.registry
-                .unregister(me.info(), LeaveReason::Unregistered);
+                .unregister_instance(&me, LeaveReason::Unregistered);
         }
         self.publish(
             state,
