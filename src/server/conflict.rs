@@ -369,7 +369,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 let loser = c.other.info().clone();
                 holder.conflict = None;
                 self.merge_missed(state, loser);
-                return self.serve_held_if_answering(state).await;
+                // The loser may hold still: it decided against an older
+                // claim of ours and waits for our state in turn (seed
+                // 4024867561: both ends won, both missed the merge, and
+                // both served until the end, no registry change to wake
+                // them). Settle with whoever is in view now, or serve.
+                return self.check_conflict(state).await;
             }
         } else if c.theirs.is_none() {
             if c.above && !c.warned && c.seen.elapsed() >= self.config.conflict_grace {

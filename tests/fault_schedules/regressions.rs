@@ -629,3 +629,27 @@ fn reused_epoch_seeds_stay_fixed() {
         }
     }
 }
+
+/// Seeds 4024867561 and 3495690530 (long runs of 2026-12-02 and
+/// 2026-12-03): two holders each decided they won. In 4024867561 `a`
+/// re-registered at epoch 10 when a split showed `c` gone; at the heal `c`
+/// (epoch 9) decided against `a`'s older claim (epoch 7) and `a` against
+/// `c`'s, so each waited for the other's state. Both merge waits ran out,
+/// each served without the other's state, and no registry change came to
+/// make them settle: two holders for good, 85 acknowledged calls lost. In
+/// 3495690530 `a` (epoch 19) decided against `c`'s older registration
+/// (epoch 3) while `c` (epoch 21) decided against `a`.
+/// Now a holder whose merge did not come checks its view for a rival again
+/// (`server/conflict.rs`, `on_conflict_tick`) and settles with it anew.
+const DOUBLE_WIN_SEEDS: [u64; 2] = [4_024_867_561, 3_495_690_530];
+
+/// Every seed of [`DOUBLE_WIN_SEEDS`] replays with no violation that no
+/// known gap explains; before the fix each was never quiet after the heal.
+#[test]
+fn double_win_seeds_stay_fixed() {
+    for seed in DOUBLE_WIN_SEEDS {
+        if let Some(report) = run_seed(seed).report(false) {
+            panic!("seed {seed} (both holders of a conflict won):\n{report}");
+        }
+    }
+}
