@@ -494,7 +494,11 @@ pub fn epoch_never_seen(r: &Replay, x: &ActorId, top: &ActorId) -> Option<KnownG
         _ => None,
     });
     let in_flight = match (delay, ms_at(go), ms_at(died + 1)) {
-        (Some(d), Some(went), Some(crashed)) => d > crashed.saturating_sub(went),
+        // `went` is the last fault before the go, so the registration left
+        // at `went` or later and arrived at `went + d` or later: a crash at
+        // that very instant may have dropped it too (seed 4024874669: a
+        // 36 ms delay, the crash 36 ms after the fault before the go).
+        (Some(d), Some(went), Some(crashed)) => d >= crashed.saturating_sub(went),
         _ => false,
     };
     (down_throughout || forgot || cut_off || in_flight).then_some(KnownGap::B13EpochNeverSeen)

@@ -583,7 +583,10 @@ fn stale_holder_seeds_stay_fixed() {
 ///   to the holder in `c`'s view, `c` itself, which forwarded it again with
 ///   a fresh re-route budget: in no virtual time, for good (out of memory).
 ///   A call now keeps its budget across forwards (`message::Answer`).
-const RETRIES_SEEDS: [u64; 8] = [
+/// - 1818103765 (a 20 000-schedule run of 2026-12-03): never quiet after
+///   the heal, both holders of a conflict having won (see
+///   [`DOUBLE_WIN_SEEDS`]).
+const RETRIES_SEEDS: [u64; 9] = [
     4,
     273,
     186,
@@ -592,6 +595,7 @@ const RETRIES_SEEDS: [u64; 8] = [
     360_502_299,
     360_502_527,
     3_495_692_323,
+    1_818_103_765,
 ];
 
 /// Every seed of [`RETRIES_SEEDS`], with retries on, replays with no
@@ -616,8 +620,11 @@ fn retries_seeds_stay_fixed() {
 /// its view) and the name never settled after the heal. Now an instance
 /// leaves through `Registry::unregister_instance`, which the fake applies
 /// only to the same instance's entry (a real process's instances die
-/// with it).
-const REUSED_EPOCH_SEEDS: [u64; 1] = [1_818_106_105];
+/// with it). 2104188196 and 2104202820 (a 20 000-schedule run of
+/// 2026-12-03, warm standby) have the same shape: `b` crashes and
+/// restarts, its new holder takes epoch 2 again, and it stays a second
+/// holder after the heal unless the fix is in.
+const REUSED_EPOCH_SEEDS: [u64; 3] = [1_818_106_105, 2_104_188_196, 2_104_202_820];
 
 /// Every seed of [`REUSED_EPOCH_SEEDS`] replays with no violation that no
 /// known gap explains; before the fix each was never quiet after the heal.
