@@ -206,7 +206,12 @@ impl<A: Protocol> GlobalClient<A> {
     pub async fn call(&self, msg: A::Msg, timeout: Duration) -> Result<A::Reply, CallErr> {
         let deadline = Instant::now() + timeout;
         let mut holder = self.holder_before(deadline).await?;
-        let mut key = self.retries.then(|| self.inner.keys.next());
+        // The guard keeps the call under way (below every later call's
+        // floor) until this future ends, however it ends.
+        let (mut key, _pending) = match self.retries.then(|| self.inner.keys.next()) {
+            Some((key, pending)) => (Some(key), Some(pending)),
+            None => (None, None),
+        };
         // By node name, not by actor id: on the fake cluster every instance
         // is a local actor, and a call to another node must still take the
         // wire path a real one takes.
@@ -226,6 +231,10 @@ impl<A: Protocol> GlobalClient<A> {
         let mut unknown: Option<CallErr> = None;
         let mut backoff = RETRY_BACKOFF;
         loop {
+            // Each try tells the oldest call still under way, as of now.
+            if let Some(k) = key.as_mut() {
+                k.floor = self.inner.keys.floor(k.seq);
+            }
             let attempt = if holder.node() == self.inner.registry.node() {
                 let m = match msg.take() {
                     Some(m) => m,

@@ -27,6 +27,15 @@
 //! about every `dedup_window` calls the server applies; no answer carries
 //! anything new.
 //!
+//! Why a `floor` on the key too: a try can outlive its call (held on a
+//! link, or buffered by a holder that yielded) while a retry got the
+//! answer elsewhere, from a lineage that never saw the first try. Applied
+//! late in the other lineage, it lands after calls its client made later.
+//! Each try says which of its client's calls had all ended (below
+//! `floor`), the window keeps the highest floor per client it holds
+//! entries of, and a key below it that it does not hold is refused
+//! unapplied ([`Seen::Ended`]).
+//!
 //! The window lives in the state an instance sends (a takeover, a merge
 //! offer, a checkpoint), after the user's bytes (see [`seal`]): it moves
 //! with the state it describes, and a crash failover from a checkpoint
@@ -38,8 +47,9 @@
 //! that the standby a crash failover starts knows every call it holds the
 //! effect of, and a retry there is answered, not applied a second time.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
@@ -57,6 +67,10 @@ pub struct CallKey {
     pub(crate) client: u128,
     pub(crate) seq: u64,
     pub(crate) seen: u64,
+    /// Every call of this client below this sequence number had ended when
+    /// this try was sent (answered, or given up with an unknown outcome):
+    /// a try of one of them that arrives later is waited for by nobody.
+    pub(crate) floor: u64,
 }
 
 /// A client handle's side: its identity and counters.
@@ -73,6 +87,24 @@ pub(crate) struct ClientKeys {
     next_seq: AtomicU64,
     /// The newest window ordinal heard of (from a `PastDedupWindow`).
     seen: AtomicU64,
+    /// The calls under way (handles may be shared by concurrent tasks):
+    /// the smallest is every key's `floor`.
+    pending: Mutex<BTreeSet<u64>>,
+}
+
+/// A call under way on a [`ClientKeys`]: it ends (and the client's floor
+/// may rise past it) when this is dropped, however the call ended,
+/// cancelled futures included.
+#[derive(Debug)]
+pub(crate) struct Pending<'a> {
+    keys: &'a ClientKeys,
+    seq: u64,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.keys.lock().remove(&self.seq);
+    }
 }
 
 impl ClientKeys {
@@ -81,16 +113,33 @@ impl ClientKeys {
             client: random_id(),
             next_seq: AtomicU64::new(1),
             seen: AtomicU64::new(0),
+            pending: Mutex::new(BTreeSet::new()),
         }
     }
 
-    /// A fresh key for a new call.
-    pub(crate) fn next(&self) -> CallKey {
-        CallKey {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh key for a new call, under way until the guard drops.
+    pub(crate) fn next(&self) -> (CallKey, Pending<'_>) {
+        let mut pending = self.lock();
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        pending.insert(seq);
+        let floor = pending.first().copied().unwrap_or(seq);
+        drop(pending);
+        let key = CallKey {
             client: self.client,
-            seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
+            seq,
             seen: self.seen.load(Ordering::Acquire),
-        }
+            floor,
+        };
+        (key, Pending { keys: self, seq })
+    }
+
+    /// The floor for a try sent now: the oldest call still under way.
+    pub(crate) fn floor(&self, seq: u64) -> u64 {
+        self.lock().first().copied().unwrap_or(seq).min(seq)
     }
 
     /// The server applied calls up to `ordinal`: keys made from now on say so.
@@ -130,6 +179,12 @@ pub(crate) enum Seen {
     /// It may have been applied and left the window: refuse it, unapplied,
     /// telling the newest ordinal.
     PastWindow { applied: u64 },
+    /// Not in the window, and its client had ended every call up to one
+    /// above it when it sent a later one: a late try (held on a link, or
+    /// buffered by a holder that yielded) that nobody waits for. Refused
+    /// unapplied, as [`Seen::PastWindow`] is: applied now, it would land
+    /// after calls its client made later.
+    Ended { applied: u64 },
     /// Never applied: apply it.
     New,
 }
@@ -139,6 +194,8 @@ pub(crate) enum Seen {
 struct Entry {
     client: u128,
     seq: u64,
+    /// The client's floor when this call was applied (see [`CallKey`]).
+    floor: u64,
     /// Its answer, `Ok(reply)` encoded as a byte port sends it.
     reply: Vec<u8>,
 }
@@ -153,6 +210,12 @@ pub(crate) struct Window {
     /// Where each key is: its ordinal. Rebuilt on decode.
     #[serde(skip)]
     index: HashMap<(u128, u64), u64>,
+    /// Per client with entries in the window: how many, and the highest
+    /// floor its calls brought. Rebuilt on decode. Why only those clients:
+    /// the window forgets clients as it forgets their calls, so this stays
+    /// bounded by the window; for a forgotten client `seen` still guards.
+    #[serde(skip)]
+    floors: HashMap<u128, (u32, u64)>,
     /// Synchronous standby: the newest ordinal a replica carried already
     /// (the entries after it go in the next [`WindowDelta`]), or `None`
     /// when the window changed otherwise than by recording (a merge
@@ -178,7 +241,7 @@ impl WindowDelta {
         16 + self
             .entries
             .iter()
-            .map(|e| e.reply.len() + 28)
+            .map(|e| e.reply.len() + 36)
             .sum::<usize>()
     }
 }
@@ -206,6 +269,15 @@ impl Window {
                 applied: self.applied(),
             };
         }
+        if self
+            .floors
+            .get(&key.client)
+            .is_some_and(|(_, floor)| key.seq < *floor)
+        {
+            return Seen::Ended {
+                applied: self.applied(),
+            };
+        }
         Seen::New
     }
 
@@ -213,19 +285,59 @@ impl Window {
     /// (encoded as a byte port sends it); the oldest entries leave past
     /// `capacity`.
     pub(crate) fn record(&mut self, key: &CallKey, reply: Vec<u8>, capacity: usize) {
-        self.push(key.client, key.seq, reply);
+        self.push(Entry {
+            client: key.client,
+            seq: key.seq,
+            floor: key.floor,
+            reply,
+        });
         while self.entries.len() > capacity {
-            if let Some(old) = self.entries.pop_front() {
-                self.index.remove(&(old.client, old.seq));
+            if self.pop_oldest() {
                 self.evicted += 1;
             }
         }
     }
 
-    fn push(&mut self, client: u128, seq: u64, reply: Vec<u8>) {
+    fn push(&mut self, entry: Entry) {
         let ordinal = self.applied() + 1;
-        self.index.insert((client, seq), ordinal);
-        self.entries.push_back(Entry { client, seq, reply });
+        self.index.insert((entry.client, entry.seq), ordinal);
+        let f = self.floors.entry(entry.client).or_insert((0, 0));
+        f.0 += 1;
+        f.1 = f.1.max(entry.floor);
+        self.entries.push_back(entry);
+    }
+
+    /// Drops the oldest entry (not counted in `evicted` here); whether
+    /// there was one.
+    fn pop_oldest(&mut self) -> bool {
+        let Some(old) = self.entries.pop_front() else {
+            return false;
+        };
+        self.index.remove(&(old.client, old.seq));
+        if let Some(f) = self.floors.get_mut(&old.client) {
+            f.0 -= 1;
+            if f.0 == 0 {
+                self.floors.remove(&old.client);
+            }
+        }
+        true
+    }
+
+    /// Rebuilds the index and the floors from the entries.
+    fn rebuild(&mut self) {
+        let base = self.evicted;
+        self.index = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| ((e.client, e.seq), base + 1 + i as u64))
+            .collect();
+        self.floors.clear();
+        for e in &self.entries {
+            let f = self.floors.entry(e.client).or_insert((0, 0));
+            f.0 += 1;
+            f.1 = f.1.max(e.floor);
+        }
     }
 
     /// A split-brain winner takes the loser's answered keys too: the loser
@@ -238,33 +350,21 @@ impl Window {
         // Renumbered: no delta describes this; a whole state goes next.
         self.replicated = None;
         self.evicted += theirs.evicted;
-        self.index = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((e.client, e.seq), self.evicted + 1 + i as u64))
-            .collect();
+        self.rebuild();
         for e in theirs.entries {
             if !self.index.contains_key(&(e.client, e.seq)) {
-                self.push(e.client, e.seq, e.reply);
+                self.push(e);
             }
         }
         while self.entries.len() > capacity {
-            if let Some(old) = self.entries.pop_front() {
-                self.index.remove(&(old.client, old.seq));
+            if self.pop_oldest() {
                 self.evicted += 1;
             }
         }
     }
 
     fn reindex(&mut self) {
-        let base = self.evicted;
-        self.index = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| ((e.client, e.seq), base + 1 + i as u64))
-            .collect();
+        self.rebuild();
         self.replicated = Some(self.applied());
     }
 
@@ -315,12 +415,10 @@ impl Window {
             ));
         }
         for e in &delta.entries {
-            self.push(e.client, e.seq, e.reply.clone());
+            self.push(e.clone());
         }
         while self.evicted < delta.evicted {
-            if let Some(old) = self.entries.pop_front() {
-                self.index.remove(&(old.client, old.seq));
-            }
+            self.pop_oldest();
             self.evicted += 1;
         }
         self.replicated = Some(self.applied());

@@ -1,7 +1,99 @@
 use super::*;
 
 fn key(client: u128, seq: u64, seen: u64) -> CallKey {
-    CallKey { client, seq, seen }
+    CallKey {
+        client,
+        seq,
+        seen,
+        floor: 0,
+    }
+}
+
+fn key_above(client: u128, seq: u64, floor: u64) -> CallKey {
+    CallKey {
+        client,
+        seq,
+        seen: 0,
+        floor,
+    }
+}
+
+/// Fault seeds 1818104176, 1818105932, 3495691198 (retries on): a try of
+/// call 10 that nobody waited for any more (the client had its answer from
+/// another lineage) was applied after the client's calls 11 to 15, in a
+/// lineage without call 10. The later calls' floor says call 10 had ended.
+#[test]
+fn a_try_below_its_clients_floor_is_refused_unless_answered() {
+    let mut w = Window::default();
+    w.record(&key_above(1, 9, 9), b"nine".to_vec(), 8);
+    for seq in 11..=15 {
+        w.record(&key_above(1, seq, 11), vec![seq as u8], 8);
+    }
+    assert_eq!(w.check(&key_above(1, 10, 10)), Seen::Ended { applied: 6 });
+    // Answered keys below the floor still get their reply.
+    assert_eq!(
+        w.check(&key_above(1, 9, 9)),
+        Seen::Answered(b"nine".to_vec())
+    );
+    // At or above the floor, and other clients: new.
+    assert_eq!(w.check(&key_above(1, 16, 11)), Seen::New);
+    assert_eq!(w.check(&key_above(2, 10, 10)), Seen::New);
+}
+
+/// The floor moves with the window (seal and open, a merge, a delta) and
+/// leaves with the client's last entry, so it stays bounded by the window.
+#[test]
+fn a_clients_floor_travels_with_the_window_and_leaves_with_it() {
+    let mut w = Window::default();
+    w.settle();
+    w.record(&key_above(1, 5, 5), vec![5], 4);
+    let sealed = seal(Vec::new(), &w).unwrap();
+    let (_, opened) = open(&sealed).unwrap();
+    assert_eq!(
+        opened.check(&key_above(1, 4, 4)),
+        Seen::Ended { applied: 1 }
+    );
+
+    let mut standby = Window::default();
+    standby.apply_delta(&w.take_delta().unwrap()).unwrap();
+    assert_eq!(
+        standby.check(&key_above(1, 4, 4)),
+        Seen::Ended { applied: 1 }
+    );
+
+    let mut winner = Window::default();
+    winner.absorb(opened, 4);
+    assert_eq!(
+        winner.check(&key_above(1, 4, 4)),
+        Seen::Ended { applied: 1 }
+    );
+
+    // Client 1's entry leaves: its floor with it (`seen` guards from then).
+    for seq in 1..=4 {
+        w.record(&key_above(2, seq, seq), vec![], 4);
+    }
+    let late = CallKey {
+        client: 1,
+        seq: 4,
+        seen: w.applied(),
+        floor: 4,
+    };
+    assert_eq!(w.check(&late), Seen::New);
+}
+
+/// A client's floor is its oldest call under way, whichever task made it.
+#[test]
+fn the_floor_is_the_oldest_call_under_way() {
+    let keys = ClientKeys::new();
+    let (a, pa) = keys.next();
+    let (b, pb) = keys.next();
+    assert_eq!((a.floor, b.floor), (a.seq, a.seq));
+    drop(pa);
+    assert_eq!(keys.floor(b.seq), b.seq, "a ended: b is the oldest");
+    let (c, _pc) = keys.next();
+    assert_eq!(c.floor, b.seq);
+    drop(pb);
+    assert_eq!(keys.floor(c.seq), c.seq);
 }
 
 #[test]
@@ -75,12 +167,12 @@ fn a_merge_keeps_both_sides_keys_and_stays_safe_for_old_seens() {
 fn client_keys_are_distinct_and_carry_what_was_heard() {
     let a = ClientKeys::new();
     let b = ClientKeys::new();
-    assert_ne!(a.next().client, b.next().client);
-    let (k1, k2) = (a.next(), a.next());
+    assert_ne!(a.next().0.client, b.next().0.client);
+    let (k1, k2) = (a.next().0, a.next().0);
     assert_eq!(k2.seq, k1.seq + 1);
     a.heard(40);
     a.heard(30);
-    assert_eq!(a.next().seen, 40);
+    assert_eq!(a.next().0.seen, 40);
 }
 
 /// Synchronous standby: a standby that applies each replica's window

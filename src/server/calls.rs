@@ -313,6 +313,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     }
                     return Ok(());
                 }
+                Seen::Ended { applied } => {
+                    // Nobody waits for this answer; the error says "not
+                    // applied here" should anyone read it.
+                    tracing::debug!(
+                        seq = key.seq,
+                        floor = key.floor,
+                        "a late try of a call its client had ended; refused, not applied"
+                    );
+                    if let Some(reply) = call.reply {
+                        reply.send(Err(crate::dedup::past_window(applied)));
+                    }
+                    return Ok(());
+                }
             }
         }
         if self.sync_on() && self.sync_refuses(state) {

@@ -586,7 +586,12 @@ fn stale_holder_seeds_stay_fixed() {
 /// - 1818103765 (a 20 000-schedule run of 2026-12-03): never quiet after
 ///   the heal, both holders of a conflict having won (see
 ///   [`DOUBLE_WIN_SEEDS`]).
-const RETRIES_SEEDS: [u64; 9] = [
+/// - 1818104176, 1818105932 (the same run), 3495691198 (the run before):
+///   invariant 3, a call acknowledged before later ones of its client
+///   landed after them in the final state: a late try of it, in a lineage
+///   that never saw the try that was answered. A try now carries its
+///   client's floor and a holder refuses one below it (`dedup::Seen::Ended`).
+const RETRIES_SEEDS: [u64; 12] = [
     4,
     273,
     186,
@@ -596,6 +601,9 @@ const RETRIES_SEEDS: [u64; 9] = [
     360_502_527,
     3_495_692_323,
     1_818_103_765,
+    1_818_104_176,
+    1_818_105_932,
+    3_495_691_198,
 ];
 
 /// Every seed of [`RETRIES_SEEDS`], with retries on, replays with no

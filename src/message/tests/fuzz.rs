@@ -848,6 +848,7 @@ fn random_window_delta(rng: &mut StdRng) -> crate::dedup::WindowDelta {
             client,
             seq,
             seen: 0,
+            floor: rng.random_range(0..=seq),
         };
         window.record(&key, random_state_bytes(rng), 8);
     }
