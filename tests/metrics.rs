@@ -15,6 +15,8 @@
 //! - A holder cut off from the majority (quorum mode) counts the call it
 //!   holds under `cause=quorum`; after the heal, its win counts as a
 //!   `conflict` move, and the merge records no takeover pause.
+//! - A holder without a lease (its node paused) counts the call it holds
+//!   under `cause=lease`, and serves it once the lease is back.
 //!
 //! One test: the recorder is global to the test binary, and a snapshot
 //! resets what it read, so two tests taking snapshots would steal each
@@ -157,6 +159,7 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
     drain(&snapshotter, &mut seen).await;
     failover_and_back(&snapshotter, &mut seen).await;
     quorum(&snapshotter, &mut seen).await;
+    lease(&snapshotter, &mut seen).await;
     seen.take(&snapshotter);
 
     tracing::info!("--- one move per move, on its new holder, by reason");
@@ -215,14 +218,20 @@ async fn moves_pauses_bytes_and_buffered_calls_are_recorded() {
         .sum();
     assert_eq!(done_events, 3, "one `HandoverDone` per takeover");
 
-    tracing::info!("--- nothing buffered at the end; one call held, for want of a quorum");
+    tracing::info!(
+        "--- nothing buffered at the end; one call held for want of a quorum, one of a lease"
+    );
     let buffered: Vec<_> = of(&seen.gauges, CALLS_BUFFERED).collect();
     assert!(!buffered.is_empty());
     for (at, x) in buffered {
         assert_eq!(*x, 0.0, "calls still buffered at {at:?}");
     }
-    let held = labels(&[("name", "m-quorum"), ("node", "a"), ("cause", "quorum")]);
-    assert_eq!(seen.counter(CALLS_HELD), BTreeMap::from([(held, 1)]));
+    let quorum = labels(&[("name", "m-quorum"), ("node", "a"), ("cause", "quorum")]);
+    let lease = labels(&[("name", "m-lease"), ("node", "a"), ("cause", "lease")]);
+    assert_eq!(
+        seen.counter(CALLS_HELD),
+        BTreeMap::from([(quorum, 1), (lease, 1)])
+    );
 }
 
 /// A requested takeover while the old holder's state reply is held: the
@@ -446,5 +455,48 @@ async fn quorum(snapshotter: &Snapshotter, seen: &mut Seen) {
         .await;
     held.await.expect("the held call is served");
     sync(&[&a, &b, &c]).await;
+    seen.take(snapshotter);
+}
+
+/// A holder whose node is paused has no lease (a peer may declare it down
+/// any moment): a call made on its node is held, counted under
+/// `cause=lease`, and served once the node resumes. The peers never see it
+/// down (detection time of an hour), so nothing moves.
+async fn lease(snapshotter: &Snapshotter, seen: &mut Seen) {
+    const NAME: &str = "m-lease";
+    tracing::info!("--- {NAME}: a holds, then its node is paused");
+    let cluster = FakeCluster::new(["a", "b"]);
+    cluster.set_detection_time(Duration::from_secs(3600));
+    let hub = EventHub::default();
+    let config = TakeoverConfig::default()
+        .with_placement(Placement::parse("a > b"))
+        .with_events(hub.clone());
+    let mut events = Watcher::new(&hub);
+    let a = spawn_named(&cluster, NAME, "a", &config).await;
+    events.registered("a").await;
+    let b = spawn_named(&cluster, NAME, "b", &config).await;
+    events.standby("b").await;
+
+    cluster.pause("a");
+    let held = tokio::spawn({
+        let client = GlobalClient::<Counter>::new(NAME, cluster.registry("a"));
+        async move { add(&client, 5).await }
+    });
+    events
+        .wait_for("a holds the call without a lease", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::LeaseLost)
+        })
+        .await;
+
+    tracing::info!("--- resume: the lease is back and the held call is served");
+    cluster.resume("a");
+    events
+        .wait_for("a has its lease again", |e| {
+            on(e, "a") && matches!(e.kind, EventKind::LeaseRegained)
+        })
+        .await;
+    let state = held.await.expect("the held call is served");
+    assert_eq!((state.total, state.calls), (5, 1), "served once, by a");
+    sync(&[&a, &b]).await;
     seen.take(snapshotter);
 }
