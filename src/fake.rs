@@ -113,6 +113,11 @@ struct World {
     /// Whether a node keeps the newest registration per name across a crash
     /// (as a real node with `ClusterConfig::state_dir` does).
     durable: bool,
+    /// Extra time a message to a standby-group entry takes after it reached
+    /// the node (see [`FakeCluster::delay_standby_entries`]), and each
+    /// node's relay of those messages, in order.
+    entry_delay: Duration,
+    entry_relays: HashMap<NodeName, mpsc::UnboundedSender<link::Relayed>>,
 }
 
 struct Item {
@@ -204,6 +209,8 @@ impl FakeCluster {
                 links: HashMap::new(),
                 queued: HashMap::new(),
                 durable: false,
+                entry_delay: Duration::ZERO,
+                entry_relays: HashMap::new(),
             })),
         }
     }

@@ -295,6 +295,52 @@ async fn a_takeover_by_a_standby_in_sync_moves_no_state() {
     assert_eq!(cc.call(CounterMsg::Get, TIMEOUT).await.unwrap().calls, 20);
 }
 
+/// Under load, a standby's takeover asks for the state while replicas are
+/// on their way to it. The holder, having sent them all, names its newest
+/// replica as its state; that replica went to the standby's entry, which
+/// on the real backend relays through a token of its own, so it can come
+/// after the answer that names it (`real_sync_exactly_once` failed 1 run
+/// in 6 so, the takeover refused). Here the fake delays every message to a
+/// standby entry by 30 ms; the puller waits for the named replica, the
+/// takeover succeeds, and no count is answered twice across it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_under_load_waits_for_the_replica_it_was_named() {
+    init_tracing();
+    let cluster = FakeCluster::new(["a", "b", "client"]);
+    cluster.delay_standby_entries(Duration::from_millis(30));
+    let config = TakeoverConfig::default().with_sync_standby(SyncStandby::refuse());
+    let mut events = Watcher::new(&config.events);
+    let _a = spawn(&cluster, "a", &config).await;
+    events.registered("a").await;
+    let b = spawn(&cluster, "b", &config).await;
+    standbys(&cluster, 1).await;
+    let cc = client(&cluster, "client");
+    let load = Load::start(&cc);
+    wait_until("100 calls answered", || {
+        let n = load.count();
+        async move { n >= 100 }
+    })
+    .await;
+    let report = b
+        .takeover(TIMEOUT)
+        .await
+        .expect("the takeover waits for the named replica");
+    println!("takeover moved {} bytes", report.state_bytes);
+    let after = load.count();
+    wait_until("100 calls answered by b", || {
+        let n = load.count();
+        async move { n >= after + 100 }
+    })
+    .await;
+    let oks = load.stop().await;
+    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        oks.len(),
+        "a count answered twice across the takeover"
+    );
+}
+
 /// A state that describes its changes: a log of numbers, with the entries
 /// appended since the last delta.
 #[derive(Clone, Default, Serialize, Deserialize)]

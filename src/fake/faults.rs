@@ -304,6 +304,18 @@ impl FakeCluster {
         }
     }
 
+    /// Every message to a standby-group entry (a standby's registration,
+    /// which replicas and checkpoints go to) reaches its instance `delay`
+    /// after it reached the node, in order among themselves, while
+    /// messages to the instance's other registration come straight. The
+    /// real backend relays each registration's messages through a token
+    /// actor of its own, so two messages a holder sent in order, one to a
+    /// standby's entry and one to the same instance as a puller, can be
+    /// handled in either order.
+    pub fn delay_standby_entries(&self, delay: Duration) {
+        self.world().entry_delay = delay;
+    }
+
     /// The next restart of `node` completes its session with `peer` only
     /// `delay` later (a slow or failing dial).
     pub fn delay_dial(&self, node: &str, peer: &str, delay: Duration) {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{pair, FakeCluster, FakeNode, Item, ItemKind, Link, Op, World};
 use crate::message::routing;
-use crate::{NodeName, Registry};
+use crate::{NodeName, Registration, Registry};
 
 impl FakeCluster {
     /// Queues `kind` on the link `from -> to`. Caller holds the lock.
@@ -95,6 +95,9 @@ impl FakeCluster {
                 }
             }
             ItemKind::Wire { to: reg, msg } => {
+                let entry_delay = (!crate::drain::moves(reg.name()))
+                    .then_some(w.entry_delay)
+                    .filter(|d| !d.is_zero());
                 drop(w);
                 if deliverable {
                     let msg = self.answer_over_link(msg, to, from);
@@ -102,7 +105,18 @@ impl FakeCluster {
                         cluster: self.clone(),
                         id: to.clone(),
                     });
-                    routing::send_wire(&dest, &reg, msg);
+                    match entry_delay {
+                        Some(d) => self.relay(
+                            to,
+                            Relayed {
+                                due: Instant::now() + d,
+                                dest,
+                                reg,
+                                msg,
+                            },
+                        ),
+                        None => routing::send_wire(&dest, &reg, msg),
+                    }
                 }
             }
             ItemKind::Answer(port, bytes) => {
@@ -155,6 +169,40 @@ impl FakeCluster {
             reply: port,
             metadata,
         }
+    }
+}
+
+/// A message to a standby entry, on its way through the node's relay.
+pub(super) struct Relayed {
+    due: Instant,
+    dest: Arc<dyn Registry>,
+    reg: Registration,
+    msg: SerializedMessage,
+}
+
+impl FakeCluster {
+    /// Hands `item` to `node`'s relay of standby-entry messages (started
+    /// on first use), which delivers each at its time, in order.
+    fn relay(&self, node: &NodeName, item: Relayed) {
+        let mut w = self.world();
+        let tx = w
+            .entry_relays
+            .entry(node.clone())
+            .or_insert_with(|| {
+                let (tx, mut rx) = mpsc::unbounded_channel::<Relayed>();
+                tokio::spawn(async move {
+                    while let Some(r) = rx.recv().await {
+                        if r.due > Instant::now() {
+                            tokio::time::sleep_until(r.due).await;
+                        }
+                        routing::send_wire(&r.dest, &r.reg, r.msg);
+                    }
+                });
+                tx
+            })
+            .clone();
+        drop(w);
+        let _ = tx.send(item);
     }
 }
 

@@ -149,7 +149,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 body,
             } => {
                 self.on_replica(state, holder, seq, handled, body);
-                Ok(())
+                self.awaited_replica_came(state).await
             }
             HandoverMsg::ReplicaAck {
                 holder_epoch,
@@ -169,7 +169,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 offset,
                 total,
                 bytes,
-            } => self.on_state_part(state, of, offset, total, bytes).await,
+            } => {
+                self.on_state_part(state, of, offset, total, bytes).await?;
+                // A whole-state replica in parts may be the one named.
+                self.awaited_replica_came(state).await
+            }
             HandoverMsg::StatePartAck {
                 of,
                 receiver,

@@ -34,6 +34,11 @@ pub(super) struct Pulling<A: TakeoverActor> {
     /// failover starts from that checkpoint, one rolled back is a standby
     /// again.
     warm: Warm<A>,
+    /// The replica the old holder named as its state (`StateUnchanged`)
+    /// before it reached us: it was sent first, but to our standby entry,
+    /// and on the real backend each registration relays through a token
+    /// actor of its own, so the two can arrive in either order.
+    awaiting: Option<(Epoch, u64)>,
 }
 
 impl<A: TakeoverActor> Pulling<A> {
@@ -126,6 +131,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     go_reply: reply,
                     timer,
                     warm,
+                    awaiting: None,
                 };
                 let started = EventKind::TakeoverStarted {
                     from: holder.info().clone(),
@@ -175,15 +181,54 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let Stage::Pulling(p) = &mut state.stage else {
             return Ok(());
         };
-        let from = p.from.clone();
-        let Some((user, answered)) = (from.epoch == holder_epoch)
-            .then(|| p.warm.take_if(holder_epoch, seq))
-            .flatten()
-        else {
+        if p.from.epoch != holder_epoch {
             let why = format!(
                 "the old holder named replica {seq} of epoch {holder_epoch}, which this standby does not hold"
             );
             self.abort(state, TakeoverErr::Refused(why)).await;
+            return Ok(());
+        }
+        if p.warm.have() != Some((holder_epoch, seq)) {
+            // Sent before this answer, but it may come after it (see
+            // `Pulling::awaiting`); a replica that never comes ends the
+            // pull at its timeout, as a lost state reply does.
+            tracing::debug!(seq, have = ?p.warm.have(), "the replica the old holder named is on its way; waiting for it");
+            p.awaiting = Some((holder_epoch, seq));
+            return Ok(());
+        }
+        self.install_replica(state, holder_epoch, seq).await
+    }
+
+    /// After a replica reached a puller: is it the one the old holder
+    /// named as its state? Then the pull ends with it.
+    pub(super) async fn awaited_replica_came(
+        &self,
+        state: &mut ServerState<A>,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling(p) = &mut state.stage else {
+            return Ok(());
+        };
+        match p.awaiting {
+            Some((epoch, seq)) if p.warm.have() == Some((epoch, seq)) => {
+                p.awaiting = None;
+                self.install_replica(state, epoch, seq).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The pull ends with the replica we hold, the old holder's state.
+    async fn install_replica(
+        &self,
+        state: &mut ServerState<A>,
+        holder_epoch: Epoch,
+        seq: u64,
+    ) -> Result<(), ActorProcessingErr> {
+        let Stage::Pulling(p) = &mut state.stage else {
+            return Ok(());
+        };
+        let from = p.from.clone();
+        let Some((user, answered)) = p.warm.take_if(holder_epoch, seq) else {
             return Ok(());
         };
         state.user = user;

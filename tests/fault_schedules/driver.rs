@@ -205,6 +205,11 @@ pub struct Summary {
     /// a standby that stored the call; the rest fall back to asynchronous).
     pub refuse_schedules: usize,
     pub refuse_lost_reported: usize,
+    /// The same, in refuse mode with quorum mode on (no split brain on a
+    /// detected partition), and the seeds that lost a call there.
+    pub refuse_quorum_schedules: usize,
+    pub refuse_quorum_lost_reported: usize,
+    pub refuse_quorum_lossy: Vec<u64>,
     /// Known bug -> how many of those seeds ran with synchronous standby.
     pub known_in_sync: BTreeMap<KnownGap, usize>,
 }
@@ -234,6 +239,13 @@ pub fn run_many(base: u64, count: u64, threads: usize) -> Summary {
                 if refuse {
                     sum.refuse_schedules += 1;
                     sum.refuse_lost_reported += run.stats.lost_reported;
+                }
+                if refuse && run.schedule.quorum {
+                    sum.refuse_quorum_schedules += 1;
+                    sum.refuse_quorum_lost_reported += run.stats.lost_reported;
+                    if run.stats.lost_reported > 0 {
+                        sum.refuse_quorum_lossy.push(seed);
+                    }
                 }
                 for k in run.known() {
                     if run.schedule.sync.is_some() {

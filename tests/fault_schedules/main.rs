@@ -179,6 +179,13 @@ fn fault_schedules() {
         summary.refuse_schedules,
         summary.refuse_lost_reported
     );
+    let mut lossy = summary.refuse_quorum_lossy.clone();
+    lossy.sort_unstable();
+    lossy.truncate(8);
+    println!(
+        "  in refuse and quorum mode: {} schedules, {} lost, e.g. seeds {:?}",
+        summary.refuse_quorum_schedules, summary.refuse_quorum_lost_reported, lossy
+    );
     for (k, seeds) in &summary.known {
         println!(
             "  known bug {k}: {} schedules ({} in quorum mode, {} durable, {} sync standby), e.g. seeds {:?}",
