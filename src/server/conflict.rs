@@ -169,7 +169,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     }
 
     /// (Re)starts the conflict tick of the open conflict.
-    fn arm_conflict_tick(&self, state: &mut ServerState<A>) {
+    pub(super) fn arm_conflict_tick(&self, state: &mut ServerState<A>) {
         let Some(epoch) = state.epoch() else {
             return;
         };

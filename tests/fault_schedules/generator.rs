@@ -237,6 +237,11 @@ impl Schedule {
                 .map(|c| NODES[c.node])
                 .collect::<Vec<_>>()
         );
+        if let Some(d) = crate::harness::entry_delay(self.seed) {
+            s.push_str(&format!(
+                "  messages to standby entries arrive {d:?} late\n"
+            ));
+        }
         for (t, f) in &self.faults {
             let _ = writeln!(s, "  {t:>5} ms  {}", fault_name(f));
         }

@@ -96,6 +96,19 @@ pub struct Outcome {
     pub retries: bool,
 }
 
+/// `FAULT_ENTRY_DELAY=MS`: every message to a standby's entry arrives up
+/// to `MS` late, drawn per seed (`FakeCluster::delay_standby_entries`), as
+/// the real backend's per-registration relays may reorder it against
+/// messages to the instance's other registration. Off by default, so that
+/// the seeds found without it replay as found.
+pub fn entry_delay(seed: u64) -> Option<Duration> {
+    use rand::{Rng, SeedableRng};
+    let max = crate::env_u64("FAULT_ENTRY_DELAY")?;
+    // Drawn apart from the schedule's generator: the schedule stays as it was.
+    let ms = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0e47_ede1_a700).random_range(0..=max);
+    Some(Duration::from_millis(ms))
+}
+
 /// Whether the clients retry calls whose outcome is unknown, under their
 /// keys (exactly-once retries): `FAULT_RETRIES=1`. Off by default, and not
 /// drawn from the seed: the seeds of the known gaps and regressions replay
@@ -146,6 +159,9 @@ impl Run {
     async fn new(s: &Schedule) -> Self {
         let cluster = FakeCluster::new(NODES);
         cluster.set_durable(s.durable);
+        if let Some(d) = entry_delay(s.seed) {
+            cluster.delay_standby_entries(d);
+        }
         cluster.set_detection_time(DETECTION);
         let mut config = TakeoverConfig::default()
             .with_placement(

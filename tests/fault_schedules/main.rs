@@ -82,6 +82,8 @@
 //!   gaps' seeds replay as found); invariant 3 then allows a second run of
 //!   a call only after its first was lost with a crashed holder, and the
 //!   final state must still have every call at most once;
+//! - `FAULT_ENTRY_DELAY=MS`: messages to standby entries arrive up to `MS`
+//!   late, drawn per seed (the real backend's per-registration relays);
 //! - `FAULT_MACHINE=off`: no paused nodes, frame limits or slow dials
 //!   (drawn in one seed in three otherwise, see `generator::machine_faults`);
 //! - `FAULT_NAMES=N`: the many-names mode, N global names per schedule, the
@@ -123,7 +125,7 @@ const NODES: [&str; 3] = ["a", "b", "c"];
 /// The global name of the ledger.
 const NAME: &str = "ledger";
 
-fn env_u64(name: &str) -> Option<u64> {
+pub(crate) fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 

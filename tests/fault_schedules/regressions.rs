@@ -668,3 +668,24 @@ fn double_win_seeds_stay_fixed() {
         }
     }
 }
+
+/// Seed 1704418424 (a 20 000-schedule run of 2026-12-03): `a` (epoch 1)
+/// won a conflict with `b` and waited for its state; meanwhile a merge
+/// from `c` made it re-register at epoch 4, above `c`. `b`'s offer,
+/// addressed to epoch 1, was dropped, and the conflict's tick, armed under
+/// epoch 1, was ignored by the timer guard from then on, so the wait for
+/// `b`'s state never ended: `a` answered `b`'s claims "busy" for good and
+/// the name never settled. A holder that re-registers above a loser now
+/// re-arms the tick of a conflict still open.
+const STALE_TICK_SEEDS: [u64; 1] = [1_704_418_424];
+
+/// Every seed of [`STALE_TICK_SEEDS`] replays with no violation that no
+/// known gap explains; before the fix each was never quiet after the heal.
+#[test]
+fn stale_tick_seeds_stay_fixed() {
+    for seed in STALE_TICK_SEEDS {
+        if let Some(report) = run_seed(seed).report(false) {
+            panic!("seed {seed} (a conflict's tick of an older epoch):\n{report}");
+        }
+    }
+}

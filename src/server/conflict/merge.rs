@@ -199,6 +199,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 self.registry
                     .unregister_instance(&me, LeaveReason::Unregistered);
                 self.set_registration(state, Some(new));
+                // A conflict still open (another loser whose state we wait
+                // for) keeps its deadline: its tick was of the old epoch,
+                // which the timer guard now ignores (seed 1704418424: that
+                // loser's offer, addressed to our old epoch, was dropped,
+                // and we waited for it for good).
+                if matches!(&state.stage, Stage::Holder(h) if h.conflict.is_some()) {
+                    self.arm_conflict_tick(state);
+                }
                 self.publish(
                     state,
                     EventKind::ConflictWon {
