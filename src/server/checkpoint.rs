@@ -183,6 +183,27 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// Whether this standby is in the standby group (in line for the name).
+    pub(super) fn in_line(state: &ServerState<A>) -> bool {
+        matches!(&state.stage, Stage::Standby(s) if s.warm().reg.is_some())
+    }
+
+    /// A standby leaves the standby group and stays a standby (see
+    /// `phase::vacancy_turn`, `empty`); whether it was in it.
+    pub(super) fn leave_line(&self, state: &mut ServerState<A>) -> bool {
+        let Stage::Standby(s) = &mut state.stage else {
+            return false;
+        };
+        match s.warm_mut().reg.take() {
+            Some(reg) => {
+                self.registry
+                    .unregister_instance(&reg, LeaveReason::InstanceDied);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// A standby that becomes holder leaves the standby group. Why not as
     /// `Unregistered`: a clean leave also joins a tombstone group on the
     /// real backend (see `cluster::token::tombstone`), one more pg change

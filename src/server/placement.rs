@@ -113,12 +113,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             None => true,
         };
-        if !first_in_line || !self.has_quorum() {
+        // Before registering (which makes us the newest registration).
+        let start = self.vacant_start(state);
+        // A fresh instance keeps no checkpoint: where another node stands
+        // by (it may keep the state of a holder this node never saw, or
+        // forgot in a restart), it waits as a standby, which lets that one
+        // go first (see `phase::vacancy_turn`, `empty`).
+        let others_may_keep_state = (self.config.checkpoint.is_some() || self.sync_on())
+            && self
+                .registry
+                .members(&super::checkpoint::standby_name(&self.name))
+                .iter()
+                .any(|m| m.node() != self.registry.node());
+        if !first_in_line || !self.has_quorum() || others_may_keep_state {
             self.become_standby(state, None).await;
             return self.place(myself, state).await;
         }
-        // Before registering (which makes us the newest registration).
-        let start = self.vacant_start(state);
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
                 self.hold_vacant(state, me, start).await?;
@@ -228,6 +238,14 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let me = self.registry.node().clone();
         match holder {
             Some(holder) => {
+                if !Self::in_line(state) {
+                    // Back in line (we left it to let a standby with the
+                    // state fail over), for the holder's checkpoints.
+                    self.join_standbys(state).await;
+                }
+                let Stage::Standby(standby) = &mut state.stage else {
+                    return Ok(());
+                };
                 let members = self.registry.members(&self.name);
                 let members = members
                     .iter()
@@ -283,7 +301,29 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                     .iter()
                     .map(|m| m.node().clone())
                     .collect();
-                match phase::vacancy_turn(placement, &me, &live, &standing_by, now - vacant_since) {
+                // Empty: no checkpoint kept, and a failover would lose a
+                // holder's state (see `phase::vacancy_turn`).
+                let keeps_state = self.config.checkpoint.is_some() || self.sync_on();
+                // Whether a holder was seen or not: a node that restarted
+                // without a state directory knows none (it would start
+                // `Normal`), while its peers' standbys keep the state.
+                let empty = keeps_state && standby.warm().have().is_none();
+                if empty && standing_by.iter().any(|n| *n != me) {
+                    // Out of the line while we wait: the nodes behind us
+                    // wait for a standby ahead of them, and we will not
+                    // take first. We join again once the name has a holder.
+                    if self.leave_line(state) {
+                        tracing::info!("placement: no checkpoint of the name here; letting a standby that keeps one fail over first");
+                    }
+                }
+                match phase::vacancy_turn(
+                    placement,
+                    &me,
+                    &live,
+                    &standing_by,
+                    now - vacant_since,
+                    empty,
+                ) {
                     phase::VacancyTurn::NotInLine => return Ok(()),
                     phase::VacancyTurn::WaitUntil(wait) => {
                         self.timer(state, wait, TakeoverMessage::PlacementTick);

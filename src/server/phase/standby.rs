@@ -53,23 +53,39 @@ pub(in crate::server) enum VacancyTurn {
 /// instance hangs on a node still up. A node ahead without a standby of
 /// the name may not run the server at all: each such one costs
 /// `standby_grace`, as before.
+///
+/// `empty`: this standby keeps no checkpoint or replica (warm or
+/// synchronous standby on). Another node standing by may keep the state of
+/// a holder this one never saw or forgot (a preferred node restarted at
+/// once, without a state directory, is empty and sees the name as never
+/// held; its in-sync standby keeps every acknowledged call): an empty
+/// standby goes after every node of the line, in its own order among the
+/// empty ones, so that one with the state fails over first (this one takes
+/// the name back later by placement, with the state). With nobody else
+/// standing by it takes its own turn.
 pub(in crate::server) fn vacancy_turn(
     placement: &Placement,
     me: &NodeName,
     live: &BTreeSet<NodeName>,
     standing_by: &BTreeSet<NodeName>,
     vacant_for: Duration,
+    empty: bool,
 ) -> VacancyTurn {
     let order = placement.order(live);
     let Some(rank) = order.iter().position(|n| n == me) else {
         return VacancyTurn::NotInLine;
     };
-    let own_turn = placement.failover_delay + placement.standby_grace * rank as u32;
-    let ahead_in_line = order[..rank].iter().any(|n| standing_by.contains(n));
-    let due = if ahead_in_line {
-        own_turn + placement.in_line_timeout
+    let others_standing_by = standing_by.iter().any(|n| n != me && order.contains(n));
+    let due = if empty && others_standing_by {
+        placement.failover_delay + placement.standby_grace * (order.len() + rank) as u32
     } else {
-        own_turn
+        let own_turn = placement.failover_delay + placement.standby_grace * rank as u32;
+        let ahead_in_line = order[..rank].iter().any(|n| standing_by.contains(n));
+        if ahead_in_line {
+            own_turn + placement.in_line_timeout
+        } else {
+            own_turn
+        }
     };
     if vacant_for >= due {
         VacancyTurn::Take

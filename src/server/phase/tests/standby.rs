@@ -40,41 +40,100 @@ fn a_standby_takes_a_vacant_name_only_when_the_ones_ahead_will_not() {
     let (b, c) = (node("b"), node("c"));
     // b is first among the live nodes: its turn comes after the delay.
     assert_eq!(
-        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(0)),
+        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(0), false),
         VacancyTurn::WaitUntil(ms(100))
     );
     assert_eq!(
-        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(100)),
+        vacancy_turn(&placement, &b, &live, &set(&["b", "c"]), ms(100), false),
         VacancyTurn::Take
     );
     // c behind b's standby: not at its own turn (400 ms) ...
     assert_eq!(
-        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(400)),
+        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(400), false),
         VacancyTurn::WaitUntil(ms(5000))
     );
     // ... only past the timeout, for a standby ahead that hangs.
     assert_eq!(
-        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(5400)),
+        vacancy_turn(&placement, &c, &live, &set(&["b", "c"]), ms(5400), false),
         VacancyTurn::Take
     );
     // b runs no standby (or gave up its place): the grace alone, as before.
     assert_eq!(
-        vacancy_turn(&placement, &c, &live, &set(&["c"]), ms(400)),
+        vacancy_turn(&placement, &c, &live, &set(&["c"]), ms(400), false),
         VacancyTurn::Take
     );
     // A standby on a node down (not live) does not hold anyone up.
     assert_eq!(
-        vacancy_turn(&placement, &c, &set(&["c"]), &set(&["a", "c"]), ms(100)),
+        vacancy_turn(
+            &placement,
+            &c,
+            &set(&["c"]),
+            &set(&["a", "c"]),
+            ms(100),
+            false
+        ),
         VacancyTurn::Take
     );
     // Not live, or not listed: not in line.
     assert_eq!(
-        vacancy_turn(&placement, &node("a"), &live, &set(&[]), ms(0)),
+        vacancy_turn(&placement, &node("a"), &live, &set(&[]), ms(0), false),
         VacancyTurn::NotInLine
     );
     assert_eq!(
-        vacancy_turn(&placement, &node("x"), &live, &set(&[]), ms(0)),
+        vacancy_turn(&placement, &node("x"), &live, &set(&[]), ms(0), false),
         VacancyTurn::NotInLine
+    );
+}
+
+/// With warm or synchronous standby, an empty standby (no checkpoint, and
+/// the name had a holder) goes after the whole line: here `a`, restarted
+/// at once after its crash, lets `b`, which keeps the replica, fail over
+/// (fault seed 3823538645: `a` took the name from nothing and every call
+/// the crashed holder had acknowledged was lost). Alone, it takes its turn.
+#[test]
+fn an_empty_standby_lets_one_with_the_state_fail_over_first() {
+    let ms = Duration::from_millis;
+    let placement = Placement::parse("a > b > c")
+        .with_failover_delay(ms(100))
+        .with_standby_grace(ms(300))
+        .with_in_line_timeout(ms(5000));
+    let set = |nodes: &[&str]| nodes.iter().map(|n| node(n)).collect::<BTreeSet<_>>();
+    let live = set(&["a", "b", "c"]);
+    let a = node("a");
+    // Behind all three nodes, then its own rank: 100 + 300 * (3 + 0).
+    assert_eq!(
+        vacancy_turn(&placement, &a, &live, &set(&["a", "b", "c"]), ms(100), true),
+        VacancyTurn::WaitUntil(ms(900))
+    );
+    assert_eq!(
+        vacancy_turn(
+            &placement,
+            &a,
+            &live,
+            &set(&["a", "b", "c"]),
+            ms(1000),
+            true
+        ),
+        VacancyTurn::Take
+    );
+    // a leaves the standby group meanwhile (`placement`), so b, which
+    // keeps the state, takes at its own turn (100 + 300 * 1), not after
+    // the in-line timeout.
+    assert_eq!(
+        vacancy_turn(
+            &placement,
+            &node("b"),
+            &live,
+            &set(&["b", "c"]),
+            ms(400),
+            false
+        ),
+        VacancyTurn::Take
+    );
+    // Nobody else stands by: an empty standby takes its own turn.
+    assert_eq!(
+        vacancy_turn(&placement, &a, &live, &set(&["a"]), ms(100), true),
+        VacancyTurn::Take
     );
 }
 
