@@ -17,12 +17,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor_takeover::GlobalClient;
-use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, ReportLoad, NAME};
 use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-sync-restart-test";
@@ -60,40 +58,13 @@ async fn a_holder_restarted_at_once_does_not_take_the_name_from_nothing() {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
     })
     .await;
-    let oks: Arc<Mutex<Vec<PowerReply>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|caller| {
-            let (client, oks, stop) = (client.clone(), oks.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seq = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    seq += 1;
-                    let report = PowerMsg::Report {
-                        building: format!("caller{caller}"),
-                        seq,
-                    };
-                    if let Ok(r) = client.call(report, Duration::from_secs(10)).await {
-                        oks.lock().unwrap().push(r);
-                    }
-                }
-            })
-        })
-        .collect();
-    let count = |node: &str| {
-        oks.lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.node == node)
-            .count()
-    };
-    wait_for("300 reports answered by a", || count("a") >= 300).await;
+    let load = ReportLoad::start(&client, CALLERS, Duration::from_secs(10));
+    wait_for("300 reports answered by a", || load.count("a") >= 300).await;
 
     tracing::info!("--- SIGKILL the holder a under load, and start it again at once");
     a.kill();
-    let max_a = oks
-        .lock()
-        .unwrap()
+    let max_a = load
+        .answers()
         .iter()
         .map(|r| r.total)
         .max()
@@ -101,15 +72,12 @@ async fn a_holder_restarted_at_once_does_not_take_the_name_from_nothing() {
     let _a = NodeProc::start("a", &flags("a"), &log);
     log.wait("b", &["Registered", "Failover"]).await;
     log.wait("a", &["Registered", "Takeover"]).await;
-    let back = count("a");
+    let back = load.count("a");
     wait_for("300 more reports answered by a", || {
-        count("a") >= back + 300
+        load.count("a") >= back + 300
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    let oks = load.stop().await;
 
     let lines = log.lines();
     let from_nothing = lines
@@ -123,7 +91,6 @@ async fn a_holder_restarted_at_once_does_not_take_the_name_from_nothing() {
         .iter()
         .find(|(n, l)| n == "b" && l.contains("Registered") && l.contains("Failover"))
         .map(|(_, l)| l.clone());
-    let oks = oks.lock().unwrap().clone();
     // Every answer after the restart (from `b`, or from `a` at a newer
     // epoch) counts more than the old `a` acknowledged: nothing was lost.
     let first_epoch = oks.iter().map(|r| r.epoch).min().unwrap_or(0);

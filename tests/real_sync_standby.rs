@@ -14,12 +14,10 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ractor_takeover::GlobalClient;
-use ractor_takeover_testkit::power_monitor::{PowerMonitor, PowerMsg, PowerReply, NAME};
+use ractor_takeover_testkit::power_monitor::{PowerMonitor, ReportLoad, NAME};
 use ractor_takeover_testkit::procs::{wait_for, Log, Mesh, NodeProc};
 
 const COOKIE: &str = "real-sync-standby-test";
@@ -51,47 +49,15 @@ async fn a_sigkilled_holder_loses_no_acknowledged_call() {
         client.whereis().is_some_and(|h| h.node.as_str() == "a")
     })
     .await;
-    let oks: Arc<Mutex<Vec<PowerReply>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|caller| {
-            let (client, oks, stop) = (client.clone(), oks.clone(), stop.clone());
-            tokio::spawn(async move {
-                let mut seq = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    seq += 1;
-                    let report = PowerMsg::Report {
-                        building: format!("caller{caller}"),
-                        seq,
-                    };
-                    // A call in flight to the killed holder fails
-                    // (`NoReply`, `HolderDown`): it was not acknowledged.
-                    if let Ok(r) = client.call(report, Duration::from_secs(10)).await {
-                        oks.lock().unwrap().push(r);
-                    }
-                }
-            })
-        })
-        .collect();
-    let count = |node: &str| {
-        oks.lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.node == node)
-            .count()
-    };
-    wait_for("300 reports answered by a", || count("a") >= 300).await;
+    let load = ReportLoad::start(&client, CALLERS, Duration::from_secs(10));
+    wait_for("300 reports answered by a", || load.count("a") >= 300).await;
 
     tracing::info!("--- SIGKILL the holder a under load");
     a.kill();
     log.wait("b", &["Registered", "Failover"]).await;
-    wait_for("300 reports answered by b", || count("b") >= 300).await;
-    stop.store(true, Ordering::Relaxed);
-    for caller in callers {
-        caller.await.unwrap();
-    }
+    wait_for("300 reports answered by b", || load.count("b") >= 300).await;
+    let oks = load.stop().await;
 
-    let oks = oks.lock().unwrap().clone();
     let max_a = oks.iter().filter(|r| r.node == "a").map(|r| r.total).max();
     let min_b = oks.iter().filter(|r| r.node == "b").map(|r| r.total).min();
     let failover = log

@@ -166,3 +166,67 @@ impl TakeoverActor for PowerMonitor {
         })
     }
 }
+
+/// Callers that send reports to the power monitor without pause, one
+/// building each, and keep every answer they get (the real-process tests'
+/// load: a call that fails was not acknowledged, and is not kept).
+#[derive(Debug)]
+pub struct ReportLoad {
+    oks: std::sync::Arc<std::sync::Mutex<Vec<PowerReply>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    callers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ReportLoad {
+    /// Starts `callers` callers on `client`, each call with `timeout`.
+    pub fn start(
+        client: &ractor_takeover::GlobalClient<PowerMonitor>,
+        callers: usize,
+        timeout: std::time::Duration,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let oks: std::sync::Arc<std::sync::Mutex<Vec<PowerReply>>> = Default::default();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callers = (0..callers)
+            .map(|caller| {
+                let (client, oks, stop) = (client.clone(), oks.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut seq = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        seq += 1;
+                        let report = PowerMsg::Report {
+                            building: format!("caller{caller}"),
+                            seq,
+                        };
+                        if let Ok(r) = client.call(report, timeout).await {
+                            oks.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self { oks, stop, callers }
+    }
+
+    /// The answers so far, in the order they came.
+    pub fn answers(&self) -> Vec<PowerReply> {
+        self.oks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many answers came from `node`.
+    pub fn count(&self, node: &str) -> usize {
+        let oks = self.oks.lock().unwrap_or_else(|e| e.into_inner());
+        oks.iter().filter(|r| r.node == node).count()
+    }
+
+    /// Stops the callers (each finishes its call in flight) and returns
+    /// every answer.
+    pub async fn stop(self) -> Vec<PowerReply> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for caller in self.callers {
+            caller.await.expect("a caller panicked");
+        }
+        let oks = self.oks.lock().unwrap_or_else(|e| e.into_inner());
+        oks.clone()
+    }
+}
