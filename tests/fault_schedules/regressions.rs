@@ -382,13 +382,15 @@ fn known_gap_b11_a_stale_view_starts_a_second_holder() {
 /// known gaps, and still show the gap it does show (`None`: none). Since a
 /// standby waits for the standby ahead of it in line (issue 11) the seeds
 /// take other paths: 581 and 642 showed B12 and show B10, 726 and 1080
-/// showed B10 and show no gap; 943 still shows B12.
+/// showed B10 and show no gap; 943 still shows B12. Since a standby that
+/// keeps no checkpoint goes last in line (warm standby; issue 13), 726
+/// takes another path again and shows B10 (and B2).
 #[test]
 fn conflict_invariants_follow_the_state_through_takeovers() {
     for (seed, gap) in [
         (581, Some(KnownGap::B10AnsweredWhileApart)),
         (642, Some(KnownGap::B10AnsweredWhileApart)),
-        (726, None),
+        (726, Some(KnownGap::B10AnsweredWhileApart)),
         (943, Some(KnownGap::B12QuorumOnBothEndsOfOneLink)),
         (1080, None),
     ] {
@@ -419,9 +421,15 @@ fn conflict_invariants_follow_the_state_through_takeovers() {
 /// a delayed link, so `b` fails over at 14, and `a` later takes 16 again.
 /// The check now names B1 (`known_gaps::epoch_forgotten`) when one of the
 /// two epochs was taken twice with a crash between; nothing else may fail.
+/// 506 (warm standby) no longer interleaves at all since a standby that
+/// keeps no checkpoint goes last in line (issue 13): it replays clean, and
+/// 600 alone shows the classification.
 #[test]
 fn interleaved_answers_after_a_forgotten_epoch_are_b1() {
-    for seed in [506, 600] {
+    if let Some(report) = run_seed(506).report(false) {
+        panic!("seed 506:\n{report}");
+    }
+    for seed in [600] {
         let run = run_seed(seed);
         if let Some(report) = run.report(false) {
             panic!("seed {seed}:\n{report}");
