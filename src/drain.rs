@@ -105,9 +105,14 @@ impl std::error::Error for DrainErr {}
 /// node's standbys leave with the node).
 pub(crate) const STANDBY_SUFFIX: &str = "#standby";
 
+/// Whether `name` is a standby's entry (`"<name>#standby"`), not a name.
+pub(crate) fn is_standby_entry(name: &str) -> bool {
+    name.ends_with(STANDBY_SUFFIX)
+}
+
 /// Whether a registration of `name` is one a drain moves.
 pub(crate) fn moves(name: &str) -> bool {
-    !name.ends_with(STANDBY_SUFFIX)
+    !is_standby_entry(name)
 }
 
 /// Waits, after the node announced its drain at `started`, until none of

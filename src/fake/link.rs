@@ -95,7 +95,7 @@ impl FakeCluster {
                 }
             }
             ItemKind::Wire { to: reg, msg } => {
-                let entry_delay = (!crate::drain::moves(reg.name()))
+                let entry_delay = crate::drain::is_standby_entry(reg.name())
                     .then_some(w.entry_delay)
                     .filter(|d| !d.is_zero());
                 drop(w);

@@ -113,22 +113,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             None => true,
         };
-        // Before registering (which makes us the newest registration).
-        let start = self.vacant_start(state);
         // A fresh instance keeps no checkpoint: where another node stands
         // by (it may keep the state of a holder this node never saw, or
         // forgot in a restart), it waits as a standby, which lets that one
         // go first (see `phase::vacancy_turn`, `empty`).
-        let others_may_keep_state = (self.config.checkpoint.is_some() || self.sync_on())
-            && self
-                .registry
-                .members(&super::checkpoint::standby_name(&self.name))
-                .iter()
-                .any(|m| m.node() != self.registry.node());
+        let others_may_keep_state =
+            self.keeps_checkpoints() && self.others_standing_by(&self.standing_by());
         if !first_in_line || !self.has_quorum() || others_may_keep_state {
             self.become_standby(state, None).await;
             return self.place(myself, state).await;
         }
+        // Before registering (which makes us the newest registration).
+        let start = self.vacant_start(state);
         match self.registry.register(&self.name, myself.get_cell()).await {
             Ok(me) => {
                 self.hold_vacant(state, me, start).await?;
@@ -141,6 +137,27 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The nodes running a standby of the name (live ones only: a view
+    /// ignores the members of a node it counts down).
+    fn standing_by(&self) -> BTreeSet<NodeName> {
+        self.registry
+            .members(&super::checkpoint::standby_name(&self.name))
+            .iter()
+            .map(|m| m.node().clone())
+            .collect()
+    }
+
+    /// Whether a node other than this one is in `standing_by`.
+    fn others_standing_by(&self, standing_by: &BTreeSet<NodeName>) -> bool {
+        standing_by.iter().any(|n| n != self.registry.node())
+    }
+
+    /// Whether standbys keep the holder's state (warm or synchronous
+    /// standby), so that one that keeps none should not fail over first.
+    fn keeps_checkpoints(&self) -> bool {
+        self.config.checkpoint.is_some() || self.sync_on()
     }
 
     /// How a start on a vacant name must be reported (by this instance, or
@@ -293,22 +310,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 // A draining node takes no vacant name, and is not waited for.
                 let live = eligible(self.registry.live_nodes(), &self.registry.draining());
                 let vacant_since = *standby.vacant_since.get_or_insert(now);
-                // The nodes running a standby of the name (live ones only:
-                // a view ignores the members of a node it counts down).
-                let standing_by: BTreeSet<NodeName> = self
-                    .registry
-                    .members(&super::checkpoint::standby_name(&self.name))
-                    .iter()
-                    .map(|m| m.node().clone())
-                    .collect();
-                // Empty: no checkpoint kept, and a failover would lose a
-                // holder's state (see `phase::vacancy_turn`).
-                let keeps_state = self.config.checkpoint.is_some() || self.sync_on();
-                // Whether a holder was seen or not: a node that restarted
+                let standing_by = self.standing_by();
+                // Empty: no checkpoint kept here (see `phase::vacancy_turn`),
+                // whether a holder was seen or not: a node that restarted
                 // without a state directory knows none (it would start
                 // `Normal`), while its peers' standbys keep the state.
-                let empty = keeps_state && standby.warm().have().is_none();
-                if empty && standing_by.iter().any(|n| *n != me) {
+                let empty = self.keeps_checkpoints() && standby.warm().have().is_none();
+                if empty && self.others_standing_by(&standing_by) {
                     // Out of the line while we wait: the nodes behind us
                     // wait for a standby ahead of them, and we will not
                     // take first. We join again once the name has a holder.

@@ -228,6 +228,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         };
         let from = p.from.clone();
+        // Both callers saw that we hold it.
         let Some((user, answered)) = p.warm.take_if(holder_epoch, seq) else {
             return Ok(());
         };
