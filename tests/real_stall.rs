@@ -64,6 +64,11 @@ async fn a_stalled_node_suspects_itself_first() {
     // returned (CI saw this thread go on for a moment). The instant before
     // the gap is the last one before the stop.
     let me = std::process::id();
+    // Taken before the helper starts: the stop can come before this thread
+    // runs again after the spawn (CI saw it stop us before a clock read
+    // placed after the spawn, so no gap showed and the test failed).
+    let began = Instant::now();
+    let mut stopping = began;
     let mut helper = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(
@@ -72,8 +77,6 @@ async fn a_stalled_node_suspects_itself_first() {
         ))
         .spawn()
         .expect("the helper that stops and resumes us");
-    let began = Instant::now();
-    let mut stopping = began;
     let resumed = loop {
         tokio::time::sleep(Duration::from_millis(1)).await;
         let now = Instant::now();
