@@ -71,6 +71,12 @@ pub enum MergeOutcome {
     KeptWinner,
     /// The loser's state was merged into the winner's.
     Merged,
+    /// Synchronous standby: the winner had answered no call in its tenure
+    /// yet, and the loser's state (or a standby's replica) held everything
+    /// the winner's started from and more, so the winner took it whole
+    /// instead of calling `merge`. The calls the winner had applied but
+    /// not answered got [`crate::CallErr::NoReply`].
+    TookTheirs,
 }
 
 /// What a running instance knows about itself; passed to every hook.

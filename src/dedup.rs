@@ -55,6 +55,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CallErr, StateCodecErr};
 
+mod lineage;
+pub(crate) use lineage::Lineage;
+
 /// What identifies a call across its retries: the client handle's identity
 /// and the call's sequence number in it, with the newest window ordinal
 /// the client had heard of when it first sent the call.
@@ -222,6 +225,8 @@ pub(crate) struct Window {
     /// renumbered it): the next replica must be a whole state.
     #[serde(skip)]
     replicated: Option<u64>,
+    /// Which holders' replicas the state this window belongs to holds.
+    pub(crate) lineage: Lineage,
 }
 
 /// What a window gained since the previous replica (synchronous standby):
@@ -349,6 +354,7 @@ impl Window {
     pub(crate) fn absorb(&mut self, theirs: Window, capacity: usize) {
         // Renumbered: no delta describes this; a whole state goes next.
         self.replicated = None;
+        self.lineage.absorb(&theirs.lineage);
         self.evicted += theirs.evicted;
         self.rebuild();
         for e in theirs.entries {
@@ -376,6 +382,13 @@ impl Window {
     /// Counts every entry as carried by a replica already: the window came
     /// with the state it describes (a transfer, a stored replica), which
     /// is where the next replica builds on.
+    /// The state this window belongs to was replaced whole (a holder took
+    /// a standby's replica instead of its own): the next replica must be
+    /// a whole state.
+    pub(crate) fn replaced(&mut self) {
+        self.replicated = None;
+    }
+
     pub(crate) fn settle(&mut self) {
         self.replicated = Some(self.applied());
     }
@@ -460,6 +473,7 @@ pub(crate) fn open(bytes: &[u8]) -> Result<(&[u8], Window), StateCodecErr> {
         Err(e) => return Err(bad(&e.to_string())),
     };
     window.reindex();
+    window.lineage.tidy();
     Ok((&bytes[..start], window))
 }
 

@@ -163,6 +163,12 @@ pub(crate) enum HandoverMsg {
         loser: RegistrationInfo,
         /// The winner's epoch as the loser saw it.
         winner_epoch: Epoch,
+        /// Where the state stands in the loser's tenure: its newest
+        /// replica or checkpoint number and the calls it had handled. A
+        /// winner that takes the state whole (`MergeOutcome::TookTheirs`)
+        /// reports them as its failover's checkpoint.
+        seq: u64,
+        handled: u64,
         /// The loser's encoded state.
         #[serde(with = "raw_bytes_result")]
         result: Result<Vec<u8>, ReplyErr>,
@@ -258,6 +264,9 @@ pub(crate) enum PartOf {
         loser: RegistrationInfo,
         /// The winner's epoch as the loser saw it.
         winner_epoch: Epoch,
+        /// As in `HandoverMsg::MergeOffer`.
+        seq: u64,
+        handled: u64,
         /// The sender when it is not the loser: a standby's entry in the
         /// standby group, offering the checkpoint of a loser that is gone
         /// (see `server::checkpoint`). The parts' acks go to it.

@@ -281,6 +281,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         };
         holder.clock.at = holder.clock.handled;
         holder.clock.dirty = false;
+        state.answered.lineage.note(me.epoch, holder.clock.seq + 1);
         // With the window of answered calls this state has the effect of:
         // a failover from it answers their retries, not runs them again.
         let bytes = match self.encode_for_transfer(&state.user, &state.answered) {
@@ -375,7 +376,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return self.offer_stored(state, &holder);
         }
         match self.decode_transferred(&bytes) {
-            Ok((decoded, answered)) => {
+            Ok((decoded, mut answered)) => {
+                if let Some(lacks) = self.lacks_our_replica(state, &holder, &answered) {
+                    reject(state, lacks);
+                    return self.offer_stored(state, &holder);
+                }
+                answered.lineage.note(holder.epoch, seq);
                 if let Some(warm) = warm_of(&mut state.stage) {
                     warm.stored = Some(Stored {
                         holder_epoch: holder.epoch,
@@ -400,19 +406,51 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
+    /// Synchronous standby: why the whole state `holder` sent lacks the
+    /// replica we keep, a replica of another holder that its lineage does
+    /// not hold (see `dedup::lineage`), if it does. Storing it would throw
+    /// away what we stored, perhaps calls that holder answered; we keep
+    /// ours and offer it instead. Only with synchronous standby: it is the
+    /// mode that promises every answered call a replica; a warm standby's
+    /// checkpoint is a best effort, and the newest holder's is the one to
+    /// keep.
+    fn lacks_our_replica(
+        &self,
+        state: &mut ServerState<A>,
+        holder: &RegistrationInfo,
+        theirs: &crate::dedup::Window,
+    ) -> Option<String> {
+        if !self.sync_on() {
+            return None;
+        }
+        let stored = warm_of(&mut state.stage)?.stored.as_ref()?;
+        if stored.holder_epoch == holder.epoch
+            || theirs.lineage.holds(stored.holder_epoch, stored.seq)
+        {
+            return None;
+        }
+        Some(format!(
+            "the state of epoch {} lacks replica {} of epoch {} (from {}) that we keep",
+            holder.epoch, stored.seq, stored.holder_epoch, stored.holder_node
+        ))
+    }
+
     /// On a standby: the holder of our view sent a checkpoint older than
     /// the one we keep, which a holder no longer in our view made: the
     /// other side of a split brain, gone before the heal, or an incarnation
     /// of the same epoch that a restart without a state directory forgot.
-    /// Left alone, neither gives way: we refuse each of its checkpoints
-    /// (with synchronous standby it then answers no call, ever), and a
-    /// failover to us would start from the gone holder's state without the
-    /// holder's calls. So we offer what we keep for a merge, as a
-    /// split-brain loser does (`conflict::on_merge_offer`): the holder
-    /// merges it and takes an epoch above it, and its next checkpoint is
-    /// newer than ours. At most once per holder epoch and `pull_timeout`:
-    /// a lost offer is made again, a stream of stale replicas is not
-    /// answered one by one.
+    /// Or (synchronous standby) a newer one whose state lacks ours
+    /// (`lacks_our_replica`): a failover that started without the replicas
+    /// we stored. Left alone, neither gives way: we refuse each of its
+    /// checkpoints (with synchronous standby it then answers no call,
+    /// ever), and a failover to us would start from the gone holder's
+    /// state without the holder's calls. So we offer what we keep for a
+    /// merge, as a split-brain loser does (`conflict::on_merge_offer`): the
+    /// holder merges it, or takes it whole if it answered nothing yet, and
+    /// takes an epoch above it; its next checkpoint is newer than ours and
+    /// holds it. At most once per holder epoch and `pull_timeout`: a lost
+    /// offer is made again, a stream of stale replicas is not answered one
+    /// by one.
     fn offer_stored(&self, state: &mut ServerState<A>, sender: &RegistrationInfo) {
         // Ordered by rank: the last is the holder of our view (`lookup`).
         let members = self.registry.members(&self.name);
@@ -461,11 +499,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         tracing::warn!(
             ?gone,
             holder = ?sender,
-            "the holder is older than the checkpoint we keep; offering it for a merge"
+            "the holder's state is older than the checkpoint we keep, or lacks it; offering it for a merge"
         );
         let of = PartOf::MergeOffer {
             loser: gone,
             winner_epoch: sender.epoch,
+            seq: stored.seq,
+            handled: stored.handled,
             via: Some(via),
         };
         self.send_state(state, &to, of, Arc::new(bytes));
@@ -518,6 +558,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             .and_then(|()| self.behaviour.apply_delta(&mut stored.state, &delta));
         match applied {
             Ok(()) => {
+                stored.answered.lineage.note(holder.epoch, seq);
                 stored.seq = seq;
                 stored.handled = handled;
                 stored.received = Instant::now();

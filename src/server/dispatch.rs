@@ -202,9 +202,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             HandoverMsg::MergeOffer {
                 loser,
                 winner_epoch,
+                seq,
+                handled,
                 result,
             } => {
-                self.on_merge_offer(state, loser, winner_epoch, result)
+                self.on_merge_offer(state, loser, winner_epoch, (seq, handled), result)
                     .await
             }
             HandoverMsg::MergeDone { loser } => self.on_merge_done(myself, state, loser).await,

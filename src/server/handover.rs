@@ -551,6 +551,25 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         gone: &RegistrationInfo,
         checkpoint: Option<CheckpointInfo>,
     ) -> Result<(), ActorProcessingErr> {
+        self.publish(
+            state,
+            EventKind::HandoverResumed {
+                successor: gone.clone(),
+            },
+        );
+        self.hold_anew(state, gone, checkpoint).await
+    }
+
+    /// A new tenure of an instance that holds already, as a failover from
+    /// `gone`: a new epoch (above every one seen), then `go`. For a holder
+    /// that resumes after a lost handover, and for one that took a
+    /// standby's or a loser's state whole (`conflict::merge`).
+    pub(super) async fn hold_anew(
+        &self,
+        state: &mut ServerState<A>,
+        gone: &RegistrationInfo,
+        checkpoint: Option<CheckpointInfo>,
+    ) -> Result<(), ActorProcessingErr> {
         match self
             .registry
             .steal(&self.name, state.ctx.myself.get_cell())
@@ -568,12 +587,6 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 tracing::warn!(error = %e, "could not take a new epoch; resuming under the old one");
             }
         }
-        self.publish(
-            state,
-            EventKind::HandoverResumed {
-                successor: gone.clone(),
-            },
-        );
         let start = StartType::Failover {
             from: gone.node.clone(),
             checkpoint,

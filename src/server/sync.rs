@@ -88,6 +88,10 @@ pub(super) struct SyncOut<A: TakeoverActor> {
     /// for up to `ack_timeout` before it refuses them: a takeover leaves
     /// the new holder without a standby until the old one is back).
     alone_since: Option<Instant>,
+    /// An answer of this tenure went out. Until one has, the state is
+    /// still ours to give up for a standby's that holds more (see
+    /// `conflict::merge`, `may_adopt`): no caller has seen it.
+    pub(super) answered: bool,
 }
 
 impl<A: TakeoverActor> Default for SyncOut<A> {
@@ -103,6 +107,7 @@ impl<A: TakeoverActor> Default for SyncOut<A> {
             ordinals: VecDeque::new(),
             stored_ordinal: 0,
             alone_since: None,
+            answered: false,
         }
     }
 }
@@ -242,7 +247,10 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             // No replica (the state does not encode): the effect cannot be
             // stored, the call was applied. Answered at once, as warm
             // standby would (the warning says why).
-            (Some(reply), None) => answer.send(reply),
+            (Some(reply), None) => {
+                state.sync.answered = true;
+                answer.send(reply);
+            }
             (None, _) => {}
         }
         self.release(state);
@@ -263,6 +271,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             _ => 0,
         };
         if ordinal <= state.sync.stored_ordinal || state.sync.degraded {
+            state.sync.answered = true;
             return reply.send_encoded(bytes);
         }
         // The first replica that recorded it, or (it came with the state
@@ -306,6 +315,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state.sync.ordinals.clear();
         state.sync.stored_ordinal = 0;
         state.sync.alone_since = None;
+        state.sync.answered = false;
         state.sync.epoch = state.ctx.epoch();
         if let (crate::StartType::Takeover { from }, Stage::Holder(h)) = (start, &state.stage) {
             // The old holder keeps the state it handed over as replica 0
@@ -327,8 +337,45 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// or the winner has every effect, so the answers go.
     pub(super) fn sync_release_all(&self, state: &mut ServerState<A>) {
         for w in std::mem::take(&mut state.sync.waiting) {
+            state.sync.answered = true;
             w.send();
         }
+    }
+
+    /// Gives up this tenure's state for `theirs`, a standby's replica (or
+    /// a loser's state) that holds everything ours started from and more
+    /// (see `conflict::merge`). The calls we applied meanwhile were
+    /// answered to nobody: their callers get `NoReply` (outcome unknown;
+    /// a retry runs on the state we keep, once). Our own replicas' entries
+    /// stay in its lineage, so a standby that stored one of them takes the
+    /// whole state the new tenure (`handover::hold_anew`) sends.
+    pub(super) fn sync_adopt(
+        &self,
+        state: &mut ServerState<A>,
+        theirs: A::State,
+        mut answered: crate::dedup::Window,
+    ) {
+        let ours = std::mem::take(&mut state.answered.lineage);
+        answered.lineage.absorb(&ours);
+        answered.replaced();
+        state.user = theirs;
+        state.answered = answered;
+        self.sync_fail(state);
+    }
+
+    /// Whether this holder may give up its state for `theirs` whole (see
+    /// `sync_adopt`): synchronous standby, no answer of this tenure went
+    /// out, and `theirs` holds everything our state started from and
+    /// something it did not.
+    pub(super) fn may_adopt(&self, state: &ServerState<A>, theirs: &crate::dedup::Window) -> bool {
+        let Some(tenure) = state.ctx.tenure else {
+            return false;
+        };
+        let ours = &state.answered.lineage;
+        self.sync_on()
+            && !state.sync.answered
+            && theirs.lineage.holds_all(ours, tenure)
+            && !ours.holds_all(&theirs.lineage, Epoch::MAX)
     }
 
     /// The instance failed: what waits was applied but maybe not stored.
@@ -394,6 +441,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Some(upto) => {
                 while state.sync.waiting.front().is_some_and(|w| w.seq <= upto) {
                     if let Some(w) = state.sync.waiting.pop_front() {
+                        state.sync.answered = true;
                         w.send();
                     }
                 }

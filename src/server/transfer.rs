@@ -94,10 +94,14 @@ fn whole(of: PartOf, bytes: Vec<u8>) -> HandoverMsg {
         PartOf::MergeOffer {
             loser,
             winner_epoch,
+            seq,
+            handled,
             ..
         } => HandoverMsg::MergeOffer {
             loser,
             winner_epoch,
+            seq,
+            handled,
             result: Ok(bytes),
         },
         PartOf::Checkpoint {
@@ -384,9 +388,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             HandoverMsg::MergeOffer {
                 loser,
                 winner_epoch,
+                seq,
+                handled,
                 result,
             } => {
-                self.on_merge_offer(state, loser, winner_epoch, result)
+                self.on_merge_offer(state, loser, winner_epoch, (seq, handled), result)
                     .await
             }
             HandoverMsg::Checkpoint {
@@ -420,10 +426,18 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             PartOf::MergeOffer {
                 loser,
                 winner_epoch,
+                seq,
+                handled,
                 ..
             } => {
-                self.on_merge_offer(state, loser, winner_epoch, Err(ReplyErr::State(error)))
-                    .await
+                self.on_merge_offer(
+                    state,
+                    loser,
+                    winner_epoch,
+                    (seq, handled),
+                    Err(ReplyErr::State(error)),
+                )
+                .await
             }
             PartOf::Checkpoint { .. } => {
                 let reason = error.to_string();

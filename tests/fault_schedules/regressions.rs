@@ -570,6 +570,33 @@ fn stale_holder_seeds_stay_fixed() {
     }
 }
 
+/// Synchronous standby, quorum and refuse mode (a 20 000-schedule run of
+/// 2026-12-03): `b` restarted cut off from `a`, which went on with `c`
+/// storing its calls; `a` crashed; `b`, seeing a majority (itself and
+/// `c`), failed over with nothing, and `c` stored `b`'s replica over its
+/// own: 654 acknowledged calls lost (reported by the failover, so no
+/// violation). `c` now refuses a replica whose lineage lacks the one it
+/// keeps and offers its own; `b`, having answered nothing, takes it whole
+/// (`MergeOutcome::TookTheirs`).
+const SYNC_LINEAGE_SEEDS: [u64; 1] = [3_823_538_393];
+
+/// Every seed of [`SYNC_LINEAGE_SEEDS`] replays clean and loses no
+/// acknowledged call, reported or not.
+#[test]
+fn sync_lineage_seeds_lose_nothing() {
+    for seed in SYNC_LINEAGE_SEEDS {
+        let run = run_seed(seed);
+        if let Some(report) = run.report(false) {
+            panic!("seed {seed} (a standby's replica the new holder lacked):\n{report}");
+        }
+        assert_eq!(
+            run.stats.lost_reported, 0,
+            "seed {seed}: acknowledged calls lost with a crash: {:?}",
+            run.stats
+        );
+    }
+}
+
 /// Found with retries on (`FAULT_RETRIES=1`):
 /// - 4 and 273 (300 schedules, 2026-12-02): a call applied on one side of a
 ///   split, its answer lost, ran again as a retry on the other side, which

@@ -144,6 +144,8 @@ fn random_part_of(rng: &mut StdRng) -> PartOf {
         1 => PartOf::MergeOffer {
             loser: random_info(rng),
             winner_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+            handled: rng.random(),
             via: rng.random_bool(0.5).then(|| random_info(rng)),
         },
         _ => PartOf::Checkpoint {
@@ -251,6 +253,8 @@ fn random_handover(rng: &mut StdRng) -> HandoverMsg {
         4 => HandoverMsg::MergeOffer {
             loser: random_info(rng),
             winner_epoch: random_epoch(rng),
+            seq: random_epoch(rng),
+            handled: rng.random(),
             result: random_result(rng),
         },
         5 => HandoverMsg::MergeDone {

@@ -5,6 +5,7 @@
 //! winner vanishes or never answers holds the name again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use ractor::{ActorProcessingErr, ActorRef};
 
@@ -14,7 +15,7 @@ use crate::server::calls::Pending;
 use crate::server::phase::{self, YieldExit};
 use crate::server::{ServerState, Stage, TakeoverServer};
 use crate::{
-    EventKind, HandoverMsg, LeaveReason, PartOf, Registration, RegistrationInfo, ReplyErr,
+    CheckpointInfo, EventKind, HandoverMsg, MergeOutcome, LeaveReason, PartOf, Registration, RegistrationInfo, ReplyErr,
     StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
@@ -29,11 +30,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         winner: Registration,
     ) {
         tracing::warn!(winner = ?winner.info(), "split brain: this holder loses; offering its state");
+        let (seq, handled) = match &state.stage {
+            Stage::Holder(h) => (h.clock.seq, h.clock.handled()),
+            _ => (0, 0),
+        };
         match self.encode_for_transfer(&state.user, &state.answered) {
             Ok(bytes) => {
                 let of = PartOf::MergeOffer {
                     loser: me.info().clone(),
                     winner_epoch: winner.epoch(),
+                    seq,
+                    handled,
                     via: None,
                 };
                 self.send_state(state, &winner, of, Arc::new(bytes));
@@ -44,6 +51,8 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 TakeoverMessage::<A>::Handover(HandoverMsg::MergeOffer {
                     loser: me.info().clone(),
                     winner_epoch: winner.epoch(),
+                    seq,
+                    handled,
                     result: Err(ReplyErr::State(e)),
                 }),
             ),
@@ -85,6 +94,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         state: &mut ServerState<A>,
         loser: RegistrationInfo,
         winner_epoch: u64,
+        (seq, handled): (u64, u64),
         result: Result<Vec<u8>, ReplyErr>,
     ) -> Result<(), ActorProcessingErr> {
         if loser.name != self.name || !matches!(state.stage, Stage::Holder(_)) {
@@ -96,12 +106,35 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             return Ok(());
         }
         let bytes = result.as_ref().map(Vec::len).unwrap_or(0);
+        // Taken whole: the state our new tenure starts from, as a
+        // failover's checkpoint.
+        let mut took = None;
         let theirs = match result {
             Ok(b) => self.decode_transferred(&b),
             Err(ReplyErr::State(e)) => Err(e),
             Err(ReplyErr::Refused(why)) => Err(StateCodecErr::Encode(why)),
         };
         let outcome = match theirs {
+            Ok((theirs, answered)) if self.may_adopt(state, &answered) => {
+                // Nothing we served was seen, and theirs holds all our
+                // state started from: no merge (the default one keeps
+                // ours, and would drop what they stored) but theirs,
+                // whole. Quorum mode's failover from an empty standby
+                // while another kept the replicas lands here.
+                tracing::warn!(
+                    ?loser,
+                    "the offered state holds more than ours started from, and we answered nothing yet; taking it"
+                );
+                self.sync_adopt(state, theirs, answered);
+                took = Some(CheckpointInfo {
+                    holder_epoch: loser.epoch,
+                    seq,
+                    handled,
+                    age: Duration::ZERO,
+                    bytes,
+                });
+                Some(MergeOutcome::TookTheirs)
+            }
             Ok((theirs, answered)) => {
                 // The loser's answered calls, whatever `merge` keeps of its
                 // state: a retry of one must not run again here (what the
@@ -130,11 +163,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 bytes,
             },
         );
-        self.moved(
-            state,
-            Some(loser.node.clone()),
-            crate::event::MoveReason::Conflict,
-        );
+        if took.is_none() {
+            self.moved(
+                state,
+                Some(loser.node.clone()),
+                crate::event::MoveReason::Conflict,
+            );
+        }
         // A standby's offer of a checkpoint from an incarnation of our own
         // registration (see `checkpoint::offer_stored`) has nobody to tell.
         let me = state.ctx.registration.as_ref().map(|r| r.info().clone());
@@ -168,6 +203,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             // taken: a corrupt or forged offer must not push this name's
             // epochs to their end.
             self.registry.note_seen(&loser);
+        }
+        if took.is_some() {
+            // A new tenure on the state we took: a new epoch (above the
+            // loser's, noted above) and `go` as a failover from it, which
+            // tells the behaviour its state was replaced and replicates
+            // it whole.
+            return self.hold_anew(state, &loser, took).await;
         }
         self.rank_above(state, &loser).await?;
         // The merged state to the standbys, under the epoch taken above if

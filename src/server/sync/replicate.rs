@@ -42,6 +42,9 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         holder.clock.at = holder.clock.handled;
         holder.clock.dirty = false;
         let (seq, handled) = (holder.clock.seq, holder.clock.handled);
+        // Our state holds this replica (see `dedup::lineage`); a whole
+        // state sent from now says so.
+        state.answered.lineage.note(me.epoch, seq);
         state
             .sync
             .ordinals
