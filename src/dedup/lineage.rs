@@ -140,7 +140,11 @@ mod tests {
         assert!(l.holds(3, u64::MAX), "forgotten: counted as held");
         assert!(!l.holds(KEPT as u64 + 5, 2));
         l.note(2, 9);
-        assert_eq!(l.tenures.len(), KEPT, "an epoch below the floor is not noted");
+        assert_eq!(
+            l.tenures.len(),
+            KEPT,
+            "an epoch below the floor is not noted"
+        );
     }
 
     #[test]
@@ -154,7 +158,10 @@ mod tests {
         assert!(!theirs.holds_all(&ours, u64::MAX));
         let mut short = Lineage::default();
         short.note(1, 30);
-        assert!(!short.holds_all(&ours, 2), "it lacks replicas 31..40 of epoch 1");
+        assert!(
+            !short.holds_all(&ours, 2),
+            "it lacks replicas 31..40 of epoch 1"
+        );
     }
 
     #[test]

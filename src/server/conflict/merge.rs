@@ -15,8 +15,8 @@ use crate::server::calls::Pending;
 use crate::server::phase::{self, YieldExit};
 use crate::server::{ServerState, Stage, TakeoverServer};
 use crate::{
-    CheckpointInfo, EventKind, HandoverMsg, MergeOutcome, LeaveReason, PartOf, Registration, RegistrationInfo, ReplyErr,
-    StateCodecErr, TakeoverActor, TakeoverMessage,
+    CheckpointInfo, EventKind, HandoverMsg, LeaveReason, MergeOutcome, PartOf, Registration,
+    RegistrationInfo, ReplyErr, StateCodecErr, TakeoverActor, TakeoverMessage,
 };
 
 impl<A: TakeoverActor> TakeoverServer<A> {
