@@ -20,6 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::registry::EPOCH_CEILING;
 use crate::Epoch;
 
 /// Tenures kept, at most: past it the oldest ones are forgotten, and
@@ -87,9 +88,16 @@ impl Lineage {
         }
     }
 
-    /// A list from a peer may be longer or out of order: the wire bounds
-    /// nothing. Keeps the newest `KEPT`, sorted.
+    /// A list from a peer may be longer or out of order, or name epochs no
+    /// node could have taken: the wire bounds nothing. Keeps the newest
+    /// `KEPT` up to the epoch ceiling, sorted, and a floor only where one
+    /// can be: a floor rises only as entries are forgotten, so `KEPT`
+    /// entries stand above it. Why: a forged floor or epoch near
+    /// `u64::MAX` would count every replica as held, and no standby would
+    /// ever refuse a holder that lacks its replica. Dropped, the standby
+    /// may offer a replica the holder holds: a merge too many, not a loss.
     pub(crate) fn tidy(&mut self) {
+        self.tenures.retain(|(e, _)| *e <= EPOCH_CEILING);
         self.tenures.sort_unstable();
         self.tenures.dedup_by(|b, a| {
             if a.0 == b.0 {
@@ -101,6 +109,9 @@ impl Lineage {
         });
         let floor = self.floor;
         self.tenures.retain(|(e, _)| *e > floor);
+        if self.tenures.len() < KEPT {
+            self.floor = 0;
+        }
         self.trim();
     }
 
@@ -175,6 +186,24 @@ mod tests {
         a.absorb(&b);
         assert!(a.holds(1, 55) && a.holds(3, 8) && a.holds(4, 2));
         assert!(!a.holds(4, 3));
+    }
+
+    #[test]
+    fn forged_epochs_past_the_ceiling_are_dropped() {
+        let mut l = Lineage {
+            tenures: vec![(3, 1), (u64::MAX, 1)],
+            floor: u64::MAX - 1,
+        };
+        l.tidy();
+        assert_eq!(l.floor, 0, "a floor with no entries above it is forged");
+        assert_eq!(l.tenures, vec![]);
+        assert!(!l.holds(3, 1));
+        let mut l = Lineage {
+            tenures: vec![(3, 1), (EPOCH_CEILING + 1, 1)],
+            floor: 0,
+        };
+        l.tidy();
+        assert_eq!(l.tenures, vec![(3, 1)]);
     }
 
     #[test]

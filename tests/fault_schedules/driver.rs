@@ -210,6 +210,11 @@ pub struct Summary {
     pub refuse_quorum_schedules: usize,
     pub refuse_quorum_lost_reported: usize,
     pub refuse_quorum_lossy: Vec<u64>,
+    /// Refuse mode with one crash in the whole schedule: a loss there is
+    /// no double fault (the holder and the standby that stored the call
+    /// both crashed), so it is a bug to find. Lost calls, and the seeds.
+    pub refuse_one_crash_lost: usize,
+    pub refuse_one_crash_lossy: Vec<u64>,
     /// Known bug -> how many of those seeds ran with synchronous standby.
     pub known_in_sync: BTreeMap<KnownGap, usize>,
 }
@@ -239,6 +244,10 @@ pub fn run_many(base: u64, count: u64, threads: usize) -> Summary {
                 if refuse {
                     sum.refuse_schedules += 1;
                     sum.refuse_lost_reported += run.stats.lost_reported;
+                }
+                if refuse && run.stats.crashes == 1 && run.stats.lost_reported > 0 {
+                    sum.refuse_one_crash_lost += run.stats.lost_reported;
+                    sum.refuse_one_crash_lossy.push(seed);
                 }
                 if refuse && run.schedule.quorum {
                     sum.refuse_quorum_schedules += 1;

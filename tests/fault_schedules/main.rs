@@ -188,6 +188,14 @@ fn fault_schedules() {
         "  in refuse and quorum mode: {} schedules, {} lost, e.g. seeds {:?}",
         summary.refuse_quorum_schedules, summary.refuse_quorum_lost_reported, lossy
     );
+    let mut one = summary.refuse_one_crash_lossy.clone();
+    one.sort_unstable();
+    println!(
+        "  in refuse mode with a single crash: {} schedules lost {} calls, e.g. seeds {:?}",
+        one.len(),
+        summary.refuse_one_crash_lost,
+        &one[..one.len().min(8)]
+    );
     for (k, seeds) in &summary.known {
         println!(
             "  known bug {k}: {} schedules ({} in quorum mode, {} durable, {} sync standby), e.g. seeds {:?}",

@@ -148,6 +148,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             }
             Err(e) => {
                 tracing::warn!(?loser, error = %e, "the loser's state could not be read; it is dropped");
+                // Dropped, and said so: a standby that offered it (its
+                // replica lacking from our lineage) stores ours from now
+                // on, instead of offering the same unreadable state again
+                // and leaving our calls without its acknowledgement.
+                if loser.epoch <= crate::registry::EPOCH_CEILING {
+                    state.answered.lineage.note(loser.epoch, seq);
+                }
                 None
             }
         };
