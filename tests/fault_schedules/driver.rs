@@ -176,7 +176,15 @@ pub fn trace_of(o: &Outcome) -> String {
     }
     match &o.final_state {
         Ok(st) if !full => {
-            let _ = writeln!(s, "final state: {} calls", st.content().len());
+            let content = st.content();
+            let _ = writeln!(s, "final state: {} calls", content.len());
+            // Acknowledged, and not in it (lost: reported by a failover,
+            // or a violation): who answered each, to find where it went.
+            for c in &o.calls {
+                if let (Ok(r), false) = (&c.result, content.contains(&c.call)) {
+                    let _ = writeln!(s, "  acknowledged, not kept: {:?} answered {r:?}", c.call);
+                }
+            }
         }
         other => {
             let _ = writeln!(s, "final state: {other:?}");
