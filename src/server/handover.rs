@@ -432,14 +432,19 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// the state it sent to `successor` reached us.
     pub(super) fn on_handover_query(
         &self,
-        state: &ServerState<A>,
+        state: &mut ServerState<A>,
         old: RegistrationInfo,
         successor: RegistrationInfo,
     ) {
         let pulling = matches!(state.stage, Stage::Pulling(_));
         let answer =
             match phase::answer_query(state.memory.took_over.as_ref(), &old, &successor, pulling) {
-                QueryAnswer::Done => HandoverMsg::HandoverDone { successor },
+                QueryAnswer::Done => {
+                    // Asked after `pull_timeout`: a `HandoverDone` we held
+                    // (`sync::handover_done`) waited long enough.
+                    self.flush_handover_done(state);
+                    HandoverMsg::HandoverDone { successor }
+                }
                 QueryAnswer::Unknown => HandoverMsg::HandoverUnknown {
                     successor,
                     answerer: state.ctx.registration.as_ref().map(|r| r.info().clone()),

@@ -53,8 +53,11 @@ use super::checkpoint::standby_name;
 use super::{ServerState, Stage, TakeoverServer};
 use crate::config::NoStandby;
 use crate::dedup::WindowDelta;
-use crate::message::{Answer, ReplicaBody, ReplicaImage};
-use crate::{CallErr, Epoch, EventKind, NodeName, RegistrationInfo, TakeoverActor};
+use crate::message::{deliver, Answer, ReplicaBody, ReplicaImage};
+use crate::{
+    CallErr, Epoch, EventKind, HandoverMsg, NodeName, RegistrationInfo, TakeoverActor,
+    TakeoverMessage,
+};
 
 /// A holder's side of synchronous standby.
 pub(super) struct SyncOut<A: TakeoverActor> {
@@ -92,6 +95,18 @@ pub(super) struct SyncOut<A: TakeoverActor> {
     /// still ours to give up for a standby's that holds more (see
     /// `conflict::merge`, `may_adopt`): no caller has seen it.
     pub(super) answered: bool,
+    /// A takeover's `HandoverDone`, held until a standby stored our first
+    /// replica (see `handover_done`).
+    done: Option<DeferredDone>,
+}
+
+/// A `HandoverDone` not sent yet: to `old`, for our registration
+/// `successor`, once replica `seq` is stored.
+struct DeferredDone {
+    old: crate::Registration,
+    successor: RegistrationInfo,
+    seq: u64,
+    since: Instant,
 }
 
 impl<A: TakeoverActor> Default for SyncOut<A> {
@@ -108,6 +123,7 @@ impl<A: TakeoverActor> Default for SyncOut<A> {
             stored_ordinal: 0,
             alone_since: None,
             answered: false,
+            done: None,
         }
     }
 }
@@ -333,9 +349,64 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         self.arm_sync_tick(state);
     }
 
+    /// A pulled takeover is in: tell the old holder, which then retires
+    /// (and its behaviour may stop it, or its node may stop for a drain).
+    /// With synchronous standby, only once a standby we wait for stored
+    /// the replica our tenure began with: until then the state the old
+    /// holder handed over lives in this instance alone, and a crash here
+    /// would lose every call acknowledged before the takeover (fault seed
+    /// 4260756349: the old holder stopped, the new one crashed while its
+    /// first replica was on its way in parts). The old holder, still
+    /// retiring, resumes from what it sent if we crash first. Not held
+    /// when no standby is in view (the old holder becomes ours), and for
+    /// at most `ack_timeout` (a standby that does not answer must not keep
+    /// the old holder retiring), or until the old holder asks.
+    pub(super) fn handover_done(
+        &self,
+        state: &mut ServerState<A>,
+        old: crate::Registration,
+        successor: RegistrationInfo,
+    ) {
+        let seq = match &state.stage {
+            Stage::Holder(h) if self.sync_on() => h.clock.seq,
+            _ => 0,
+        };
+        if seq > 0 && self.stored_upto(state).is_some_and(|upto| upto < seq) {
+            tracing::debug!(
+                seq,
+                "HandoverDone waits for a standby to store our first replica"
+            );
+            state.sync.done = Some(DeferredDone {
+                old,
+                successor,
+                seq,
+                since: Instant::now(),
+            });
+            self.arm_sync_tick(state);
+            return;
+        }
+        let done = HandoverMsg::HandoverDone { successor };
+        deliver(&state.registry, &old, TakeoverMessage::<A>::Handover(done));
+    }
+
+    /// Sends a held `HandoverDone` now.
+    pub(super) fn flush_handover_done(&self, state: &mut ServerState<A>) {
+        if let Some(d) = state.sync.done.take() {
+            let done = HandoverMsg::HandoverDone {
+                successor: d.successor,
+            };
+            deliver(
+                &state.registry,
+                &d.old,
+                TakeoverMessage::<A>::Handover(done),
+            );
+        }
+    }
+
     /// The state leaves with a takeover or a merge offer: the successor
     /// or the winner has every effect, so the answers go.
     pub(super) fn sync_release_all(&self, state: &mut ServerState<A>) {
+        self.flush_handover_done(state);
         for w in std::mem::take(&mut state.sync.waiting) {
             state.sync.answered = true;
             w.send();
@@ -437,7 +508,17 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Holder(h) => h.clock.seq,
             _ => return,
         };
-        match self.stored_upto(state) {
+        let stored = self.stored_upto(state);
+        let overdue = |d: &DeferredDone| d.since.elapsed() >= sync.ack_timeout;
+        if state
+            .sync
+            .done
+            .as_ref()
+            .is_some_and(|d| stored.is_none_or(|upto| upto >= d.seq) || overdue(d))
+        {
+            self.flush_handover_done(state);
+        }
+        match stored {
             Some(upto) => {
                 while state.sync.waiting.front().is_some_and(|w| w.seq <= upto) {
                     if let Some(w) = state.sync.waiting.pop_front() {

@@ -346,11 +346,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             state.memory.took_over = Some((from.clone(), me.epoch));
         }
         if let (false, Some(old), Some(me)) = (lost, self.registry.resolve(&from), me.clone()) {
-            deliver(
-                &state.registry,
-                &old,
-                TakeoverMessage::<A>::Handover(HandoverMsg::HandoverDone { successor: me }),
-            );
+            self.handover_done(state, old, me);
         }
         self.publish(
             state,
