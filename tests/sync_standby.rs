@@ -73,6 +73,16 @@ impl Load {
         self.oks.lock().unwrap().len()
     }
 
+    /// Waits until `n` more calls than now are answered.
+    async fn wait_more(&self, what: &str, n: usize) {
+        let from = self.count();
+        wait_until(what, || {
+            let done = self.count() >= from + n;
+            async move { done }
+        })
+        .await;
+    }
+
     fn max(&self) -> u64 {
         self.oks.lock().unwrap().iter().copied().max().unwrap_or(0)
     }
@@ -87,6 +97,27 @@ impl Load {
     }
 }
 
+/// `a` holds, `b` and `c` stand by: the three instances, in that order.
+async fn holder_and_two_standbys(
+    cluster: &FakeCluster,
+    config: &TakeoverConfig,
+    events: &mut Watcher,
+) -> [TakeoverRef<Counter>; 3] {
+    let a = spawn(cluster, "a", config).await;
+    events.registered("a").await;
+    let b = spawn(cluster, "b", config).await;
+    let c = spawn(cluster, "c", config).await;
+    standbys(cluster, 2).await;
+    [a, b, c]
+}
+
+/// Every count answered once: a count answered twice is an acknowledged
+/// call that the state it was answered from lost.
+fn assert_no_count_twice(oks: &[u64], what: &str) {
+    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
+    assert_eq!(distinct.len(), oks.len(), "a count answered twice: {what}");
+}
+
 /// Placement `a > b > c`, synchronous standby (refuse); four callers call
 /// the holder `a` without pause; `a` crashes. `b` fails over from its
 /// replica, and no count is answered twice across the failover: every call
@@ -98,19 +129,10 @@ async fn a_crash_failover_keeps_every_acknowledged_call() {
     let cluster = FakeCluster::new(["a", "b", "c", "client"]);
     let config = sync_config(SyncStandby::refuse());
     let mut events = Watcher::new(&config.events);
-    let _a = spawn(&cluster, "a", &config).await;
-    events.registered("a").await;
-    let _b = spawn(&cluster, "b", &config).await;
-    let _c = spawn(&cluster, "c", &config).await;
-    standbys(&cluster, 2).await;
-
+    let _instances = holder_and_two_standbys(&cluster, &config, &mut events).await;
     let cc = client(&cluster, "client");
     let load = Load::start(&cc);
-    wait_until("500 calls answered", || {
-        let n = load.count();
-        async move { n >= 500 }
-    })
-    .await;
+    load.wait_more("500 calls answered", 500).await;
 
     tracing::info!("--- crash the holder a under load");
     // Sampled before the crash: with no failover delay, `b` may fail over
@@ -136,19 +158,9 @@ async fn a_crash_failover_keeps_every_acknowledged_call() {
         "b's replica holds {} calls, a acknowledged {acked_by_a}",
         cp.handled
     );
-    let after = load.count();
-    wait_until("200 calls answered by b", || {
-        let n = load.count();
-        async move { n >= after + 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered by b", 200).await;
     let oks = load.stop().await;
-    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        oks.len(),
-        "a count answered twice: an acknowledged call was lost in the failover"
-    );
+    assert_no_count_twice(&oks, "an acknowledged call was lost in the failover");
 }
 
 /// A standby keeps replicas that the new holder's state lacks. Placement
@@ -168,27 +180,15 @@ async fn a_standby_gives_a_new_holder_the_replicas_its_state_lacks() {
     let cluster = FakeCluster::new(["a", "b", "c", "client"]);
     let config = sync_config(SyncStandby::refuse());
     let mut events = Watcher::new(&config.events);
-    let _a = spawn(&cluster, "a", &config).await;
-    events.registered("a").await;
-    let _b = spawn(&cluster, "b", &config).await;
-    let _c = spawn(&cluster, "c", &config).await;
-    standbys(&cluster, 2).await;
+    let _instances = holder_and_two_standbys(&cluster, &config, &mut events).await;
     let cc = client(&cluster, "client");
     let load = Load::start(&cc);
-    wait_until("200 calls answered", || {
-        let n = load.count();
-        async move { n >= 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered", 200).await;
 
     tracing::info!("--- crash b; a goes on with c");
     cluster.crash("b");
-    let after = load.count();
-    wait_until("200 calls answered with c storing them", || {
-        let n = load.count();
-        async move { n >= after + 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered with c storing them", 200)
+        .await;
 
     tracing::info!("--- b restarts cut off from a, and takes the vacant name");
     cluster.split("a", "b");
@@ -232,19 +232,9 @@ async fn a_standby_gives_a_new_holder_the_replicas_its_state_lacks() {
         "b's state holds {} calls, a acknowledged {acked_by_a}",
         cp.handled
     );
-    let after = load.count();
-    wait_until("200 calls answered by b", || {
-        let n = load.count();
-        async move { n >= after + 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered by b", 200).await;
     let oks = load.stop().await;
-    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        oks.len(),
-        "a count answered twice: a call a acknowledged was lost"
-    );
+    assert_no_count_twice(&oks, "a call a acknowledged was lost");
 }
 
 /// A takeover is confirmed to the old holder (`HandoverDone`, after which
@@ -266,18 +256,10 @@ async fn a_takeover_is_confirmed_once_a_standby_stored_the_state() {
     let config = TakeoverConfig::default()
         .with_sync_standby(SyncStandby::refuse().with_ack_timeout(Duration::from_secs(60)));
     let mut events = Watcher::new(&config.events);
-    let a = spawn(&cluster, "a", &config).await;
-    events.registered("a").await;
-    let b = spawn(&cluster, "b", &config).await;
-    let _c = spawn(&cluster, "c", &config).await;
-    standbys(&cluster, 2).await;
+    let [a, b, _c] = holder_and_two_standbys(&cluster, &config, &mut events).await;
     let cc = client(&cluster, "client");
     let load = Load::start(&cc);
-    wait_until("200 calls answered", || {
-        let n = load.count();
-        async move { n >= 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered", 200).await;
 
     tracing::info!("--- b takes over with its messages to c held, then crashes");
     cluster.hold("b", "c");
@@ -302,23 +284,14 @@ async fn a_takeover_is_confirmed_once_a_standby_stored_the_state() {
         })
         .await;
     cluster.release("b", "c");
-    let after = load.count();
-    wait_until("200 calls answered after the crash", || {
-        let n = load.count();
-        async move { n >= after + 200 }
-    })
-    .await;
+    load.wait_more("200 calls answered after the crash", 200)
+        .await;
     let oks = load.stop().await;
     println!(
         "{acked} calls acknowledged before the crash; {} in all",
         oks.len()
     );
-    let distinct: BTreeSet<u64> = oks.iter().copied().collect();
-    assert_eq!(
-        distinct.len(),
-        oks.len(),
-        "a count answered twice: an acknowledged call was lost"
-    );
+    assert_no_count_twice(&oks, "an acknowledged call was lost");
 }
 
 /// Consistency: with no standby running, a call is refused with
