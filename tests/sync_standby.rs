@@ -16,7 +16,7 @@ use ractor::ActorProcessingErr;
 use ractor_takeover::config::SyncStandby;
 use ractor_takeover::event::EventKind;
 use ractor_takeover::fake::FakeCluster;
-use ractor_takeover::status::Phase;
+use ractor_takeover::status::{CheckpointInfo, Phase};
 use ractor_takeover::*;
 use serde::{Deserialize, Serialize};
 use support::*;
@@ -149,18 +149,24 @@ async fn a_crash_failover_keeps_every_acknowledged_call() {
     else {
         panic!("b should fail over from its replica: {start:?}");
     };
+    b_holds_what_a_acknowledged(load, &cp, acked_by_a).await;
+}
+
+/// After `b` failed over from `cp`: it holds every call `a` acknowledged
+/// (up to `acked_by_a`), and answers 200 more without a count twice.
+async fn b_holds_what_a_acknowledged(load: Load, cp: &CheckpointInfo, acked_by_a: u64) {
     println!(
-        "a acknowledged up to call {acked_by_a}; b failed over from replica {} holding {} calls",
-        cp.seq, cp.handled
+        "a acknowledged up to call {acked_by_a}; b started from replica {} of epoch {} holding {} calls",
+        cp.seq, cp.holder_epoch, cp.handled
     );
     assert!(
         cp.handled >= acked_by_a,
-        "b's replica holds {} calls, a acknowledged {acked_by_a}",
+        "b's state holds {} calls, a acknowledged {acked_by_a}",
         cp.handled
     );
     load.wait_more("200 calls answered by b", 200).await;
     let oks = load.stop().await;
-    assert_no_count_twice(&oks, "an acknowledged call was lost in the failover");
+    assert_no_count_twice(&oks, "a call a acknowledged was lost");
 }
 
 /// A standby keeps replicas that the new holder's state lacks. Placement
@@ -223,18 +229,7 @@ async fn a_standby_gives_a_new_holder_the_replicas_its_state_lacks() {
     else {
         unreachable!()
     };
-    println!(
-        "a acknowledged up to call {acked_by_a}; b took a replica of epoch {} holding {} calls",
-        cp.holder_epoch, cp.handled
-    );
-    assert!(
-        cp.handled >= acked_by_a,
-        "b's state holds {} calls, a acknowledged {acked_by_a}",
-        cp.handled
-    );
-    load.wait_more("200 calls answered by b", 200).await;
-    let oks = load.stop().await;
-    assert_no_count_twice(&oks, "a call a acknowledged was lost");
+    b_holds_what_a_acknowledged(load, &cp, acked_by_a).await;
 }
 
 /// A takeover is confirmed to the old holder (`HandoverDone`, after which
