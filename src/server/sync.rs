@@ -181,6 +181,11 @@ impl Change {
 /// One standby, as its holder sees it.
 #[derive(Default)]
 struct Peer {
+    /// Its entry in the standby group, once seen there. Why: peers are
+    /// kept by node, and a new instance on the node (the old one stopped
+    /// once it had handed over, or its node restarted) has none of what
+    /// the old one got; a new entry is a new peer.
+    entry: Option<RegistrationInfo>,
     /// The newest replica it acknowledged.
     acked: u64,
     /// The newest replica sent to it; a delta goes only on top of it.
@@ -206,6 +211,25 @@ const QUEUE_MAX_BYTES: usize = 64 << 20;
 /// The recent deltas kept to catch a standby up, at most (bytes, count).
 const HISTORY_MAX_BYTES: usize = 16 << 20;
 const HISTORY_MAX: usize = 10_000;
+
+impl<A: TakeoverActor> SyncOut<A> {
+    /// The peer `standby` (an entry of the standby group) is: afresh if
+    /// the entry is not the one we knew on its node.
+    fn peer(&mut self, standby: &RegistrationInfo) -> &mut Peer {
+        let peer = self.peers.entry(standby.node.clone()).or_default();
+        match &peer.entry {
+            Some(known) if known != standby => {
+                *peer = Peer {
+                    entry: Some(standby.clone()),
+                    ..Peer::default()
+                };
+            }
+            Some(_) => {}
+            None => peer.entry = Some(standby.clone()),
+        }
+        peer
+    }
+}
 
 impl<A: TakeoverActor> TakeoverServer<A> {
     pub(super) fn sync_on(&self) -> bool {

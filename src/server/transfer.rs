@@ -78,7 +78,11 @@ struct Incoming {
 fn slot(of: &PartOf) -> (std::mem::Discriminant<PartOf>, Option<&RegistrationInfo>) {
     let sender = match of {
         PartOf::StateReply { .. } => None,
-        PartOf::MergeOffer { loser, .. } => Some(loser),
+        // The sender: a standby offering a gone loser's checkpoint is not
+        // the loser, which may be offering its own state at the same time
+        // (seed 1074: the two interleaved, each part of one broke the
+        // other's, and the merge was dropped).
+        PartOf::MergeOffer { loser, via, .. } => Some(via.as_ref().unwrap_or(loser)),
         PartOf::Checkpoint { holder, .. } => Some(holder),
     };
     (discriminant(of), sender)

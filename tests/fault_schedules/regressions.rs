@@ -586,7 +586,14 @@ fn stale_holder_seeds_stay_fixed() {
 /// new holder now confirms a takeover only once a standby stored its
 /// state (`sync::handover_done`); the seed now takes another path, and
 /// loses nothing.
-const SYNC_LOSS_SEEDS: [u64; 2] = [3_823_538_393, 4_260_756_349];
+///
+/// 3094842145 (the next run), refuse and quorum mode, one crash: after a
+/// takeover the standbys were new instances (the old ones had stopped
+/// once they handed over), and the holder, which kept what each standby
+/// acknowledged by node, counted them as caught up and sent them nothing;
+/// its crash failed over from nothing (31 calls lost). A new entry in the
+/// standby group is now a new peer (`sync::Peer::entry`).
+const SYNC_LOSS_SEEDS: [u64; 3] = [3_823_538_393, 4_260_756_349, 3_094_842_145];
 
 /// Every seed of [`SYNC_LOSS_SEEDS`] replays clean and loses no
 /// acknowledged call, reported or not.

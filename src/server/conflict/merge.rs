@@ -147,14 +147,12 @@ impl<A: TakeoverActor> TakeoverServer<A> {
                 )
             }
             Err(e) => {
+                // Not noted in our lineage: a standby that offered it goes
+                // on refusing our replicas and offers it again after
+                // `pull_timeout`, so a transfer that failed on the way
+                // (seed 1074: two offers of one loser's state, in parts,
+                // interleaved) is not a silent loss.
                 tracing::warn!(?loser, error = %e, "the loser's state could not be read; it is dropped");
-                // Dropped, and said so: a standby that offered it (its
-                // replica lacking from our lineage) stores ours from now
-                // on, instead of offering the same unreadable state again
-                // and leaving our calls without its acknowledgement.
-                if loser.epoch <= crate::registry::EPOCH_CEILING {
-                    state.answered.lineage.note(loser.epoch, seq);
-                }
                 None
             }
         };

@@ -61,7 +61,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         let now = Instant::now();
         let mut full: Option<Arc<Vec<u8>>> = None;
         for standby in self.registry.members(&standby_name(&self.name)) {
-            let peer = state.sync.peers.entry(standby.node().clone()).or_default();
+            let peer = state.sync.peer(standby.info());
             if peer.in_parts.is_some()
                 && peer
                     .sent_at

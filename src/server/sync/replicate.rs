@@ -84,8 +84,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         let mut full: Option<Arc<Vec<u8>>> = None;
         for standby in self.registry.members(&standby_name(&self.name)) {
-            let node = standby.node().clone();
-            let peer = state.sync.peers.entry(node.clone()).or_default();
+            let peer = state.sync.peer(standby.info());
             if peer.in_parts.is_some() {
                 match &delta {
                     Some(d) if !peer.broken && peer.queued_bytes + d.size() <= QUEUE_MAX_BYTES => {
