@@ -381,10 +381,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
     /// would lose every call acknowledged before the takeover (fault seed
     /// 4260756349: the old holder stopped, the new one crashed while its
     /// first replica was on its way in parts). The old holder, still
-    /// retiring, resumes from what it sent if we crash first. Not held
-    /// when no standby is in view (the old holder becomes ours), and for
-    /// at most `ack_timeout` (a standby that does not answer must not keep
-    /// the old holder retiring), or until the old holder asks.
+    /// retiring, resumes from what it sent if we crash first. With no
+    /// standby in view, held only while another node of the placement is
+    /// live (its standby may be starting: the old ones stopped once they
+    /// had handed over, seed 3094847983); else not, since the old holder
+    /// becomes our standby. For at most `ack_timeout` (a standby that
+    /// does not answer must not keep the old holder retiring), or until
+    /// the old holder asks.
     pub(super) fn handover_done(
         &self,
         state: &mut ServerState<A>,
@@ -395,7 +398,7 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Holder(h) if self.sync_on() => h.clock.seq,
             _ => 0,
         };
-        if seq > 0 && self.stored_upto(state).is_some_and(|upto| upto < seq) {
+        if seq > 0 && !self.done_may_go(state, seq, old.node()) {
             tracing::debug!(
                 seq,
                 "HandoverDone waits for a standby to store our first replica"
@@ -411,6 +414,26 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
         let done = HandoverMsg::HandoverDone { successor };
         deliver(&state.registry, &old, TakeoverMessage::<A>::Handover(done));
+    }
+
+    /// Whether a takeover's `HandoverDone` may go: the standbys we wait
+    /// for stored replica `seq`, or none is in view and none may come but
+    /// the old holder on `old` (see `handover_done`).
+    fn done_may_go(&self, state: &ServerState<A>, seq: u64, old: &NodeName) -> bool {
+        match self.stored_upto(state) {
+            Some(upto) => upto >= seq,
+            None => {
+                let Some(placement) = &self.config.placement else {
+                    return true;
+                };
+                let me = self.registry.node();
+                !self
+                    .registry
+                    .live_nodes()
+                    .iter()
+                    .any(|n| n != me && n != old && placement.priority(n).is_some())
+            }
+        }
     }
 
     /// Sends a held `HandoverDone` now.
@@ -532,17 +555,13 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Holder(h) => h.clock.seq,
             _ => return,
         };
-        let stored = self.stored_upto(state);
-        let overdue = |d: &DeferredDone| d.since.elapsed() >= sync.ack_timeout;
-        if state
-            .sync
-            .done
-            .as_ref()
-            .is_some_and(|d| stored.is_none_or(|upto| upto >= d.seq) || overdue(d))
-        {
+        let go = state.sync.done.as_ref().is_some_and(|d| {
+            d.since.elapsed() >= sync.ack_timeout || self.done_may_go(state, d.seq, d.old.node())
+        });
+        if go {
             self.flush_handover_done(state);
         }
-        match stored {
+        match self.stored_upto(state) {
             Some(upto) => {
                 while state.sync.waiting.front().is_some_and(|w| w.seq <= upto) {
                     if let Some(w) = state.sync.waiting.pop_front() {

@@ -593,7 +593,20 @@ fn stale_holder_seeds_stay_fixed() {
 /// acknowledged by node, counted them as caught up and sent them nothing;
 /// its crash failed over from nothing (31 calls lost). A new entry in the
 /// standby group is now a new peer (`sync::Peer::entry`).
-const SYNC_LOSS_SEEDS: [u64; 3] = [3_823_538_393, 4_260_756_349, 3_094_842_145];
+///
+/// 3094847983 (the same run) and 2703062757 (the next), one crash each: a
+/// cascade of takeovers left no standby in the new holder's view (the old
+/// ones had stopped once they handed over, the new ones had not joined),
+/// so it confirmed at once; its crash lost the only copy (45 and 150
+/// calls). With other nodes of the placement live, it now waits for their
+/// standbys too (at most `ack_timeout`).
+const SYNC_LOSS_SEEDS: [u64; 5] = [
+    3_823_538_393,
+    4_260_756_349,
+    3_094_842_145,
+    3_094_847_983,
+    2_703_062_757,
+];
 
 /// Every seed of [`SYNC_LOSS_SEEDS`] replays clean and loses no
 /// acknowledged call, reported or not.
