@@ -441,8 +441,11 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             match phase::answer_query(state.memory.took_over.as_ref(), &old, &successor, pulling) {
                 QueryAnswer::Done => {
                     // Asked after `pull_timeout`: a `HandoverDone` we held
-                    // (`sync::handover_done`) waited long enough.
-                    self.flush_handover_done(state);
+                    // (`sync::handover_done`) waited long enough, and is
+                    // the answer.
+                    if self.flush_handover_done(state) {
+                        return;
+                    }
                     HandoverMsg::HandoverDone { successor }
                 }
                 QueryAnswer::Unknown => HandoverMsg::HandoverUnknown {

@@ -398,22 +398,22 @@ impl<A: TakeoverActor> TakeoverServer<A> {
             Stage::Holder(h) if self.sync_on() => h.clock.seq,
             _ => 0,
         };
-        if seq > 0 && !self.done_may_go(state, seq, old.node()) {
+        let wait = seq > 0 && !self.done_may_go(state, seq, old.node());
+        state.sync.done = Some(DeferredDone {
+            old,
+            successor,
+            seq,
+            since: Instant::now(),
+        });
+        if wait {
             tracing::debug!(
                 seq,
                 "HandoverDone waits for a standby to store our first replica"
             );
-            state.sync.done = Some(DeferredDone {
-                old,
-                successor,
-                seq,
-                since: Instant::now(),
-            });
             self.arm_sync_tick(state);
-            return;
+        } else {
+            self.flush_handover_done(state);
         }
-        let done = HandoverMsg::HandoverDone { successor };
-        deliver(&state.registry, &old, TakeoverMessage::<A>::Handover(done));
     }
 
     /// Whether a takeover's `HandoverDone` may go: the standbys we wait
@@ -436,18 +436,20 @@ impl<A: TakeoverActor> TakeoverServer<A> {
         }
     }
 
-    /// Sends a held `HandoverDone` now.
-    pub(super) fn flush_handover_done(&self, state: &mut ServerState<A>) {
-        if let Some(d) = state.sync.done.take() {
-            let done = HandoverMsg::HandoverDone {
-                successor: d.successor,
-            };
-            deliver(
-                &state.registry,
-                &d.old,
-                TakeoverMessage::<A>::Handover(done),
-            );
-        }
+    /// Sends a held `HandoverDone` now; whether one was held.
+    pub(super) fn flush_handover_done(&self, state: &mut ServerState<A>) -> bool {
+        let Some(d) = state.sync.done.take() else {
+            return false;
+        };
+        let done = HandoverMsg::HandoverDone {
+            successor: d.successor,
+        };
+        deliver(
+            &state.registry,
+            &d.old,
+            TakeoverMessage::<A>::Handover(done),
+        );
+        true
     }
 
     /// The state leaves with a takeover or a merge offer: the successor
