@@ -24,6 +24,7 @@ fn bounds() -> Bounds {
         takeover: Duration::from_secs(15),
         settle: Duration::from_secs(5),
         idle: Duration::ZERO,
+        rest: Duration::ZERO,
     }
 }
 
