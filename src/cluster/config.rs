@@ -40,8 +40,6 @@ pub struct ClusterConfig {
     /// How long a registration's token lives on after it left the group, so
     /// that replies to calls the old instance forwarded still reach remote
     /// callers. Set it above your longest call timeout. Default: 30 s.
-    /// A standby's entry in a name's standby group carries no calls and
-    /// stops at once.
     pub token_linger: Duration,
     /// TLS for every session, accepted and dialed. Default: `None`, plain
     /// TCP. All nodes of a cluster must agree: a TLS node and a plain

@@ -287,14 +287,6 @@ impl Registry for ClusterNode {
     }
 
     fn unregister(&self, info: &RegistrationInfo, reason: LeaveReason) {
-        // A standby's entry carries no calls, only the holder's checkpoints
-        // and replicas (casts, with no reply port to keep alive), so its
-        // token stops at once. Why it matters: every instance that becomes
-        // holder leaves the standby group, and a token lingering 30 s then
-        // stopping made every node of a mass move work again 30 s later,
-        // one remote-actor termination per name on each peer, with the
-        // cluster otherwise idle.
-        let lingers = !crate::drain::is_standby_entry(&info.name);
         let token = {
             let mut s = self.shared().lock();
             let id = s.local_by_info.remove(info);
@@ -303,8 +295,7 @@ impl Registry for ClusterNode {
                 .map(|(_, _, token)| token);
             if let Some(token) = &token {
                 s.leaving.insert(token.get_id(), reason.clone());
-                let flag = s.linger_flags.remove(&token.get_id());
-                if let (Some(flag), true) = (flag, lingers) {
+                if let Some(flag) = s.linger_flags.remove(&token.get_id()) {
                     flag.store(true, std::sync::atomic::Ordering::Release);
                     s.lingering.insert(token.get_id(), (token.clone(), flag));
                 }
@@ -324,11 +315,7 @@ impl Registry for ClusterNode {
             // Out of the group at once (no new lookup finds it), but alive a
             // while longer: remote callers' reply ports hang off their proxies
             // of this token (see `token::Token`).
-            if lingers {
-                ractor::time::exit_after(self.inner.config.token_linger, token);
-            } else {
-                token.stop(None);
-            }
+            ractor::time::exit_after(self.inner.config.token_linger, token);
         }
     }
 

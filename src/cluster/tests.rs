@@ -281,56 +281,6 @@ async fn a_client_only_node_holds_no_name() {
     node.shutdown();
 }
 
-/// A name's token lingers once its registration left (remote callers'
-/// replies come back through it); a standby's entry, which carries no
-/// calls, stops at once. Why it matters: with the entry lingering, every
-/// mass move came back 30 s later as one remote-actor termination per name
-/// on every peer (seen as a CPU burst on an idle 10 000-name cluster).
-#[tokio::test]
-async fn a_standby_entry_stops_when_it_leaves_and_a_name_lingers() {
-    let node = ClusterNode::start(ClusterConfig::new("k", 0, "c"))
-        .await
-        .expect("the node starts");
-    let (cell, _) = Actor::spawn(None, watcher::Watcher, Arc::new(shared()))
-        .await
-        .expect("an actor to register");
-    let registry = node.registry();
-    let name = registry
-        .register("count", cell.get_cell())
-        .await
-        .expect("the name registers");
-    let entry_name = format!("count{}", crate::drain::STANDBY_SUFFIX);
-    let entry = registry
-        .register(&entry_name, cell.get_cell())
-        .await
-        .expect("the standby entry registers");
-    // The tokens: the pg members other nodes see.
-    let token_of = |group: &str| {
-        let members = ractor::pg::get_scoped_members(&SCOPE.to_string(), &group.to_string());
-        assert_eq!(members.len(), 1, "one token in {group}");
-        members[0].clone()
-    };
-    let (name_token, entry_token) = (token_of("count"), token_of(&entry_name));
-    registry.unregister(entry.info(), LeaveReason::InstanceDied);
-    registry.unregister(name.info(), LeaveReason::Unregistered);
-    assert!(registry.lookup("count").is_none(), "the name left the view");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while entry_token.get_status() != ractor::ActorStatus::Stopped {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the standby entry's token still runs"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(
-        name_token.get_status(),
-        ractor::ActorStatus::Running,
-        "the name's token lingers for token_linger (30 s)"
-    );
-    cell.stop(None);
-    node.shutdown();
-}
-
 /// The smallest behaviour: a counter.
 struct Count;
 
