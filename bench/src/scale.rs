@@ -71,11 +71,13 @@ pub(crate) struct ScaleArgs {
     idle_s: u64,
     /// How long the cluster rests (client paused) before idle CPU is
     /// measured, s; the window right after the start-up is reported as
-    /// "settling CPU". Why 35: the start-up's moves leave each old
-    /// registration's token to stop `token_linger` (30 s) later, one
-    /// remote-actor termination per name on every peer. 0: idle CPU is the
-    /// window right after the start-up.
-    #[arg(long, default_value_t = 35)]
+    /// "settling CPU". Why 45: each registration that left in the
+    /// start-up's moves (a standby's entry too, as its instance became
+    /// holder) keeps its token for `token_linger` (30 s) and then stops it,
+    /// one remote-actor termination per name on every peer; 10 000 of them
+    /// took about 8 s on this machine. 0: idle CPU is the window right
+    /// after the start-up.
+    #[arg(long, default_value_t = 45)]
     rest_s: u64,
     /// The nodes' heartbeat interval, ms.
     #[arg(long, default_value_t = 200)]

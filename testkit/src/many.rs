@@ -434,8 +434,9 @@ pub struct Bounds {
     pub idle: Duration,
     /// How long the cluster rests, the client paused, before idle CPU is
     /// measured. Why: a mass move leaves work for later (each registration
-    /// that left keeps its token for `token_linger`, 30 s by default, then
-    /// stops it, one remote-actor termination per name on every peer), so
+    /// that left, a standby's entry whose instance became holder too, keeps
+    /// its token for `token_linger`, 30 s by default, then stops it, one
+    /// remote-actor termination per name on every peer), so
     /// a window right after the start-up measures the start-up's tail, not
     /// an idle cluster. The window right after the start-up is reported too
     /// ([`Run::settling_cpu_pct`]). Zero: idle CPU is that first window.
